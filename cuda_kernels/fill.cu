@@ -1,0 +1,39 @@
+#include "cuda_kernels/fill.h"
+
+#include "engine/cuda_check.h"
+
+namespace pmpl::cuda {
+namespace {
+
+template <class Word>
+__global__ void fill_kernel(Word* data, size_t count, Word value) {
+  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
+  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    data[i] = value;
+  }
+}
+
+template <class Word>
+void launch(void* data, size_t count, uint64_t pattern) {
+  constexpr int kThreads = 256;
+  const size_t wanted = (count + kThreads - 1) / kThreads;
+  const int blocks = static_cast<int>(wanted < 4096 ? wanted : 4096);
+  fill_kernel<Word><<<blocks, kThreads>>>(static_cast<Word*>(data), count, static_cast<Word>(pattern));
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+void fill_pattern(void* data, size_t count, size_t element_size, uint64_t pattern) {
+  if (count == 0) return;
+  switch (element_size) {
+    case 1: launch<uint8_t>(data, count, pattern); break;
+    case 2: launch<uint16_t>(data, count, pattern); break;
+    case 4: launch<uint32_t>(data, count, pattern); break;
+    case 8: launch<uint64_t>(data, count, pattern); break;
+    default:
+      throw_internal(__FILE__, __LINE__, "fill_pattern: element size " + std::to_string(element_size));
+  }
+}
+
+}  // namespace pmpl::cuda

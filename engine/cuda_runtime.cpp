@@ -1,0 +1,89 @@
+#include "engine/cuda_runtime.h"
+
+#include "engine/error.h"
+
+#ifdef PMPL_CUDA
+#include "engine/cuda_check.h"
+#endif
+
+namespace pmpl::cuda {
+
+#ifdef PMPL_CUDA
+
+bool built_with_cuda() { return true; }
+
+int device_count() {
+  static const int count = [] {
+    int n = 0;
+    // No driver or no device is not an error here: CPU-only machines report zero GPUs.
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+void require_device(int device) {
+  const int n = device_count();
+  PMPL_CHECK(n > 0, "no CUDA GPU is visible on this machine: run with --device cpu");
+  PMPL_CHECK(device >= 0 && device < n, "CUDA device {} does not exist (this machine has {})",
+             device, n);
+}
+
+void* raw_malloc(size_t nbytes, int device) {
+  CUDA_CHECK(cudaSetDevice(device));
+  void* p = nullptr;
+  const cudaError_t status = cudaMalloc(&p, nbytes);
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    PMPL_CHECK(false, "out of GPU memory allocating {:.1f} MiB on cuda:{}: lower --batch-size",
+               static_cast<double>(nbytes) / (1 << 20), device);
+  }
+  CUDA_CHECK(status);
+  return p;
+}
+
+void raw_free(void* ptr, int device) {
+  CUDA_CHECK(cudaSetDevice(device));
+  CUDA_CHECK(cudaFree(ptr));
+}
+
+void memset(void* device_ptr, int value, size_t nbytes) {
+  CUDA_CHECK(cudaMemset(device_ptr, value, nbytes));
+}
+
+void copy_to_device(void* dst, const void* host_src, size_t nbytes) {
+  CUDA_CHECK(cudaMemcpy(dst, host_src, nbytes, cudaMemcpyHostToDevice));
+}
+
+void copy_to_host(void* host_dst, const void* src, size_t nbytes) {
+  CUDA_CHECK(cudaMemcpy(host_dst, src, nbytes, cudaMemcpyDeviceToHost));
+}
+
+void copy_device_to_device(void* dst, const void* src, size_t nbytes) {
+  CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToDevice));
+}
+
+#else
+
+namespace {
+[[noreturn]] void no_cuda() {
+  throw_error("this pmpl was built without CUDA: rebuild with -DPMPL_CUDA=ON, or use --device cpu");
+}
+}  // namespace
+
+bool built_with_cuda() { return false; }
+int device_count() { return 0; }
+void require_device(int) { no_cuda(); }
+void* raw_malloc(size_t, int) { no_cuda(); }
+void raw_free(void*, int) { no_cuda(); }
+void memset(void*, int, size_t) { no_cuda(); }
+void copy_to_device(void*, const void*, size_t) { no_cuda(); }
+void copy_to_host(void*, const void*, size_t) { no_cuda(); }
+void copy_device_to_device(void*, const void*, size_t) { no_cuda(); }
+
+#endif
+
+}  // namespace pmpl::cuda

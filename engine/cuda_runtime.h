@@ -1,0 +1,22 @@
+// The little of the CUDA runtime the engine needs before the CUDA backend: device discovery,
+// raw allocation and copies. Every build has these functions; without PMPL_CUDA they say so.
+#pragma once
+
+#include <cstddef>
+
+namespace pmpl::cuda {
+
+bool built_with_cuda();
+// Number of usable GPUs; 0 without CUDA, without a driver, or without a device.
+int device_count();
+// Throws pmpl::Error naming what is missing when `device` cannot be used.
+void require_device(int device);
+
+void* raw_malloc(size_t nbytes, int device);
+void raw_free(void* ptr, int device);
+void memset(void* device_ptr, int value, size_t nbytes);
+void copy_to_device(void* dst, const void* host_src, size_t nbytes);
+void copy_to_host(void* host_dst, const void* src, size_t nbytes);
+void copy_device_to_device(void* dst, const void* src, size_t nbytes);
+
+}  // namespace pmpl::cuda

@@ -1,0 +1,89 @@
+// Every op of the engine: one declaration here, forward and backward side by side in
+// engine/ops/<family>.cpp. Each op validates its arguments (pmpl::Error on misuse), computes,
+// and records its backward when autograd needs it. Activations are NHWC: the channel is the
+// last dimension. CPU kernels run in f32 or f64.
+#pragma once
+
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace pmpl {
+class Generator;
+}
+
+namespace pmpl::ops {
+
+// ---- elementwise (engine/ops/binary.cpp, engine/ops/activation.cpp) ----
+// Binary ops broadcast NumPy-style (size-1 or missing leading dims stretch); a per-channel
+// operand of shape [C] against [..., C] is the fast common case.
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor scale(const Tensor& x, double factor);
+// dst += alpha * src, in place and unrecorded (gradient accumulation, optimizer updates).
+void axpy_(Tensor& dst, double alpha, const Tensor& src);
+
+Tensor relu(const Tensor& x);
+Tensor relu6(const Tensor& x);
+Tensor hardswish(const Tensor& x);
+Tensor hardsigmoid(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+
+// ---- shape (engine/ops/shape.cpp) ----
+Tensor reshape(const Tensor& x, const Shape& shape);
+// Concatenation along `axis` and its inverse (sizes along axis, summing to x.dim(axis)).
+Tensor concat(const Tensors& xs, int axis);
+Tensors split(const Tensor& x, const std::vector<int64_t>& sizes, int axis);
+
+// ---- reductions (engine/ops/reduce.cpp) ----
+// Over the listed axes (all axes when empty).
+Tensor sum(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);
+// Sums a broadcast result back to `shape` (the backward of broadcasting).
+Tensor sum_to_shape(const Tensor& x, const Shape& shape);
+
+// ---- softmax and loss (engine/ops/softmax.cpp, engine/ops/cross_entropy.cpp) ----
+Tensor softmax(const Tensor& x);      // over the last axis
+Tensor log_softmax(const Tensor& x);  // over the last axis
+// Mean over the batch of -sum_k q_k log softmax(logits)_k, with q = (1 - eps) one_hot(label)
+// + eps / K (PyTorch's label_smoothing). logits [N, K]; labels i64 [N] in [0, K).
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing = 0.0);
+
+// ---- linear algebra (engine/ops/matmul.cpp, engine/ops/linear.cpp) ----
+// 2-D: op(a) [M, K] x op(b) [K, N], op = transpose when the flag is set.
+Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool transpose_b = false);
+// x [..., in] times weight [out, in] transposed, plus bias [out] when defined.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// ---- convolutions (engine/ops/conv2d.cpp, depthwise_conv.cpp, pointwise_conv.cpp) ----
+// Dense: x [N, H, W, Cin], weight [Cout, kh, kw, Cin] -> [N, Ho, Wo, Cout]; zero padding.
+Tensor conv2d(const Tensor& x, const Tensor& weight, int stride = 1, int padding = 0);
+// Depthwise: x [N, H, W, C], weight [C, k, k] -> [N, Ho, Wo, C]; zero padding.
+Tensor depthwise_conv2d(const Tensor& x, const Tensor& weight, int stride = 1, int padding = 0);
+// 1x1: x [..., Cin], weight [Cout, 1, 1, Cin] -> [..., Cout]; one GEMM over all rows.
+Tensor pointwise_conv(const Tensor& x, const Tensor& weight);
+
+// ---- normalisation (engine/ops/batchnorm.cpp) ----
+// Over every dimension but the last. Training: batch statistics, and the running ones (when
+// defined) move by `momentum` towards them, the variance unbiased (PyTorch's rule). Eval: the
+// running statistics. gamma, beta, running_mean, running_var: [C].
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
+                  Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+
+// ---- pooling (engine/ops/pooling.cpp, engine/ops/global_pool.cpp) ----
+// k x k windows, x [N, H, W, C]. Max never picks padding; avg divides by the whole window,
+// padding included (PyTorch's count_include_pad=True).
+Tensor max_pool2d(const Tensor& x, int kernel, int stride, int padding);
+Tensor avg_pool2d(const Tensor& x, int kernel, int stride, int padding);
+Tensor global_avg_pool(const Tensor& x);  // [N, H, W, C] -> [N, C]
+// Coordinate-attention strip pooling: [N, H, W, C] -> [N, H + W, C]; rows 0..H-1 are the means
+// over W of each row, rows H..H+W-1 the means over H of each column.
+Tensor strip_pool(const Tensor& x);
+
+// ---- regularisation (engine/ops/dropout.cpp) ----
+// Zeroes each element with probability p and scales the rest by 1/(1-p) (identity when not
+// training). The mask comes from the counter-based generator and is recomputed in backward.
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
+
+}  // namespace pmpl::ops

@@ -1,0 +1,65 @@
+// Activations: y = f(x), dx = f'(x) * dy, with f and f' from engine/math.h (shared with CUDA).
+#include "engine/math.h"
+#include "engine/ops/op_util.h"
+
+namespace pmpl::ops {
+namespace {
+
+template <class Fwd, class Grad>
+Tensor unary(const char* name, const Tensor& x, Fwd fwd, Grad grad) {
+  detail::check_cpu_float(name, {&x});
+  Tensor y = empty_like(x);
+  const int64_t n = x.numel();
+  dispatch_float(x.dtype(), name, [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) py[i] = fwd(px[i]);
+  });
+  if (needs_grad({&x})) {
+    record(name, {&x}, {y}, [xs = x.detach(), name, grad](const Tensors& g) -> Tensors {
+      Tensor dx = empty_like(xs);
+      const int64_t count = xs.numel();
+      dispatch_float(xs.dtype(), name, [&](auto tag) {
+        using T = decltype(tag);
+        const T* px = xs.data<T>();
+        const T* pg = g[0].data<T>();
+        T* pd = dx.data<T>();
+#pragma omp parallel for simd if (count > 65536)
+        for (int64_t i = 0; i < count; ++i) pd[i] = grad(px[i]) * pg[i];
+      });
+      return {dx};
+    });
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor relu(const Tensor& x) {
+  return unary("relu", x, [](auto v) { return math::relu(v); },
+               [](auto v) { return math::relu_grad(v); });
+}
+
+Tensor relu6(const Tensor& x) {
+  return unary("relu6", x, [](auto v) { return math::relu6(v); },
+               [](auto v) { return math::relu6_grad(v); });
+}
+
+Tensor hardswish(const Tensor& x) {
+  return unary("hardswish", x, [](auto v) { return math::hardswish(v); },
+               [](auto v) { return math::hardswish_grad(v); });
+}
+
+Tensor hardsigmoid(const Tensor& x) {
+  return unary("hardsigmoid", x, [](auto v) { return math::hardsigmoid(v); },
+               [](auto v) { return math::hardsigmoid_grad(v); });
+}
+
+Tensor sigmoid(const Tensor& x) {
+  return unary("sigmoid", x, [](auto v) { return math::sigmoid(v); },
+               [](auto v) { return math::sigmoid_grad(v); });
+}
+
+}  // namespace pmpl::ops

@@ -1,0 +1,166 @@
+// Dense conv2d, NHWC, through im2col + GEMM. The column matrix row of an output pixel is its
+// window in (ki, kj, c) order, which is exactly a weight row [kh, kw, Cin]: y = cols W^T,
+// dW = g^T cols, dcols = g W then scattered back (col2im). Images are processed in chunks so the
+// column buffer stays bounded; backward rebuilds the columns rather than keeping them.
+#include <algorithm>
+#include <cstring>
+
+#include "engine/blas.h"
+#include "engine/ops/op_util.h"
+
+namespace pmpl::ops {
+namespace {
+
+constexpr size_t kMaxColumnBytes = size_t{64} << 20;
+
+struct ConvGeometry {
+  int64_t n, h, w, cin, cout, kh, kw, ho, wo;
+  int stride, padding;
+  int64_t k() const { return kh * kw * cin; }
+  bool is_identity_window() const { return kh == 1 && kw == 1 && stride == 1 && padding == 0; }
+};
+
+template <class T>
+void im2col(const T* x, const ConvGeometry& g, int64_t images, T* cols) {
+  const int64_t k = g.k();
+#pragma omp parallel for if (images * g.ho * g.wo * k > 65536)
+  for (int64_t nh = 0; nh < images * g.ho; ++nh) {
+    const int64_t n = nh / g.ho, oh = nh % g.ho;
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      T* row = cols + (nh * g.wo + ow) * k;
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        const int64_t ih = oh * g.stride - g.padding + ki;
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          const int64_t iw = ow * g.stride - g.padding + kj;
+          T* dst = row + (ki * g.kw + kj) * g.cin;
+          if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) {
+            std::fill(dst, dst + g.cin, T(0));
+          } else {
+            std::memcpy(dst, x + ((n * g.h + ih) * g.w + iw) * g.cin, sizeof(T) * g.cin);
+          }
+        }
+      }
+    }
+  }
+}
+
+// dx += scatter of the column gradients; one image per thread, so no two threads share a pixel.
+template <class T>
+void col2im_add(const T* dcols, const ConvGeometry& g, int64_t images, T* dx) {
+  const int64_t k = g.k();
+#pragma omp parallel for if (images > 1)
+  for (int64_t n = 0; n < images; ++n) {
+    for (int64_t oh = 0; oh < g.ho; ++oh) {
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        const T* row = dcols + ((n * g.ho + oh) * g.wo + ow) * k;
+        for (int64_t ki = 0; ki < g.kh; ++ki) {
+          const int64_t ih = oh * g.stride - g.padding + ki;
+          if (ih < 0 || ih >= g.h) continue;
+          for (int64_t kj = 0; kj < g.kw; ++kj) {
+            const int64_t iw = ow * g.stride - g.padding + kj;
+            if (iw < 0 || iw >= g.w) continue;
+            const T* src = row + (ki * g.kw + kj) * g.cin;
+            T* dst = dx + ((n * g.h + ih) * g.w + iw) * g.cin;
+#pragma omp simd
+            for (int64_t c = 0; c < g.cin; ++c) dst[c] += src[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+int64_t images_per_chunk(const ConvGeometry& g, size_t elem) {
+  const size_t per_image = static_cast<size_t>(g.ho * g.wo * g.k()) * elem;
+  return std::clamp<int64_t>(static_cast<int64_t>(kMaxColumnBytes / std::max<size_t>(per_image, 1)),
+                             1, std::max<int64_t>(g.n, 1));
+}
+
+template <class T>
+void conv_forward(const T* x, const T* w, T* y, const ConvGeometry& g) {
+  const int64_t chunk = images_per_chunk(g, sizeof(T));
+  Tensor cols_buffer;
+  if (!g.is_identity_window()) {
+    cols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * g.k()}, dtype_of<T>);
+  }
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t images = std::min(chunk, g.n - n0);
+    const int64_t rows = images * g.ho * g.wo;
+    const T* cols = x + n0 * g.h * g.w * g.cin;
+    if (!g.is_identity_window()) {
+      im2col(cols, g, images, cols_buffer.data<T>());
+      cols = cols_buffer.data<T>();
+    }
+    blas::gemm<T>(false, true, rows, g.cout, g.k(), T(1), cols, g.k(), w, g.k(), T(0),
+                  y + n0 * g.ho * g.wo * g.cout, g.cout);
+  }
+}
+
+template <class T>
+void conv_backward(const T* x, const T* w, const T* gy, T* gx, T* gw, const ConvGeometry& g) {
+  const int64_t chunk = images_per_chunk(g, sizeof(T));
+  const int64_t k = g.k();
+  Tensor cols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * k}, dtype_of<T>);
+  Tensor dcols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * k}, dtype_of<T>);
+  if (gx != nullptr) std::fill(gx, gx + g.n * g.h * g.w * g.cin, T(0));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const int64_t images = std::min(chunk, g.n - n0);
+    const int64_t rows = images * g.ho * g.wo;
+    const T* gy_chunk = gy + n0 * g.ho * g.wo * g.cout;
+    if (gw != nullptr) {
+      const T* cols = x + n0 * g.h * g.w * g.cin;
+      if (!g.is_identity_window()) {
+        im2col(cols, g, images, cols_buffer.data<T>());
+        cols = cols_buffer.data<T>();
+      }
+      blas::gemm<T>(true, false, g.cout, k, rows, T(1), gy_chunk, g.cout, cols, k,
+                    n0 == 0 ? T(0) : T(1), gw, k);
+    }
+    if (gx != nullptr) {
+      T* gx_chunk = gx + n0 * g.h * g.w * g.cin;
+      if (g.is_identity_window()) {
+        blas::gemm<T>(false, false, rows, k, g.cout, T(1), gy_chunk, g.cout, w, k, T(0), gx_chunk, k);
+      } else {
+        T* dcols = dcols_buffer.data<T>();
+        blas::gemm<T>(false, false, rows, k, g.cout, T(1), gy_chunk, g.cout, w, k, T(0), dcols, k);
+        col2im_add(dcols, g, images, gx_chunk);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, int stride, int padding) {
+  detail::check_cpu_float("conv2d", {&x, &weight});
+  detail::check_rank("conv2d", "input", x, 4, "N, H, W, Cin");
+  detail::check_rank("conv2d", "weight", weight, 4, "Cout, kh, kw, Cin");
+  PMPL_CHECK(x.dim(3) == weight.dim(3), "conv2d: input has {} channels, weight expects {}",
+             x.dim(3), weight.dim(3));
+  ConvGeometry g{x.dim(0), x.dim(1), x.dim(2), x.dim(3), weight.dim(0), weight.dim(1),
+                 weight.dim(2), 0, 0, stride, padding};
+  g.ho = detail::window_output_size("conv2d", g.h, static_cast<int>(g.kh), stride, padding);
+  g.wo = detail::window_output_size("conv2d", g.w, static_cast<int>(g.kw), stride, padding);
+  Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.cout}, x.dtype(), x.device());
+  dispatch_float(x.dtype(), "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    conv_forward(x.data<T>(), weight.data<T>(), y.data<T>(), g);
+  });
+  if (needs_grad({&x, &weight})) {
+    const bool grad_x = x.requires_grad(), grad_w = weight.requires_grad();
+    record("conv2d", {&x, &weight}, {y},
+           [xs = x.detach(), ws = weight.detach(), g, grad_x, grad_w](const Tensors& gr) -> Tensors {
+             Tensor gx = grad_x ? empty_like(xs) : Tensor();
+             Tensor gw = grad_w ? empty_like(ws) : Tensor();
+             dispatch_float(xs.dtype(), "conv2d", [&](auto tag) {
+               using T = decltype(tag);
+               conv_backward(xs.data<T>(), ws.data<T>(), gr[0].data<T>(),
+                             grad_x ? gx.data<T>() : nullptr, grad_w ? gw.data<T>() : nullptr, g);
+             });
+             return {gx, gw};
+           });
+  }
+  return y;
+}
+
+}  // namespace pmpl::ops

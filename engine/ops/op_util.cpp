@@ -1,0 +1,80 @@
+#include "engine/ops/op_util.h"
+
+#include <algorithm>
+
+namespace pmpl::ops::detail {
+
+void check_cpu_float(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    PMPL_CHECK(t->device().is_cpu(),
+               "{}: this op has no CUDA kernel yet (issue 6); move the tensors to the CPU", op);
+    PMPL_CHECK(t->dtype() == DType::kF32 || t->dtype() == DType::kF64,
+               "{}: dtype {} is not supported by CPU kernels (use f32 or f64)", op,
+               dtype_name(t->dtype()));
+    if (first == nullptr) first = t;
+    PMPL_CHECK(t->dtype() == first->dtype(), "{}: mixed dtypes {} and {}", op,
+               dtype_name(first->dtype()), dtype_name(t->dtype()));
+  }
+}
+
+void check_rank(const char* op, const char* what, const Tensor& x, int rank, const char* layout) {
+  PMPL_CHECK(x.rank() == rank, "{}: {} must have {} dimensions [{}], got shape {}", op, what, rank,
+             layout, x.shape().str());
+}
+
+int64_t window_output_size(const char* op, int64_t input, int kernel, int stride, int padding) {
+  PMPL_CHECK(kernel > 0 && stride > 0 && padding >= 0,
+             "{}: kernel {}, stride {}, padding {} (kernel and stride must be positive, padding "
+             "non-negative)", op, kernel, stride, padding);
+  PMPL_CHECK(input + 2 * padding >= kernel,
+             "{}: a {}-wide window does not fit an input of {} with padding {}", op, kernel, input,
+             padding);
+  return (input + 2 * padding - kernel) / stride + 1;
+}
+
+namespace {
+
+constexpr int64_t kRowsPerChunk = 256;
+
+template <class RowTerm>
+void chunked_column_sums(int64_t rows, int64_t channels, double* out, RowTerm term) {
+  const int64_t chunks = std::max<int64_t>(1, (rows + kRowsPerChunk - 1) / kRowsPerChunk);
+  std::vector<double> partial(static_cast<size_t>(chunks * channels), 0.0);
+#pragma omp parallel for schedule(static) if (rows * channels > 32768)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    double* acc = partial.data() + chunk * channels;
+    const int64_t end = std::min(rows, (chunk + 1) * kRowsPerChunk);
+    for (int64_t r = chunk * kRowsPerChunk; r < end; ++r) {
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) acc[c] += term(r * channels + c);
+    }
+  }
+  std::fill(out, out + channels, 0.0);
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const double* acc = partial.data() + chunk * channels;
+    for (int64_t c = 0; c < channels; ++c) out[c] += acc[c];
+  }
+}
+
+}  // namespace
+
+template <class T>
+void column_sums(const T* x, int64_t rows, int64_t channels, double* out) {
+  chunked_column_sums(rows, channels, out, [x](int64_t i) { return static_cast<double>(x[i]); });
+}
+
+template <class T>
+void column_dot(const T* x, const T* y, int64_t rows, int64_t channels, double* out) {
+  chunked_column_sums(rows, channels, out, [x, y](int64_t i) {
+    return static_cast<double>(x[i]) * static_cast<double>(y[i]);
+  });
+}
+
+template void column_sums<float>(const float*, int64_t, int64_t, double*);
+template void column_sums<double>(const double*, int64_t, int64_t, double*);
+template void column_dot<float>(const float*, const float*, int64_t, int64_t, double*);
+template void column_dot<double>(const double*, const double*, int64_t, int64_t, double*);
+
+}  // namespace pmpl::ops::detail

@@ -1,0 +1,87 @@
+#include "tests/test_util.h"
+
+#include <cmath>
+
+namespace pmpl::test {
+
+Tensor random(const Shape& shape, uint64_t seed, bool requires_grad, double scale, DType dtype) {
+  Generator gen(seed);
+  Tensor t = Tensor::randn(shape, gen, DType::kF64);
+  if (scale != 1.0) t = ops::scale(t, scale);
+  t = t.to(dtype);
+  if (requires_grad) t.set_requires_grad(true);
+  return t;
+}
+
+std::vector<double> as_doubles(const Tensor& t) { return t.to(DType::kF64).to_vector<double>(); }
+
+void expect_close(const Tensor& actual, const Tensor& expected, double atol, double rtol,
+                  const std::string& what) {
+  ASSERT_EQ(actual.shape(), expected.shape()) << what << ": shape " << actual.shape().str()
+                                              << " vs " << expected.shape().str();
+  const std::vector<double> a = as_doubles(actual), e = as_doubles(expected);
+  int reported = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const bool ok = std::isfinite(a[i]) && std::fabs(a[i] - e[i]) <= atol + rtol * std::fabs(e[i]);
+    if (!ok && reported++ < 5) {
+      ADD_FAILURE() << what << ": element " << i << " is " << a[i] << ", expected " << e[i]
+                    << " (atol " << atol << ", rtol " << rtol << ")";
+    }
+  }
+}
+
+namespace {
+
+double weighted_sum(const Tensor& y, const std::vector<double>& r) {
+  const std::vector<double> v = as_doubles(y);
+  double total = 0.0;
+  for (size_t i = 0; i < v.size(); ++i) total += v[i] * r[i];
+  return total;
+}
+
+}  // namespace
+
+void expect_gradients_match(const std::function<Tensor(const Tensors&)>& fn, const Tensors& inputs,
+                            const GradCheckOptions& options) {
+  for (const Tensor& x : inputs) {
+    ASSERT_EQ(x.dtype(), DType::kF64) << "gradient checks run in f64";
+    if (x.requires_grad()) x.impl()->grad.reset();
+  }
+  const Tensor y = fn(inputs);
+  ASSERT_TRUE(y.requires_grad()) << "the output does not depend on any input requiring grad";
+  for (double v : as_doubles(y)) ASSERT_TRUE(std::isfinite(v)) << "non-finite output element";
+  const Tensor r = random(y.shape(), 991, false);
+  const std::vector<double> rv = as_doubles(r);
+  y.backward(r);
+
+  NoGradGuard no_grad;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const Tensor& x = inputs[k];
+    if (!x.requires_grad()) continue;
+    const Tensor analytic = x.grad();
+    ASSERT_TRUE(analytic.defined()) << "input " << k << " received no gradient";
+    const std::vector<double> a = as_doubles(analytic);
+    double* px = x.data<double>();
+    double largest = 0.0;
+    int reported = 0;
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const double saved = px[i];
+      px[i] = saved + options.eps;
+      const double plus = weighted_sum(fn(inputs), rv);
+      px[i] = saved - options.eps;
+      const double minus = weighted_sum(fn(inputs), rv);
+      px[i] = saved;
+      const double numeric = (plus - minus) / (2.0 * options.eps);
+      largest = std::max(largest, std::fabs(numeric));
+      const double err = std::fabs(a[static_cast<size_t>(i)] - numeric);
+      if (!(err <= options.atol + options.rtol * std::fabs(numeric)) && reported++ < 5) {
+        ADD_FAILURE() << "input " << k << " " << x.shape().str() << " element " << i
+                      << ": backward " << a[static_cast<size_t>(i)] << ", finite difference "
+                      << numeric << " (error " << err << ")";
+      }
+    }
+    EXPECT_GT(largest, 1e-8) << "input " << k << ": gradient is zero everywhere; the check is void";
+  }
+}
+
+}  // namespace pmpl::test

@@ -1,0 +1,38 @@
+// Test helpers: random inputs (never all zero), the finite-difference gradient check, and
+// elementwise comparison with a stated tolerance.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+
+namespace pmpl::test {
+
+// Standard normal values times `scale`, f64 unless told otherwise, requiring grad when asked.
+Tensor random(const Shape& shape, uint64_t seed, bool requires_grad = true, double scale = 1.0,
+              DType dtype = DType::kF64);
+
+struct GradCheckOptions {
+  double eps = 1e-6;   // central difference step
+  double atol = 1e-7;  // f64 central differences are good to ~eps^2 * f''' + rounding/eps ~ 1e-9
+  double rtol = 1e-6;
+};
+
+// Checks the backward of `fn` against central finite differences for every input that requires
+// grad, through L = sum(fn(inputs) * r) with a random r. `fn` must be deterministic (create any
+// generator inside it). Fails the test on mismatch, on a non-finite output (a poisoned, unwritten
+// element), or when an input's numerical gradient is all zero (a check that cannot fail).
+void expect_gradients_match(const std::function<Tensor(const Tensors&)>& fn, const Tensors& inputs,
+                            const GradCheckOptions& options = {});
+
+// |actual - expected| <= atol + rtol * |expected| elementwise, any float dtypes; same shape.
+void expect_close(const Tensor& actual, const Tensor& expected, double atol, double rtol,
+                  const std::string& what = "");
+
+std::vector<double> as_doubles(const Tensor& t);
+
+}  // namespace pmpl::test

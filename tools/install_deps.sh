@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what pmpl needs to build, test and run its main job on Debian.
+# Idempotent: packages already present are not touched, so a second run takes a second.
+# Used by both README commands and by .ci/run.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config ccache
+  libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev
+  libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
+  libopenblas-openmp-dev
+  libopenmpi-dev openmpi-bin
+  dataset-fashion-mnist
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "install_deps: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install_deps: need root or sudo to install: ${missing[*]}" >&2; exit 2; }
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

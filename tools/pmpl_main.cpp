@@ -1,0 +1,40 @@
+// The `pmpl` entry point: git-style subcommands. A user's mistake (bad flag, bad file, bad
+// shape) prints one line and exits 2; a bug in pmpl exits 1 with the details.
+#include <cstdio>
+#include <exception>
+
+#include "engine/error.h"
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"pmpl: Progressive Meta-Pooling Learning for lightweight image classifiers"};
+  app.set_version_flag("--version", std::string("pmpl ") + PMPL_VERSION);
+  app.require_subcommand(1);
+  pmpl::cli::Runner run;
+  pmpl::cli::add_bench_command(app, run);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "pmpl: error: %s (see pmpl --help)\n", e.what());
+    return 2;
+  }
+  try {
+    run();
+  } catch (const pmpl::Error& e) {
+    std::fprintf(stderr, "pmpl: error: %s\n", e.what());
+    return 2;
+  } catch (const pmpl::InternalError& e) {
+    std::fprintf(stderr, "pmpl: internal error (a bug in pmpl, please report it): %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pmpl: internal error (a bug in pmpl, please report it): %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
