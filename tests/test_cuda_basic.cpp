@@ -1,0 +1,49 @@
+// CUDA device tensors: allocation, copies and fill. Skipped (not passed) where no GPU is visible;
+// the one test that runs everywhere checks that such a machine gets a clear error.
+#include "engine/allocator.h"
+#include "engine/cuda_runtime.h"
+#include "tests/test_util.h"
+
+namespace pmpl {
+namespace {
+
+#define SKIP_WITHOUT_GPU()                                                                  \
+  if (cuda::device_count() == 0)                                                          \
+  GTEST_SKIP() << (cuda::built_with_cuda() ? "no CUDA GPU visible" : "built without CUDA")
+
+TEST(Cuda, CopiesRoundTrip) {
+  SKIP_WITHOUT_GPU();
+  const Tensor host = test::random({3, 5, 7, 11}, 1, false, 1.0, DType::kF32);
+  const Tensor device = host.to(Device::cuda());
+  EXPECT_TRUE(device.is_cuda());
+  const Tensor again = device.clone().to(Device::cpu());
+  EXPECT_EQ(again.to_vector<float>(), host.to_vector<float>());
+  EXPECT_EQ(test::as_doubles(device.to(DType::kBF16).to(Device::cpu())),
+            test::as_doubles(host.to(DType::kBF16)));
+}
+
+TEST(Cuda, FillsEveryDtype) {
+  SKIP_WITHOUT_GPU();
+  for (DType dtype : {DType::kF32, DType::kF64, DType::kBF16, DType::kF16, DType::kI32, DType::kI64,
+                      DType::kU8}) {
+    // 1027 elements: not a multiple of the block size.
+    const Tensor t = Tensor::full(Shape{1027}, 3.0, dtype, Device::cuda());
+    for (double v : test::as_doubles(t)) ASSERT_EQ(v, 3.0) << dtype_name(dtype);
+  }
+}
+
+TEST(Cuda, AllocatorCachesDeviceBlocks) {
+  SKIP_WITHOUT_GPU();
+  { Tensor t = Tensor::empty(Shape{1 << 20}, DType::kF32, Device::cuda()); }
+  const size_t before = cuda_allocator(0).stats().system_allocs;
+  { Tensor t = Tensor::empty(Shape{1 << 20}, DType::kF32, Device::cuda()); }
+  EXPECT_EQ(cuda_allocator(0).stats().system_allocs, before);
+}
+
+TEST(Cuda, NoGpuMeansAClearError) {
+  if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
+  EXPECT_THROW(Tensor::empty(Shape{4}, DType::kF32, Device::cuda()), Error);
+}
+
+}  // namespace
+}  // namespace pmpl
