@@ -38,23 +38,30 @@ namespace {
 
 constexpr int64_t kRowsPerChunk = 256;
 
-template <class RowTerm>
-void chunked_column_sums(int64_t rows, int64_t channels, double* out, RowTerm term) {
+// Column sums of `outputs` row terms at once: term(i, k) is the k-th term of element i.
+template <int kOutputs, class RowTerm>
+void chunked_column_sums(int64_t rows, int64_t channels, double* const (&out)[kOutputs],
+                         RowTerm term) {
   const int64_t chunks = std::max<int64_t>(1, (rows + kRowsPerChunk - 1) / kRowsPerChunk);
-  std::vector<double> partial(static_cast<size_t>(chunks * channels), 0.0);
+  std::vector<double> partial(static_cast<size_t>(kOutputs * chunks * channels), 0.0);
 #pragma omp parallel for schedule(static) if (rows * channels > 32768)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    double* acc = partial.data() + chunk * channels;
+    double* acc = partial.data() + kOutputs * chunk * channels;
     const int64_t end = std::min(rows, (chunk + 1) * kRowsPerChunk);
     for (int64_t r = chunk * kRowsPerChunk; r < end; ++r) {
+      for (int k = 0; k < kOutputs; ++k) {
+        double* a = acc + k * channels;
 #pragma omp simd
-      for (int64_t c = 0; c < channels; ++c) acc[c] += term(r * channels + c);
+        for (int64_t c = 0; c < channels; ++c) a[c] += term(r * channels + c, k);
+      }
     }
   }
-  std::fill(out, out + channels, 0.0);
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const double* acc = partial.data() + chunk * channels;
-    for (int64_t c = 0; c < channels; ++c) out[c] += acc[c];
+  for (int k = 0; k < kOutputs; ++k) {
+    std::fill(out[k], out[k] + channels, 0.0);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const double* a = partial.data() + (kOutputs * chunk + k) * channels;
+      for (int64_t c = 0; c < channels; ++c) out[k][c] += a[c];
+    }
   }
 }
 
@@ -62,19 +69,26 @@ void chunked_column_sums(int64_t rows, int64_t channels, double* out, RowTerm te
 
 template <class T>
 void column_sums(const T* x, int64_t rows, int64_t channels, double* out) {
-  chunked_column_sums(rows, channels, out, [x](int64_t i) { return static_cast<double>(x[i]); });
+  double* const outs[1] = {out};
+  chunked_column_sums<1>(rows, channels, outs,
+                         [x](int64_t i, int) { return static_cast<double>(x[i]); });
 }
 
 template <class T>
-void column_dot(const T* x, const T* y, int64_t rows, int64_t channels, double* out) {
-  chunked_column_sums(rows, channels, out, [x, y](int64_t i) {
-    return static_cast<double>(x[i]) * static_cast<double>(y[i]);
+void column_sum_and_dot(const T* a, const T* b, int64_t rows, int64_t channels, double* sum_a,
+                        double* dot_ab) {
+  double* const outs[2] = {sum_a, dot_ab};
+  chunked_column_sums<2>(rows, channels, outs, [a, b](int64_t i, int k) {
+    const double v = static_cast<double>(a[i]);
+    return k == 0 ? v : v * static_cast<double>(b[i]);
   });
 }
 
 template void column_sums<float>(const float*, int64_t, int64_t, double*);
 template void column_sums<double>(const double*, int64_t, int64_t, double*);
-template void column_dot<float>(const float*, const float*, int64_t, int64_t, double*);
-template void column_dot<double>(const double*, const double*, int64_t, int64_t, double*);
+template void column_sum_and_dot<float>(const float*, const float*, int64_t, int64_t, double*,
+                                        double*);
+template void column_sum_and_dot<double>(const double*, const double*, int64_t, int64_t, double*,
+                                         double*);
 
 }  // namespace pmpl::ops::detail

@@ -25,9 +25,11 @@ int64_t window_output_size(const char* op, int64_t input, int kernel, int stride
 // bit-exact resume promise relies on it).
 template <class T>
 void column_sums(const T* x, int64_t rows, int64_t channels, double* out);
-// The same for sum over rows of x * y (e.g. gradient times normalised input).
+// Both in one pass: sum_a[c] = sum over rows of a, dot_ab[c] = sum over rows of a * b
+// (b = a gives the sum of squares).
 template <class T>
-void column_dot(const T* x, const T* y, int64_t rows, int64_t channels, double* out);
+void column_sum_and_dot(const T* a, const T* b, int64_t rows, int64_t channels, double* sum_a,
+                        double* dot_ab);
 
 // x repeated NumPy-style to `shape` (unrecorded; the forward of a broadcast's backward).
 Tensor broadcast_to(const Tensor& x, const Shape& shape);

@@ -1,7 +1,8 @@
 // Max and average pooling, k x k, NHWC, with PyTorch's semantics: max never picks padding and
-// keeps the first maximum of a window (row-major scan); avg divides by the window clipped to the
-// padded input (count_include_pad=True); a NaN in a window wins, as in PyTorch. Max backward recomputes each window's argmax instead
-// of storing it. Backward scatters per (image, channel block), so no two threads share an element.
+// keeps the first maximum of a window (row-major scan), a NaN winning; avg divides by the window
+// clipped to the padded input (count_include_pad=True). Max records each output's winning tap
+// (one byte) for its backward; the fused CUDA enhancer will recompute it instead, where memory
+// is the constraint.
 #include <algorithm>
 #include <limits>
 
@@ -9,8 +10,6 @@
 
 namespace pmpl::ops {
 namespace {
-
-constexpr int64_t kChannelBlock = 32;
 
 struct PoolGeometry {
   int64_t n, h, w, c, ho, wo;
@@ -28,23 +27,58 @@ struct PoolGeometry {
     h1 = std::min(h1, h);
     w1 = std::min(w1, w);
   }
+  // The outputs [o0, o1] whose window [o * s - p, o * s - p + k) contains input index i (along
+  // one axis with `outputs` positions); empty when o0 > o1.
+  void covering(int64_t i, int64_t outputs, int64_t& o0, int64_t& o1) const {
+    o0 = std::max<int64_t>(0, (i + padding - k + stride) / stride);
+    o1 = std::min<int64_t>(outputs - 1, (i + padding) / stride);
+  }
 };
 
+// Also records, when `taps` is given, each output's winning tap (ki * k + kj: one byte, k <= 15)
+// for the backward. The scan keeps taps in 32-bit lanes, the width of the float compares, and
+// narrows them once per output pixel: mixing byte and float lanes in the scan is ~5x slower.
 template <class T>
-void max_forward(const T* x, T* y, const PoolGeometry& g) {
-#pragma omp parallel for if (g.n * g.ho * g.wo * g.c > 16384)
-  for (int64_t nh = 0; nh < g.n * g.ho; ++nh) {
-    const int64_t n = nh / g.ho, oh = nh % g.ho;
-    for (int64_t ow = 0; ow < g.wo; ++ow) {
-      int64_t h0, h1, w0, w1, divisor;
-      g.window(oh, ow, h0, h1, w0, w1, divisor);
-      T* yr = y + (nh * g.wo + ow) * g.c;
-      std::fill(yr, yr + g.c, -std::numeric_limits<T>::infinity());
-      for (int64_t ih = h0; ih < h1; ++ih) {
-        for (int64_t iw = w0; iw < w1; ++iw) {
-          const T* xr = x + ((n * g.h + ih) * g.w + iw) * g.c;
+void max_forward(const T* x, T* y, uint8_t* taps, const PoolGeometry& g) {
+#pragma omp parallel if (g.n * g.ho * g.wo * g.c > 16384)
+  {
+    std::vector<int32_t> tap_scratch(taps != nullptr ? static_cast<size_t>(g.c) : 0);
+    int32_t* best_tap = tap_scratch.data();
+#pragma omp for
+    for (int64_t nh = 0; nh < g.n * g.ho; ++nh) {
+      const int64_t n = nh / g.ho, oh = nh % g.ho;
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        int64_t h0, h1, w0, w1, divisor;
+        g.window(oh, ow, h0, h1, w0, w1, divisor);
+        T* yr = y + (nh * g.wo + ow) * g.c;
+        const int64_t top = oh * g.stride - g.padding, left = ow * g.stride - g.padding;
+        std::fill(yr, yr + g.c, -std::numeric_limits<T>::infinity());
+        if (taps != nullptr) {
+          std::fill(best_tap, best_tap + g.c, static_cast<int32_t>((h0 - top) * g.k + (w0 - left)));
+        }
+        for (int64_t ih = h0; ih < h1; ++ih) {
+          for (int64_t iw = w0; iw < w1; ++iw) {
+            const T* xr = x + ((n * g.h + ih) * g.w + iw) * g.c;
+            if (taps == nullptr) {
 #pragma omp simd
-          for (int64_t c = 0; c < g.c; ++c) yr[c] = (xr[c] > yr[c] || xr[c] != xr[c]) ? xr[c] : yr[c];
+              for (int64_t c = 0; c < g.c; ++c) yr[c] = ((xr[c] > yr[c]) | (xr[c] != xr[c])) ? xr[c] : yr[c];
+              continue;
+            }
+            const auto tap = static_cast<int32_t>((ih - top) * g.k + (iw - left));
+#pragma omp simd
+            for (int64_t c = 0; c < g.c; ++c) {
+              // Bitwise, not short-circuit: branch-free selects vectorise as blends (a branchy
+              // form becomes masked stores, which are microcoded on AMD cores).
+              const bool wins = (xr[c] > yr[c]) | ((xr[c] != xr[c]) & (yr[c] == yr[c]));
+              yr[c] = wins ? xr[c] : yr[c];
+              best_tap[c] = wins ? tap : best_tap[c];
+            }
+          }
+        }
+        if (taps != nullptr) {
+          uint8_t* tr = taps + (nh * g.wo + ow) * g.c;
+#pragma omp simd
+          for (int64_t c = 0; c < g.c; ++c) tr[c] = static_cast<uint8_t>(best_tap[c]);
         }
       }
     }
@@ -75,64 +109,56 @@ void avg_forward(const T* x, T* y, const PoolGeometry& g) {
   }
 }
 
-// Calls body(n, c0, c1) for every image and channel block, in parallel.
-template <class Body>
-void for_image_channel_blocks(const PoolGeometry& g, Body body) {
-  const int64_t blocks = (g.c + kChannelBlock - 1) / kChannelBlock;
-#pragma omp parallel for if (g.n * g.h * g.w * g.c > 16384)
+// Scatters each output's gradient to its recorded winner. Work is split by (image, channel
+// block), so no two threads ever add to the same element.
+template <class T>
+void max_backward(const uint8_t* taps, const T* gy, T* gx, const PoolGeometry& g) {
+  constexpr int64_t kBlock = 64;
+  std::fill(gx, gx + g.n * g.h * g.w * g.c, T(0));
+  std::vector<int64_t> tap_offset(static_cast<size_t>(g.k * g.k));
+  for (int64_t t = 0; t < g.k * g.k; ++t) tap_offset[t] = ((t / g.k) * g.w + t % g.k) * g.c;
+  const int64_t blocks = (g.c + kBlock - 1) / kBlock;
+#pragma omp parallel for if (g.n * g.ho * g.wo * g.c > 16384)
   for (int64_t nb = 0; nb < g.n * blocks; ++nb) {
-    const int64_t n = nb / blocks, c0 = (nb % blocks) * kChannelBlock;
-    body(n, c0, std::min(c0 + kChannelBlock, g.c));
+    const int64_t n = nb / blocks, c0 = (nb % blocks) * kBlock, c1 = std::min(c0 + kBlock, g.c);
+    for (int64_t oh = 0; oh < g.ho; ++oh) {
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        const int64_t o = ((n * g.ho + oh) * g.wo + ow) * g.c;
+        // Flat index of the window's (unclipped) top-left corner; taps always land inside.
+        const int64_t corner =
+            ((n * g.h + oh * g.stride - g.padding) * g.w + ow * g.stride - g.padding) * g.c;
+        for (int64_t c = c0; c < c1; ++c) gx[corner + tap_offset[taps[o + c]] + c] += gy[o + c];
+      }
+    }
   }
 }
 
-template <class T>
-void max_backward(const T* x, const T* gy, T* gx, const PoolGeometry& g) {
-  std::fill(gx, gx + g.n * g.h * g.w * g.c, T(0));
-  for_image_channel_blocks(g, [&](int64_t n, int64_t c0, int64_t c1) {
-    for (int64_t oh = 0; oh < g.ho; ++oh) {
-      for (int64_t ow = 0; ow < g.wo; ++ow) {
-        int64_t h0, h1, w0, w1, divisor;
-        g.window(oh, ow, h0, h1, w0, w1, divisor);
-        const T* gr = gy + ((n * g.ho + oh) * g.wo + ow) * g.c;
-        for (int64_t c = c0; c < c1; ++c) {
-          int64_t best = -1;
-          T best_value = -std::numeric_limits<T>::infinity();
-          for (int64_t ih = h0; ih < h1; ++ih) {
-            for (int64_t iw = w0; iw < w1; ++iw) {
-              const int64_t at = ((n * g.h + ih) * g.w + iw) * g.c + c;
-              if (best < 0 || x[at] > best_value || x[at] != x[at]) {
-                best = at;
-                best_value = x[at];
-              }
-            }
-          }
-          gx[best] += gr[c];
-        }
-      }
-    }
-  });
-}
-
+// Gather: each input pixel sums gy / divisor over the windows that cover it, so threads own
+// disjoint rows and every loop runs over all channels.
 template <class T>
 void avg_backward(const T* gy, T* gx, const PoolGeometry& g) {
-  std::fill(gx, gx + g.n * g.h * g.w * g.c, T(0));
-  for_image_channel_blocks(g, [&](int64_t n, int64_t c0, int64_t c1) {
-    for (int64_t oh = 0; oh < g.ho; ++oh) {
-      for (int64_t ow = 0; ow < g.wo; ++ow) {
-        int64_t h0, h1, w0, w1, divisor;
-        g.window(oh, ow, h0, h1, w0, w1, divisor);
-        const T* gr = gy + ((n * g.ho + oh) * g.wo + ow) * g.c;
-        const T inv = T(1) / static_cast<T>(divisor);
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          for (int64_t iw = w0; iw < w1; ++iw) {
-            T* dr = gx + ((n * g.h + ih) * g.w + iw) * g.c;
-            for (int64_t c = c0; c < c1; ++c) dr[c] += gr[c] * inv;
-          }
+#pragma omp parallel for if (g.n * g.h * g.w * g.c > 16384)
+  for (int64_t nh = 0; nh < g.n * g.h; ++nh) {
+    const int64_t n = nh / g.h, ih = nh % g.h;
+    int64_t oh0, oh1;
+    g.covering(ih, g.ho, oh0, oh1);
+    for (int64_t iw = 0; iw < g.w; ++iw) {
+      T* dr = gx + (nh * g.w + iw) * g.c;
+      std::fill(dr, dr + g.c, T(0));
+      int64_t ow0, ow1;
+      g.covering(iw, g.wo, ow0, ow1);
+      for (int64_t oh = oh0; oh <= oh1; ++oh) {
+        for (int64_t ow = ow0; ow <= ow1; ++ow) {
+          int64_t h0, h1, w0, w1, divisor;
+          g.window(oh, ow, h0, h1, w0, w1, divisor);
+          const T inv = T(1) / static_cast<T>(divisor);
+          const T* gr = gy + ((n * g.ho + oh) * g.wo + ow) * g.c;
+#pragma omp simd
+          for (int64_t c = 0; c < g.c; ++c) dr[c] += gr[c] * inv;
         }
       }
     }
-  });
+  }
 }
 
 Tensor pool(const char* name, const Tensor& x, int kernel, int stride, int padding, bool is_max) {
@@ -140,24 +166,26 @@ Tensor pool(const char* name, const Tensor& x, int kernel, int stride, int paddi
   detail::check_rank(name, "input", x, 4, "N, H, W, C");
   PMPL_CHECK(padding <= kernel / 2, "{}: padding {} is more than half the kernel {}", name,
              padding, kernel);
+  PMPL_CHECK(kernel <= 15, "{}: kernel {} is larger than the supported 15", name, kernel);
   PoolGeometry g{x.dim(0), x.dim(1), x.dim(2), x.dim(3), 0, 0, kernel, stride, padding};
   g.ho = detail::window_output_size(name, g.h, kernel, stride, padding);
   g.wo = detail::window_output_size(name, g.w, kernel, stride, padding);
   Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.c}, x.dtype(), x.device());
+  const bool grad = needs_grad({&x});
+  // Max keeps one byte per output for its backward (the winning tap), a quarter of y's size.
+  Tensor taps = is_max && grad ? Tensor::empty(y.shape(), DType::kU8) : Tensor();
   dispatch_float(x.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
-    if (is_max) max_forward(x.data<T>(), y.data<T>(), g);
+    if (is_max) max_forward(x.data<T>(), y.data<T>(), grad ? taps.data<uint8_t>() : nullptr, g);
     else avg_forward(x.data<T>(), y.data<T>(), g);
   });
-  if (needs_grad({&x})) {
-    // Only max needs the input (to find the argmax again).
-    Tensor saved = is_max ? x.detach() : Tensor();
+  if (grad) {
     record(name, {&x}, {y},
-           [saved, g, is_max, name, shape = x.shape(), dtype = x.dtype()](const Tensors& gr) -> Tensors {
+           [taps, g, is_max, name, shape = x.shape(), dtype = x.dtype()](const Tensors& gr) -> Tensors {
              Tensor gx = Tensor::empty(shape, dtype);
              dispatch_float(dtype, name, [&](auto tag) {
                using T = decltype(tag);
-               if (is_max) max_backward(saved.data<T>(), gr[0].data<T>(), gx.data<T>(), g);
+               if (is_max) max_backward(taps.data<uint8_t>(), gr[0].data<T>(), gx.data<T>(), g);
                else avg_backward(gr[0].data<T>(), gx.data<T>(), g);
              });
              return {gx};
