@@ -14,7 +14,10 @@ void accumulate_leaf(TensorImpl& leaf, const Tensor& grad) {
               dtype_name(grad.dtype()), leaf.shape.str(), dtype_name(leaf.dtype));
   Tensor existing(leaf.grad);
   if (!existing.defined()) {
-    leaf.grad = grad.clone().impl_ptr();
+    // A gradient nobody else holds (the usual case) is taken as it is; a shared one is copied,
+    // since later accumulation writes into the leaf's buffer in place.
+    const bool unshared = grad.impl_ptr().use_count() == 1 && grad.impl()->storage.use_count() == 1;
+    leaf.grad = unshared ? grad.impl_ptr() : grad.clone().impl_ptr();
   } else {
     ops::axpy_(existing, 1.0, grad);
   }

@@ -26,6 +26,8 @@ struct BenchCase {
   Shape input;
   // Creates the op's parameters (requiring grad, appended to `params`) and returns the op.
   std::function<OpFn(Generator& gen, Tensors& params)> make;
+  // The stem convolution reads the image, which needs no gradient: its backward is dW only.
+  bool input_grad = true;
 };
 
 struct BenchOptions {
@@ -69,10 +71,12 @@ std::vector<BenchCase> bench_cases(int64_t n) {
                        return OpFn([w](const Tensor& x) { return ops::pointwise_conv(x, w); });
                      }});
   }
-  cases.push_back({"stem_conv3x3_s2", Shape{n, 224, 224, 3}, [](Generator& gen, Tensors& p) {
+  cases.push_back({"stem_conv3x3_s2", Shape{n, 224, 224, 3},
+                   [](Generator& gen, Tensors& p) {
                      Tensor w = parameter(Shape{32, 3, 3, 3}, gen, p);
                      return OpFn([w](const Tensor& x) { return ops::conv2d(x, w, 2, 1); });
-                   }});
+                   },
+                   false});
   cases.push_back({"batchnorm", act, [](Generator& gen, Tensors& p) {
                      Tensor gamma = parameter(Shape{144}, gen, p), beta = parameter(Shape{144}, gen, p);
                      Tensor mean = Tensor::zeros(Shape{144}), var = Tensor::ones(Shape{144});
@@ -126,7 +130,7 @@ void run_bench_ops(const BenchOptions& opt) {
   nlohmann::json results = nlohmann::json::array();
   for (auto& c : cases) {
     if (!opt.filter.empty() && c.name.find(opt.filter) == std::string::npos) continue;
-    Tensor x = Tensor::randn(c.input, gen).set_requires_grad(true);
+    Tensor x = Tensor::randn(c.input, gen).set_requires_grad(c.input_grad);
     Tensors params;
     const OpFn op = c.make(gen, params);
     std::vector<double> fwd, bwd;

@@ -38,23 +38,17 @@ namespace {
 
 constexpr int64_t kRowsPerChunk = 256;
 
-// Column sums of `outputs` row terms at once: term(i, k) is the k-th term of element i.
-template <int kOutputs, class RowTerm>
+// Runs add_rows(begin, end, acc) over fixed chunks of rows, each into its own `outputs` x
+// `channels` accumulator, then adds the chunks in order into out[k].
+template <int kOutputs, class AddRows>
 void chunked_column_sums(int64_t rows, int64_t channels, double* const (&out)[kOutputs],
-                         RowTerm term) {
+                         AddRows add_rows) {
   const int64_t chunks = std::max<int64_t>(1, (rows + kRowsPerChunk - 1) / kRowsPerChunk);
   std::vector<double> partial(static_cast<size_t>(kOutputs * chunks * channels), 0.0);
 #pragma omp parallel for schedule(static) if (rows * channels > 32768)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    double* acc = partial.data() + kOutputs * chunk * channels;
-    const int64_t end = std::min(rows, (chunk + 1) * kRowsPerChunk);
-    for (int64_t r = chunk * kRowsPerChunk; r < end; ++r) {
-      for (int k = 0; k < kOutputs; ++k) {
-        double* a = acc + k * channels;
-#pragma omp simd
-        for (int64_t c = 0; c < channels; ++c) a[c] += term(r * channels + c, k);
-      }
-    }
+    add_rows(chunk * kRowsPerChunk, std::min(rows, (chunk + 1) * kRowsPerChunk),
+             partial.data() + kOutputs * chunk * channels);
   }
   for (int k = 0; k < kOutputs; ++k) {
     std::fill(out[k], out[k] + channels, 0.0);
@@ -70,17 +64,32 @@ void chunked_column_sums(int64_t rows, int64_t channels, double* const (&out)[kO
 template <class T>
 void column_sums(const T* x, int64_t rows, int64_t channels, double* out) {
   double* const outs[1] = {out};
-  chunked_column_sums<1>(rows, channels, outs,
-                         [x](int64_t i, int) { return static_cast<double>(x[i]); });
+  chunked_column_sums<1>(rows, channels, outs, [=](int64_t begin, int64_t end, double* acc) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* xr = x + r * channels;
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) acc[c] += static_cast<double>(xr[c]);
+    }
+  });
 }
 
 template <class T>
 void column_sum_and_dot(const T* a, const T* b, int64_t rows, int64_t channels, double* sum_a,
                         double* dot_ab) {
   double* const outs[2] = {sum_a, dot_ab};
-  chunked_column_sums<2>(rows, channels, outs, [a, b](int64_t i, int k) {
-    const double v = static_cast<double>(a[i]);
-    return k == 0 ? v : v * static_cast<double>(b[i]);
+  chunked_column_sums<2>(rows, channels, outs, [=](int64_t begin, int64_t end, double* acc) {
+    double* sums = acc;
+    double* dots = acc + channels;
+    for (int64_t r = begin; r < end; ++r) {
+      const T* ar = a + r * channels;
+      const T* br = b + r * channels;
+#pragma omp simd
+      for (int64_t c = 0; c < channels; ++c) {
+        const double v = static_cast<double>(ar[c]);
+        sums[c] += v;
+        dots[c] += v * static_cast<double>(br[c]);
+      }
+    }
   });
 }
 
