@@ -18,9 +18,14 @@ struct StatusTraits<MpiStatus> {
   static constexpr MpiStatus kSuccess{MPI_SUCCESS};
   static constexpr const char* kLibrary = "MPI";
   static std::string describe(MpiStatus s) {
+    // MPI_Error_string is only valid between MPI_Init and MPI_Finalize; MPI_Initialized is not.
+    int initialized = 0;
+    MPI_Initialized(&initialized);
     char text[MPI_MAX_ERROR_STRING];
     int length = 0;
-    if (MPI_Error_string(s.code, text, &length) != MPI_SUCCESS) return "code " + std::to_string(s.code);
+    if (!initialized || MPI_Error_string(s.code, text, &length) != MPI_SUCCESS) {
+      return "MPI error code " + std::to_string(s.code);
+    }
     return std::string(text, static_cast<size_t>(length));
   }
 };

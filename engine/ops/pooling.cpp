@@ -42,7 +42,7 @@ template <class T>
 void max_forward(const T* x, T* y, uint8_t* taps, const PoolGeometry& g) {
 #pragma omp parallel if (g.n * g.ho * g.wo * g.c > 16384)
   {
-    std::vector<int32_t> tap_scratch(taps != nullptr ? static_cast<size_t>(g.c) : 0);
+    std::vector<int32_t> tap_scratch(static_cast<size_t>(g.c));
     int32_t* best_tap = tap_scratch.data();
 #pragma omp for
     for (int64_t nh = 0; nh < g.n * g.ho; ++nh) {
@@ -53,17 +53,10 @@ void max_forward(const T* x, T* y, uint8_t* taps, const PoolGeometry& g) {
         T* yr = y + (nh * g.wo + ow) * g.c;
         const int64_t top = oh * g.stride - g.padding, left = ow * g.stride - g.padding;
         std::fill(yr, yr + g.c, -std::numeric_limits<T>::infinity());
-        if (taps != nullptr) {
-          std::fill(best_tap, best_tap + g.c, static_cast<int32_t>((h0 - top) * g.k + (w0 - left)));
-        }
+        std::fill(best_tap, best_tap + g.c, static_cast<int32_t>((h0 - top) * g.k + (w0 - left)));
         for (int64_t ih = h0; ih < h1; ++ih) {
           for (int64_t iw = w0; iw < w1; ++iw) {
             const T* xr = x + ((n * g.h + ih) * g.w + iw) * g.c;
-            if (taps == nullptr) {
-#pragma omp simd
-              for (int64_t c = 0; c < g.c; ++c) yr[c] = ((xr[c] > yr[c]) | (xr[c] != xr[c])) ? xr[c] : yr[c];
-              continue;
-            }
             const auto tap = static_cast<int32_t>((ih - top) * g.k + (iw - left));
 #pragma omp simd
             for (int64_t c = 0; c < g.c; ++c) {

@@ -1,0 +1,61 @@
+// The error family: PMPL_CHECK is the user's error, PMPL_ASSERT and the library status checks
+// are pmpl's, and each names what failed and where.
+#include <gtest/gtest.h>
+
+#include "engine/error.h"
+
+#ifdef PMPL_CUDA
+#include "engine/cuda_check.h"
+#endif
+#ifdef PMPL_MPI
+#include "engine/mpi_check.h"
+#endif
+
+namespace pmpl {
+namespace {
+
+template <class Fn>
+std::string message_of(Fn fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Errors, CheckIsAUserErrorWithTheMessage) {
+  EXPECT_THROW(PMPL_CHECK(1 + 1 == 3, "arithmetic {} is off", "here"), Error);
+  EXPECT_EQ(message_of([] { PMPL_CHECK(false, "bad value {}", 7); }), "bad value 7");
+}
+
+TEST(Errors, AssertIsAnInternalErrorWithFileAndLine) {
+  EXPECT_THROW(PMPL_ASSERT(false, "broken"), InternalError);
+  const std::string m = message_of([] { PMPL_ASSERT(2 < 1, "invariant {}", 1); });
+  EXPECT_NE(m.find("test_errors.cpp:"), std::string::npos) << m;
+  EXPECT_NE(m.find("2 < 1"), std::string::npos) << m;
+}
+
+#ifdef PMPL_CUDA
+TEST(Errors, CudaAndCublasChecksNameTheCall) {
+  // Status values are passed directly: describing a code needs no GPU.
+  const std::string cuda = message_of([] { CUDA_CHECK(cudaErrorInvalidValue); });
+  EXPECT_NE(cuda.find("cudaErrorInvalidValue"), std::string::npos) << cuda;
+  EXPECT_NE(cuda.find("(CUDA)"), std::string::npos) << cuda;
+  EXPECT_THROW(CUBLAS_CHECK(CUBLAS_STATUS_NOT_INITIALIZED), InternalError);
+  EXPECT_NO_THROW(CUDA_CHECK(cudaSuccess));
+}
+#endif
+
+#ifdef PMPL_MPI
+TEST(Errors, MpiCheckDescribesTheCode) {
+  // Outside MPI_Init the code is reported by number (MPI cannot describe it then).
+  const std::string m = message_of([] { MPI_CHECK(MPI_ERR_COMM); });
+  EXPECT_NE(m.find("MPI error code " + std::to_string(MPI_ERR_COMM)), std::string::npos) << m;
+  EXPECT_NE(m.find("(MPI)"), std::string::npos) << m;
+  EXPECT_NO_THROW(MPI_CHECK(MPI_SUCCESS));
+}
+#endif
+
+}  // namespace
+}  // namespace pmpl
