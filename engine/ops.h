@@ -36,6 +36,9 @@ Tensor reshape(const Tensor& x, const Shape& shape);
 Tensor concat(const Tensors& xs, int axis);
 Tensors split(const Tensor& x, const std::vector<int64_t>& sizes, int axis);
 
+// Reorders dimensions: output dim i is input dim dims[i] (NCHW -> NHWC is {0, 2, 3, 1}).
+Tensor permute(const Tensor& x, const std::vector<int>& dims);
+
 // ---- reductions (engine/ops/reduce.cpp) ----
 // Over the listed axes (all axes when empty).
 Tensor sum(const Tensor& x, const std::vector<int>& axes = {}, bool keepdim = false);

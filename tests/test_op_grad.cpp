@@ -223,6 +223,11 @@ TEST(OpGrad, Split) {
       {random({2, 3, 6}, 48)});
 }
 
+TEST(OpGrad, Permute) {
+  expect_gradients_match([](const Tensors& t) { return ops::permute(t[0], {0, 2, 3, 1}); },
+                         {random({2, 3, 4, 5}, 51)});
+}
+
 TEST(OpGrad, Reshape) {
   expect_gradients_match(
       [](const Tensors& t) { return ops::mul(t[0].reshape(Shape{4, 6}), t[1]); },

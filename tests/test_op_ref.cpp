@@ -231,6 +231,19 @@ TEST(OpRef, StripAndGlobalPool) {
                "global_avg_pool");
 }
 
+TEST(OpRef, PermuteMovesEveryElement) {
+  std::vector<float> values(120);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  const Tensor x = Tensor::from_vector(values, Shape{2, 3, 4, 5});  // [N, C, H, W]
+  const std::vector<float> y = ops::permute(x, {0, 2, 3, 1}).to_vector<float>();  // [N, H, W, C]
+  for (int n = 0; n < 2; ++n)
+    for (int c = 0; c < 3; ++c)
+      for (int h = 0; h < 4; ++h)
+        for (int w = 0; w < 5; ++w)
+          ASSERT_EQ(y[static_cast<size_t>(((n * 4 + h) * 5 + w) * 3 + c)],
+                    values[static_cast<size_t>(((n * 3 + c) * 4 + h) * 5 + w)]);
+}
+
 // Every op's f32 backward against its f64 backward on the same inputs: the gradient checks run
 // in f64 only, so this is what covers the f32 instantiations of the backward code.
 TEST(OpRef, F32BackwardMatchesF64) {

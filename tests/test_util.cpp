@@ -84,4 +84,37 @@ void expect_gradients_match(const std::function<Tensor(const Tensors&)>& fn, con
   }
 }
 
+void expect_parameter_gradients_match(const std::function<Tensor()>& forward,
+                                      const std::vector<std::pair<std::string, Tensor>>& params,
+                                      int samples, const GradCheckOptions& options) {
+  for (const auto& [name, p] : params) p.impl()->grad.reset();
+  const Tensor y = forward();
+  const Tensor r = random(y.shape(), 992, false);
+  const std::vector<double> rv = as_doubles(r);
+  y.backward(r);
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : params) {
+    ASSERT_EQ(p.dtype(), DType::kF64) << name;
+    const Tensor analytic = p.grad();
+    ASSERT_TRUE(analytic.defined()) << name << " received no gradient";
+    const std::vector<double> a = as_doubles(analytic);
+    double* px = p.data<double>();
+    const int64_t n = p.numel();
+    for (int s = 0; s < samples && s < n; ++s) {
+      const int64_t i = (s * 7919 + 13) % n;  // spread over the tensor
+      const double saved = px[i];
+      px[i] = saved + options.eps;
+      const double plus = weighted_sum(forward(), rv);
+      px[i] = saved - options.eps;
+      const double minus = weighted_sum(forward(), rv);
+      px[i] = saved;
+      const double numeric = (plus - minus) / (2.0 * options.eps);
+      const double err = std::fabs(a[static_cast<size_t>(i)] - numeric);
+      EXPECT_LE(err, options.atol + options.rtol * std::fabs(numeric))
+          << name << " element " << i << ": backward " << a[static_cast<size_t>(i)]
+          << ", finite difference " << numeric;
+    }
+  }
+}
+
 }  // namespace pmpl::test

@@ -29,6 +29,12 @@ struct GradCheckOptions {
 void expect_gradients_match(const std::function<Tensor(const Tensors&)>& fn, const Tensors& inputs,
                             const GradCheckOptions& options = {});
 
+// The same check for a whole network: L = sum(forward() * r); for each parameter, `samples`
+// elements spread over it are perturbed (checking every element of a network would take hours).
+void expect_parameter_gradients_match(const std::function<Tensor()>& forward,
+                                      const std::vector<std::pair<std::string, Tensor>>& params,
+                                      int samples, const GradCheckOptions& options = {});
+
 // |actual - expected| <= atol + rtol * |expected| elementwise, any float dtypes; same shape.
 void expect_close(const Tensor& actual, const Tensor& expected, double atol, double rtol,
                   const std::string& what = "");

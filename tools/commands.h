@@ -12,5 +12,9 @@ using Runner = std::function<void()>;
 
 // `pmpl bench ...`: speed measurements (never tests).
 void add_bench_command(CLI::App& app, Runner& run);
+// `pmpl summary`: layers, parameter and MAC counts.
+void add_summary_command(CLI::App& app, Runner& run);
+// `pmpl forward`: evaluation-mode logits for a .npy batch.
+void add_forward_command(CLI::App& app, Runner& run);
 
 }  // namespace pmpl::cli

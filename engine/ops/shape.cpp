@@ -34,6 +34,53 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   return y;
 }
 
+Tensor permute(const Tensor& x, const std::vector<int>& dims) {
+  const int rank = x.rank();
+  PMPL_CHECK(static_cast<int>(dims.size()) == rank, "permute: {} axes given for a tensor of rank {}",
+             dims.size(), rank);
+  std::vector<int> inverse(static_cast<size_t>(rank), -1);
+  for (int i = 0; i < rank; ++i) {
+    const int d = dims[static_cast<size_t>(i)];
+    PMPL_CHECK(d >= 0 && d < rank && inverse[static_cast<size_t>(d)] < 0,
+               "permute: {} is not a permutation of 0..{}", fmt::join(dims, ","), rank - 1);
+    inverse[static_cast<size_t>(d)] = i;
+  }
+  check_cpu("permute", x);
+  // Walk the output in order; the input index advances by the permuted strides.
+  std::vector<int64_t> out_dims(static_cast<size_t>(rank)), in_strides(static_cast<size_t>(rank));
+  int64_t stride = 1;
+  std::vector<int64_t> strides(static_cast<size_t>(rank));
+  for (int i = rank - 1; i >= 0; --i) {
+    strides[static_cast<size_t>(i)] = stride;
+    stride *= x.shape()[i];
+  }
+  for (int i = 0; i < rank; ++i) {
+    out_dims[static_cast<size_t>(i)] = x.shape()[dims[static_cast<size_t>(i)]];
+    in_strides[static_cast<size_t>(i)] = strides[static_cast<size_t>(dims[static_cast<size_t>(i)])];
+  }
+  Tensor y = Tensor::empty(Shape(out_dims), x.dtype(), x.device());
+  const size_t elem = dtype_size(x.dtype());
+  const char* src = static_cast<const char*>(x.raw_data());
+  char* dst = static_cast<char*>(y.raw_data());
+  const int64_t n = x.numel();
+  std::vector<int64_t> index(static_cast<size_t>(rank), 0);
+  int64_t offset = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    std::memcpy(dst + static_cast<size_t>(i) * elem, src + static_cast<size_t>(offset) * elem, elem);
+    for (int a = rank - 1; a >= 0; --a) {
+      const auto u = static_cast<size_t>(a);
+      offset += in_strides[u];
+      if (++index[u] < out_dims[u]) break;
+      offset -= in_strides[u] * out_dims[u];
+      index[u] = 0;
+    }
+  }
+  if (needs_grad({&x})) {
+    record("permute", {&x}, {y}, [inverse](const Tensors& g) -> Tensors { return {permute(g[0], inverse)}; });
+  }
+  return y;
+}
+
 Tensor concat(const Tensors& xs, int axis_in) {
   PMPL_CHECK(!xs.empty(), "concat: no tensors given");
   const Tensor& first = xs[0];

@@ -1,0 +1,90 @@
+#include "layers/layers.h"
+
+#include <fmt/format.h>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "layers/init.h"
+
+namespace pmpl {
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, bool bias,
+               Generator& gen)
+    : kernel_(kernel), stride_(stride) {
+  weight_ = register_parameter(
+      "weight", init::kaiming_normal_fan_out(Shape{out_channels, kernel, kernel, in_channels},
+                                             out_channels * kernel * kernel, gen));
+  if (bias) bias_ = register_parameter("bias", Tensor::zeros(Shape{out_channels}), ParamKind::kNoDecay);
+}
+
+std::string Conv2d::type_name() const {
+  return fmt::format("Conv2d {}x{}/{}", kernel_, kernel_, stride_);
+}
+
+int64_t Conv2d::macs(const Shape& input, const Shape& output) const {
+  const int64_t per_image = output.numel() / output[0];
+  return per_image * kernel_ * kernel_ * weight_.dim(3);
+}
+
+Tensor Conv2d::forward_impl(const Tensor& x) {
+  Tensor y = (kernel_ == 1 && stride_ == 1) ? ops::pointwise_conv(x, weight_)
+                                             : ops::conv2d(x, weight_, stride_, kernel_ / 2);
+  return bias_.defined() ? ops::add(y, bias_) : y;
+}
+
+DepthwiseConv2d::DepthwiseConv2d(int64_t channels, int kernel, int stride, Generator& gen)
+    : kernel_(kernel), stride_(stride) {
+  // PyTorch's fan_out for a grouped conv weight [C, 1, k, k] is C * k * k.
+  weight_ = register_parameter(
+      "weight", init::kaiming_normal_fan_out(Shape{channels, kernel, kernel}, channels * kernel * kernel, gen));
+}
+
+std::string DepthwiseConv2d::type_name() const {
+  return fmt::format("DepthwiseConv {}x{}/{}", kernel_, kernel_, stride_);
+}
+
+int64_t DepthwiseConv2d::macs(const Shape& input, const Shape& output) const {
+  return output.numel() / output[0] * kernel_ * kernel_;
+}
+
+Tensor DepthwiseConv2d::forward_impl(const Tensor& x) {
+  return ops::depthwise_conv2d(x, weight_, stride_, kernel_ / 2);
+}
+
+BatchNorm::BatchNorm(int64_t channels) {
+  weight_ = register_parameter("weight", Tensor::ones(Shape{channels}), ParamKind::kNoDecay);
+  bias_ = register_parameter("bias", Tensor::zeros(Shape{channels}), ParamKind::kNoDecay);
+  running_mean_ = register_buffer("running_mean", Tensor::zeros(Shape{channels}));
+  running_var_ = register_buffer("running_var", Tensor::ones(Shape{channels}));
+  batches_tracked_ = register_buffer("num_batches_tracked", Tensor::zeros(Shape{}, DType::kI64));
+}
+
+Tensor BatchNorm::forward_impl(const Tensor& x) {
+  if (training()) {
+    NoGradGuard no_grad;
+    int64_t* count = batches_tracked_.data<int64_t>();
+    *count += 1;
+  }
+  return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5);
+}
+
+Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen) {
+  weight_ = register_parameter("weight", init::normal(Shape{out_features, in_features}, 0.01, gen));
+  bias_ = register_parameter("bias", Tensor::zeros(Shape{out_features}), ParamKind::kNoDecay);
+}
+
+int64_t Linear::macs(const Shape& input, const Shape& output) const {
+  return weight_.dim(0) * weight_.dim(1);
+}
+
+Tensor Linear::forward_impl(const Tensor& x) { return ops::linear(x, weight_, bias_); }
+
+Tensor ReLU6::forward_impl(const Tensor& x) { return ops::relu6(x); }
+
+Tensor Hardswish::forward_impl(const Tensor& x) { return ops::hardswish(x); }
+
+Dropout::Dropout(double p, uint64_t seed) : p_(p), gen_(seed) {}
+
+Tensor Dropout::forward_impl(const Tensor& x) { return ops::dropout(x, p_, training(), gen_); }
+
+}  // namespace pmpl

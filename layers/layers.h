@@ -1,0 +1,99 @@
+// The plain layers MobileNetV2 is made of. Weight layouts (pmpl's, NHWC-friendly):
+// Conv2d [Cout, kh, kw, Cin], DepthwiseConv2d [C, k, k], Linear [out, in]; names as PyTorch's.
+#pragma once
+
+#include "engine/rng.h"
+#include "layers/module.h"
+
+namespace pmpl {
+
+// Dense convolution with "same"-style padding k / 2; a 1x1 stride-1 conv runs as one GEMM.
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, bool bias,
+         Generator& gen);
+  std::string type_name() const override;
+  int64_t macs(const Shape& input, const Shape& output) const override;
+  const Tensor& weight() const { return weight_; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  int kernel_, stride_;
+  Tensor weight_, bias_;
+};
+
+class DepthwiseConv2d : public Module {
+ public:
+  DepthwiseConv2d(int64_t channels, int kernel, int stride, Generator& gen);
+  std::string type_name() const override;
+  int64_t macs(const Shape& input, const Shape& output) const override;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  int kernel_, stride_;
+  Tensor weight_;
+};
+
+// PyTorch's BatchNorm2d over the last (channel) dimension: momentum 0.1, eps 1e-5, and the
+// num_batches_tracked counter kept so state_dicts round-trip.
+class BatchNorm : public Module {
+ public:
+  explicit BatchNorm(int64_t channels);
+  std::string type_name() const override { return "BatchNorm"; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  Tensor weight_, bias_, running_mean_, running_var_, batches_tracked_;
+};
+
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, Generator& gen);
+  std::string type_name() const override { return "Linear"; }
+  int64_t macs(const Shape& input, const Shape& output) const override;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  Tensor weight_, bias_;
+};
+
+class ReLU6 : public Module {
+ public:
+  std::string type_name() const override { return "ReLU6"; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+};
+
+class Hardswish : public Module {
+ public:
+  std::string type_name() const override { return "Hardswish"; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+};
+
+// Its own generator (seeded from the model's), so that masks are reproducible and resumable.
+class Dropout : public Module {
+ public:
+  Dropout(double p, uint64_t seed);
+  std::string type_name() const override { return "Dropout"; }
+  Generator& generator() { return gen_; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  double p_;
+  Generator gen_;
+};
+
+}  // namespace pmpl

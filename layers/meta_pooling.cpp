@@ -1,0 +1,123 @@
+#include "layers/meta_pooling.h"
+
+#include <algorithm>
+#include <array>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "layers/init.h"
+
+namespace pmpl {
+namespace {
+
+constexpr std::array<std::string_view, kNumPoolOps> kPoolOpNames = {
+    "skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"};
+
+void check_ops(const std::vector<PoolOp>& ops) {
+  PMPL_CHECK(ops.size() == 1 || ops.size() == 2,
+             "a Meta-Pooling enhancer is fixed to one op or two, got {}", ops.size());
+  PMPL_CHECK(ops.size() == 1 || ops[0] != ops[1], "a Meta-Pooling enhancer cannot take {} twice",
+             pool_op_name(ops[0]));
+}
+
+}  // namespace
+
+std::string_view pool_op_name(PoolOp op) { return kPoolOpNames[static_cast<size_t>(op)]; }
+
+PoolOp parse_pool_op(std::string_view name) {
+  for (int i = 0; i < kNumPoolOps; ++i) {
+    if (kPoolOpNames[static_cast<size_t>(i)] == name) return static_cast<PoolOp>(i);
+  }
+  PMPL_CHECK(false, "unknown Meta-Pooling op '{}': use one of skip, strip, max3, max5, max7, "
+                    "avg3, avg5, avg7", name);
+  return PoolOp::kSkip;
+}
+
+Tensor run_pool_op(PoolOp op, const Tensor& x, Module* strip) {
+  switch (op) {
+    case PoolOp::kSkip: return x;
+    case PoolOp::kStrip: return strip->forward(x);
+    case PoolOp::kMax3: return ops::max_pool2d(x, 3, 1, 1);
+    case PoolOp::kMax5: return ops::max_pool2d(x, 5, 1, 2);
+    case PoolOp::kMax7: return ops::max_pool2d(x, 7, 1, 3);
+    case PoolOp::kAvg3: return ops::avg_pool2d(x, 3, 1, 1);
+    case PoolOp::kAvg5: return ops::avg_pool2d(x, 5, 1, 2);
+    case PoolOp::kAvg7: return ops::avg_pool2d(x, 7, 1, 3);
+  }
+  PMPL_ASSERT(false, "unknown pool op {}", static_cast<int>(op));
+  return x;
+}
+
+StripAttention::StripAttention(int64_t channels, Generator& gen) {
+  const int64_t mid = std::max<int64_t>(8, channels / 32);
+  conv1_ = register_module("conv1", std::make_shared<Conv2d>(channels, mid, 1, 1, true, gen));
+  bn1_ = register_module("bn1", std::make_shared<BatchNorm>(mid));
+  conv_h_ = register_module("conv_h", std::make_shared<Conv2d>(mid, channels, 1, 1, true, gen));
+  conv_w_ = register_module("conv_w", std::make_shared<Conv2d>(mid, channels, 1, 1, true, gen));
+}
+
+Tensor StripAttention::forward_impl(const Tensor& x) {
+  PMPL_CHECK(x.rank() == 4, "strip attention expects [N, H, W, C], got {}", x.shape().str());
+  const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
+  // [N, H + W, C]: per-row means, then per-column means.
+  const Tensor pooled = ops::strip_pool(x);
+  const Tensor mixed = ops::hardswish(bn1_->forward(conv1_->forward(pooled)));
+  const Tensors parts = ops::split(mixed, {h, w}, 1);
+  const Tensor a_h = ops::sigmoid(conv_h_->forward(parts[0])).reshape(Shape{n, h, 1, c});
+  const Tensor a_w = ops::sigmoid(conv_w_->forward(parts[1])).reshape(Shape{n, 1, w, c});
+  return ops::mul(ops::mul(x, a_w), a_h);
+}
+
+MetaPooling::MetaPooling(int64_t channels, Generator& gen) {
+  alpha_ = register_parameter("alpha", init::normal(Shape{kNumPoolOps}, 1e-3, gen), ParamKind::kArch);
+  strip_ = register_module("strip", std::make_shared<StripAttention>(channels, gen));
+  bn_ = register_module("bn", std::make_shared<BatchNorm>(channels));
+}
+
+MetaPooling::MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& gen)
+    : fixed_ops_(std::move(ops)) {
+  check_ops(fixed_ops_);
+  if (std::find(fixed_ops_.begin(), fixed_ops_.end(), PoolOp::kStrip) != fixed_ops_.end()) {
+    strip_ = register_module("strip", std::make_shared<StripAttention>(channels, gen));
+  }
+  bn_ = register_module("bn", std::make_shared<BatchNorm>(channels));
+}
+
+void MetaPooling::fix(std::vector<PoolOp> ops) {
+  PMPL_ASSERT(!fixed(), "enhancer fixed twice");
+  check_ops(ops);
+  fixed_ops_ = std::move(ops);
+  unregister_parameter("alpha");
+  alpha_ = alpha_.detach();
+  register_buffer("alpha", alpha_);
+  if (std::find(fixed_ops_.begin(), fixed_ops_.end(), PoolOp::kStrip) == fixed_ops_.end()) {
+    unregister_module("strip");
+    strip_.reset();
+  }
+}
+
+std::vector<double> MetaPooling::probabilities() const {
+  if (!alpha_.defined()) return {};
+  NoGradGuard no_grad;
+  const Tensor p = ops::softmax(alpha_.detach().to(DType::kF64));
+  return p.to_vector<double>();
+}
+
+Tensor MetaPooling::forward_impl(const Tensor& x) {
+  Tensor mixed;
+  if (fixed()) {
+    for (PoolOp op : fixed_ops_) {
+      const Tensor y = run_pool_op(op, x, strip_.get());
+      mixed = mixed.defined() ? ops::add(mixed, y) : y;
+    }
+  } else {
+    const Tensors p = ops::split(ops::softmax(alpha_), std::vector<int64_t>(kNumPoolOps, 1), 0);
+    for (int i = 0; i < kNumPoolOps; ++i) {
+      const Tensor y = ops::mul(run_pool_op(static_cast<PoolOp>(i), x, strip_.get()), p[static_cast<size_t>(i)]);
+      mixed = mixed.defined() ? ops::add(mixed, y) : y;
+    }
+  }
+  return ops::hardswish(bn_->forward(mixed));
+}
+
+}  // namespace pmpl

@@ -1,0 +1,67 @@
+// The Meta-Pooling spatial enhancer (DESIGN §4): y = hardswish(BN(sum_i p_i * op_i(x))),
+// p = softmax(alpha), over eight stride-1, same-size candidates. During search every candidate
+// runs, weighted; once fixed to one op (or two, summed) only those run, unweighted.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "engine/rng.h"
+#include "layers/layers.h"
+
+namespace pmpl {
+
+enum class PoolOp : uint8_t { kSkip, kStrip, kMax3, kMax5, kMax7, kAvg3, kAvg5, kAvg7 };
+inline constexpr int kNumPoolOps = 8;
+
+std::string_view pool_op_name(PoolOp op);  // "skip", "strip", "max3", ... "avg7"
+// Throws pmpl::Error naming the valid choices.
+PoolOp parse_pool_op(std::string_view name);
+// Runs one candidate on x [N, H, W, C]; `strip` is needed for PoolOp::kStrip only.
+Tensor run_pool_op(PoolOp op, const Tensor& x, Module* strip);
+
+// Coordinate-attention strip pooling: means over W and over H, a shared 1x1 conv to
+// max(8, C / 32) channels + BN + hardswish, a 1x1 conv back to C per direction, sigmoid, and
+// x * a_w * a_h. Parameter names as the reference: conv1, bn1, conv_h, conv_w.
+class StripAttention : public Module {
+ public:
+  StripAttention(int64_t channels, Generator& gen);
+  std::string type_name() const override { return "StripAttention"; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  std::shared_ptr<Conv2d> conv1_, conv_h_, conv_w_;
+  std::shared_ptr<BatchNorm> bn1_;
+};
+
+class MetaPooling : public Module {
+ public:
+  // Searching over all eight candidates; alpha starts at 1e-3 * N(0, 1).
+  MetaPooling(int64_t channels, Generator& gen);
+  // Built fixed (from a genotype): runs `ops` summed; no alpha, and strip only if chosen.
+  MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& gen);
+  std::string type_name() const override { return "MetaPooling"; }
+
+  bool fixed() const { return !fixed_ops_.empty(); }
+  const std::vector<PoolOp>& fixed_ops() const { return fixed_ops_; }
+  // Fixes a searching enhancer for good to `ops` (one, or two summed). alpha stops being a
+  // parameter (it stays, frozen, as a buffer under the same name, for the record) and an unchosen
+  // strip candidate is dropped, so parameters() shrinks: optimizers must re-collect.
+  void fix(std::vector<PoolOp> ops);
+  // softmax(alpha) as plain numbers; empty for an enhancer built fixed.
+  std::vector<double> probabilities() const;
+  const Tensor& alpha() const { return alpha_; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  Tensor alpha_;
+  std::shared_ptr<StripAttention> strip_;
+  std::shared_ptr<BatchNorm> bn_;
+  std::vector<PoolOp> fixed_ops_;
+};
+
+}  // namespace pmpl

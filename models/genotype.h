@@ -1,0 +1,33 @@
+// A genotype: for each Meta-Pooling enhancer (by name), the op or two ops it is fixed to, or
+// nothing while it is still searching. Written as JSON next to checkpoints:
+//   {"format": "pmpl-genotype", "version": 1,
+//    "enhancers": [{"name": "features.2.enhancer", "ops": ["max7"]}, ...]}
+// ("ops": [] for an enhancer still open).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "layers/meta_pooling.h"
+
+namespace pmpl {
+
+struct Genotype {
+  struct Entry {
+    std::string name;
+    std::vector<PoolOp> ops;  // empty: still searching
+  };
+  std::vector<Entry> enhancers;
+
+  bool complete() const;
+  nlohmann::json to_json() const;
+  // Throws pmpl::Error (naming `where`) on anything but a well-formed genotype.
+  static Genotype from_json(const nlohmann::json& j, const std::string& where);
+  static Genotype load(const std::string& path);
+  // Written to a temporary file and renamed: a crash never leaves half a genotype.
+  void save(const std::string& path) const;
+};
+
+}  // namespace pmpl

@@ -1,0 +1,65 @@
+// MobileNetV2 exactly as torchvision builds it (channel rounding, last-channel rule, dropout
+// before the classifier, initialisation, state_dict names), plus:
+//  - small_input: stem stride 1 and the first stride-2 stage at stride 1, for 28-64 px images;
+//  - meta_pooling: a Meta-Pooling enhancer ("features.N.enhancer") in every block with
+//    expansion > 1, after the depthwise conv + BN + ReLU6, searching or fixed from a genotype.
+#pragma once
+
+#include <optional>
+
+#include "layers/meta_pooling.h"
+#include "models/genotype.h"
+
+namespace pmpl {
+
+struct MobileNetV2Config {
+  double width = 1.0;
+  int64_t num_classes = 1000;
+  bool small_input = false;
+  double dropout = 0.2;
+  bool meta_pooling = false;
+  // With meta_pooling: every enhancer fixed as listed (names must match the network's).
+  std::optional<Genotype> genotype;
+  uint64_t seed = 0;
+};
+
+// torchvision's _make_divisible: round to a multiple of 8, never more than 10% down.
+int64_t make_divisible(double value, int64_t divisor = 8);
+
+class InvertedResidual : public Module {
+ public:
+  InvertedResidual(int64_t in, int64_t out, int stride, int expand,
+                   std::shared_ptr<MetaPooling> enhancer, Generator& gen);
+  std::string type_name() const override { return "InvertedResidual"; }
+  MetaPooling* enhancer() const { return enhancer_.get(); }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  std::shared_ptr<Sequential> conv_;
+  std::shared_ptr<MetaPooling> enhancer_;
+  size_t depthwise_index_;  // the enhancer runs right after this child of conv_
+  bool residual_;
+};
+
+class MobileNetV2 : public Module {
+ public:
+  explicit MobileNetV2(const MobileNetV2Config& config);
+  std::string type_name() const override { return "MobileNetV2"; }
+  const MobileNetV2Config& config() const { return config_; }
+  // The enhancers in network order with their names ("features.2.enhancer"); empty without
+  // meta_pooling.
+  std::vector<std::pair<std::string, MetaPooling*>> enhancers() const;
+  Genotype genotype() const;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  MobileNetV2Config config_;
+  std::shared_ptr<Sequential> features_;
+  std::shared_ptr<Sequential> classifier_;
+};
+
+}  // namespace pmpl

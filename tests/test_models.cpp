@@ -1,0 +1,269 @@
+// MobileNetV2 and its Meta-Pooling variant: structure, counts, fixing, weights files, and the
+// whole network's backward against finite differences.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/io/npy.h"
+#include "layers/weights.h"
+#include "models/registry.h"
+#include "tests/test_util.h"
+
+namespace pmpl {
+namespace {
+
+int64_t count_params(const Module& m) {
+  int64_t n = 0;
+  for (const NamedParameter& p : m.parameters()) n += p.tensor.numel();
+  return n;
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("pmpl_test_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+TEST(Model, MobileNetV2MatchesTorchvisionCounts) {
+  auto model = build_model("mobilenetv2", {});
+  EXPECT_EQ(count_params(*model), 3504872);  // torchvision.models.mobilenet_v2()
+  model->eval();
+  LayerRecorder recorder;
+  {
+    NoGradGuard no_grad;
+    model->forward(Tensor::zeros(Shape{1, 224, 224, 3}));
+  }
+  int64_t macs = 0;
+  for (const LayerRecord& r : recorder.records()) macs += r.module->macs(r.input, r.output);
+  EXPECT_EQ(macs, 300774272);  // the commonly quoted 300.8M
+}
+
+TEST(Model, MakeDivisibleFollowsTorchvision) {
+  EXPECT_EQ(make_divisible(32 * 1.0), 32);
+  EXPECT_EQ(make_divisible(32 * 0.35), 16);  // 8 would lose more than 10%
+  EXPECT_EQ(make_divisible(24 * 0.5), 16);   // 12 rounds half up to 16
+  EXPECT_EQ(make_divisible(1280 * 1.4), 1792);
+  EXPECT_EQ(make_divisible(16 * 0.25), 8);
+}
+
+TEST(Model, EnhancersSitInEveryExpandingBlock) {
+  auto model = build_model("mobilenetv2_mp", {});
+  const auto enhancers = model->enhancers();
+  ASSERT_EQ(enhancers.size(), 16u);
+  EXPECT_EQ(enhancers.front().first, "features.2.enhancer");
+  EXPECT_EQ(enhancers.back().first, "features.17.enhancer");
+  for (const auto& [name, e] : enhancers) {
+    EXPECT_FALSE(e->fixed());
+    EXPECT_EQ(e->probabilities().size(), 8u);
+  }
+  EXPECT_TRUE(build_model("mobilenetv2", {})->enhancers().empty());
+}
+
+TEST(Model, SmallInputKeepsResolutionLonger) {
+  MobileNetV2Config config;
+  config.small_input = true;
+  config.width = 0.25;
+  config.num_classes = 10;
+  auto model = build_model("mobilenetv2", config);
+  model->eval();
+  LayerRecorder recorder;
+  NoGradGuard no_grad;
+  const Tensor logits = model->forward(Tensor::zeros(Shape{2, 32, 32, 3}));
+  EXPECT_EQ(logits.shape(), (Shape{2, 10}));
+  // Three stride-2 stages are left: 32 -> 4 at the last convolution.
+  const LayerRecord& last_conv = recorder.records()[recorder.records().size() - 5];
+  EXPECT_EQ(last_conv.output, (Shape{2, 4, 4, 1280}));
+}
+
+TEST(Model, FixingDropsCandidatesAndFreezesAlpha) {
+  MobileNetV2Config config;
+  config.width = 0.25;
+  config.num_classes = 5;
+  config.small_input = true;
+  auto model = build_model("mobilenetv2_mp", config);
+  MetaPooling* e = model->enhancers()[0].second;
+  const std::vector<double> probs = e->probabilities();
+  const int64_t before = count_params(*model);
+  e->fix({PoolOp::kMax7});
+  EXPECT_EQ(e->probabilities(), probs) << "alpha is kept, frozen";
+  const auto params = model->parameters();
+  for (const NamedParameter& p : params) {
+    EXPECT_NE(p.name, "features.2.enhancer.alpha");
+    EXPECT_EQ(p.name.rfind("features.2.enhancer.strip", 0), std::string::npos) << p.name;
+  }
+  EXPECT_LT(count_params(*model), before);
+  bool alpha_buffer = false;
+  for (const NamedTensor& b : model->buffers()) alpha_buffer |= b.name == "features.2.enhancer.alpha";
+  EXPECT_TRUE(alpha_buffer);
+  EXPECT_EQ(model->genotype().enhancers[0].ops, std::vector<PoolOp>{PoolOp::kMax7});
+  EXPECT_TRUE(model->genotype().enhancers[1].ops.empty());
+  EXPECT_THROW(e->fix({PoolOp::kAvg3}), InternalError);
+  // The fixed model still trains end to end.
+  const Tensor x = test::random({2, 16, 16, 3}, 3, false, 1.0, DType::kF32);
+  ops::sum(model->forward(x)).backward();
+}
+
+TEST(Model, BuildsFixedFromAGenotypeFile) {
+  auto search = build_model("mobilenetv2_mp", {});
+  Genotype g = search->genotype();
+  for (size_t i = 0; i < g.enhancers.size(); ++i) {
+    g.enhancers[i].ops = i % 3 == 0 ? std::vector<PoolOp>{PoolOp::kStrip}
+                                    : std::vector<PoolOp>{PoolOp::kMax3, PoolOp::kAvg5};
+  }
+  const std::string path = temp_path("genotype.json");
+  g.save(path);
+  MobileNetV2Config config;
+  config.genotype = Genotype::load(path);
+  std::remove(path.c_str());
+  auto fixed = build_model("mobilenetv2_mp", config);
+  EXPECT_EQ(fixed->genotype().to_json(), g.to_json());
+  int strips = 0, alphas = 0;
+  for (const NamedParameter& p : fixed->parameters()) {
+    strips += p.name.find("strip.conv1.weight") != std::string::npos;
+    alphas += p.name.find("alpha") != std::string::npos;
+  }
+  EXPECT_EQ(strips, 6);  // enhancers 0, 3, 6, 9, 12, 15
+  EXPECT_EQ(alphas, 0);
+  // A genotype cannot fix the plain model, nor leave an enhancer open.
+  EXPECT_THROW(build_model("mobilenetv2", config), Error);
+  config.genotype->enhancers[4].ops.clear();
+  EXPECT_THROW(build_model("mobilenetv2_mp", config), Error);
+}
+
+TEST(Model, GenotypeFilesAreValidated) {
+  const std::string path = temp_path("bad_genotype.json");
+  for (const char* text : {"not json", "{}", R"({"format": "pmpl-genotype", "version": 2})",
+                           R"({"format": "pmpl-genotype", "version": 1, "enhancers": [{"name": "x", "ops": ["max9"]}]})"}) {
+    std::ofstream(path) << text;
+    EXPECT_THROW(Genotype::load(path), Error) << text;
+  }
+  std::remove(path.c_str());
+  EXPECT_THROW(Genotype::load("/nonexistent/genotype.json"), Error);
+}
+
+TEST(Model, WeightsRoundTripThroughSafetensors) {
+  MobileNetV2Config config;
+  config.width = 0.25;
+  config.num_classes = 7;
+  config.small_input = true;
+  config.seed = 1;
+  auto a = build_model("mobilenetv2_mp", config);
+  config.seed = 2;
+  auto b = build_model("mobilenetv2_mp", config);
+  const Tensor x = test::random({2, 12, 12, 3}, 4, false, 1.0, DType::kF32);
+  a->train();
+  a->forward(x);  // moves the running statistics off their initial values
+  const std::string path = temp_path("weights.safetensors");
+  save_weights(*a, path, {{"model", "mobilenetv2_mp"}});
+  load_weights(*b, path);
+  a->eval();
+  b->eval();
+  NoGradGuard no_grad;
+  EXPECT_EQ(a->forward(x).to_vector<float>(), b->forward(x).to_vector<float>());
+  EXPECT_EQ(load_safetensors(path).metadata.at("model"), "mobilenetv2_mp");
+  // A different architecture is refused with a clear error, not loaded half-way.
+  config.num_classes = 8;
+  auto c = build_model("mobilenetv2_mp", config);
+  EXPECT_THROW(load_weights(*c, path), Error);
+  EXPECT_THROW(load_weights(*build_model("mobilenetv2", {}), path), Error);
+  std::remove(path.c_str());
+}
+
+TEST(Model, CorruptWeightFilesAreRefused) {
+  const std::string good = temp_path("good.safetensors"), bad = temp_path("bad.safetensors");
+  save_safetensors(good, {{"w", Tensor::ones(Shape{4, 4})}});
+  std::string bytes;
+  {
+    std::ifstream in(good, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto write = [&](const std::string& content) {
+    std::ofstream out(bad, std::ios::binary | std::ios::trunc);
+    out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  };
+  write(bytes.substr(0, bytes.size() - 1));  // truncated data
+  EXPECT_THROW(load_safetensors(bad), Error);
+  write(bytes.substr(0, 5));  // shorter than the size field
+  EXPECT_THROW(load_safetensors(bad), Error);
+  write(std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) + "{}");  // absurd header size
+  EXPECT_THROW(load_safetensors(bad), Error);
+  std::string garbled = bytes;
+  garbled[8] = '#';  // the opening brace: the header is no longer JSON
+  write(garbled);
+  EXPECT_THROW(load_safetensors(bad), Error);
+  EXPECT_THROW(load_safetensors("/nonexistent.safetensors"), Error);
+  EXPECT_EQ(load_safetensors(good).find("w").to_vector<float>(), std::vector<float>(16, 1.0f));
+  std::remove(good.c_str());
+  std::remove(bad.c_str());
+}
+
+TEST(Model, NpyRoundTrip) {
+  const std::string path = temp_path("x.npy");
+  const Tensor x = test::random({2, 3, 5}, 5, false, 1.0, DType::kF32);
+  save_npy(path, x);
+  const Tensor y = load_npy(path);
+  EXPECT_EQ(y.shape(), x.shape());
+  EXPECT_EQ(y.to_vector<float>(), x.to_vector<float>());
+  std::ofstream(path) << "not numpy";
+  EXPECT_THROW(load_npy(path), Error);
+  std::remove(path.c_str());
+}
+
+// A whole network in f64, training mode: sampled elements of every parameter tensor of the stem,
+// the first and last enhanced blocks and the head, against finite differences. The enhancers are
+// fixed to the smooth candidates (skip, strip, avg, and a strip + avg pair): with max pooling in
+// 16 enhancers some window always has two values within 1e-8 of each other, so the loss has a
+// kink inside any usable step (max pooling is checked op by op, and the searching mixture in the
+// enhancer test below). Batchnorm over few values per channel makes the loss strongly curved,
+// hence 32x32 inputs, a step of 1e-8, and 1e-4 relative plus 1e-6 absolute tolerance (the
+// rounding left at this step is ~1e-7); wiring mistakes are O(1).
+TEST(Model, GradientsMatchFiniteDifferences) {
+  MobileNetV2Config config;
+  config.width = 0.25;
+  config.num_classes = 3;
+  config.small_input = true;
+  config.dropout = 0.0;
+  Genotype genotype = build_model("mobilenetv2_mp", config)->genotype();
+  const std::vector<std::vector<PoolOp>> choices = {
+      {PoolOp::kStrip, PoolOp::kAvg3}, {PoolOp::kAvg5}, {PoolOp::kSkip}, {PoolOp::kAvg7}, {PoolOp::kStrip}};
+  for (size_t i = 0; i < genotype.enhancers.size(); ++i) genotype.enhancers[i].ops = choices[i % choices.size()];
+  config.genotype = genotype;
+  auto model = build_model("mobilenetv2_mp", config);
+  model->to(DType::kF64);
+  const Tensor x = test::random({2, 32, 32, 3}, 6, false);
+  std::vector<std::pair<std::string, Tensor>> params;
+  for (const NamedParameter& p : model->parameters()) {
+    for (const char* prefix : {"features.0.", "features.2.", "features.17.", "features.18.", "classifier."}) {
+      if (p.name.rfind(prefix, 0) == 0) {
+        params.emplace_back(p.name, p.tensor);
+        break;
+      }
+    }
+  }
+  ASSERT_GT(params.size(), 30u);
+  test::GradCheckOptions options;
+  options.eps = 1e-8;
+  options.atol = 1e-6;
+  options.rtol = 1e-4;
+  test::expect_parameter_gradients_match([&] { return model->forward(x); }, params, 2, options);
+}
+
+// One searching enhancer, every candidate weighted: input gradient and every parameter (alpha,
+// strip attention, batchnorm) against finite differences, alphas far from uniform.
+TEST(Model, SearchingEnhancerGradientsMatchFiniteDifferences) {
+  Generator gen(3);
+  MetaPooling enhancer(8, gen);
+  enhancer.to(DType::kF64);
+  {
+    Tensor alpha = enhancer.alpha();
+    NoGradGuard no_grad;
+    alpha.copy_(test::random({8}, 78, false));
+  }
+  test::expect_gradients_match([&](const Tensors& t) { return enhancer.forward(t[0]); },
+                               {test::random({2, 6, 7, 8}, 9)});
+  const Tensor x = test::random({2, 6, 7, 8}, 10, false);
+  std::vector<std::pair<std::string, Tensor>> params;
+  for (const NamedParameter& p : enhancer.parameters()) params.emplace_back(p.name, p.tensor);
+  test::expect_parameter_gradients_match([&] { return enhancer.forward(x); }, params, 4);
+}
+
+}  // namespace
+}  // namespace pmpl
