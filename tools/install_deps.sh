@@ -2,6 +2,9 @@
 # Installs what pmpl needs to build, test and run its main job on Debian.
 # Idempotent: packages already present are not touched, so a second run takes a second.
 # Used by both README commands and by .ci/run.
+#   tools/install_deps.sh           build and run
+#   tools/install_deps.sh --torch   also Debian's PyTorch + torchvision, the outside oracle the
+#                                   test suite checks pmpl against (tools/check_torch_convert.py)
 set -euo pipefail
 
 packages=(
@@ -12,6 +15,12 @@ packages=(
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
+if [[ "${1:-}" == "--torch" ]]; then
+  packages+=(python3-torch python3-torchvision python3-numpy)
+elif [[ -n "${1:-}" ]]; then
+  echo "usage: tools/install_deps.sh [--torch]" >&2
+  exit 2
+fi
 
 missing=()
 for p in "${packages[@]}"; do

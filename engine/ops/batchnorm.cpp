@@ -4,7 +4,9 @@
 // Backward (training), with xhat = (x - mean) * invstd:
 //   dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
 //   dgamma = sum(dy * xhat) = (sum(dy * x) - mean * sum(dy)) * invstd, dbeta = sum(dy).
-// Both directions read the input twice and write once; xhat is never stored.
+// Both directions read the input twice and write once; xhat is never stored. Per element, x -
+// mean is formed first: folding the mean into a per-channel constant (y = x * a + b) would cancel
+// catastrophically when |mean| >> std, as after ReLU6.
 #include <cmath>
 
 #include "engine/ops/op_util.h"
@@ -12,16 +14,16 @@
 namespace pmpl::ops {
 namespace {
 
-// y = x * a + b per channel (the affine form of both normalisation and its eval backward).
+// y = (x - mean) * scale + shift, per channel.
 template <class T>
-void affine_rows(const T* x, const std::vector<T>& a, const std::vector<T>& b, T* y, int64_t rows,
-                 int64_t c) {
+void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T* y, int64_t rows,
+                    int64_t c) {
 #pragma omp parallel for if (rows * c > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * c;
     T* yr = y + r * c;
 #pragma omp simd
-    for (int64_t j = 0; j < c; ++j) yr[j] = xr[j] * a[j] + b[j];
+    for (int64_t j = 0; j < c; ++j) yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
   }
 }
 
@@ -77,13 +79,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       }
     }
     const T* pg = gamma.data<T>();
-    const T* pb = beta.data<T>();
-    std::vector<T> a(static_cast<size_t>(c)), b(static_cast<size_t>(c));
+    std::vector<T> mean_t(static_cast<size_t>(c)), scale(static_cast<size_t>(c));
     for (int64_t j = 0; j < c; ++j) {
-      a[j] = static_cast<T>(invstd[j] * pg[j]);
-      b[j] = static_cast<T>(pb[j] - mean[j] * invstd[j] * pg[j]);
+      mean_t[j] = static_cast<T>(mean[j]);
+      scale[j] = static_cast<T>(invstd[j] * pg[j]);
     }
-    affine_rows(px, a, b, y.data<T>(), rows, c);
+    normalize_rows(px, mean_t.data(), scale.data(), beta.data<T>(), y.data<T>(), rows, c);
   });
 
   if (needs_grad({&x, &gamma, &beta})) {
@@ -110,20 +111,18 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                  pgb[j] = static_cast<T>(sum_gy[j]);
                }
                if (!grad_x) return;
-               // dx = k * (dy - mean(dy) - (x - mean) * invstd * mean(dy * xhat))
-               //    = k * dy + m * x + q per channel; in eval mode the statistics are constants
-               //    and dx = k * dy.
+               // dx = k * (dy - mean(dy)) - k * invstd * mean(dy * xhat) * (x - mean), with
+               // k = gamma * invstd; in eval mode the statistics are constants and dx = k * dy.
                const T* gamma = gs.data<T>();
-               std::vector<T> k(static_cast<size_t>(c)), m(static_cast<size_t>(c)),
-                   q(static_cast<size_t>(c));
+               std::vector<T> k(static_cast<size_t>(c)), slope(static_cast<size_t>(c)),
+                   mean_gy(static_cast<size_t>(c)), mean_t(static_cast<size_t>(c));
                const double inv_rows = 1.0 / static_cast<double>(rows);
                for (int64_t j = 0; j < c; ++j) {
                  const double kj = static_cast<double>(gamma[j]) * invstd[j];
-                 const double slope = training ? invstd[j] * sum_gy_xhat[j] * inv_rows : 0.0;
-                 const double offset = training ? sum_gy[j] * inv_rows : 0.0;
                  k[j] = static_cast<T>(kj);
-                 m[j] = static_cast<T>(-kj * slope);
-                 q[j] = static_cast<T>(kj * (mean[j] * slope - offset));
+                 slope[j] = training ? static_cast<T>(kj * invstd[j] * sum_gy_xhat[j] * inv_rows) : T(0);
+                 mean_gy[j] = training ? static_cast<T>(sum_gy[j] * inv_rows) : T(0);
+                 mean_t[j] = static_cast<T>(mean[j]);
                }
                T* pd = gx.data<T>();
 #pragma omp parallel for if (rows * c > 65536)
@@ -131,7 +130,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 #pragma omp simd
                  for (int64_t j = 0; j < c; ++j) {
                    const int64_t i = r * c + j;
-                   pd[i] = k[j] * gy[i] + m[j] * px[i] + q[j];
+                   pd[i] = k[j] * (gy[i] - mean_gy[j]) - slope[j] * (px[i] - mean_t[j]);
                  }
                }
              });

@@ -40,24 +40,29 @@ Tensor strip_pool(const Tensor& x) {
     using T = decltype(tag);
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    const T inv_w = T(1) / static_cast<T>(w), inv_h = T(1) / static_cast<T>(h);
-#pragma omp parallel for if (n * h * w * c > 16384)
-    for (int64_t i = 0; i < n; ++i) {
-      T* rows = py + i * (h + w) * c;  // [h, c]: means over w
-      T* cols = rows + h * c;          // [w, c]: means over h
-      std::fill(rows, rows + (h + w) * c, T(0));
-      for (int64_t r = 0; r < h; ++r) {
-        for (int64_t q = 0; q < w; ++q) {
-          const T* xr = px + ((i * h + r) * w + q) * c;
+    // Sums in double: a row of 112 f32 values summed in order would lose ~112 ulps.
+#pragma omp parallel if (n * h * w * c > 16384)
+    {
+      std::vector<double> acc(static_cast<size_t>((h + w) * c));
+#pragma omp for
+      for (int64_t i = 0; i < n; ++i) {
+        double* rows = acc.data();     // [h, c]: sums over w
+        double* cols = rows + h * c;   // [w, c]: sums over h
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t r = 0; r < h; ++r) {
+          for (int64_t q = 0; q < w; ++q) {
+            const T* xr = px + ((i * h + r) * w + q) * c;
 #pragma omp simd
-          for (int64_t j = 0; j < c; ++j) {
-            rows[r * c + j] += xr[j];
-            cols[q * c + j] += xr[j];
+            for (int64_t j = 0; j < c; ++j) {
+              rows[r * c + j] += static_cast<double>(xr[j]);
+              cols[q * c + j] += static_cast<double>(xr[j]);
+            }
           }
         }
+        T* out = py + i * (h + w) * c;
+        for (int64_t j = 0; j < h * c; ++j) out[j] = static_cast<T>(rows[j] / static_cast<double>(w));
+        for (int64_t j = 0; j < w * c; ++j) out[h * c + j] = static_cast<T>(cols[j] / static_cast<double>(h));
       }
-      for (int64_t j = 0; j < h * c; ++j) rows[j] *= inv_w;
-      for (int64_t j = 0; j < w * c; ++j) cols[j] *= inv_h;
     }
   });
   if (needs_grad({&x})) {
