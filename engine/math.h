@@ -1,5 +1,8 @@
 // Per-element math shared by the CPU kernels and the CUDA kernels (PMPL_HD): the forward of each
 // activation and its derivative, written once. Derivatives at the kinks follow PyTorch.
+// Masks are bools converted to numbers and combined with bitwise &, never && or if: branchy
+// forms stop GCC from vectorising the loops that call them, and then mispredict on random signs
+// (a fused batchnorm + ReLU6 backward ran 10x slower that way).
 #pragma once
 
 #include <cmath>
@@ -13,22 +16,20 @@ PMPL_HD float exp_of(float x) { return expf(x); }
 PMPL_HD double exp_of(double x) { return ::exp(x); }
 
 template <class T> PMPL_HD T relu(T x) { return x > T(0) ? x : T(0); }
-template <class T> PMPL_HD T relu_grad(T x) { return x > T(0) ? T(1) : T(0); }
+template <class T> PMPL_HD T relu_grad(T x) { return static_cast<T>(x > T(0)); }
 
 template <class T> PMPL_HD T relu6(T x) { return x < T(0) ? T(0) : (x > T(6) ? T(6) : x); }
 // PyTorch's hardtanh backward: zero at and outside both edges.
-template <class T> PMPL_HD T relu6_grad(T x) { return (x > T(0) && x < T(6)) ? T(1) : T(0); }
+template <class T> PMPL_HD T relu6_grad(T x) { return static_cast<T>((x > T(0)) & (x < T(6))); }
 
 template <class T> PMPL_HD T hardsigmoid(T x) { return relu6(x + T(3)) / T(6); }
 template <class T> PMPL_HD T hardsigmoid_grad(T x) {
-  return (x > T(-3) && x < T(3)) ? T(1) / T(6) : T(0);
+  return static_cast<T>((x > T(-3)) & (x < T(3))) / T(6);
 }
 
 template <class T> PMPL_HD T hardswish(T x) { return x * relu6(x + T(3)) / T(6); }
 template <class T> PMPL_HD T hardswish_grad(T x) {
-  if (x < T(-3)) return T(0);
-  if (x <= T(3)) return x / T(3) + T(0.5);
-  return T(1);
+  return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
 }
 
 template <class T> PMPL_HD T sigmoid(T x) { return T(1) / (T(1) + exp_of(-x)); }

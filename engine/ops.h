@@ -70,9 +70,13 @@ Tensor pointwise_conv(const Tensor& x, const Tensor& weight);
 // ---- normalisation (engine/ops/batchnorm.cpp) ----
 // Over every dimension but the last. Training: batch statistics, and the running ones (when
 // defined) move by `momentum` towards them, the variance unbiased (PyTorch's rule). Eval: the
-// running statistics. gamma, beta, running_mean, running_var: [C].
+// running statistics. gamma, beta, running_mean, running_var: [C]. With kReLU6 the activation is
+// applied in the same pass (and its mask recomputed in backward): relu6(batch_norm(x)) without
+// the intermediate tensor or the two extra passes over it.
+enum class BnActivation : uint8_t { kNone, kReLU6 };
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
-                  Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+                  Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
+                  BnActivation activation = BnActivation::kNone);
 
 // ---- pooling (engine/ops/pooling.cpp, engine/ops/global_pool.cpp) ----
 // k x k windows, x [N, H, W, C]. Max never picks padding; avg divides by the whole window,

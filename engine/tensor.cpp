@@ -192,7 +192,7 @@ Tensor& Tensor::set_requires_grad(bool on) {
   return *this;
 }
 
-void Tensor::set_grad(const Tensor& grad) {
+void Tensor::set_grad(const Tensor& grad) const {
   if (grad.defined()) {
     PMPL_CHECK(grad.shape() == shape() && grad.dtype() == dtype() && grad.device() == device(),
                "set_grad: gradient {} {} does not match tensor {} {}", grad.shape().str(),

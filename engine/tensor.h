@@ -118,7 +118,7 @@ class Tensor {
   Tensor grad() const { return Tensor(checked().grad); }
   // Installs `grad` as this tensor's gradient buffer; later backward passes accumulate into it
   // in place (how parameter gradients land in one flat buffer).
-  void set_grad(const Tensor& grad);
+  void set_grad(const Tensor& grad) const;
   // Drops the gradient; with keep_buffer, zeroes it in place instead.
   void zero_grad(bool keep_buffer = true);
   // Runs backpropagation from this tensor. `grad` defaults to 1 for a one-element tensor.

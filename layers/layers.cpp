@@ -51,7 +51,7 @@ Tensor DepthwiseConv2d::forward_impl(const Tensor& x) {
   return ops::depthwise_conv2d(x, weight_, stride_, kernel_ / 2);
 }
 
-BatchNorm::BatchNorm(int64_t channels) {
+BatchNorm::BatchNorm(int64_t channels, bool fuse_relu6) : fuse_relu6_(fuse_relu6) {
   weight_ = register_parameter("weight", Tensor::ones(Shape{channels}), ParamKind::kNoDecay);
   bias_ = register_parameter("bias", Tensor::zeros(Shape{channels}), ParamKind::kNoDecay);
   running_mean_ = register_buffer("running_mean", Tensor::zeros(Shape{channels}));
@@ -65,7 +65,8 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
     int64_t* count = batches_tracked_.data<int64_t>();
     *count += 1;
   }
-  return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5);
+  return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5,
+                         fuse_relu6_ ? ops::BnActivation::kReLU6 : ops::BnActivation::kNone);
 }
 
 Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen) {
@@ -79,7 +80,7 @@ int64_t Linear::macs(const Shape& input, const Shape& output) const {
 
 Tensor Linear::forward_impl(const Tensor& x) { return ops::linear(x, weight_, bias_); }
 
-Tensor ReLU6::forward_impl(const Tensor& x) { return ops::relu6(x); }
+Tensor ReLU6::forward_impl(const Tensor& x) { return fused_ ? x : ops::relu6(x); }
 
 Tensor Hardswish::forward_impl(const Tensor& x) { return ops::hardswish(x); }
 

@@ -39,10 +39,11 @@ class DepthwiseConv2d : public Module {
 };
 
 // PyTorch's BatchNorm2d over the last (channel) dimension: momentum 0.1, eps 1e-5, and the
-// num_batches_tracked counter kept so state_dicts round-trip.
+// num_batches_tracked counter kept so state_dicts round-trip. With fuse_relu6 it also applies the
+// ReLU6 that follows it (ops::BnActivation::kReLU6); that ReLU6 module is then built `fused`.
 class BatchNorm : public Module {
  public:
-  explicit BatchNorm(int64_t channels);
+  explicit BatchNorm(int64_t channels, bool fuse_relu6 = false);
   std::string type_name() const override { return "BatchNorm"; }
 
  protected:
@@ -50,6 +51,7 @@ class BatchNorm : public Module {
 
  private:
   Tensor weight_, bias_, running_mean_, running_var_, batches_tracked_;
+  bool fuse_relu6_;
 };
 
 class Linear : public Module {
@@ -65,12 +67,18 @@ class Linear : public Module {
   Tensor weight_, bias_;
 };
 
+// `fused`: the preceding BatchNorm applies it, so this module passes its input through (it
+// stays in the network for PyTorch's module indices and the summary).
 class ReLU6 : public Module {
  public:
-  std::string type_name() const override { return "ReLU6"; }
+  explicit ReLU6(bool fused = false) : fused_(fused) {}
+  std::string type_name() const override { return fused_ ? "ReLU6 (fused)" : "ReLU6"; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  bool fused_;
 };
 
 class Hardswish : public Module {

@@ -24,12 +24,13 @@ constexpr std::array<StageSpec, 7> kStages = {{{1, 16, 1, 1},
                                                {6, 160, 3, 2},
                                                {6, 320, 1, 1}}};
 
-// torchvision's Conv2dNormActivation with ReLU6: children 0 (conv), 1 (BN), 2 (ReLU6).
+// torchvision's Conv2dNormActivation with ReLU6: children 0 (conv), 1 (BN), 2 (ReLU6). The BN
+// applies the ReLU6 in its own pass; child 2 stays for the names and passes through.
 std::shared_ptr<Sequential> conv_bn_relu6(std::shared_ptr<Module> conv, int64_t channels) {
   auto block = std::make_shared<Sequential>();
   block->append(std::move(conv));
-  block->append(std::make_shared<BatchNorm>(channels));
-  block->append(std::make_shared<ReLU6>());
+  block->append(std::make_shared<BatchNorm>(channels, /*fuse_relu6=*/true));
+  block->append(std::make_shared<ReLU6>(/*fused=*/true));
   return block;
 }
 

@@ -156,6 +156,17 @@ TEST(OpGrad, BatchNormTrain) {
       {x, random({5}, 33), random({5}, 34)});
 }
 
+TEST(OpGrad, BatchNormReLU6) {
+  // Spread so that the clamp cuts at both ends.
+  expect_gradients_match(
+      [](const Tensors& t) {
+        return ops::batch_norm(t[0], t[1], t[2], Tensor(), Tensor(), true, 0.1, 1e-5,
+                               ops::BnActivation::kReLU6);
+      },
+      {random({2, 3, 4, 5}, 52), ops::scale(random({5}, 53, false), 4.0).set_requires_grad(true),
+       ops::add(random({5}, 54, false), Tensor::full(Shape{5}, 2.0, DType::kF64)).set_requires_grad(true)});
+}
+
 TEST(OpGrad, BatchNormEval) {
   const Tensor running_mean = random({5}, 35, false);
   const Tensor running_var = ops::add(ops::mul(random({5}, 36, false), random({5}, 36, false)),

@@ -12,6 +12,8 @@ using Runner = std::function<void()>;
 
 // `pmpl bench ...`: speed measurements (never tests).
 void add_bench_command(CLI::App& app, Runner& run);
+// `pmpl bench train`, registered under `bench` by add_bench_command.
+void add_bench_train_command(CLI::App* bench, Runner& run);
 // `pmpl summary`: layers, parameter and MAC counts.
 void add_summary_command(CLI::App& app, Runner& run);
 // `pmpl forward`: evaluation-mode logits for a .npy batch.

@@ -6,31 +6,40 @@
 //   dgamma = sum(dy * xhat) = (sum(dy * x) - mean * sum(dy)) * invstd, dbeta = sum(dy).
 // Both directions read the input twice and write once; xhat is never stored. Per element, x -
 // mean is formed first: folding the mean into a per-channel constant (y = x * a + b) would cancel
-// catastrophically when |mean| >> std, as after ReLU6.
+// catastrophically when |mean| >> std, as after ReLU6. A fused ReLU6 clamps in the forward pass;
+// its backward recomputes the pre-activation to mask dy before the batchnorm backward.
 #include <cmath>
 
+#include "engine/math.h"
 #include "engine/ops/op_util.h"
 
 namespace pmpl::ops {
 namespace {
 
-// y = (x - mean) * scale + shift, per channel.
+// y = (x - mean) * scale + shift per channel, clamped to [0, 6] with a fused ReLU6.
 template <class T>
 void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T* y, int64_t rows,
-                    int64_t c) {
+                    int64_t c, bool relu6) {
 #pragma omp parallel for if (rows * c > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * c;
     T* yr = y + r * c;
+    if (relu6) {
 #pragma omp simd
-    for (int64_t j = 0; j < c; ++j) yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
+      for (int64_t j = 0; j < c; ++j) yr[j] = math::relu6((xr[j] - mean[j]) * scale[j] + shift[j]);
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
+    }
   }
 }
 
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
-                  Tensor running_var, bool training, double momentum, double eps) {
+                  Tensor running_var, bool training, double momentum, double eps,
+                  BnActivation activation) {
+  const bool relu6 = activation == BnActivation::kReLU6;
   detail::check_cpu_float("batch_norm", {&x, &gamma, &beta, &running_mean, &running_var});
   PMPL_CHECK(x.rank() >= 2, "batch_norm: input needs at least 2 dimensions [..., C], got {}",
              x.shape().str());
@@ -84,14 +93,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       mean_t[j] = static_cast<T>(mean[j]);
       scale[j] = static_cast<T>(invstd[j] * pg[j]);
     }
-    normalize_rows(px, mean_t.data(), scale.data(), beta.data<T>(), y.data<T>(), rows, c);
+    normalize_rows(px, mean_t.data(), scale.data(), beta.data<T>(), y.data<T>(), rows, c, relu6);
   });
 
   if (needs_grad({&x, &gamma, &beta})) {
     const bool grad_x = x.requires_grad();
     record("batch_norm", {&x, &gamma, &beta}, {y},
-           [xs = x.detach(), gs = gamma.detach(), stats, training, grad_x, rows,
-            c](const Tensors& g) -> Tensors {
+           [xs = x.detach(), gs = gamma.detach(), bs = beta.detach(), stats, training, grad_x,
+            relu6, rows, c](const Tensors& g) -> Tensors {
              const double* mean = stats->data();
              const double* invstd = stats->data() + c;
              Tensor gx = grad_x ? empty_like(xs) : Tensor();
@@ -100,8 +109,35 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                using T = decltype(tag);
                const T* px = xs.data<T>();
                const T* gy = g[0].data<T>();
+               const T* gamma = gs.data<T>();
+               const T* shift = bs.data<T>();
+               // The forward's own per-channel factors, so a recomputed pre-activation (and the
+               // fused ReLU6 mask taken from it) matches the forward bit for bit.
+               std::vector<T> mean_t(static_cast<size_t>(c)), scale(static_cast<size_t>(c));
+               for (int64_t j = 0; j < c; ++j) {
+                 mean_t[j] = static_cast<T>(mean[j]);
+                 scale[j] = static_cast<T>(invstd[j] * gamma[j]);
+               }
+               const T* pm = mean_t.data();
+               const T* ps = scale.data();
+               // dz = dy, masked by the fused ReLU6 where there is one.
                std::vector<double> sum_gy(static_cast<size_t>(c)), sum_gy_x(static_cast<size_t>(c));
-               detail::column_sum_and_dot(gy, px, rows, c, sum_gy.data(), sum_gy_x.data());
+               double* const sums[2] = {sum_gy.data(), sum_gy_x.data()};
+               detail::chunked_column_sums<2>(rows, c, sums, [=](int64_t begin, int64_t end, double* acc) {
+                 double* s_dz = acc;
+                 double* s_dz_x = acc + c;
+                 for (int64_t r = begin; r < end; ++r) {
+                   const T* xr = px + r * c;
+                   const T* gr = gy + r * c;
+#pragma omp simd
+                   for (int64_t j = 0; j < c; ++j) {
+                     const T mask = relu6 ? math::relu6_grad((xr[j] - pm[j]) * ps[j] + shift[j]) : T(1);
+                     const auto dz = static_cast<double>(gr[j] * mask);
+                     s_dz[j] += dz;
+                     s_dz_x[j] += dz * static_cast<double>(xr[j]);
+                   }
+                 }
+               });
                T* pgg = ggamma.data<T>();
                T* pgb = gbeta.data<T>();
                std::vector<double> sum_gy_xhat(static_cast<size_t>(c));
@@ -111,18 +147,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                  pgb[j] = static_cast<T>(sum_gy[j]);
                }
                if (!grad_x) return;
-               // dx = k * (dy - mean(dy)) - k * invstd * mean(dy * xhat) * (x - mean), with
-               // k = gamma * invstd; in eval mode the statistics are constants and dx = k * dy.
-               const T* gamma = gs.data<T>();
+               // dx = k * (dz - mean(dz)) - k * invstd * mean(dz * xhat) * (x - mean), with
+               // k = gamma * invstd; in eval mode the statistics are constants and dx = k * dz.
                std::vector<T> k(static_cast<size_t>(c)), slope(static_cast<size_t>(c)),
-                   mean_gy(static_cast<size_t>(c)), mean_t(static_cast<size_t>(c));
+                   mean_gy(static_cast<size_t>(c));
                const double inv_rows = 1.0 / static_cast<double>(rows);
                for (int64_t j = 0; j < c; ++j) {
                  const double kj = static_cast<double>(gamma[j]) * invstd[j];
                  k[j] = static_cast<T>(kj);
                  slope[j] = training ? static_cast<T>(kj * invstd[j] * sum_gy_xhat[j] * inv_rows) : T(0);
                  mean_gy[j] = training ? static_cast<T>(sum_gy[j] * inv_rows) : T(0);
-                 mean_t[j] = static_cast<T>(mean[j]);
                }
                T* pd = gx.data<T>();
 #pragma omp parallel for if (rows * c > 65536)
@@ -130,7 +164,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 #pragma omp simd
                  for (int64_t j = 0; j < c; ++j) {
                    const int64_t i = r * c + j;
-                   pd[i] = k[j] * (gy[i] - mean_gy[j]) - slope[j] * (px[i] - mean_t[j]);
+                   const T mask = relu6 ? math::relu6_grad((px[i] - pm[j]) * ps[j] + shift[j]) : T(1);
+                   pd[i] = k[j] * (gy[i] * mask - mean_gy[j]) - slope[j] * (px[i] - pm[j]);
                  }
                }
              });

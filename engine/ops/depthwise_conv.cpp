@@ -85,10 +85,12 @@ template <class T>
 void dw_backward_weight(const T* x, const T* gy, T* gwt, const DwGeometry& g) {
   const int64_t rows = g.n * g.ho, taps = g.k * g.k * g.c;
   const int64_t chunks = std::min<int64_t>(rows, 64);
-  std::vector<T> partial(static_cast<size_t>(chunks * taps), T(0));
+  const Tensor partial_buffer = detail::scratch<T>(chunks * taps);
+  T* partial = partial_buffer.data<T>();
 #pragma omp parallel for schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    T* acc = partial.data() + chunk * taps;
+    T* acc = partial + chunk * taps;
+    std::fill(acc, acc + taps, T(0));
     for (int64_t nh = chunk * rows / chunks; nh < (chunk + 1) * rows / chunks; ++nh) {
       const int64_t n = nh / g.ho, oh = nh % g.ho;
       for (int64_t ow = 0; ow < g.wo; ++ow) {
@@ -110,7 +112,7 @@ void dw_backward_weight(const T* x, const T* gy, T* gwt, const DwGeometry& g) {
   }
   std::fill(gwt, gwt + taps, T(0));
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const T* acc = partial.data() + chunk * taps;
+    const T* acc = partial + chunk * taps;
     for (int64_t t = 0; t < taps; ++t) gwt[t] += acc[t];
   }
 }

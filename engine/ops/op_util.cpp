@@ -34,33 +34,6 @@ int64_t window_output_size(const char* op, int64_t input, int kernel, int stride
   return (input + 2 * padding - kernel) / stride + 1;
 }
 
-namespace {
-
-constexpr int64_t kRowsPerChunk = 256;
-
-// Runs add_rows(begin, end, acc) over fixed chunks of rows, each into its own `outputs` x
-// `channels` accumulator, then adds the chunks in order into out[k].
-template <int kOutputs, class AddRows>
-void chunked_column_sums(int64_t rows, int64_t channels, double* const (&out)[kOutputs],
-                         AddRows add_rows) {
-  const int64_t chunks = std::max<int64_t>(1, (rows + kRowsPerChunk - 1) / kRowsPerChunk);
-  std::vector<double> partial(static_cast<size_t>(kOutputs * chunks * channels), 0.0);
-#pragma omp parallel for schedule(static) if (rows * channels > 32768)
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    add_rows(chunk * kRowsPerChunk, std::min(rows, (chunk + 1) * kRowsPerChunk),
-             partial.data() + kOutputs * chunk * channels);
-  }
-  for (int k = 0; k < kOutputs; ++k) {
-    std::fill(out[k], out[k] + channels, 0.0);
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-      const double* a = partial.data() + (kOutputs * chunk + k) * channels;
-      for (int64_t c = 0; c < channels; ++c) out[k][c] += a[c];
-    }
-  }
-}
-
-}  // namespace
-
 template <class T>
 void column_sums(const T* x, int64_t rows, int64_t channels, double* out) {
   double* const outs[1] = {out};

@@ -2,6 +2,7 @@
 // need (deterministic per-channel sums).
 #pragma once
 
+#include <algorithm>
 #include <initializer_list>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,39 @@ void column_sum_and_dot(const T* a, const T* b, int64_t rows, int64_t channels, 
 
 // x repeated NumPy-style to `shape` (unrecorded; the forward of a broadcast's backward).
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
+
+// Scratch memory from the caching allocator. Large std::vectors go to mmap and back to the
+// system on every call, and re-faulting them cost ~10% of a training step.
+template <class T>
+Tensor scratch(int64_t count) {
+  return Tensor::empty(Shape{count}, dtype_of<T>);
+}
+
+// The chunk driver behind the column sums, for ops with their own per-row terms: runs
+// add_rows(begin, end, acc) over fixed chunks of rows (the chunking depends only on `rows`),
+// each into its own zeroed kOutputs x channels accumulator, in parallel, then adds the chunks in
+// order into out[k].
+template <int kOutputs, class AddRows>
+void chunked_column_sums(int64_t rows, int64_t channels, double* const (&out)[kOutputs],
+                         AddRows add_rows) {
+  constexpr int64_t kRowsPerChunk = 256;
+  const int64_t chunks = std::max<int64_t>(1, (rows + kRowsPerChunk - 1) / kRowsPerChunk);
+  const Tensor partial_buffer = scratch<double>(kOutputs * chunks * channels);
+  double* partial = partial_buffer.data<double>();
+#pragma omp parallel for schedule(static) if (rows * channels > 32768)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    double* acc = partial + kOutputs * chunk * channels;
+    std::fill(acc, acc + kOutputs * channels, 0.0);
+    add_rows(chunk * kRowsPerChunk, std::min(rows, (chunk + 1) * kRowsPerChunk), acc);
+  }
+  for (int k = 0; k < kOutputs; ++k) {
+    std::fill(out[k], out[k] + channels, 0.0);
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const double* a = partial + (kOutputs * chunk + k) * channels;
+      for (int64_t c = 0; c < channels; ++c) out[k][c] += a[c];
+    }
+  }
+}
 
 // Shape of `x` with `rows` flattened: [rows, last dim]. For per-channel work on NHWC tensors.
 inline int64_t rows_of(const Tensor& x) { return x.numel() / x.dim(-1); }

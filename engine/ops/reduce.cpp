@@ -22,12 +22,13 @@ Tensor sum_block(const Tensor& x, int first, int last) {
     using T = decltype(tag);
     const T* px = x.data<T>();
     T* py = y.data<T>();
-    std::vector<double> acc(static_cast<size_t>(outer * inner));
+    const Tensor acc_buffer = detail::scratch<double>(outer * inner);
+    double* acc = acc_buffer.data<double>();
 #pragma omp parallel for if (outer > 1 && outer * reduced * inner > 65536)
     for (int64_t o = 0; o < outer; ++o) {
-      detail::column_sums(px + o * reduced * inner, reduced, inner, acc.data() + o * inner);
+      detail::column_sums(px + o * reduced * inner, reduced, inner, acc + o * inner);
     }
-    for (int64_t i = 0; i < outer * inner; ++i) py[i] = static_cast<T>(acc[static_cast<size_t>(i)]);
+    for (int64_t i = 0; i < outer * inner; ++i) py[i] = static_cast<T>(acc[i]);
   });
   return y;
 }

@@ -1,0 +1,73 @@
+// Packed parameters and the SGD update.
+#include <map>
+
+#include "layers/layers.h"
+#include "models/registry.h"
+#include "tests/test_util.h"
+#include "train/parameters.h"
+#include "train/sgd.h"
+
+namespace pmpl {
+namespace {
+
+TEST(Train, PackedParametersKeepValuesAndCollectGradients) {
+  MobileNetV2Config config;
+  config.width = 0.25;
+  config.num_classes = 4;
+  config.small_input = true;
+  config.dropout = 0.0;
+  auto model = build_model("mobilenetv2_mp", config);
+  auto reference = build_model("mobilenetv2_mp", config);  // same seed: same values
+  ParameterGroup group(model->parameters());
+  const Tensor x = test::random({2, 12, 12, 3}, 1, false, 1.0, DType::kF32);
+  const Tensor y = model->forward(x), y_ref = reference->forward(x);
+  EXPECT_EQ(y.to_vector<float>(), y_ref.to_vector<float>());
+  ops::sum(y).backward();
+  ops::sum(y_ref).backward();
+  // Every gradient landed in the flat buffer, at its parameter's slice.
+  const auto packed = group.params();
+  int64_t offset = 0, decayed = 0;
+  std::map<std::string, Tensor> ref_params;
+  for (const NamedParameter& p : reference->parameters()) ref_params[p.name] = p.tensor;
+  for (const NamedParameter& p : packed) {
+    const std::vector<float> slice = group.grads().view_slice(offset, p.tensor.shape()).to_vector<float>();
+    EXPECT_EQ(slice, ref_params.at(p.name).grad().to_vector<float>()) << p.name;
+    EXPECT_EQ(p.tensor.grad().raw_data(), group.grads().view_slice(offset, p.tensor.shape()).raw_data());
+    if (p.kind == ParamKind::kWeight) {
+      EXPECT_EQ(offset, decayed) << "weights come first";
+      decayed += p.tensor.numel();
+    }
+    offset += p.tensor.numel();
+  }
+  EXPECT_EQ(offset, group.numel());
+  EXPECT_EQ(decayed, group.decay_numel());
+  group.zero_grad();
+  for (float g : group.grads().to_vector<float>()) ASSERT_EQ(g, 0.0f);
+}
+
+// Three steps of torch.optim.SGD(lr=0.1, momentum=0.9, nesterov=True) with weight decay 0.01 on
+// the weight and none on the bias, from PyTorch 1.13 in f64.
+TEST(Train, SgdMatchesPyTorch) {
+  Tensor w = Tensor::from_vector<double>({1.0, -2.0, 0.5}, Shape{3});
+  Tensor b = Tensor::from_vector<double>({0.3, -0.7}, Shape{2});
+  w.set_requires_grad(true);
+  b.set_requires_grad(true);
+  ParameterGroup group({{"b", b, ParamKind::kNoDecay}, {"w", w, ParamKind::kWeight}});
+  Sgd sgd(group, {0.9, true, 0.01});
+  const std::vector<std::pair<std::vector<double>, std::vector<double>>> grads = {
+      {{0.5, -1.0, 2.0}, {0.1, 0.2}}, {{-0.3, 0.4, 1.0}, {-0.5, 0.05}}, {{0.2, 0.2, -0.6}, {0.3, -0.1}}};
+  for (const auto& [gw, gb] : grads) {
+    Tensor grad_w = w.grad(), grad_b = b.grad();
+    grad_w.copy_(Tensor::from_vector(gw, Shape{3}));
+    grad_b.copy_(Tensor::from_vector(gb, Shape{2}));
+    sgd.step(0.1);
+  }
+  test::expect_close(w, Tensor::from_vector<double>({0.863721158191, -1.7873145163820001, -0.34639832122950004}, Shape{3}),
+                     1e-12, 1e-12, "w");
+  test::expect_close(b, Tensor::from_vector<double>({0.34410999999999997, -0.7633300000000001}, Shape{2}), 1e-12,
+                     1e-12, "b");
+  EXPECT_EQ(sgd.steps(), 3);
+}
+
+}  // namespace
+}  // namespace pmpl

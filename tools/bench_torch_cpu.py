@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""The baseline for `pmpl bench train`: the same training step (forward, label-smoothed
+cross-entropy, backward, SGD with Nesterov momentum) in PyTorch on this machine's CPU,
+channels_last, with as many threads as pmpl uses (every core this process may use), median
+step time over --steps after --warmup. Models come from tools/torch_mobilenetv2_mp.py
+(torchvision's MobileNetV2 and the Meta-Pooling variant).
+
+usage: /usr/bin/python3 tools/bench_torch_cpu.py --model mobilenetv2 --batch-size 64 \\
+           --input-size 32 [--width 1.0] [--num-classes 1000] [--small-input] --out torch.json
+then:  build/pmpl bench train --model mobilenetv2 --batch-size 64 --input-size 32 --baseline torch.json
+Results accumulate in --out (one entry per configuration).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_mobilenetv2_mp as mp  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mobilenetv2", choices=["mobilenetv2", "mobilenetv2_mp"])
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--num-classes", type=int, default=1000)
+    ap.add_argument("--small-input", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    model = mp.build(a.width, a.num_classes, a.small_input, a.model == "mobilenetv2_mp")
+    model = model.to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    x = torch.randn(a.batch_size, 3, a.input_size, a.input_size).contiguous(memory_format=torch.channels_last)
+    labels = torch.tensor([(i * 7919) % a.num_classes for i in range(a.batch_size)])
+    times = []
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), labels, label_smoothing=0.1)
+        loss.backward()
+        opt.step()
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    step = statistics.median(times)
+    # The same key `pmpl bench train` prints (width printed as C++'s {} formats a double).
+    width = f"{a.width:g}"
+    key = f"{a.model}_w{width}{'_small' if a.small_input else ''}_b{a.batch_size}_s{a.input_size}_k{a.num_classes}"
+    img_s = a.batch_size / step
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads: {key}: "
+          f"{step * 1e3:.1f} ms/step, {img_s:.1f} img/s")
+    results = {}
+    if os.path.exists(a.out):
+        with open(a.out) as f:
+            results = {r["key"]: r for r in json.load(f)["results"]}
+    results[key] = {"key": key, "img_per_s": img_s, "step_ms": step * 1e3}
+    with open(a.out, "w") as f:
+        json.dump({"label": f"torch-{torch.__version__.split('+')[0]}", "threads": torch.get_num_threads(),
+                   "results": list(results.values())}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

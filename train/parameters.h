@@ -1,0 +1,34 @@
+// Parameters packed into one flat buffer, gradients into another, with every parameter tensor
+// re-pointed at its slice (DESIGN §3): one loop (or kernel) updates them all, one all-reduce
+// covers all gradients, and a checkpoint is the buffer. Weights that take weight decay come
+// first, then the rest (batchnorm scales, biases), so decay applies to a prefix.
+#pragma once
+
+#include <vector>
+
+#include "layers/module.h"
+
+namespace pmpl {
+
+class ParameterGroup {
+ public:
+  // Packs `params` (any order; weights are moved before the rest). The tensors keep their
+  // values and identities: layers holding them see the packed storage.
+  explicit ParameterGroup(std::vector<NamedParameter> params);
+
+  const Tensor& values() const { return values_; }
+  const Tensor& grads() const { return grads_; }
+  const std::vector<NamedParameter>& params() const { return params_; }
+  int64_t numel() const { return values_.defined() ? values_.numel() : 0; }
+  // Elements [0, decay_numel) are ParamKind::kWeight and take weight decay.
+  int64_t decay_numel() const { return decay_numel_; }
+  bool empty() const { return params_.empty(); }
+  void zero_grad();
+
+ private:
+  std::vector<NamedParameter> params_;
+  Tensor values_, grads_;
+  int64_t decay_numel_ = 0;
+};
+
+}  // namespace pmpl

@@ -1,0 +1,43 @@
+#include "train/sgd.h"
+
+#include "engine/dispatch.h"
+#include "engine/error.h"
+
+namespace pmpl {
+
+Sgd::Sgd(ParameterGroup& group, SgdOptions options) : group_(group), options_(options) {
+  if (!group.empty()) buffer_ = zeros_like(group.values());
+}
+
+void Sgd::step(double lr) {
+  if (group_.empty()) return;
+  PMPL_CHECK(group_.values().device().is_cpu(), "SGD: CUDA parameters need the CUDA backend (issue 6)");
+  const int64_t n = group_.numel(), decay_end = group_.decay_numel();
+  const bool first = steps_ == 0;
+  dispatch_float(group_.values().dtype(), "sgd", [&](auto tag) {
+    using T = decltype(tag);
+    T* w = group_.values().template data<T>();
+    const T* g = group_.grads().template data<T>();
+    T* buf = buffer_.data<T>();
+    const T rate = static_cast<T>(lr), mu = static_cast<T>(options_.momentum);
+    const T wd = static_cast<T>(options_.weight_decay);
+    const bool nesterov = options_.nesterov;
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+      const T d = g[i] + (i < decay_end ? wd * w[i] : T(0));
+      const T b = first ? d : mu * buf[i] + d;
+      buf[i] = b;
+      w[i] -= rate * (nesterov ? d + mu * b : b);
+    }
+  });
+  ++steps_;
+}
+
+void Sgd::restore(const Tensor& buffer, int64_t steps) {
+  PMPL_CHECK(buffer.shape() == buffer_.shape(), "SGD state of {} elements does not fit {}",
+             buffer.numel(), buffer_.numel());
+  buffer_.copy_(buffer);
+  steps_ = steps;
+}
+
+}  // namespace pmpl
