@@ -4,6 +4,10 @@
 
 #include <limits>
 
+#ifdef PMPL_ONEDNN
+#include <oneapi/dnnl/dnnl.h>
+#endif
+
 #include "engine/error.h"
 
 namespace pmpl::blas {
@@ -19,12 +23,22 @@ CBLAS_TRANSPOSE flag(bool transpose) { return transpose ? CblasTrans : CblasNoTr
 
 }  // namespace
 
+// f32 goes to oneDNN's sgemm where pmpl is built with it: on MobileNetV2's tall, narrow 1x1-conv
+// products it is 1.5-4x faster than OpenBLAS on this machine's AVX-512 cores (measured with
+// both on the same shapes). f64 (gradient checks only) stays with OpenBLAS.
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+#ifdef PMPL_ONEDNN
+  const dnnl_status_t status =
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  PMPL_ASSERT(status == dnnl_success, "dnnl_sgemm({}, {}, {}) failed with status {}", m, n, k,
+              static_cast<int>(status));
+#else
   cblas_sgemm(CblasRowMajor, flag(ta), flag(tb), checked_int(m), checked_int(n), checked_int(k),
               alpha, a, checked_int(lda), b, checked_int(ldb), beta, c, checked_int(ldc));
+#endif
 }
 
 template <>

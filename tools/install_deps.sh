@@ -11,7 +11,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev
   libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev
-  libopenblas-openmp-dev
+  libopenblas-openmp-dev libdnnl-dev
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
