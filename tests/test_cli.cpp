@@ -6,6 +6,10 @@
 #include <string>
 #include <sys/wait.h>
 
+#include "engine/io/npy.h"
+#include "engine/io/safetensors.h"
+#include "tests/test_util.h"
+
 namespace {
 
 struct Result {
@@ -55,6 +59,44 @@ TEST(Cli, MissingBaselineFileIsOneLineAndExitCode2) {
                            "--baseline /nonexistent/baseline.json");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("/nonexistent/baseline.json"), std::string::npos) << r.output;
+}
+
+TEST(Cli, SummaryEndsWithTorchvisionCounts) {
+  const Result r = run_cli("summary --model mobilenetv2");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("features.17.conv.2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\nparams: 3504872\nmacs: 300774272\n"), std::string::npos) << r.output;
+}
+
+TEST(Cli, SummaryRefusesAnUnknownModel) {
+  const Result r = run_cli("summary --model resnet50");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(count_lines(r.output), 1) << r.output;
+}
+
+// The parity fixture's weights, run by the CLI on the fixture's input (written as NHWC .npy),
+// give PyTorch's eval logits; a wrong architecture or a missing file is one clear line.
+TEST(Cli, ForwardMatchesPyTorchAndExplainsMistakes) {
+  const std::string fixtures = std::string(PMPL_SOURCE_DIR) + "/tests/fixtures/";
+  const std::string weights = fixtures + "mobilenetv2_w025_64px.weights.safetensors";
+  const pmpl::TensorFile data = pmpl::load_safetensors(fixtures + "mobilenetv2_w025_64px.data.safetensors");
+  const std::string in = ::testing::TempDir() + "pmpl_cli_x.npy", out = ::testing::TempDir() + "pmpl_cli_y.npy";
+  pmpl::save_npy(in, data.find("input"));
+  const std::string model = "--model mobilenetv2 --width 0.25 --num-classes 10 --weights " + weights;
+  const Result ok = run_cli("forward " + model + " --layout nhwc --input " + in + " --output " + out);
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  pmpl::test::expect_close(pmpl::load_npy(out), data.find("logits_eval"), 1e-5, 1e-4, "CLI logits");
+
+  const Result missing = run_cli("forward " + model + " --input /nonexistent.npy --output " + out);
+  EXPECT_EQ(missing.code, 2) << missing.output;
+  EXPECT_EQ(count_lines(missing.output), 1) << missing.output;
+  const Result wrong = run_cli("forward --model mobilenetv2_mp --width 0.25 --num-classes 10 --weights " +
+                               weights + " --input " + in + " --output " + out);
+  EXPECT_EQ(wrong.code, 2) << wrong.output;
+  EXPECT_EQ(count_lines(wrong.output), 1) << wrong.output;
+  EXPECT_NE(wrong.output.find("--model"), std::string::npos) << "says what to check: " << wrong.output;
+  const Result layout = run_cli("forward " + model + " --input " + in + " --output " + out);  // NHWC read as NCHW
+  EXPECT_EQ(layout.code, 2) << layout.output;
 }
 
 TEST(Cli, BenchOpsPrintsATable) {
