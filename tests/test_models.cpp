@@ -58,10 +58,7 @@ TEST(Model, EnhancersSitInEveryExpandingBlock) {
 }
 
 TEST(Model, SmallInputKeepsResolutionLonger) {
-  MobileNetV2Config config;
-  config.small_input = true;
-  config.width = 0.25;
-  config.num_classes = 10;
+  MobileNetV2Config config = test::tiny_config(10);
   auto model = build_model("mobilenetv2", config);
   model->eval();
   LayerRecorder recorder;
@@ -74,10 +71,7 @@ TEST(Model, SmallInputKeepsResolutionLonger) {
 }
 
 TEST(Model, FixingDropsCandidatesAndFreezesAlpha) {
-  MobileNetV2Config config;
-  config.width = 0.25;
-  config.num_classes = 5;
-  config.small_input = true;
+  MobileNetV2Config config = test::tiny_config(5);
   auto model = build_model("mobilenetv2_mp", config);
   MetaPooling* e = model->enhancers()[0].second;
   const std::vector<double> probs = e->probabilities();
@@ -140,10 +134,7 @@ TEST(Model, GenotypeFilesAreValidated) {
 }
 
 TEST(Model, WeightsRoundTripThroughSafetensors) {
-  MobileNetV2Config config;
-  config.width = 0.25;
-  config.num_classes = 7;
-  config.small_input = true;
+  MobileNetV2Config config = test::tiny_config(7);
   config.seed = 1;
   auto a = build_model("mobilenetv2_mp", config);
   config.seed = 2;
@@ -216,11 +207,7 @@ TEST(Model, NpyRoundTrip) {
 // hence 32x32 inputs, a step of 1e-8, and 1e-4 relative plus 1e-6 absolute tolerance (the
 // rounding left at this step is ~1e-7); wiring mistakes are O(1).
 TEST(Model, GradientsMatchFiniteDifferences) {
-  MobileNetV2Config config;
-  config.width = 0.25;
-  config.num_classes = 3;
-  config.small_input = true;
-  config.dropout = 0.0;
+  MobileNetV2Config config = test::tiny_config(3, 0.0);
   Genotype genotype = build_model("mobilenetv2_mp", config)->genotype();
   const std::vector<std::vector<PoolOp>> choices = {
       {PoolOp::kStrip, PoolOp::kAvg3}, {PoolOp::kAvg5}, {PoolOp::kSkip}, {PoolOp::kAvg7}, {PoolOp::kStrip}};

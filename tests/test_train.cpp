@@ -11,11 +11,7 @@ namespace pmpl {
 namespace {
 
 TEST(Train, PackedParametersKeepValuesAndCollectGradients) {
-  MobileNetV2Config config;
-  config.width = 0.25;
-  config.num_classes = 4;
-  config.small_input = true;
-  config.dropout = 0.0;
+  MobileNetV2Config config = test::tiny_config(4, 0.0);
   auto model = build_model("mobilenetv2_mp", config);
   auto reference = build_model("mobilenetv2_mp", config);  // same seed: same values
   ParameterGroup group(model->parameters());

@@ -13,6 +13,15 @@ Tensor random(const Shape& shape, uint64_t seed, bool requires_grad, double scal
   return t;
 }
 
+MobileNetV2Config tiny_config(int64_t classes, double dropout) {
+  MobileNetV2Config config;
+  config.width = 0.25;
+  config.num_classes = classes;
+  config.small_input = true;
+  config.dropout = dropout;
+  return config;
+}
+
 std::vector<double> as_doubles(const Tensor& t) { return t.to(DType::kF64).to_vector<double>(); }
 
 void expect_close(const Tensor& actual, const Tensor& expected, double atol, double rtol,

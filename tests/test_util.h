@@ -9,6 +9,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
+#include "models/mobilenetv2.h"
 
 namespace pmpl::test {
 
@@ -34,6 +35,9 @@ void expect_gradients_match(const std::function<Tensor(const Tensors&)>& fn, con
 void expect_parameter_gradients_match(const std::function<Tensor()>& forward,
                                       const std::vector<std::pair<std::string, Tensor>>& params,
                                       int samples, const GradCheckOptions& options = {});
+
+// The smallest useful MobileNetV2: width 0.25, small-input stem, `classes` outputs.
+MobileNetV2Config tiny_config(int64_t classes, double dropout = 0.2);
 
 // |actual - expected| <= atol + rtol * |expected| elementwise, any float dtypes; same shape.
 void expect_close(const Tensor& actual, const Tensor& expected, double atol, double rtol,
