@@ -99,6 +99,19 @@ TEST(Cli, ForwardMatchesPyTorchAndExplainsMistakes) {
   EXPECT_EQ(layout.code, 2) << layout.output;
 }
 
+TEST(Cli, DataCommandsRefuseBadFoldersInOneLine) {
+  for (const char* args : {"data check /nonexistent/dataset", "data fashion-mnist /tmp --source /nonexistent",
+                           "bench loader --data /nonexistent/dataset"}) {
+    const Result r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.output;
+    EXPECT_EQ(count_lines(r.output), 1) << args << ": " << r.output;
+  }
+  // An existing, non-empty output folder is never written into.
+  const Result r = run_cli("data fashion-mnist " + std::string(PMPL_SOURCE_DIR));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("already exists"), std::string::npos) << r.output;
+}
+
 TEST(Cli, BenchOpsPrintsATable) {
   const Result r = run_cli("bench ops --batch-size 1 --repeat 1 --warmup 0 --filter pool_k3");
   EXPECT_EQ(r.code, 0) << r.output;

@@ -198,6 +198,7 @@ void add_bench_command(CLI::App& app, Runner& run) {
   ops_cmd->add_option("--json", opt->json_out, "Also write the results to this JSON file");
   ops_cmd->callback([&run, opt] { run = [opt] { run_bench_ops(*opt); }; });
   add_bench_train_command(bench, run);
+  add_bench_loader_command(bench, run);
 }
 
 }  // namespace pmpl::cli

@@ -12,8 +12,11 @@ using Runner = std::function<void()>;
 
 // `pmpl bench ...`: speed measurements (never tests).
 void add_bench_command(CLI::App& app, Runner& run);
-// `pmpl bench train`, registered under `bench` by add_bench_command.
+// `pmpl bench train` and `pmpl bench loader`, registered under `bench` by add_bench_command.
 void add_bench_train_command(CLI::App* bench, Runner& run);
+void add_bench_loader_command(CLI::App* bench, Runner& run);
+// `pmpl data fashion-mnist|check`.
+void add_data_command(CLI::App& app, Runner& run);
 // `pmpl summary`: layers, parameter and MAC counts.
 void add_summary_command(CLI::App& app, Runner& run);
 // `pmpl forward`: evaluation-mode logits for a .npy batch.

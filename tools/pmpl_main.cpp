@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("pmpl ") + PMPL_VERSION);
   app.require_subcommand(1);
   pmpl::cli::Runner run;
+  pmpl::cli::add_data_command(app, run);
   pmpl::cli::add_summary_command(app, run);
   pmpl::cli::add_forward_command(app, run);
   pmpl::cli::add_bench_command(app, run);

@@ -1,0 +1,23 @@
+// Debian's dataset-fashion-mnist (gzip IDX files in /usr/share/datasets/fashion-mnist) turned
+// into the ImageNet folder layout: OUT/train/<class>/<n>.jpg (60,000) and OUT/val/<class>/<n>.jpg
+// (10,000), 28x28 grayscale JPEGs at quality 95, with readable class names. Written under a
+// temporary name and renamed at the end: an interrupted run never leaves a partial OUT.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace pmpl::data {
+
+inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+struct FashionMnistCounts {
+  int64_t train = 0;
+  int64_t val = 0;
+};
+
+// `limit` > 0 keeps only the first `limit` images of each split (for quick tests).
+FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::string& source = kFashionMnistDir,
+                                         int64_t limit = 0);
+
+}  // namespace pmpl::data

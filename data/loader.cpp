@@ -1,0 +1,268 @@
+#include "data/loader.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "data/image_decode.h"
+#include "data/resample.h"
+#include "data/transform.h"
+#include "engine/error.h"
+#include "engine/rng.h"
+
+namespace pmpl::data {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t elapsed_ns(Clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count();
+}
+
+bool read_file(const std::string& path, std::vector<uint8_t>& bytes, std::string& error) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    error = "cannot open the file";
+    return false;
+  }
+  bool ok = std::fseek(f, 0, SEEK_END) == 0;
+  const long size = ok ? std::ftell(f) : -1;
+  ok = ok && size >= 0 && std::fseek(f, 0, SEEK_SET) == 0;
+  if (ok) {
+    bytes.resize(static_cast<size_t>(size));
+    ok = std::fread(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  }
+  std::fclose(f);
+  if (!ok) error = "read error";
+  return ok;
+}
+
+// The reusable buffers of one worker: after the first images nothing is allocated per image.
+struct WorkerBuffers {
+  std::vector<uint8_t> file;
+  DecodedRegion region;
+  ResampleScratch scratch;
+  std::string error;
+};
+
+}  // namespace
+
+Loader::Loader(const ImageFolder& dataset, LoaderOptions options,
+               std::function<void(const std::string&)> warn)
+    : dataset_(dataset), options_(std::move(options)), warn_(std::move(warn)) {
+  PMPL_CHECK(options_.batch_size > 0, "--batch-size must be positive, got {}", options_.batch_size);
+  PMPL_CHECK(options_.image_size >= 8 && options_.image_size <= 4096,
+             "--input-size {} is outside [8, 4096]", options_.image_size);
+  PMPL_CHECK(options_.workers >= 1 && options_.workers <= 256, "--workers {} is outside [1, 256]",
+             options_.workers);
+  PMPL_CHECK(options_.world >= 1 && options_.rank >= 0 && options_.rank < options_.world,
+             "rank {} of {} processes is out of range", options_.rank, options_.world);
+  if (!warn_) warn_ = [](const std::string& line) { std::fprintf(stderr, "pmpl: warning: %s\n", line.c_str()); };
+  if (options_.subset.empty()) {
+    pool_.resize(static_cast<size_t>(dataset.size()));
+    for (size_t i = 0; i < pool_.size(); ++i) pool_[i] = static_cast<int64_t>(i);
+  } else {
+    pool_ = options_.subset;
+    for (int64_t i : pool_) PMPL_ASSERT(i >= 0 && i < dataset.size(), "subset index {} out of range", i);
+  }
+  const int64_t slots = static_cast<int64_t>(options_.workers) * std::max(1, options_.prefetch);
+  const int64_t s = options_.image_size;
+  for (int64_t i = 0; i < slots; ++i) {
+    Slot slot;
+    slot.images = Tensor::empty(Shape{options_.batch_size, s, s, 3}, DType::kU8);
+    slot.labels = Tensor::empty(Shape{options_.batch_size}, DType::kI64);
+    slots_.push_back(std::move(slot));
+  }
+  for (int w = 0; w < options_.workers; ++w) worker_stats_.push_back(std::make_unique<WorkerStats>());
+  for (int w = 0; w < options_.workers; ++w) threads_.emplace_back([this, w] { work(w); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+int64_t Loader::samples_per_epoch() const { return static_cast<int64_t>(order_.size()); }
+
+void Loader::start_epoch(int64_t epoch) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  ++generation_;
+  epoch_ready_ = false;
+  changed_.notify_all();
+  changed_.wait(lock, [&] { return busy_workers_ == 0; });
+
+  // The same permutation on every rank (keyed by seed and epoch), then every world-th of it.
+  const auto n = static_cast<int64_t>(pool_.size());
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
+  if (options_.shuffle) {
+    const uint64_t key = options_.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1;
+    for (int64_t i = n - 1; i > 0; --i) {
+      const Philox4 r = philox4x32(key, static_cast<uint64_t>(i));
+      const uint64_t bits = (static_cast<uint64_t>(r.v[0]) << 32) | r.v[1];
+      std::swap(perm[static_cast<size_t>(i)], perm[static_cast<size_t>(bits % static_cast<uint64_t>(i + 1))]);
+    }
+  }
+  order_.clear();
+  for (int64_t p = options_.rank; p < n; p += options_.world) order_.push_back(perm[static_cast<size_t>(p)]);
+  if (options_.drop_last) {
+    // Every rank takes the same number of full batches.
+    batches_ = n / options_.world / options_.batch_size;
+    order_.resize(static_cast<size_t>(batches_ * options_.batch_size));
+  } else {
+    batches_ = (static_cast<int64_t>(order_.size()) + options_.batch_size - 1) / options_.batch_size;
+  }
+  epoch_ = epoch;
+  for (Slot& slot : slots_) slot.ready = -1;
+  consumed_ = 0;
+  next_batch_ = 0;
+  error_ = nullptr;
+  epoch_ready_ = true;
+  changed_.notify_all();
+}
+
+std::optional<Batch> Loader::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  PMPL_ASSERT(epoch_ready_, "Loader::next() before start_epoch()");
+  consumed_ = next_batch_;  // the batch handed out last time is released
+  changed_.notify_all();
+  if (error_) std::rethrow_exception(error_);
+  if (next_batch_ >= batches_) return std::nullopt;
+  Slot& slot = slots_[static_cast<size_t>(next_batch_ % static_cast<int64_t>(slots_.size()))];
+  changed_.wait(lock, [&] { return slot.ready == next_batch_ || error_ != nullptr; });
+  if (error_) std::rethrow_exception(error_);
+  const int64_t s = options_.image_size;
+  Batch batch;
+  batch.images = slot.images.view_slice(0, Shape{slot.rows, s, s, 3});
+  batch.labels = slot.labels.view_slice(0, Shape{slot.rows});
+  batch.index = next_batch_++;
+  return batch;
+}
+
+void Loader::work(int worker) {
+  int64_t my_generation = 0;
+  for (;;) {
+    int64_t batches;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return stop_ || (epoch_ready_ && generation_ != my_generation); });
+      if (stop_) return;
+      my_generation = generation_;
+      batches = batches_;
+      ++busy_workers_;
+    }
+    const int64_t ring = static_cast<int64_t>(slots_.size());
+    for (int64_t b = worker; b < batches; b += options_.workers) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return stop_ || generation_ != my_generation || b < consumed_ + ring; });
+        if (stop_ || generation_ != my_generation) break;
+      }
+      try {
+        produce(worker, b, my_generation);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (generation_ == my_generation && !error_) error_ = std::current_exception();
+        changed_.notify_all();
+        break;
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (generation_ != my_generation) break;
+      slots_[static_cast<size_t>(b % ring)].ready = b;
+      changed_.notify_all();
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    --busy_workers_;
+    changed_.notify_all();
+  }
+}
+
+void Loader::produce(int worker, int64_t batch, int64_t generation) {
+  thread_local WorkerBuffers buf;
+  WorkerStats& stats = *worker_stats_[static_cast<size_t>(worker)];
+  Slot& slot = slots_[static_cast<size_t>(batch % static_cast<int64_t>(slots_.size()))];
+  const int64_t n = static_cast<int64_t>(order_.size());
+  const int64_t first = batch * options_.batch_size;
+  const int64_t rows = std::min(options_.batch_size, n - first);
+  const int s = options_.image_size;
+  const size_t image_bytes = static_cast<size_t>(s) * s * 3;
+  uint8_t* images = slot.images.data<uint8_t>();
+  int64_t* labels = slot.labels.data<int64_t>();
+  for (int64_t row = 0; row < rows; ++row) {
+    // A sample that fails is replaced by the next one in the rank's order that decodes.
+    bool done = false;
+    for (int64_t attempt = 0; attempt < n && !done; ++attempt) {
+      const int64_t sample = pool_[static_cast<size_t>(order_[static_cast<size_t>((first + row + attempt) % n)])];
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (generation_ != generation) return;
+        if (bad_.count(sample)) continue;
+      }
+      const std::string path = dataset_.path(sample);
+      auto t = Clock::now();
+      bool ok = read_file(path, buf.file, buf.error);
+      stats.read_ns += elapsed_ns(t);
+      ImageHeader header;
+      if (ok) {
+        t = Clock::now();
+        ok = read_image_header(buf.file.data(), buf.file.size(), header, buf.error);
+        stats.header_ns += elapsed_ns(t);
+      }
+      CropParams crop;
+      if (ok) {
+        crop = options_.train ? random_resized_crop(header.width, header.height, SampleRandom(options_.seed, epoch_, sample))
+                              : eval_crop(header.width, header.height, s);
+        t = Clock::now();
+        ok = decode_region(buf.file.data(), buf.file.size(), header, crop.box, s, s, buf.region, buf.error,
+                           !options_.pillow_exact);
+        stats.decode_ns += elapsed_ns(t);
+      }
+      if (!ok) {
+        std::string line;
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          if (bad_.insert(sample).second) {
+            line = "skipping " + path + ": " + buf.error;
+            failure_lines_.push_back(line);
+          }
+        }
+        if (!line.empty()) warn_(line);
+        continue;
+      }
+      t = Clock::now();
+      resample_rgb(buf.region.pixels.data(), buf.region.width, buf.region.height, buf.region.box, s, s,
+                   crop.flip, images + static_cast<size_t>(row) * image_bytes, buf.scratch);
+      stats.resize_ns += elapsed_ns(t);
+      labels[row] = dataset_.label(sample);
+      ++stats.images;
+      done = true;
+    }
+    PMPL_CHECK(done, "none of the {} images of {} could be decoded (see the warnings above)", n,
+               dataset_.directory());
+  }
+  slot.rows = rows;
+}
+
+LoaderStats Loader::stats() const {
+  LoaderStats out;
+  for (const auto& w : worker_stats_) {
+    out.images += w->images;
+    out.read_s += static_cast<double>(w->read_ns) * 1e-9;
+    out.header_s += static_cast<double>(w->header_ns) * 1e-9;
+    out.decode_s += static_cast<double>(w->decode_ns) * 1e-9;
+    out.resize_s += static_cast<double>(w->resize_ns) * 1e-9;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  out.failures = static_cast<int64_t>(bad_.size());
+  return out;
+}
+
+std::vector<std::string> Loader::failures() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return failure_lines_;
+}
+
+}  // namespace pmpl::data

@@ -1,0 +1,118 @@
+// The batch loader: worker threads decode and transform images straight into a ring of batch
+// buffers (uint8 NHWC images and int64 labels), a bounded number of batches ahead of the
+// consumer. Normalisation is the model's first step, not the loader's.
+//
+// Determinism: the epoch's order is a shuffle keyed by (seed, epoch); rank r of R takes every
+// R-th sample of it; each image's crop and flip are keyed by (seed, epoch, sample index). So the
+// batches are the same whatever the number of workers or the timing.
+//
+// A file that cannot be decoded is skipped: named once in a warning, counted, and replaced in its
+// batch by the next good sample of the rank's list (deterministically), so batches keep their
+// shape. If nothing decodes, next() throws.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/image_folder.h"
+#include "engine/tensor.h"
+
+namespace pmpl::data {
+
+struct LoaderOptions {
+  int64_t batch_size = 64;
+  int image_size = 224;
+  bool train = true;      // RandomResizedCrop + flip; false: resize + center crop
+  int workers = 4;
+  int prefetch = 2;       // batches in flight per worker
+  uint64_t seed = 0;
+  int rank = 0;
+  int world = 1;
+  bool shuffle = true;
+  bool drop_last = true;  // only full batches; false: a last, smaller batch
+  // Decode JPEGs at full size as Pillow does (torchvision's bytes exactly) instead of at the
+  // smallest DCT scale covering the crop (faster for big crops; ~1.5 levels mean difference).
+  bool pillow_exact = false;
+  std::vector<int64_t> subset;  // dataset indices to draw from; empty: all
+};
+
+struct Batch {
+  Tensor images;  // u8 [B, S, S, 3]
+  Tensor labels;  // i64 [B]
+  int64_t index = 0;
+};
+
+// Time per stage, summed over workers, and what was skipped.
+struct LoaderStats {
+  int64_t images = 0;
+  double read_s = 0, header_s = 0, decode_s = 0, resize_s = 0;
+  int64_t failures = 0;
+};
+
+class Loader {
+ public:
+  // `warn` receives one line per undecodable file, the first time it is met (default: stderr).
+  Loader(const ImageFolder& dataset, LoaderOptions options,
+         std::function<void(const std::string&)> warn = nullptr);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // Starts producing `epoch`'s batches (abandoning what is left of the previous epoch).
+  void start_epoch(int64_t epoch);
+  int64_t batches_per_epoch() const { return batches_; }
+  int64_t samples_per_epoch() const;
+  // The epoch's next batch, valid until the next call; nullopt once the epoch is done.
+  std::optional<Batch> next();
+  LoaderStats stats() const;
+  // Paths of the files skipped so far, with why.
+  std::vector<std::string> failures() const;
+
+ private:
+  struct Slot {
+    Tensor images, labels;
+    int64_t ready = -1;  // the batch index the slot holds, once complete
+    int64_t rows = 0;
+  };
+  struct WorkerStats {
+    std::atomic<int64_t> images{0}, read_ns{0}, header_ns{0}, decode_ns{0}, resize_ns{0};
+  };
+
+  void work(int worker);
+  void produce(int worker, int64_t batch, int64_t generation);
+  int64_t rank_sample(int64_t position) const;
+
+  const ImageFolder& dataset_;
+  LoaderOptions options_;
+  std::function<void(const std::string&)> warn_;
+  std::vector<int64_t> pool_;     // the samples this loader draws from (subset or all)
+  std::vector<int64_t> order_;    // this epoch, this rank: positions into pool_
+  int64_t batches_ = 0;
+  int64_t epoch_ = 0;
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<Slot> slots_;
+  int64_t generation_ = 0;
+  int64_t consumed_ = 0;   // batches the consumer is done with
+  int64_t next_batch_ = 0; // the batch next() returns next
+  int busy_workers_ = 0;
+  bool epoch_ready_ = false;  // false while start_epoch() rebuilds the epoch
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::set<int64_t> bad_;  // dataset indices that failed
+  std::vector<std::string> failure_lines_;
+  std::vector<std::unique_ptr<WorkerStats>> worker_stats_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace pmpl::data

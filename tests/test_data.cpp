@@ -1,0 +1,381 @@
+// The image loader: decoding (awkward files included), Pillow-exact resampling, torchvision's
+// crop geometry, determinism, sharding, and the Fashion-MNIST conversion.
+#include <gtest/gtest.h>
+#include <png.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "data/fashion_mnist.h"
+#include "data/image_decode.h"
+#include "data/image_folder.h"
+#include "data/jpeg_encode.h"
+#include "data/loader.h"
+#include "data/resample.h"
+#include "data/transform.h"
+#include "engine/error.h"
+#include "engine/rng.h"
+
+namespace pmpl::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<uint8_t> base64(const std::string& text) {
+  std::vector<uint8_t> out;
+  int value = 0, bits = -8;
+  for (char c : text) {
+    const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char* at = std::strchr(table, c);
+    if (c == '=' || at == nullptr) break;
+    value = (value << 6) + static_cast<int>(at - table);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<uint8_t>((value >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
+const nlohmann::json& pil_fixture() {
+  static const nlohmann::json j = [] {
+    std::ifstream in(std::string(PMPL_SOURCE_DIR) + "/tests/fixtures/data_pil.json");
+    return nlohmann::json::parse(in);
+  }();
+  return j;
+}
+
+// A smooth colourful test picture, so JPEG keeps it recognisable.
+std::vector<uint8_t> picture(int w, int h, int seed) {
+  std::vector<uint8_t> p(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c)
+        p[(static_cast<size_t>(y) * w + x) * 3 + c] = static_cast<uint8_t>((x * (c + 1) * 3 + y * 2 + seed * 40) % 256);
+  return p;
+}
+
+void write_bytes(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::vector<uint8_t> png_bytes(const std::vector<uint8_t>& rgb, int w, int h) {
+  png_image image{};
+  image.version = PNG_IMAGE_VERSION;
+  image.width = static_cast<png_uint_32>(w);
+  image.height = static_cast<png_uint_32>(h);
+  image.format = PNG_FORMAT_RGB;
+  png_alloc_size_t size = 0;
+  png_image_write_to_memory(&image, nullptr, &size, 0, rgb.data(), 0, nullptr);
+  std::vector<uint8_t> out(size);
+  png_image_write_to_memory(&image, out.data(), &size, 0, rgb.data(), 0, nullptr);
+  out.resize(size);
+  return out;
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() : path(fs::temp_directory_path() / ("pmpl_data_" + std::to_string(::getpid()) + "_" +
+                                                std::to_string(counter()++))) {
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+};
+
+TEST(DataPil, ResizeMatchesPillowByteForByte) {
+  const nlohmann::json& f = pil_fixture();
+  const std::vector<uint8_t> src = base64(f["source"]["pixels"]);
+  const int w = f["source"]["width"], h = f["source"]["height"];
+  ResampleScratch scratch;
+  for (const auto& c : f["resize"]) {
+    const Box box{c["box"][0], c["box"][1], c["box"][2], c["box"][3]};
+    const int ow = c["size"][0], oh = c["size"][1];
+    std::vector<uint8_t> out(static_cast<size_t>(ow) * oh * 3);
+    resample_rgb(src.data(), w, h, box, ow, oh, false, out.data(), scratch);
+    EXPECT_EQ(out, base64(c["pixels"])) << "box " << c["box"] << " to " << ow << "x" << oh;
+  }
+}
+
+// Resize(S / 0.875) + CenterCrop(S) on a JPEG, Pillow against pmpl decoding at full size (as
+// Pillow does): the same libjpeg decode, the same box arithmetic, the same filter: the same bytes.
+TEST(DataPil, EvalTransformMatchesTorchvision) {
+  const nlohmann::json& f = pil_fixture();
+  const std::vector<uint8_t> jpeg = base64(f["jpeg"]);
+  ImageHeader header;
+  std::string error;
+  ASSERT_TRUE(read_image_header(jpeg.data(), jpeg.size(), header, error)) << error;
+  DecodedRegion region;
+  ResampleScratch scratch;
+  for (const auto& c : f["eval"]) {
+    const int s = c["size"];
+    const CropParams crop = eval_crop(header.width, header.height, s);
+    ASSERT_TRUE(decode_region(jpeg.data(), jpeg.size(), header, crop.box, s, s, region, error, false)) << error;
+    ASSERT_EQ(region.scale_eighths, 8);
+    std::vector<uint8_t> out(static_cast<size_t>(s) * s * 3);
+    resample_rgb(region.pixels.data(), region.width, region.height, region.box, s, s, false, out.data(), scratch);
+    EXPECT_EQ(out, base64(c["pixels"])) << "S = " << s;
+  }
+}
+
+// A smooth colourful test picture with gentle texture, for comparisons that JPEG's high
+// frequencies would swamp.
+std::vector<uint8_t> smooth_picture(int w, int h) {
+  std::vector<uint8_t> p(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c)
+        p[(static_cast<size_t>(y) * w + x) * 3 + c] = static_cast<uint8_t>(
+            128 + 60 * std::sin(x * 0.05 * (c + 1) + y * 0.03) + 30 * std::cos(y * 0.11 - x * 0.02 * c));
+  return p;
+}
+
+// Decoding only the crop's rows and columns gives, where the resampler reads, exactly what a full
+// decode gives; DCT-scaled decoding of a big crop lands on nearly the same picture.
+TEST(Data, CropDecodeMatchesFullDecode) {
+  const std::vector<uint8_t> rgb = picture(203, 157, 1);
+  const std::vector<uint8_t> jpeg = encode_jpeg(rgb.data(), 203, 157, JpegColor::kRgb);
+  ImageHeader header;
+  std::string error;
+  ASSERT_TRUE(read_image_header(jpeg.data(), jpeg.size(), header, error)) << error;
+  DecodedRegion full, part;
+  const Box all{0, 0, 203, 157};
+  ASSERT_TRUE(decode_region(jpeg.data(), jpeg.size(), header, all, 203, 157, full, error)) << error;
+  ResampleScratch scratch;
+  std::vector<uint8_t> a(64 * 64 * 3), b(64 * 64 * 3);
+  for (const Box& box : {Box{61.0, 40.0, 96.0, 70.0}, Box{0.5, 1.0, 40.0, 30.0}, Box{150.0, 120.0, 53.0, 37.0}}) {
+    ASSERT_TRUE(decode_region(jpeg.data(), jpeg.size(), header, box, 64, 64, part, error)) << error;
+    EXPECT_EQ(part.scale_eighths, 8);
+    resample_rgb(full.pixels.data(), full.width, full.height, box, 64, 64, false, a.data(), scratch);
+    resample_rgb(part.pixels.data(), part.width, part.height, part.box, 64, 64, false, b.data(), scratch);
+    EXPECT_EQ(a, b) << "box at " << box.x0 << "," << box.y0;
+  }
+  EXPECT_LT(part.width * part.height, full.width * full.height / 2) << "only the crop is decoded";
+
+  const std::vector<uint8_t> smooth = smooth_picture(203, 157);
+  const std::vector<uint8_t> smooth_jpeg = encode_jpeg(smooth.data(), 203, 157, JpegColor::kRgb);
+  ASSERT_TRUE(read_image_header(smooth_jpeg.data(), smooth_jpeg.size(), header, error));
+  ASSERT_TRUE(decode_region(smooth_jpeg.data(), smooth_jpeg.size(), header, all, 203, 157, full, error));
+  ASSERT_TRUE(decode_region(smooth_jpeg.data(), smooth_jpeg.size(), header, all, 48, 48, part, error));
+  EXPECT_EQ(part.scale_eighths, 4);  // 157 x 1/2 = 78 covers 48; 157 x 1/4 = 39 would not
+  std::vector<uint8_t> c(48 * 48 * 3), d(48 * 48 * 3);
+  resample_rgb(full.pixels.data(), full.width, full.height, all, 48, 48, false, c.data(), scratch);
+  resample_rgb(part.pixels.data(), part.width, part.height, part.box, 48, 48, false, d.data(), scratch);
+  double diff = 0;
+  for (size_t i = 0; i < c.size(); ++i) diff += std::abs(int(c[i]) - int(d[i]));
+  // DCT scaling low-passes a little differently from Pillow's wide triangle filter: measured
+  // 1.3-1.9 levels on photo-like content, 2.6 here; a misplaced box would be tens of levels.
+  EXPECT_LT(diff / c.size(), 3.0) << "mean absolute difference in levels, DCT-scaled vs Pillow's way";
+}
+
+TEST(Data, ColourModelsDecodeToRgb) {
+  std::string error;
+  ImageHeader header;
+  DecodedRegion region;
+  // Pure cyan in CMYK (Adobe's inverted convention) is RGB (0, 255, 255).
+  std::vector<uint8_t> cmyk(16 * 16 * 4, 0);
+  for (size_t i = 0; i < cmyk.size(); i += 4) cmyk[i] = 255;
+  for (bool adobe : {true, false}) {
+    JpegOptions options;
+    options.adobe_cmyk = adobe;
+    const std::vector<uint8_t> jpeg = encode_jpeg(cmyk.data(), 16, 16, JpegColor::kCmyk, options);
+    ASSERT_TRUE(read_image_header(jpeg.data(), jpeg.size(), header, error)) << error;
+    ASSERT_TRUE(decode_region(jpeg.data(), jpeg.size(), header, {0, 0, 16, 16}, 16, 16, region, error)) << error;
+    EXPECT_NEAR(region.pixels[0], 0, 3) << "adobe " << adobe;
+    EXPECT_NEAR(region.pixels[1], 255, 3);
+    EXPECT_NEAR(region.pixels[2], 255, 3);
+  }
+  std::vector<uint8_t> gray(16 * 16, 77);
+  const std::vector<uint8_t> jpeg = encode_jpeg(gray.data(), 16, 16, JpegColor::kGray);
+  ASSERT_TRUE(read_image_header(jpeg.data(), jpeg.size(), header, error));
+  ASSERT_TRUE(decode_region(jpeg.data(), jpeg.size(), header, {0, 0, 16, 16}, 16, 16, region, error));
+  EXPECT_EQ(region.pixels[0], region.pixels[1]);
+  EXPECT_EQ(region.pixels[1], region.pixels[2]);
+  EXPECT_NEAR(region.pixels[0], 77, 2);
+}
+
+// A dataset of every awkward kind: the loader yields exactly the good files, names the bad ones
+// once, keeps its batches full, and never crashes.
+TEST(Data, AwkwardFilesAreSkippedAndReported) {
+  TempDir dir;
+  const fs::path a = dir.path / "train" / "a", b = dir.path / "train" / "b";
+  const std::vector<uint8_t> rgb = picture(60, 45, 2);
+  const std::vector<uint8_t> good = encode_jpeg(rgb.data(), 60, 45, JpegColor::kRgb);
+  std::vector<uint8_t> gray(60 * 45, 100), cmyk(60 * 45 * 4, 50);
+  JpegOptions progressive;
+  progressive.progressive = true;
+  write_bytes(a / "good.jpg", good);
+  write_bytes(a / "gray.JPEG", encode_jpeg(gray.data(), 60, 45, JpegColor::kGray));
+  write_bytes(a / "cmyk.jpg", encode_jpeg(cmyk.data(), 60, 45, JpegColor::kCmyk));
+  write_bytes(a / "progressive.jpeg", encode_jpeg(rgb.data(), 60, 45, JpegColor::kRgb, progressive));
+  write_bytes(a / "png_in_disguise.JPEG", png_bytes(rgb, 60, 45));
+  write_bytes(b / "truncated.jpg", std::vector<uint8_t>(good.begin(), good.begin() + good.size() / 2));
+  write_bytes(b / "empty.jpg", {});
+  std::vector<uint8_t> noise(3000);
+  Generator gen(9);
+  for (auto& v : noise) v = static_cast<uint8_t>(gen.uniform() * 256);
+  write_bytes(b / "random.jpg", noise);
+  std::vector<uint8_t> bad_header = good;
+  bad_header[20] ^= 0xFF;  // inside the header segments
+  write_bytes(b / "garbled.jpg", bad_header);
+  write_bytes(b / "fine.png", png_bytes(rgb, 60, 45));
+  write_bytes(b / "notes.txt", {'h', 'i'});  // not an image name: not indexed at all
+
+  const ImageFolder folder(dir.path.string(), "train");
+  ASSERT_EQ(folder.size(), 10);
+  std::vector<std::string> warnings;
+  LoaderOptions options;
+  options.batch_size = 4;
+  options.image_size = 24;
+  options.train = false;
+  options.drop_last = false;
+  options.workers = 2;
+  Loader loader(folder, options, [&](const std::string& line) { warnings.push_back(line); });
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    loader.start_epoch(epoch);
+    int64_t rows = 0;
+    while (auto batch = loader.next()) {
+      rows += batch->images.dim(0);
+      EXPECT_EQ(batch->images.dim(1), 24);
+      for (int64_t label : batch->labels.to_vector<int64_t>()) EXPECT_TRUE(label == 0 || label == 1);
+    }
+    EXPECT_EQ(rows, 10) << "bad files are replaced, batches keep their size";
+  }
+  std::set<std::string> named;
+  for (const std::string& w : warnings) named.insert(fs::path(w.substr(9, w.find(':') - 9)).filename().string());
+  EXPECT_EQ(named, (std::set<std::string>{"truncated.jpg", "empty.jpg", "random.jpg", "garbled.jpg"}));
+  EXPECT_EQ(warnings.size(), 4u) << "each bad file is named once, not once per epoch";
+  EXPECT_EQ(loader.stats().failures, 4);
+}
+
+TEST(Data, NothingDecodableIsAClearError) {
+  TempDir dir;
+  write_bytes(dir.path / "train" / "a" / "x.jpg", {1, 2, 3});
+  const ImageFolder folder(dir.path.string(), "train");
+  LoaderOptions options;
+  options.batch_size = 1;
+  options.image_size = 16;
+  options.workers = 1;
+  Loader loader(folder, options, [](const std::string&) {});
+  loader.start_epoch(0);
+  EXPECT_THROW(loader.next(), Error);
+  EXPECT_THROW(ImageFolder("/nonexistent", "train"), Error);
+  fs::create_directories(dir.path / "val" / "empty_class");
+  EXPECT_THROW(ImageFolder(dir.path.string(), "val"), Error);
+}
+
+TEST(Data, RandomResizedCropFollowsTorchvisionsRules) {
+  int fallbacks = 0;
+  for (int64_t i = 0; i < 2000; ++i) {
+    const CropParams p = random_resized_crop(500, 375, SampleRandom(7, 3, i));
+    const Box& b = p.box;
+    ASSERT_GE(b.x0, 0);
+    ASSERT_GE(b.y0, 0);
+    ASSERT_LE(b.x0 + b.width, 500);
+    ASSERT_LE(b.y0 + b.height, 375);
+    const double area = b.width * b.height / (500.0 * 375.0), ratio = b.width / b.height;
+    // Rounding w and h to integers moves area and ratio slightly past the sampled range.
+    EXPECT_GE(area, 0.08 * 0.95);
+    EXPECT_LE(ratio, 4.0 / 3.0 * 1.05);
+    EXPECT_GE(ratio, 3.0 / 4.0 / 1.05);
+    fallbacks += b.width == 500 && b.height == 375;
+  }
+  EXPECT_LT(fallbacks, 20);
+  // Deterministic in (seed, epoch, index); another epoch draws another crop.
+  const Box a = random_resized_crop(500, 375, SampleRandom(7, 3, 11)).box;
+  const Box again = random_resized_crop(500, 375, SampleRandom(7, 3, 11)).box;
+  const Box other = random_resized_crop(500, 375, SampleRandom(7, 4, 11)).box;
+  EXPECT_EQ(a.x0, again.x0);
+  EXPECT_EQ(a.width, again.width);
+  EXPECT_TRUE(a.x0 != other.x0 || a.width != other.width);
+  // A panorama no crop of the allowed ratios fits ten times: torchvision's central fallback.
+  const Box strip = random_resized_crop(1000, 10, SampleRandom(1, 0, 0)).box;
+  EXPECT_EQ(strip.height, 10);
+  EXPECT_EQ(strip.width, 13);  // round(10 * 4/3)
+  EXPECT_EQ(strip.x0, (1000 - 13) / 2);
+}
+
+TEST(Data, EvalCropIsResizeThenCenterCrop) {
+  // 500x375 at 224: shorter side to 256 -> 341x256, crop offsets (58, 16).
+  const Box b = eval_crop(500, 375, 224).box;
+  EXPECT_DOUBLE_EQ(b.x0, 58 * 500.0 / 341);
+  EXPECT_DOUBLE_EQ(b.y0, 16 * 375.0 / 256);
+  EXPECT_DOUBLE_EQ(b.width, 224 * 500.0 / 341);
+  EXPECT_DOUBLE_EQ(b.height, 224 * 375.0 / 256);
+  const Box tall = eval_crop(375, 500, 224).box;
+  EXPECT_DOUBLE_EQ(tall.x0, 16 * 375.0 / 256);
+}
+
+// Batches depend on (seed, epoch, rank) only: not on the number of workers or their timing; the
+// ranks of a data-parallel job see each sample exactly once between them.
+TEST(Data, LoaderIsDeterministicAndShardsExactly) {
+  TempDir dir;
+  for (int i = 0; i < 23; ++i) {
+    const std::vector<uint8_t> rgb = picture(40 + i, 30 + i % 5, i);
+    write_bytes(dir.path / "train" / ("c" + std::to_string(i % 3)) / (std::to_string(i) + ".jpg"),
+                encode_jpeg(rgb.data(), 40 + i, 30 + i % 5, JpegColor::kRgb));
+  }
+  const ImageFolder folder(dir.path.string(), "train");
+  auto run = [&](int workers, int64_t epoch, int rank, int world, bool train) {
+    LoaderOptions o;
+    o.batch_size = 4;
+    o.image_size = 16;
+    o.workers = workers;
+    o.train = train;
+    o.rank = rank;
+    o.world = world;
+    o.drop_last = false;
+    o.seed = 42;
+    Loader loader(folder, o);
+    loader.start_epoch(epoch);
+    std::vector<std::vector<uint8_t>> images;
+    while (auto batch = loader.next()) {
+      const std::vector<uint8_t> bytes = batch->images.to_vector<uint8_t>();
+      const size_t per = bytes.size() / static_cast<size_t>(batch->images.dim(0));
+      for (size_t r = 0; r < bytes.size() / per; ++r) images.emplace_back(bytes.begin() + r * per, bytes.begin() + (r + 1) * per);
+    }
+    return images;
+  };
+  const auto one = run(1, 5, 0, 1, true), three = run(3, 5, 0, 1, true);
+  EXPECT_EQ(one, three);
+  EXPECT_NE(one, run(2, 6, 0, 1, true)) << "another epoch, another order and crops";
+  EXPECT_EQ(one.size(), 23u);
+  // Eval transform: the union of two ranks is the whole set, once.
+  auto all = run(2, 1, 0, 1, false), r0 = run(2, 1, 0, 2, false), r1 = run(1, 1, 1, 2, false);
+  EXPECT_EQ(r0.size() + r1.size(), 23u);
+  r0.insert(r0.end(), r1.begin(), r1.end());
+  std::sort(r0.begin(), r0.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(r0, all);
+}
+
+TEST(Data, FashionMnistConverts) {
+  if (!fs::is_directory(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  const std::string out = (dir.path / "fm").string();
+  const FashionMnistCounts n = convert_fashion_mnist(out, kFashionMnistDir, 30);
+  EXPECT_EQ(n.train, 30);
+  EXPECT_EQ(n.val, 30);
+  const ImageFolder train(out, "train"), val(out, "val");
+  EXPECT_EQ(train.size(), 30);
+  EXPECT_EQ(train.num_classes(), 10);  // 30 images cover every class
+  EXPECT_EQ(train.classes().front(), "ankle_boot");
+  EXPECT_THROW(convert_fashion_mnist(out, kFashionMnistDir, 5), Error) << "never over an existing folder";
+  EXPECT_THROW(convert_fashion_mnist((dir.path / "other").string(), "/nonexistent"), Error);
+  EXPECT_FALSE(fs::exists(dir.path / "other"));
+}
+
+}  // namespace
+}  // namespace pmpl::data

@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""The baseline for `pmpl bench loader`: torchvision's ImageFolder + PIL with the same transform
+(RandomResizedCrop(S) + RandomHorizontalFlip, or Resize(S/0.875) + CenterCrop(S) with --eval),
+uint8 output (PILToTensor, as pmpl's loader delivers uint8), the same batch size and number of
+worker processes, on the same files. Prints img/s over --batches batches after one warm-up batch.
+
+usage: /usr/bin/python3 tools/bench_loader_torch.py --data ROOT --batch-size 64 --workers 2 \\
+           --input-size 224 [--eval] [--batches 30]
+"""
+import argparse
+import time
+
+import torch
+from torchvision import datasets, transforms
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="train")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--eval", action="store_true")
+    a = ap.parse_args()
+    s = a.input_size
+    if a.eval:
+        tf = transforms.Compose([transforms.Resize(int(s / 0.875)), transforms.CenterCrop(s), transforms.PILToTensor()])
+    else:
+        tf = transforms.Compose([transforms.RandomResizedCrop(s), transforms.RandomHorizontalFlip(),
+                                 transforms.PILToTensor()])
+    ds = datasets.ImageFolder(f"{a.data}/{a.split}", transform=tf)
+    loader = torch.utils.data.DataLoader(ds, batch_size=a.batch_size, shuffle=True, num_workers=a.workers,
+                                         persistent_workers=a.workers > 0, drop_last=False)
+    images, done = 0, 0
+    it = iter(loader)
+    next(it)  # warm-up: worker processes started
+    t0 = time.perf_counter()
+    while done < a.batches - 1:
+        try:
+            x, _ = next(it)
+        except StopIteration:
+            it = iter(loader)
+            continue
+        images += x.shape[0]
+        done += 1
+    dt = time.perf_counter() - t0
+    print(f"torchvision {torchvision_version()} + PIL: {images / dt:.1f} img/s "
+          f"({images / dt / max(a.workers, 1):.1f} per worker), {'eval' if a.eval else 'train'} transform at {s}, "
+          f"batch {a.batch_size}, {a.workers} workers")
+
+
+def torchvision_version():
+    import torchvision
+    return torchvision.__version__
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+// `pmpl bench loader`: images per second of the batch loader and the time per stage.
+#include <chrono>
+
+#include "data/loader.h"
+#include "tools/commands.h"
+
+namespace pmpl::cli {
+namespace {
+
+struct BenchLoaderOptions {
+  std::string data;
+  std::string split = "train";
+  int64_t batch = 64;
+  int workers = 2;
+  int size = 224;
+  int batches = 40;
+  bool eval = false;
+};
+
+void run_bench_loader(const BenchLoaderOptions& opt) {
+  PMPL_CHECK(opt.batches > 1, "--batches must be at least 2 (the first is not timed)");
+  const data::ImageFolder folder(opt.data, opt.split);
+  data::LoaderOptions lo;
+  lo.batch_size = opt.batch;
+  lo.image_size = opt.size;
+  lo.workers = opt.workers;
+  lo.train = !opt.eval;
+  lo.drop_last = false;
+  data::Loader loader(folder, lo);
+  int64_t images = 0, epoch = 0;
+  loader.start_epoch(epoch);
+  loader.next();  // warm-up: threads started, buffers grown
+  const data::LoaderStats before = loader.stats();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int b = 1; b < opt.batches; ++b) {
+    auto batch = loader.next();
+    if (!batch) {
+      loader.start_epoch(++epoch);
+      batch = loader.next();
+    }
+    images += batch->images.dim(0);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const data::LoaderStats after = loader.stats();
+  const double n = static_cast<double>(after.images - before.images);
+  auto per_image_ms = [&](double total_s, double before_s) { return (total_s - before_s) / n * 1e3; };
+  const double read = per_image_ms(after.read_s, before.read_s), header = per_image_ms(after.header_s, before.header_s);
+  const double decode = per_image_ms(after.decode_s, before.decode_s), resize = per_image_ms(after.resize_s, before.resize_s);
+  const double img_s = static_cast<double>(images) / seconds;
+  fmt::print("pmpl bench loader: {} ({} images), {} transform at {}, batch {}, {} workers\n",
+             folder.directory(), folder.size(), opt.eval ? "eval" : "train", opt.size, opt.batch, opt.workers);
+  fmt::print("{:>10} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10}\n", "img/s", "img/s/worker", "read ms",
+             "header ms", "decode ms", "resize ms", "skipped");
+  fmt::print("{:>10.1f} {:>14.1f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10}\n", img_s,
+             img_s / opt.workers, read, header, decode, resize, after.failures);
+}
+
+}  // namespace
+
+void add_bench_loader_command(CLI::App* bench, Runner& run) {
+  auto opt = std::make_shared<BenchLoaderOptions>();
+  CLI::App* cmd = bench->add_subcommand("loader", "Batch loader img/s and time per stage (read, header, decode, resize)");
+  cmd->add_option("--data", opt->data, "Dataset folder (ImageNet layout)")->required();
+  cmd->add_option("--split", opt->split, "train or val")->capture_default_str();
+  cmd->add_option("--batch-size", opt->batch, "Images per batch")->capture_default_str();
+  cmd->add_option("--workers", opt->workers, "Loader threads")->capture_default_str();
+  cmd->add_option("--input-size", opt->size, "Output side in pixels")->capture_default_str();
+  cmd->add_option("--batches", opt->batches, "Batches to time (after one warm-up batch)")->capture_default_str();
+  cmd->add_flag("--eval", opt->eval, "Resize + center crop instead of RandomResizedCrop + flip");
+  cmd->callback([&run, opt] { run = [opt] { run_bench_loader(*opt); }; });
+}
+
+}  // namespace pmpl::cli
