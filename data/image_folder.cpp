@@ -66,7 +66,15 @@ ImageFolder::ImageFolder(const std::string& root, const std::string& split)
 }
 
 std::string ImageFolder::path(int64_t index) const {
-  return directory_ + "/" + (names_.c_str() + offsets_[static_cast<size_t>(index)]);
+  std::string out;
+  path_into(index, out);
+  return out;
+}
+
+void ImageFolder::path_into(int64_t index, std::string& out) const {
+  out.assign(directory_);
+  out += '/';
+  out += names_.c_str() + offsets_[static_cast<size_t>(index)];
 }
 
 }  // namespace pmpl::data

@@ -22,6 +22,8 @@ class ImageFolder {
   int label(int64_t index) const { return labels_[static_cast<size_t>(index)]; }
   // Path of sample `index` (ROOT/split/class/file).
   std::string path(int64_t index) const;
+  // The same into a caller's buffer (no allocation once it has grown).
+  void path_into(int64_t index, std::string& out) const;
   const std::string& directory() const { return directory_; }
 
  private:

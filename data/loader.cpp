@@ -38,6 +38,7 @@ bool read_file(const std::string& path, std::vector<uint8_t>& bytes, std::string
 
 // The reusable buffers of one worker: after the first images nothing is allocated per image.
 struct WorkerBuffers {
+  std::string path;
   std::vector<uint8_t> file;
   DecodedRegion region;
   ResampleScratch scratch;
@@ -68,8 +69,9 @@ Loader::Loader(const ImageFolder& dataset, LoaderOptions options,
   const int64_t s = options_.image_size;
   for (int64_t i = 0; i < slots; ++i) {
     Slot slot;
-    slot.images = Tensor::empty(Shape{options_.batch_size, s, s, 3}, DType::kU8);
-    slot.labels = Tensor::empty(Shape{options_.batch_size}, DType::kI64);
+    // Page-locked where a GPU is present, so batches copy to it asynchronously.
+    slot.images = Tensor::empty_pinned(Shape{options_.batch_size, s, s, 3}, DType::kU8);
+    slot.labels = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
     slots_.push_back(std::move(slot));
   }
   for (int w = 0; w < options_.workers; ++w) worker_stats_.push_back(std::make_unique<WorkerStats>());
@@ -201,7 +203,8 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
         if (generation_ != generation) return;
         if (bad_.count(sample)) continue;
       }
-      const std::string path = dataset_.path(sample);
+      dataset_.path_into(sample, buf.path);
+      const std::string& path = buf.path;
       auto t = Clock::now();
       bool ok = read_file(path, buf.file, buf.error);
       stats.read_ns += elapsed_ns(t);

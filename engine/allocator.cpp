@@ -59,7 +59,7 @@ void* CachingAllocator::allocate(size_t nbytes) {
     if (stats_.allocated > stats_.peak_allocated) stats_.peak_allocated = stats_.allocated;
   }
   if (g_poison.load(std::memory_order_relaxed)) {
-    if (device_.is_cpu()) {
+    if (device_.is_cpu()) {  // pinned memory is host memory too
       std::memset(ptr, 0xFF, size);
     } else {
       cuda::memset(ptr, 0xFF, size);
@@ -113,6 +113,11 @@ CachingAllocator& cuda_allocator(int device) {
     slot = std::make_unique<CachingAllocator>(Device::cuda(device), cuda::raw_malloc, cuda::raw_free);
   }
   return *slot;
+}
+
+CachingAllocator& pinned_allocator() {
+  static auto* allocator = new CachingAllocator(Device::cpu(), cuda::host_malloc_pinned, cuda::host_free_pinned);
+  return *allocator;
 }
 
 CachingAllocator& allocator_for(Device device) {

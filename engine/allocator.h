@@ -55,6 +55,8 @@ CachingAllocator& cpu_allocator();
 // Throws pmpl::Error when pmpl was built without CUDA or no GPU is present.
 CachingAllocator& cuda_allocator(int device);
 CachingAllocator& allocator_for(Device device);
+// Page-locked host memory (cudaMallocHost); only used where a GPU is present.
+CachingAllocator& pinned_allocator();
 
 // Tests turn this on: every block handed out is first filled with 0xFF bytes, which reads as NaN
 // in f32/f64 (and as -1 in integers), so an op that forgets to write an element fails its test.

@@ -50,6 +50,20 @@ void raw_free(void* ptr, int device) {
   CUDA_CHECK(cudaFree(ptr));
 }
 
+void* host_malloc_pinned(size_t nbytes, int) {
+  void* p = nullptr;
+  const cudaError_t status = cudaMallocHost(&p, nbytes);
+  if (status == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    PMPL_CHECK(false, "out of page-locked host memory allocating {:.1f} MiB: lower --batch-size or --workers",
+               static_cast<double>(nbytes) / (1 << 20));
+  }
+  CUDA_CHECK(status);
+  return p;
+}
+
+void host_free_pinned(void* ptr, int) { CUDA_CHECK(cudaFreeHost(ptr)); }
+
 void memset(void* device_ptr, int value, size_t nbytes) {
   CUDA_CHECK(cudaMemset(device_ptr, value, nbytes));
 }
@@ -79,6 +93,8 @@ int device_count() { return 0; }
 void require_device(int) { no_cuda(); }
 void* raw_malloc(size_t, int) { no_cuda(); }
 void raw_free(void*, int) { no_cuda(); }
+void* host_malloc_pinned(size_t, int) { no_cuda(); }
+void host_free_pinned(void*, int) { no_cuda(); }
 void memset(void*, int, size_t) { no_cuda(); }
 void copy_to_device(void*, const void*, size_t) { no_cuda(); }
 void copy_to_host(void*, const void*, size_t) { no_cuda(); }

@@ -14,6 +14,9 @@ void require_device(int device);
 
 void* raw_malloc(size_t nbytes, int device);
 void raw_free(void* ptr, int device);
+// Page-locked host memory; `device` is unused (the allocator interface passes it).
+void* host_malloc_pinned(size_t nbytes, int device);
+void host_free_pinned(void* ptr, int device);
 void memset(void* device_ptr, int value, size_t nbytes);
 void copy_to_device(void* dst, const void* host_src, size_t nbytes);
 void copy_to_host(void* host_dst, const void* src, size_t nbytes);

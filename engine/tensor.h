@@ -18,9 +18,11 @@ class Node;
 class Generator;
 
 // A block of memory from a caching allocator; returned to it when the last tensor lets go.
+// `pinned` host memory (page-locked, for fast asynchronous copies to a GPU) comes from its own
+// allocator.
 class Storage {
  public:
-  Storage(size_t nbytes, Device device);
+  Storage(size_t nbytes, Device device, bool pinned = false);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -33,6 +35,7 @@ class Storage {
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  bool pinned_ = false;
 };
 
 struct TensorImpl {
@@ -52,6 +55,8 @@ class Tensor {
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
   static Tensor empty(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
+  // Host memory, page-locked when a CUDA GPU is present (plain host memory otherwise).
+  static Tensor empty_pinned(const Shape& shape, DType dtype);
   static Tensor zeros(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
   static Tensor ones(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::kF32,

@@ -40,6 +40,23 @@ TEST(Cuda, AllocatorCachesDeviceBlocks) {
   EXPECT_EQ(cuda_allocator(0).stats().system_allocs, before);
 }
 
+TEST(Cuda, PinnedHostBuffersCopyBothWays) {
+  SKIP_WITHOUT_GPU();
+  Tensor pinned = Tensor::empty_pinned(Shape{4, 5}, DType::kU8);
+  for (int i = 0; i < 20; ++i) pinned.data<uint8_t>()[i] = static_cast<uint8_t>(i * 7);
+  const Tensor back = pinned.to(Device::cuda()).to(Device::cpu());
+  EXPECT_EQ(back.to_vector<uint8_t>(), pinned.to_vector<uint8_t>());
+  EXPECT_GT(pinned_allocator().stats().allocated, 0u);
+}
+
+// Without a GPU "pinned" buffers are plain host memory, so the loader works everywhere.
+TEST(Cuda, PinnedFallsBackToHostMemoryWithoutAGpu) {
+  if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
+  Tensor t = Tensor::empty_pinned(Shape{8}, DType::kF32);
+  t.fill_(2.0);
+  EXPECT_EQ(t.to_vector<float>(), std::vector<float>(8, 2.0f));
+}
+
 TEST(Cuda, NoGpuMeansAClearError) {
   if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
   EXPECT_THROW(Tensor::empty(Shape{4}, DType::kF32, Device::cuda()), Error);

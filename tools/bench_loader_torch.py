@@ -5,8 +5,11 @@ uint8 output (PILToTensor, as pmpl's loader delivers uint8), the same batch size
 worker processes, on the same files. Prints img/s over --batches batches after one warm-up batch.
 
 usage: /usr/bin/python3 tools/bench_loader_torch.py --data ROOT --batch-size 64 --workers 2 \\
-           --input-size 224 [--eval] [--batches 30]
+           --input-size 224 [--eval] [--batches 30] [--out torch_loader.json]
+then:  build/pmpl bench loader --data ROOT --batch-size 64 --workers 2 --input-size 224 \\
+           --baseline torch_loader.json
 """
+import json
 import argparse
 import time
 
@@ -23,6 +26,7 @@ def main():
     ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--eval", action="store_true")
+    ap.add_argument("--out", help="JSON for `pmpl bench loader --baseline` (results accumulate)")
     a = ap.parse_args()
     s = a.input_size
     if a.eval:
@@ -46,6 +50,17 @@ def main():
         images += x.shape[0]
         done += 1
     dt = time.perf_counter() - t0
+    if a.out:
+        key = f"{'eval' if a.eval else 'train'}_s{s}_b{a.batch_size}_w{a.workers}"
+        results = {}
+        try:
+            with open(a.out) as f:
+                results = {r["key"]: r for r in json.load(f)["results"]}
+        except FileNotFoundError:
+            pass
+        results[key] = {"key": key, "img_per_s": images / dt}
+        with open(a.out, "w") as f:
+            json.dump({"label": f"torchvision-{torchvision_version()}+PIL", "results": list(results.values())}, f, indent=2)
     print(f"torchvision {torchvision_version()} + PIL: {images / dt:.1f} img/s "
           f"({images / dt / max(a.workers, 1):.1f} per worker), {'eval' if a.eval else 'train'} transform at {s}, "
           f"batch {a.batch_size}, {a.workers} workers")

@@ -1,5 +1,8 @@
 // `pmpl bench loader`: images per second of the batch loader and the time per stage.
 #include <chrono>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "data/loader.h"
 #include "tools/commands.h"
@@ -15,7 +18,28 @@ struct BenchLoaderOptions {
   int size = 224;
   int batches = 40;
   bool eval = false;
+  std::string baseline;
 };
+
+// PyTorch's img/s for this configuration from a tools/bench_loader_torch.py JSON, or 0.
+double baseline_img_s(const BenchLoaderOptions& opt, std::string& label) {
+  if (opt.baseline.empty()) return 0.0;
+  std::ifstream in(opt.baseline);
+  PMPL_CHECK(in.good(), "bench loader: cannot read baseline {}", opt.baseline);
+  const std::string key = fmt::format("{}_s{}_b{}_w{}", opt.eval ? "eval" : "train", opt.size, opt.batch, opt.workers);
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    label = j.value("label", "baseline");
+    for (const auto& r : j.at("results")) {
+      if (r.at("key") == key) return r.at("img_per_s").get<double>();
+    }
+  } catch (const nlohmann::json::exception& e) {
+    PMPL_CHECK(false, "bench loader: {} is not a baseline from tools/bench_loader_torch.py ({})", opt.baseline, e.what());
+  }
+  PMPL_CHECK(false, "bench loader: {} has no result for {} (run tools/bench_loader_torch.py with the same flags)",
+             opt.baseline, key);
+  return 0.0;
+}
 
 void run_bench_loader(const BenchLoaderOptions& opt) {
   PMPL_CHECK(opt.batches > 1, "--batches must be at least 2 (the first is not timed)");
@@ -49,10 +73,15 @@ void run_bench_loader(const BenchLoaderOptions& opt) {
   const double img_s = static_cast<double>(images) / seconds;
   fmt::print("pmpl bench loader: {} ({} images), {} transform at {}, batch {}, {} workers\n",
              folder.directory(), folder.size(), opt.eval ? "eval" : "train", opt.size, opt.batch, opt.workers);
-  fmt::print("{:>10} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10}\n", "img/s", "img/s/worker", "read ms",
+  std::string label;
+  const double baseline = baseline_img_s(opt, label);
+  fmt::print("{:>10} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10}", "img/s", "img/s/worker", "read ms",
              "header ms", "decode ms", "resize ms", "skipped");
-  fmt::print("{:>10.1f} {:>14.1f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10}\n", img_s,
+  if (baseline > 0) fmt::print(" {:>26} {:>8}", label + " img/s", "ratio");
+  fmt::print("\n{:>10.1f} {:>14.1f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10}", img_s,
              img_s / opt.workers, read, header, decode, resize, after.failures);
+  if (baseline > 0) fmt::print(" {:>26.1f} {:>7.2f}x", baseline, img_s / baseline);
+  fmt::print("\n(stage times are per image per worker; resize includes the write into the batch)\n");
 }
 
 }  // namespace
@@ -67,6 +96,7 @@ void add_bench_loader_command(CLI::App* bench, Runner& run) {
   cmd->add_option("--input-size", opt->size, "Output side in pixels")->capture_default_str();
   cmd->add_option("--batches", opt->batches, "Batches to time (after one warm-up batch)")->capture_default_str();
   cmd->add_flag("--eval", opt->eval, "Resize + center crop instead of RandomResizedCrop + flip");
+  cmd->add_option("--baseline", opt->baseline, "JSON from tools/bench_loader_torch.py: adds its img/s");
   cmd->callback([&run, opt] { run = [opt] { run_bench_loader(*opt); }; });
 }
 
