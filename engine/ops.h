@@ -21,6 +21,9 @@ Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double factor);
+// sum_k w[k] * xs[k]: xs of one shape, w [K]. One pass forward; backward gives each x_k its
+// w[k] * dy and w its K dot products in one pass (the Meta-Pooling mixture).
+Tensor weighted_sum(const Tensors& xs, const Tensor& w);
 // dst += alpha * src, in place and unrecorded (gradient accumulation, optimizer updates).
 void axpy_(Tensor& dst, double alpha, const Tensor& src);
 

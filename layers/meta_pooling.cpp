@@ -111,11 +111,9 @@ Tensor MetaPooling::forward_impl(const Tensor& x) {
       mixed = mixed.defined() ? ops::add(mixed, y) : y;
     }
   } else {
-    const Tensors p = ops::split(ops::softmax(alpha_), std::vector<int64_t>(kNumPoolOps, 1), 0);
-    for (int i = 0; i < kNumPoolOps; ++i) {
-      const Tensor y = ops::mul(run_pool_op(static_cast<PoolOp>(i), x, strip_.get()), p[static_cast<size_t>(i)]);
-      mixed = mixed.defined() ? ops::add(mixed, y) : y;
-    }
+    Tensors branches;
+    for (int i = 0; i < kNumPoolOps; ++i) branches.push_back(run_pool_op(static_cast<PoolOp>(i), x, strip_.get()));
+    mixed = ops::weighted_sum(branches, ops::softmax(alpha_));
   }
   return ops::hardswish(bn_->forward(mixed));
 }

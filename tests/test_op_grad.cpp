@@ -219,6 +219,11 @@ TEST(OpGrad, Dropout) {
       {random({4, 5, 6}, 44)});
 }
 
+TEST(OpGrad, WeightedSum) {
+  expect_gradients_match([](const Tensors& t) { return ops::weighted_sum({t[0], t[1], t[2]}, t[3]); },
+                         {random({2, 3, 4}, 55), random({2, 3, 4}, 56), random({2, 3, 4}, 57), random({3}, 58)});
+}
+
 TEST(OpGrad, Concat) {
   expect_gradients_match([](const Tensors& t) { return ops::concat({t[0], t[1], t[2]}, 1); },
                          {random({2, 3, 4}, 45), random({2, 1, 4}, 46), random({2, 2, 4}, 47)});

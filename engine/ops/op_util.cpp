@@ -66,6 +66,33 @@ void column_sum_and_dot(const T* a, const T* b, int64_t rows, int64_t channels, 
   });
 }
 
+template <class T>
+double contiguous_sum(const T* x, int64_t n, bool parallel) {
+  constexpr int64_t kChunk = 4096;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  if (chunks <= 1) {
+    double total = 0.0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = 0; i < n; ++i) total += static_cast<double>(x[i]);
+    return total;
+  }
+  const Tensor partial_buffer = scratch<double>(chunks);
+  double* partial = partial_buffer.data<double>();
+#pragma omp parallel for schedule(static) if (parallel && n > 65536)
+  for (int64_t c = 0; c < chunks; ++c) {
+    double total = 0.0;
+    const int64_t end = std::min(n, (c + 1) * kChunk);
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = c * kChunk; i < end; ++i) total += static_cast<double>(x[i]);
+    partial[c] = total;
+  }
+  double total = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) total += partial[c];
+  return total;
+}
+
+template double contiguous_sum<float>(const float*, int64_t, bool);
+template double contiguous_sum<double>(const double*, int64_t, bool);
 template void column_sums<float>(const float*, int64_t, int64_t, double*);
 template void column_sums<double>(const double*, int64_t, int64_t, double*);
 template void column_sum_and_dot<float>(const float*, const float*, int64_t, int64_t, double*,

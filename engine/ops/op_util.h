@@ -26,6 +26,11 @@ int64_t window_output_size(const char* op, int64_t input, int kernel, int stride
 // bit-exact resume promise relies on it).
 template <class T>
 void column_sums(const T* x, int64_t rows, int64_t channels, double* out);
+// Sum of n contiguous values in double, in fixed chunks added in order (deterministic for any
+// thread count); parallel when `parallel` and n is large.
+template <class T>
+double contiguous_sum(const T* x, int64_t n, bool parallel);
+
 // Both in one pass: sum_a[c] = sum over rows of a, dot_ab[c] = sum over rows of a * b
 // (b = a gives the sum of squares).
 template <class T>

@@ -24,9 +24,14 @@ Tensor sum_block(const Tensor& x, int first, int last) {
     T* py = y.data<T>();
     const Tensor acc_buffer = detail::scratch<double>(outer * inner);
     double* acc = acc_buffer.data<double>();
+    if (inner == 1) {  // contiguous runs (a sum over trailing axes, or over everything)
+#pragma omp parallel for if (outer > 1 && outer * reduced > 65536)
+      for (int64_t o = 0; o < outer; ++o) acc[o] = detail::contiguous_sum(px + o * reduced, reduced, outer == 1);
+    } else {
 #pragma omp parallel for if (outer > 1 && outer * reduced * inner > 65536)
-    for (int64_t o = 0; o < outer; ++o) {
-      detail::column_sums(px + o * reduced * inner, reduced, inner, acc + o * inner);
+      for (int64_t o = 0; o < outer; ++o) {
+        detail::column_sums(px + o * reduced * inner, reduced, inner, acc + o * inner);
+      }
     }
     for (int64_t i = 0; i < outer * inner; ++i) py[i] = static_cast<T>(acc[i]);
   });
