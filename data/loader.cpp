@@ -1,5 +1,6 @@
 #include "data/loader.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -89,7 +90,7 @@ Loader::~Loader() {
 
 int64_t Loader::samples_per_epoch() const { return static_cast<int64_t>(order_.size()); }
 
-void Loader::start_epoch(int64_t epoch) {
+void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   std::unique_lock<std::mutex> lock(mutex_);
   ++generation_;
   epoch_ready_ = false;
@@ -119,8 +120,9 @@ void Loader::start_epoch(int64_t epoch) {
   }
   epoch_ = epoch;
   for (Slot& slot : slots_) slot.ready = -1;
-  consumed_ = 0;
-  next_batch_ = 0;
+  first_batch_ = std::clamp<int64_t>(first_batch, 0, batches_);
+  consumed_ = first_batch_;
+  next_batch_ = first_batch_;
   error_ = nullptr;
   epoch_ready_ = true;
   changed_.notify_all();
@@ -157,7 +159,12 @@ void Loader::work(int worker) {
       ++busy_workers_;
     }
     const int64_t ring = static_cast<int64_t>(slots_.size());
-    for (int64_t b = worker; b < batches; b += options_.workers) {
+    int64_t first;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      first = first_batch_;
+    }
+    for (int64_t b = first + worker; b < batches; b += options_.workers) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
         changed_.wait(lock, [&] { return stop_ || generation_ != my_generation || b < consumed_ + ring; });
@@ -216,7 +223,8 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
       }
       CropParams crop;
       if (ok) {
-        crop = options_.train ? random_resized_crop(header.width, header.height, SampleRandom(options_.seed, epoch_, sample))
+        crop = options_.train ? random_resized_crop(header.width, header.height, SampleRandom(options_.seed, epoch_, sample),
+                                                    options_.min_crop_scale)
                               : eval_crop(header.width, header.height, s);
         t = Clock::now();
         ok = decode_region(buf.file.data(), buf.file.size(), header, crop.box, s, s, buf.region, buf.error,

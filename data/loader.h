@@ -32,6 +32,7 @@ struct LoaderOptions {
   int64_t batch_size = 64;
   int image_size = 224;
   bool train = true;      // RandomResizedCrop + flip; false: resize + center crop
+  double min_crop_scale = 0.08;  // RandomResizedCrop's smallest area fraction
   int workers = 4;
   int prefetch = 2;       // batches in flight per worker
   uint64_t seed = 0;
@@ -67,8 +68,9 @@ class Loader {
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  // Starts producing `epoch`'s batches (abandoning what is left of the previous epoch).
-  void start_epoch(int64_t epoch);
+  // Starts producing `epoch`'s batches from `first_batch` on (abandoning what is left of the
+  // previous epoch); a resumed run starts mid-epoch without decoding the batches it already had.
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
   int64_t batches_per_epoch() const { return batches_; }
   int64_t samples_per_epoch() const;
   // The epoch's next batch, valid until the next call; nullopt once the epoch is done.
@@ -103,6 +105,7 @@ class Loader {
   std::condition_variable changed_;
   std::vector<Slot> slots_;
   int64_t generation_ = 0;
+  int64_t first_batch_ = 0;  // where this epoch starts (non-zero when resuming)
   int64_t consumed_ = 0;   // batches the consumer is done with
   int64_t next_batch_ = 0; // the batch next() returns next
   int busy_workers_ = 0;

@@ -91,6 +91,11 @@ Tensor global_avg_pool(const Tensor& x);  // [N, H, W, C] -> [N, C]
 // over W of each row, rows H..H+W-1 the means over H of each column.
 Tensor strip_pool(const Tensor& x);
 
+// ---- input (engine/ops/normalize.cpp) ----
+// uint8 images [N, H, W, 3] to f32 (x / 255 - mean[c]) / std[c]: the model's first step (the
+// loader hands over bytes). Not recorded (inputs need no gradient).
+Tensor normalize_images(const Tensor& images, const float mean[3], const float stddev[3]);
+
 // ---- regularisation (engine/ops/dropout.cpp) ----
 // Zeroes each element with probability p and scales the rest by 1/(1-p) (identity when not
 // training). The mask comes from the counter-based generator and is recomputed in backward.

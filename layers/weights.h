@@ -12,8 +12,9 @@ namespace pmpl {
 void save_weights(const Module& module, const std::string& path,
                   const std::map<std::string, std::string>& metadata = {});
 
-// Copies every tensor of `module` from `file` (converted to the module's dtype). A tensor the
-// module has but the file lacks, one the file has but the module lacks, or a shape mismatch is a
+// Copies every tensor of `module` from `file` (converted to the module's dtype). Tensors named
+// "optim.*" (a checkpoint's optimiser state) are ignored. A tensor the module has but the file
+// lacks, one the file has but the module lacks, or a shape mismatch is a
 // pmpl::Error naming the first few and `where` (the file) — usually a --model/--width/
 // --num-classes/--genotype that differs from the one the weights were trained with.
 void load_weights(Module& module, const TensorFile& file, const std::string& where);

@@ -122,7 +122,8 @@ MobileNetV2::MobileNetV2(const MobileNetV2Config& config) : config_(config) {
   features_->append(conv_bn_relu6(std::make_shared<Conv2d>(channels, last_channels, 1, 1, false, gen),
                                   last_channels));
   classifier_ = register_module("classifier", std::make_shared<Sequential>());
-  classifier_->append(std::make_shared<Dropout>(config.dropout, config.seed ^ 0x9E3779B97F4A7C15ull));
+  dropout_ = std::make_shared<Dropout>(config.dropout, config.seed ^ 0x9E3779B97F4A7C15ull);
+  classifier_->append(dropout_);
   classifier_->append(std::make_shared<Linear>(last_channels, config.num_classes, gen));
 }
 

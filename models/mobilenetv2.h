@@ -52,6 +52,8 @@ class MobileNetV2 : public Module {
   // meta_pooling.
   std::vector<std::pair<std::string, MetaPooling*>> enhancers() const;
   Genotype genotype() const;
+  // The classifier dropout's generator (its state is part of a checkpoint).
+  Generator& dropout_generator() { return dropout_->generator(); }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -60,6 +62,7 @@ class MobileNetV2 : public Module {
   MobileNetV2Config config_;
   std::shared_ptr<Sequential> features_;
   std::shared_ptr<Sequential> classifier_;
+  std::shared_ptr<Dropout> dropout_;
 };
 
 }  // namespace pmpl

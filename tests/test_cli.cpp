@@ -112,6 +112,18 @@ TEST(Cli, DataCommandsRefuseBadFoldersInOneLine) {
   EXPECT_NE(r.output.find("already exists"), std::string::npos) << r.output;
 }
 
+TEST(Cli, TrainRefusesBadInputInOneLine) {
+  for (const char* args : {"train --data /nonexistent/data --output /tmp/pmpl_cli_never",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --epochs 0",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --arch-betas 0.5 1.5",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --device cuda",
+                           "eval --data /nonexistent/data --weights /nonexistent.safetensors"}) {
+    const Result r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.output;
+    EXPECT_EQ(count_lines(r.output), 1) << args << ": " << r.output;
+  }
+}
+
 TEST(Cli, BenchOpsPrintsATable) {
   const Result r = run_cli("bench ops --batch-size 1 --repeat 1 --warmup 0 --filter pool_k3");
   EXPECT_EQ(r.code, 0) << r.output;

@@ -5,6 +5,7 @@
 #include "models/registry.h"
 #include "tests/test_util.h"
 #include "train/parameters.h"
+#include "train/adam.h"
 #include "train/sgd.h"
 
 namespace pmpl {
@@ -63,6 +64,44 @@ TEST(Train, SgdMatchesPyTorch) {
   test::expect_close(b, Tensor::from_vector<double>({0.34410999999999997, -0.7633300000000001}, Shape{2}), 1e-12,
                      1e-12, "b");
   EXPECT_EQ(sgd.steps(), 3);
+}
+
+// Three steps of torch.optim.Adam(lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3), PyTorch 1.13,
+// f64 (the PMPL architecture optimiser's settings).
+TEST(Train, AdamMatchesPyTorch) {
+  Tensor a = Tensor::from_vector<double>({0.1, -0.2, 0.3, 0.05}, Shape{4});
+  a.set_requires_grad(true);
+  ParameterGroup group({{"alpha", a, ParamKind::kArch}});
+  Adam adam(group, {});
+  for (const std::vector<double>& g : std::vector<std::vector<double>>{
+           {0.5, -1.0, 0.25, 0.0}, {-0.3, 0.4, 1.0, 2.0}, {0.2, 0.2, -0.6, 0.1}}) {
+    Tensor grad = a.grad();
+    grad.copy_(Tensor::from_vector(g, Shape{4}));
+    adam.step();
+  }
+  test::expect_close(a, Tensor::from_vector<double>({0.09963979112232545, -0.19971423461539942, 0.299400559147596,
+                                                     0.04925417212439503}, Shape{4}),
+                     1e-15, 1e-12, "alpha");
+}
+
+// A deactivated parameter keeps its value and optimiser state while the rest move on.
+TEST(Train, InactiveParametersAreFrozen) {
+  Tensor a = Tensor::from_vector<double>({1.0, 2.0}, Shape{2}), b = Tensor::from_vector<double>({3.0}, Shape{1});
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  ParameterGroup group({{"a", a, ParamKind::kArch}, {"b", b, ParamKind::kArch}});
+  Adam adam(group, {});
+  Sgd sgd(group, {});
+  group.deactivate("a");
+  EXPECT_FALSE(group.active("a"));
+  EXPECT_TRUE(group.active("b"));
+  Tensor grads = group.grads();
+  grads.fill_(1.0);
+  adam.step();
+  sgd.step(0.1);
+  EXPECT_EQ(a.to_vector<double>(), (std::vector<double>{1.0, 2.0}));
+  EXPECT_NE(b.to_vector<double>()[0], 3.0);
+  EXPECT_EQ(adam.first_moment().to_vector<double>()[0], 0.0);
 }
 
 }  // namespace

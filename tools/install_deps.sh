@@ -16,7 +16,7 @@ packages=(
   dataset-fashion-mnist
 )
 if [[ "${1:-}" == "--torch" ]]; then
-  packages+=(python3-torch python3-torchvision python3-numpy)
+  packages+=(python3-torch python3-torchvision python3-numpy python3-matplotlib)
 elif [[ -n "${1:-}" ]]; then
   echo "usage: tools/install_deps.sh [--torch]" >&2
   exit 2

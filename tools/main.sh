@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The README's main command: installs what is missing, builds pmpl, and runs the main job.
-# Until the trainer lands (issue 5) the main job shows what exists: Debian's Fashion-MNIST turned
-# into the ImageNet folder layout, checked, streamed through the loader, and the Meta-Pooling
-# model that will search on it. It becomes PMPL search -> training -> export -> inference.
+# The README's main command: installs what is missing, builds pmpl, and runs the main job on
+# Debian's Fashion-MNIST (converted to the ImageNet folder layout): a short PMPL search with the
+# small-input MobileNetV2-MP, training of the architecture it found, evaluation, and the chosen
+# op per layer. About 6 minutes on 2 cores. (Export and inference join when issue 8 lands.)
+#   PMPL_RUN=DIR      where the run goes (default runs/main-<date>)
+#   PMPL_QUICK=1      a 1-minute smoke version
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,8 +17,26 @@ if [[ ! -d "$data/train" ]]; then
   mkdir -p "$(dirname "$data")"
   ./build/pmpl data fashion-mnist "$data"
 fi
-./build/pmpl data check "$data" | tail -n 3
-./build/pmpl bench loader --data "$data" --input-size 32 --batch-size 128 --workers "$(nproc)" --batches 100
-./build/pmpl summary --model mobilenetv2_mp --small-input --input-size 32 --num-classes 10 | tail -n 2
-./build/pmpl bench train --model mobilenetv2_mp --small-input --input-size 32 --num-classes 10 \
-  --batch-size 64 --steps 5
+run="${PMPL_RUN:-runs/main-$(date +%Y%m%d-%H%M%S)}"
+search_images=12000 train_images=30000 train_epochs=3
+if [[ "${PMPL_QUICK:-0}" == 1 ]]; then search_images=2000 train_images=4000 train_epochs=1; fi
+common=(--data "$data" --width 0.25 --small-input --input-size 28 --crop-scale 0.5 --batch-size 64
+        --lr 0.05 --workers "$(nproc)" --limit-val 2000)
+
+echo "== PMPL search (MobileNetV2-MP, small input, width 0.25) on $search_images images"
+./build/pmpl train "${common[@]}" --model mobilenetv2_mp --epochs 2 --force-fix-epoch 1 \
+  --limit-train "$search_images" --output "$run/search"
+echo "== training the found architecture on $train_images images"
+./build/pmpl train "${common[@]}" --model mobilenetv2_mp --genotype "$run/search/genotype.json" \
+  --epochs "$train_epochs" --limit-train "$train_images" --output "$run/train"
+echo "== evaluation on all of $data/val"
+./build/pmpl eval --data "$data" --weights "$run/train/checkpoint-best.safetensors" --input-size 28
+echo "== the architecture found (genotype: $run/search/genotype.json)"
+python3 - "$run/search/genotype.json" <<'PY'
+import json, sys
+for e in json.load(open(sys.argv[1]))["enhancers"]:
+    print(f"  {e['name']:<22} {' + '.join(e['ops'])}")
+PY
+if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
+  /usr/bin/python3 tools/plot_run.py "$run/search"
+fi

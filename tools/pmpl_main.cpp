@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("pmpl ") + PMPL_VERSION);
   app.require_subcommand(1);
   pmpl::cli::Runner run;
+  pmpl::cli::add_train_command(app, run);
   pmpl::cli::add_data_command(app, run);
   pmpl::cli::add_summary_command(app, run);
   pmpl::cli::add_forward_command(app, run);
@@ -25,6 +26,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "pmpl: error: %s (see pmpl --help)\n", e.what());
+    return 2;
+  } catch (const pmpl::Error& e) {  // a subcommand's own checks of its flags
+    std::fprintf(stderr, "pmpl: error: %s\n", e.what());
     return 2;
   }
   try {

@@ -30,8 +30,39 @@ ParameterGroup::ParameterGroup(std::vector<NamedParameter> params) : params_(std
     impl->storage = slice.impl()->storage;
     impl->offset = slice.impl()->offset;
     p.tensor.set_grad(grads_.view_slice(offset, p.tensor.shape()));
+    offsets_.push_back(offset);
     offset += p.tensor.numel();
   }
+  active_.assign(params_.size(), true);
+  rebuild_ranges();
+}
+
+void ParameterGroup::rebuild_ranges() {
+  ranges_.clear();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!active_[i]) continue;
+    const int64_t begin = offsets_[i], end = begin + params_[i].tensor.numel();
+    if (!ranges_.empty() && ranges_.back().second == begin) ranges_.back().second = end;
+    else ranges_.emplace_back(begin, end);
+  }
+}
+
+void ParameterGroup::deactivate(const std::string& prefix) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].name.rfind(prefix, 0) == 0) active_[i] = false;
+  }
+  rebuild_ranges();
+}
+
+bool ParameterGroup::active(const std::string& name) const {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].name == name) return active_[i];
+  }
+  return false;
+}
+
+void ParameterGroup::set_requires_grad(bool on) {
+  for (const NamedParameter& p : params_) p.tensor.impl()->requires_grad = on;
 }
 
 void ParameterGroup::zero_grad() {

@@ -4,6 +4,8 @@
 // first, then the rest (batchnorm scales, biases), so decay applies to a prefix.
 #pragma once
 
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "layers/module.h"
@@ -25,8 +27,25 @@ class ParameterGroup {
   bool empty() const { return params_.empty(); }
   void zero_grad();
 
+  // Optimisers skip inactive parameters (a fixed enhancer's frozen alpha, a dropped strip
+  // candidate): their values and optimiser state stay as they are. The layout never changes, so
+  // checkpoints of the flat buffers stay compatible.
+  // Deactivates every parameter whose name starts with `prefix` (a whole name included).
+  void deactivate(const std::string& prefix);
+  bool active(const std::string& name) const;
+  // [begin, end) element ranges of the active parameters, in order.
+  const std::vector<std::pair<int64_t, int64_t>>& active_ranges() const { return ranges_; }
+  // Whether backward computes these parameters' gradients (off for the weights during the
+  // architecture step, which needs only the alphas').
+  void set_requires_grad(bool on);
+
  private:
+  void rebuild_ranges();
+
   std::vector<NamedParameter> params_;
+  std::vector<int64_t> offsets_;
+  std::vector<bool> active_;
+  std::vector<std::pair<int64_t, int64_t>> ranges_;
   Tensor values_, grads_;
   int64_t decay_numel_ = 0;
 };

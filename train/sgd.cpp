@@ -12,7 +12,7 @@ Sgd::Sgd(ParameterGroup& group, SgdOptions options) : group_(group), options_(op
 void Sgd::step(double lr) {
   if (group_.empty()) return;
   PMPL_CHECK(group_.values().device().is_cpu(), "SGD: CUDA parameters need the CUDA backend (issue 6)");
-  const int64_t n = group_.numel(), decay_end = group_.decay_numel();
+  const int64_t decay_end = group_.decay_numel();
   const bool first = steps_ == 0;
   dispatch_float(group_.values().dtype(), "sgd", [&](auto tag) {
     using T = decltype(tag);
@@ -22,12 +22,14 @@ void Sgd::step(double lr) {
     const T rate = static_cast<T>(lr), mu = static_cast<T>(options_.momentum);
     const T wd = static_cast<T>(options_.weight_decay);
     const bool nesterov = options_.nesterov;
-#pragma omp parallel for simd if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) {
-      const T d = g[i] + (i < decay_end ? wd * w[i] : T(0));
-      const T b = first ? d : mu * buf[i] + d;
-      buf[i] = b;
-      w[i] -= rate * (nesterov ? d + mu * b : b);
+    for (const auto& [begin, end] : group_.active_ranges()) {
+#pragma omp parallel for simd if (end - begin > 65536)
+      for (int64_t i = begin; i < end; ++i) {
+        const T d = g[i] + (i < decay_end ? wd * w[i] : T(0));
+        const T b = first ? d : mu * buf[i] + d;
+        buf[i] = b;
+        w[i] -= rate * (nesterov ? d + mu * b : b);
+      }
     }
   });
   ++steps_;

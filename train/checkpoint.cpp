@@ -1,0 +1,74 @@
+#include "train/checkpoint.h"
+
+#include "engine/error.h"
+#include "layers/weights.h"
+
+namespace pmpl {
+
+nlohmann::json ModelDescription::to_json() const {
+  nlohmann::json j = {{"name", name},
+                      {"width", config.width},
+                      {"num_classes", config.num_classes},
+                      {"small_input", config.small_input},
+                      {"dropout", config.dropout},
+                      {"seed", config.seed}};
+  j["genotype"] = config.genotype ? config.genotype->to_json() : nlohmann::json(nullptr);
+  return j;
+}
+
+ModelDescription ModelDescription::from_json(const nlohmann::json& j, const std::string& where) {
+  ModelDescription d;
+  try {
+    d.name = j.at("name").get<std::string>();
+    d.config.width = j.at("width").get<double>();
+    d.config.num_classes = j.at("num_classes").get<int64_t>();
+    d.config.small_input = j.at("small_input").get<bool>();
+    d.config.dropout = j.at("dropout").get<double>();
+    d.config.seed = j.at("seed").get<uint64_t>();
+    if (!j.at("genotype").is_null()) d.config.genotype = Genotype::from_json(j.at("genotype"), where);
+  } catch (const nlohmann::json::exception& e) {
+    PMPL_CHECK(false, "{}: the model description is incomplete ({})", where, e.what());
+  }
+  return d;
+}
+
+void apply_fixed(MobileNetV2& model, const Genotype& fixed, const std::string& where) {
+  const auto enhancers = model.enhancers();
+  PMPL_CHECK(fixed.enhancers.size() == enhancers.size(), "{}: {} enhancers recorded, the network has {}",
+             where, fixed.enhancers.size(), enhancers.size());
+  for (size_t i = 0; i < enhancers.size(); ++i) {
+    const Genotype::Entry& e = fixed.enhancers[i];
+    PMPL_CHECK(e.name == enhancers[i].first, "{}: enhancer {} is {} in the file", where, enhancers[i].first, e.name);
+    if (!e.ops.empty() && !enhancers[i].second->fixed()) enhancers[i].second->fix(e.ops);
+  }
+}
+
+bool describes_model(const TensorFile& file) { return file.metadata.count("pmpl.model") > 0; }
+
+std::shared_ptr<MobileNetV2> load_model_from_file(const std::string& path) {
+  const TensorFile file = load_safetensors(path);
+  PMPL_CHECK(describes_model(file),
+             "{} does not say which network it holds (no pmpl.model metadata): pass --model and its flags",
+             path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(file.metadata.at("pmpl.model"));
+  } catch (const nlohmann::json::exception&) {
+    PMPL_CHECK(false, "{}: pmpl.model metadata is not JSON", path);
+  }
+  const ModelDescription d = ModelDescription::from_json(j, path);
+  auto model = build_model(d.name, d.config);
+  if (file.metadata.count("pmpl.fixed")) {
+    nlohmann::json fixed;
+    try {
+      fixed = nlohmann::json::parse(file.metadata.at("pmpl.fixed"));
+    } catch (const nlohmann::json::exception&) {
+      PMPL_CHECK(false, "{}: pmpl.fixed metadata is not JSON", path);
+    }
+    apply_fixed(*model, Genotype::from_json(fixed, path), path);
+  }
+  load_weights(*model, file, path);
+  return model;
+}
+
+}  // namespace pmpl

@@ -1,0 +1,39 @@
+// Checkpoints and trained weights: safetensors files holding the network's tensors under their
+// own names (so any of them loads as plain weights), optimiser state under "optim.*", and in the
+// metadata what is needed to rebuild and resume:
+//   pmpl.model    {"name", "width", "num_classes", "small_input", "dropout", "seed", "genotype"}
+//   pmpl.fixed    the genotype of a searching network's enhancers fixed so far
+//   pmpl.trainer  the training position (epoch, batch, step, loader and RNG positions, best top-1)
+//   pmpl.classes  the class names, in label order
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/io/safetensors.h"
+#include "models/registry.h"
+
+namespace pmpl {
+
+struct ModelDescription {
+  std::string name;
+  MobileNetV2Config config;
+  nlohmann::json to_json() const;
+  static ModelDescription from_json(const nlohmann::json& j, const std::string& where);
+};
+
+// Fixes a searching network's enhancers as `fixed` lists (entries with no ops stay open).
+void apply_fixed(MobileNetV2& model, const Genotype& fixed, const std::string& where);
+
+// Rebuilds the network a pmpl checkpoint or weights file describes (with its enhancers fixed as
+// recorded) and loads its tensors. pmpl::Error if the file has no pmpl.model metadata.
+std::shared_ptr<MobileNetV2> load_model_from_file(const std::string& path);
+
+// True when `file` carries pmpl.model metadata (a checkpoint or exported weights of pmpl's).
+bool describes_model(const TensorFile& file);
+
+}  // namespace pmpl

@@ -1,0 +1,65 @@
+#include "train/evaluate.h"
+
+#include <algorithm>
+
+#include "data/loader.h"
+#include "engine/autograd.h"
+#include "engine/ops.h"
+
+namespace pmpl {
+
+int64_t count_top_k(const Tensor& logits, const Tensor& labels, int k) {
+  const Tensor l = logits.to(DType::kF32);
+  const int64_t n = l.dim(0), classes = l.dim(1);
+  const float* p = l.data<float>();
+  const int64_t* y = labels.data<int64_t>();
+  int64_t hits = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const float* row = p + r * classes;
+    const float target = row[y[r]];
+    // The label is in the top k when fewer than k classes beat it (ties: earlier classes win).
+    int64_t better = 0;
+    for (int64_t c = 0; c < classes; ++c) better += row[c] > target || (row[c] == target && c < y[r]);
+    hits += better < k;
+  }
+  return hits;
+}
+
+EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const EvalOptions& options) {
+  data::LoaderOptions lo;
+  lo.batch_size = options.batch_size;
+  lo.image_size = options.image_size;
+  lo.workers = options.workers;
+  lo.train = false;
+  lo.shuffle = false;
+  lo.drop_last = false;
+  if (options.limit > 0 && options.limit < split.size()) {
+    // Evenly spread over the (class-sorted) split, so every class is represented.
+    for (int64_t i = 0; i < options.limit; ++i) lo.subset.push_back(i * split.size() / options.limit);
+  }
+  data::Loader loader(split, lo);
+  loader.start_epoch(0);
+  const bool was_training = model.training();
+  model.eval();
+  NoGradGuard no_grad;
+  EvalResult r;
+  int64_t top1 = 0, top5 = 0;
+  double loss_sum = 0.0;
+  while (auto batch = loader.next()) {
+    const Tensor logits = model.forward(ops::normalize_images(batch->images, kImageMean, kImageStd));
+    const int64_t n = logits.dim(0);
+    loss_sum += ops::cross_entropy(logits, batch->labels, options.label_smoothing).item() * static_cast<double>(n);
+    top1 += count_top_k(logits, batch->labels, 1);
+    top5 += count_top_k(logits, batch->labels, std::min<int>(5, static_cast<int>(logits.dim(1))));
+    r.images += n;
+  }
+  model.train(was_training);
+  if (r.images > 0) {
+    r.top1 = static_cast<double>(top1) / static_cast<double>(r.images);
+    r.top5 = static_cast<double>(top5) / static_cast<double>(r.images);
+    r.loss = loss_sum / static_cast<double>(r.images);
+  }
+  return r;
+}
+
+}  // namespace pmpl

@@ -1,0 +1,493 @@
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "data/loader.h"
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/rng.h"
+#include "layers/weights.h"
+#include "train/adam.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/pmpl.h"
+#include "train/progress.h"
+#include "train/schedule.h"
+#include "train/sgd.h"
+
+namespace pmpl {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Where the run stands: everything a resumed run needs besides tensors.
+struct TrainerState {
+  int64_t epoch = 0;        // the epoch in progress
+  int64_t batch = 0;        // its next batch
+  int64_t global_step = 0;
+  int64_t arch_epoch = 0;   // the architecture loader's position
+  int64_t arch_batch = 0;
+  double best_top1 = -1.0;
+  uint64_t dropout_seed = 0, dropout_offset = 0;
+
+  nlohmann::json to_json() const {
+    return {{"epoch", epoch}, {"batch", batch}, {"global_step", global_step}, {"arch_epoch", arch_epoch},
+            {"arch_batch", arch_batch}, {"best_top1", best_top1}, {"dropout_seed", dropout_seed},
+            {"dropout_offset", dropout_offset}};
+  }
+  static TrainerState from_json(const nlohmann::json& j) {
+    TrainerState s;
+    s.epoch = j.at("epoch");
+    s.batch = j.at("batch");
+    s.global_step = j.at("global_step");
+    s.arch_epoch = j.at("arch_epoch");
+    s.arch_batch = j.at("arch_batch");
+    s.best_top1 = j.at("best_top1");
+    s.dropout_seed = j.at("dropout_seed");
+    s.dropout_offset = j.at("dropout_offset");
+    return s;
+  }
+};
+
+// A seeded permutation of 0..n-1 (the train split's held-out part and limits are cut from it).
+std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), 0);
+  for (int64_t i = n - 1; i > 0; --i) {
+    const Philox4 r = philox4x32(seed, static_cast<uint64_t>(i));
+    const uint64_t bits = (static_cast<uint64_t>(r.v[0]) << 32) | r.v[1];
+    std::swap(p[static_cast<size_t>(i)], p[static_cast<size_t>(bits % static_cast<uint64_t>(i + 1))]);
+  }
+  return p;
+}
+
+// Global L2 norm of the active gradients; scaled down to max_norm when above (torch's
+// clip_grad_norm_ with its 1e-6 guard).
+double clip_gradients(ParameterGroup& group, double max_norm) {
+  if (group.empty()) return 0.0;
+  double sq = 0.0;
+  const float* g = group.grads().data<float>();
+  for (const auto& [begin, end] : group.active_ranges()) {
+    for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(g[i]) * g[i];
+  }
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0.0 && norm > max_norm) {
+    const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
+    float* w = group.grads().data<float>();
+    for (const auto& [begin, end] : group.active_ranges()) {
+      for (int64_t i = begin; i < end; ++i) w[i] *= factor;
+    }
+  }
+  return norm;
+}
+
+nlohmann::json enhancer_report(MobileNetV2& model) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [name, e] : model.enhancers()) {
+    nlohmann::json probs = nlohmann::json::object();
+    const std::vector<double> p = e->probabilities();
+    for (size_t i = 0; i < p.size(); ++i) probs[std::string(pool_op_name(static_cast<PoolOp>(i)))] = p[i];
+    nlohmann::json fixed = nullptr;
+    if (e->fixed()) {
+      if (e->fixed_ops().size() == 1) {
+        fixed = std::string(pool_op_name(e->fixed_ops()[0]));
+      } else {
+        fixed = nlohmann::json::array();
+        for (PoolOp op : e->fixed_ops()) fixed.push_back(std::string(pool_op_name(op)));
+      }
+    }
+    list.push_back({{"name", name}, {"probs", probs}, {"fixed", fixed}});
+  }
+  return list;
+}
+
+class Trainer {
+ public:
+  explicit Trainer(const TrainConfig& config) : cfg_(config), progress_(config.quiet) {}
+  TrainResult run();
+
+ private:
+  void prepare();
+  void resume(const std::string& path);
+  void write_config();
+  void fix(const std::string& name, MetaPooling* enhancer, const std::vector<PoolOp>& ops, const char* why);
+  void check_fixing();
+  void force_fix();
+  bool searching() const;
+  Tensor forward_loss(const data::Batch& batch, Tensor* logits);
+  void architecture_step();
+  void save(const std::string& file);
+  void log(const nlohmann::json& line);
+
+  TrainConfig cfg_;
+  Progress progress_;
+  std::unique_ptr<data::ImageFolder> train_set_, val_set_;
+  std::shared_ptr<MobileNetV2> model_;
+  std::unique_ptr<ParameterGroup> weights_, arch_;
+  std::unique_ptr<Sgd> sgd_;
+  std::unique_ptr<Adam> adam_;
+  std::unique_ptr<data::Loader> loader_, arch_loader_;
+  TrainerState state_;
+  ModelDescription description_;
+  bool search_ = false;
+  std::ofstream log_;
+};
+
+bool Trainer::searching() const {
+  if (!search_) return false;
+  for (const auto& [name, e] : model_->enhancers()) {
+    if (!e->fixed()) return true;
+  }
+  return false;
+}
+
+void Trainer::prepare() {
+  PMPL_CHECK(cfg_.device == "cpu",
+             "--device {}: training on a GPU needs the CUDA backend (issue 6); use --device cpu", cfg_.device);
+  PMPL_CHECK(cfg_.epochs > 0, "--epochs must be positive, got {}", cfg_.epochs);
+  PMPL_CHECK(cfg_.lr > 0 && cfg_.min_lr >= 0 && cfg_.min_lr <= cfg_.lr, "--lr must be positive and --min-lr in [0, lr]");
+  PMPL_CHECK(cfg_.arch_split > 0 && cfg_.arch_split < 1, "--arch-split {} is outside (0, 1)", cfg_.arch_split);
+  PMPL_CHECK(cfg_.fix_top == 1 || cfg_.fix_top == 2, "--fix-top must be 1 or 2, got {}", cfg_.fix_top);
+  PMPL_CHECK(cfg_.fix_threshold > 0 && cfg_.fix_threshold <= 1, "--fix-threshold {} is outside (0, 1]", cfg_.fix_threshold);
+  PMPL_CHECK(cfg_.log_interval > 0 && cfg_.eval_interval > 0, "--log-interval and --eval-interval must be positive");
+  PMPL_CHECK(cfg_.crop_scale > 0 && cfg_.crop_scale <= 1, "--crop-scale {} is outside (0, 1]", cfg_.crop_scale);
+  PMPL_CHECK(!cfg_.output.empty(), "--output is required (the run's folder)");
+
+  train_set_ = std::make_unique<data::ImageFolder>(cfg_.data, "train");
+  val_set_ = std::make_unique<data::ImageFolder>(cfg_.data, "val");
+  PMPL_CHECK(val_set_->classes() == train_set_->classes(),
+             "{}: train/ and val/ have different class folders", cfg_.data);
+  if (cfg_.num_classes == 0) cfg_.num_classes = train_set_->num_classes();
+  PMPL_CHECK(cfg_.num_classes == train_set_->num_classes(), "--num-classes {} but {} has {} classes",
+             cfg_.num_classes, cfg_.data, train_set_->num_classes());
+  if (cfg_.force_fix_epoch < 0) cfg_.force_fix_epoch = (cfg_.epochs + 1) / 2;
+
+  description_.name = cfg_.model;
+  description_.config.width = cfg_.width;
+  description_.config.num_classes = cfg_.num_classes;
+  description_.config.small_input = cfg_.small_input;
+  description_.config.dropout = cfg_.dropout;
+  description_.config.seed = cfg_.seed;
+  if (!cfg_.genotype.empty()) description_.config.genotype = Genotype::load(cfg_.genotype);
+  model_ = build_model(description_.name, description_.config);
+  search_ = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
+
+  std::vector<NamedParameter> weights, arch;
+  for (NamedParameter& p : model_->parameters()) (p.kind == ParamKind::kArch ? arch : weights).push_back(p);
+  weights_ = std::make_unique<ParameterGroup>(std::move(weights));
+  arch_ = std::make_unique<ParameterGroup>(std::move(arch));
+  sgd_ = std::make_unique<Sgd>(*weights_, SgdOptions{cfg_.momentum, cfg_.nesterov, cfg_.weight_decay});
+  adam_ = std::make_unique<Adam>(*arch_, AdamOptions{cfg_.arch_lr, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd});
+}
+
+void Trainer::fix(const std::string& name, MetaPooling* enhancer, const std::vector<PoolOp>& ops, const char* why) {
+  const std::vector<double> probs = enhancer->probabilities();
+  enhancer->fix(ops);
+  arch_->deactivate(name + ".alpha");
+  if (std::find(ops.begin(), ops.end(), PoolOp::kStrip) == ops.end()) weights_->deactivate(name + ".strip.");
+  std::string chosen;
+  for (PoolOp op : ops) chosen += (chosen.empty() ? "" : "+") + std::string(pool_op_name(op));
+  progress_.line(fmt::format("fixed {} to {} ({}, epoch {}, step {})", name, chosen, why, state_.epoch + 1,
+                             state_.global_step));
+  log({{"event", "fixed"}, {"name", name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
+       {"step", state_.global_step}, {"probs", probs}});
+  model_->genotype().save(cfg_.output + "/genotype.json");
+}
+
+void Trainer::check_fixing() {
+  for (const auto& [name, e] : model_->enhancers()) {
+    if (e->fixed()) continue;
+    if (const auto op = fix_decision(e->probabilities(), cfg_.fix_threshold)) fix(name, e, {*op}, "threshold");
+  }
+}
+
+void Trainer::force_fix() {
+  for (const auto& [name, e] : model_->enhancers()) {
+    if (!e->fixed()) fix(name, e, top_ops(e->probabilities(), cfg_.fix_top), "forced");
+  }
+}
+
+Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
+  const Tensor out = model_->forward(ops::normalize_images(batch.images, kImageMean, kImageStd));
+  if (logits != nullptr) *logits = out;
+  return ops::cross_entropy(out, batch.labels, cfg_.label_smoothing);
+}
+
+// One Adam step on the open alphas: the weights are not differentiated (their part of the graph
+// is not even recorded up to the first enhancer).
+void Trainer::architecture_step() {
+  std::optional<data::Batch> batch = arch_loader_->next();
+  if (!batch) {
+    arch_loader_->start_epoch(++state_.arch_epoch);
+    state_.arch_batch = 0;
+    batch = arch_loader_->next();
+  }
+  ++state_.arch_batch;
+  weights_->set_requires_grad(false);
+  arch_->zero_grad();
+  const Tensor loss = forward_loss(*batch, nullptr);
+  loss.backward();
+  weights_->set_requires_grad(true);
+  adam_->step();
+}
+
+void Trainer::log(const nlohmann::json& line) {
+  log_ << line.dump() << "\n";
+  log_.flush();
+}
+
+void Trainer::save(const std::string& file) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const NamedTensor& t : model_->state()) tensors.emplace_back(t.name, t.tensor);
+  tensors.emplace_back("optim.weights.momentum", sgd_->momentum_buffer());
+  if (!arch_->empty()) {
+    tensors.emplace_back("optim.arch.m", adam_->first_moment());
+    tensors.emplace_back("optim.arch.v", adam_->second_moment());
+  }
+  state_.dropout_seed = model_->dropout_generator().seed();
+  state_.dropout_offset = model_->dropout_generator().offset();
+  nlohmann::json trainer = state_.to_json();
+  trainer["sgd_steps"] = sgd_->steps();
+  trainer["adam_steps"] = adam_->steps();
+  std::map<std::string, std::string> meta = {{"pmpl.model", description_.to_json().dump()},
+                                             {"pmpl.trainer", trainer.dump()},
+                                             {"pmpl.classes", nlohmann::json(train_set_->classes()).dump()},
+                                             {"pmpl.version", PMPL_VERSION}};
+  if (search_) meta["pmpl.fixed"] = model_->genotype().to_json().dump();
+  save_safetensors(cfg_.output + "/" + file, tensors, meta);
+}
+
+void Trainer::resume(const std::string& path_in) {
+  const std::string path = fs::is_directory(path_in) ? path_in + "/checkpoint-last.safetensors" : path_in;
+  const TensorFile file = load_safetensors(path);
+  PMPL_CHECK(file.metadata.count("pmpl.trainer") && describes_model(file),
+             "{} is not a pmpl training checkpoint (no pmpl.trainer metadata)", path);
+  const ModelDescription saved =
+      ModelDescription::from_json(nlohmann::json::parse(file.metadata.at("pmpl.model")), path);
+  PMPL_CHECK(saved.to_json() == description_.to_json(),
+             "{} was trained with another network ({}); resume with the same --model, --width, --num-classes, "
+             "--small-input, --dropout, --seed and --genotype", path, saved.to_json().dump());
+  if (file.metadata.count("pmpl.fixed")) {
+    const Genotype fixed = Genotype::from_json(nlohmann::json::parse(file.metadata.at("pmpl.fixed")), path);
+    const auto enhancers = model_->enhancers();
+    apply_fixed(*model_, fixed, path);
+    for (size_t i = 0; i < enhancers.size(); ++i) {
+      const std::vector<PoolOp>& ops = fixed.enhancers[i].ops;
+      if (ops.empty()) continue;
+      arch_->deactivate(enhancers[i].first + ".alpha");
+      if (std::find(ops.begin(), ops.end(), PoolOp::kStrip) == ops.end()) {
+        weights_->deactivate(enhancers[i].first + ".strip.");
+      }
+    }
+  }
+  load_weights(*model_, file, path);
+  const nlohmann::json trainer = nlohmann::json::parse(file.metadata.at("pmpl.trainer"));
+  state_ = TrainerState::from_json(trainer);
+  sgd_->restore(file.find("optim.weights.momentum"), trainer.at("sgd_steps").get<int64_t>());
+  if (!arch_->empty()) adam_->restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
+  model_->dropout_generator().set_state(state_.dropout_seed, state_.dropout_offset);
+}
+
+void Trainer::write_config() {
+  nlohmann::json j = cfg_.to_json();
+  j["version"] = PMPL_VERSION;
+  j["classes"] = train_set_->classes();
+  std::ofstream out(cfg_.output + "/config.json.tmp");
+  out << j.dump(2) << "\n";
+  out.close();
+  fs::rename(cfg_.output + "/config.json.tmp", cfg_.output + "/config.json");
+}
+
+TrainResult Trainer::run() {
+  if (cfg_.output.empty() && !cfg_.resume.empty() && fs::is_directory(cfg_.resume)) cfg_.output = cfg_.resume;
+  prepare();
+  const bool resuming = !cfg_.resume.empty();
+  PMPL_CHECK(resuming || !fs::exists(cfg_.output + "/checkpoint-last.safetensors"),
+             "{} already holds a run: continue it with --resume {}, or choose another --output", cfg_.output,
+             cfg_.output);
+  fs::create_directories(cfg_.output);
+  if (resuming) resume(cfg_.resume);
+  else write_config();
+  log_.open(cfg_.output + "/log.jsonl", std::ios::app);
+  PMPL_CHECK(log_.good(), "cannot write {}/log.jsonl", cfg_.output);
+
+  // The training split: a seeded permutation; a search holds its first arch_split out for the
+  // alphas (never the validation set); --limit-train keeps a prefix of what remains.
+  std::vector<int64_t> order = permutation(train_set_->size(), cfg_.seed ^ 0xA5A5A5A5ull);
+  std::vector<int64_t> arch_part;
+  if (search_) {
+    const auto held = std::max<int64_t>(1, static_cast<int64_t>(std::llround(cfg_.arch_split * static_cast<double>(order.size()))));
+    arch_part.assign(order.begin(), order.begin() + held);
+    order.erase(order.begin(), order.begin() + held);
+  }
+  if (cfg_.limit_train > 0 && cfg_.limit_train < static_cast<int64_t>(order.size())) {
+    order.resize(static_cast<size_t>(cfg_.limit_train));
+    if (search_) {
+      const auto arch_keep = std::max<int64_t>(cfg_.batch_size, static_cast<int64_t>(cfg_.arch_split * cfg_.limit_train));
+      if (arch_keep < static_cast<int64_t>(arch_part.size())) arch_part.resize(static_cast<size_t>(arch_keep));
+    }
+  }
+  data::LoaderOptions lo;
+  lo.batch_size = cfg_.batch_size;
+  lo.image_size = cfg_.input_size;
+  lo.min_crop_scale = cfg_.crop_scale;
+  lo.workers = cfg_.workers;
+  lo.seed = cfg_.seed;
+  lo.subset = order;
+  loader_ = std::make_unique<data::Loader>(*train_set_, lo);
+  loader_->start_epoch(0);
+  const int64_t steps_per_epoch = loader_->batches_per_epoch();
+  PMPL_CHECK(steps_per_epoch > 0, "{} training images make no full batch of {}: lower --batch-size",
+             loader_->samples_per_epoch(), cfg_.batch_size);
+  if (search_) {
+    data::LoaderOptions ao = lo;
+    ao.subset = arch_part;
+    ao.seed = cfg_.seed + 1;
+    arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
+    PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size,
+               "the architecture split has {} images, fewer than one batch of {}: raise --arch-split",
+               arch_part.size(), cfg_.batch_size);
+    arch_loader_->start_epoch(state_.arch_epoch, state_.arch_batch);
+  }
+  const auto warmup = static_cast<int64_t>(std::llround(cfg_.warmup_epochs * static_cast<double>(steps_per_epoch)));
+  const CosineSchedule schedule(cfg_.lr, cfg_.min_lr, warmup, cfg_.epochs * steps_per_epoch);
+  EvalOptions eo;
+  eo.batch_size = std::max<int64_t>(cfg_.batch_size, 64);
+  eo.image_size = cfg_.input_size;
+  eo.workers = cfg_.workers;
+  eo.limit = cfg_.limit_val;
+  progress_.line(fmt::format("pmpl train: {} {}{} on {} ({} classes; {} training images{}), {} epochs of {} steps, "
+                             "batch {}, output {}{}",
+                             cfg_.model, cfg_.width, cfg_.small_input ? " small-input" : "", cfg_.data, cfg_.num_classes,
+                             order.size(), search_ ? fmt::format(", {} for the search", arch_part.size()) : "",
+                             cfg_.epochs, steps_per_epoch, cfg_.batch_size, cfg_.output,
+                             resuming ? fmt::format(", resumed at epoch {} step {}", state_.epoch + 1, state_.global_step) : ""));
+  model_->train();
+  TrainResult result;
+  EvalResult last_eval;
+  while (state_.epoch < cfg_.epochs) {
+    if (search_ && state_.epoch >= cfg_.force_fix_epoch) force_fix();
+    loader_->start_epoch(state_.epoch, state_.batch);
+    double interval_loss = 0.0, interval_wait = 0.0, epoch_loss = 0.0;
+    int64_t interval_steps = 0, interval_hits = 0, interval_images = 0, epoch_steps = 0;
+    auto interval_start = Clock::now();
+    const auto epoch_start = Clock::now();
+    for (;;) {
+      const auto wait_start = Clock::now();
+      std::optional<data::Batch> batch = loader_->next();
+      interval_wait += seconds_since(wait_start);
+      if (!batch) break;
+      if (searching()) architecture_step();
+      const double lr = schedule.at(state_.global_step);
+      arch_->set_requires_grad(false);
+      weights_->zero_grad();
+      Tensor logits;
+      const Tensor loss = forward_loss(*batch, &logits);
+      const double loss_value = loss.item();
+      PMPL_CHECK(std::isfinite(loss_value),
+                 "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "
+                 "good checkpoint, {}/checkpoint-last.safetensors, is intact",
+                 loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
+      loss.backward();
+      arch_->set_requires_grad(true);
+      if (cfg_.clip_grad > 0) clip_gradients(*weights_, cfg_.clip_grad);
+      sgd_->step(lr);
+      if (searching()) check_fixing();
+      ++state_.global_step;
+      ++state_.batch;
+      interval_loss += loss_value;
+      epoch_loss += loss_value;
+      interval_hits += count_top_k(logits, batch->labels, 1);
+      interval_images += logits.dim(0);
+      ++interval_steps;
+      ++epoch_steps;
+      const double elapsed = seconds_since(interval_start);
+      const double img_s = static_cast<double>(interval_images) / std::max(elapsed, 1e-9);
+      const double eta = static_cast<double>((cfg_.epochs - state_.epoch) * steps_per_epoch - state_.batch) *
+                         cfg_.batch_size / std::max(img_s, 1e-9);
+      progress_.update(state_.epoch, cfg_.epochs, state_.batch, steps_per_epoch, interval_loss / interval_steps, img_s, eta);
+      if (state_.global_step % cfg_.log_interval == 0 || state_.batch == steps_per_epoch) {
+        nlohmann::json line = {{"type", "step"}, {"epoch", state_.epoch}, {"step", state_.global_step},
+                               {"lr", lr}, {"loss", interval_loss / interval_steps},
+                               {"train_top1", static_cast<double>(interval_hits) / static_cast<double>(interval_images)},
+                               {"img_per_s", img_s}, {"data_wait", interval_wait / std::max(elapsed, 1e-9)}};
+        if (search_) line["enhancers"] = enhancer_report(*model_);
+        log(line);
+        if (!progress_.tty()) {
+          progress_.line(fmt::format("epoch {}/{} step {}/{}  loss {:.4f}  top-1 {:.1f}%  lr {:.4g}  {:.0f} img/s  ETA {}",
+                                     state_.epoch + 1, cfg_.epochs, state_.batch, steps_per_epoch,
+                                     interval_loss / interval_steps, 100.0 * interval_hits / interval_images, lr, img_s,
+                                     format_duration(eta)));
+        }
+        interval_loss = interval_wait = 0.0;
+        interval_steps = interval_hits = interval_images = 0;
+        interval_start = Clock::now();
+      }
+      if (cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps) {
+        result.steps = state_.global_step;
+        return result;  // as if killed: nothing more is written
+      }
+      if (cfg_.save_interval > 0 && state_.global_step % cfg_.save_interval == 0) save("checkpoint-last.safetensors");
+    }
+    const bool last = state_.epoch + 1 == cfg_.epochs;
+    if (search_ && last) force_fix();  // the final genotype is complete
+    nlohmann::json line = {{"type", "epoch"}, {"epoch", state_.epoch}, {"step", state_.global_step},
+                           {"train_loss", epoch_loss / std::max<int64_t>(epoch_steps, 1)},
+                           {"seconds", seconds_since(epoch_start)}};
+    const bool evaluate_now = last || (state_.epoch + 1) % cfg_.eval_interval == 0;
+    if (evaluate_now) {
+      last_eval = evaluate(*model_, *val_set_, eo);
+      line["val_top1"] = last_eval.top1;
+      line["val_top5"] = last_eval.top5;
+      line["val_loss"] = last_eval.loss;
+    }
+    if (search_) line["enhancers"] = enhancer_report(*model_);
+    log(line);
+    progress_.line(fmt::format("epoch {}/{} done in {}: train loss {:.4f}{}", state_.epoch + 1, cfg_.epochs,
+                               format_duration(seconds_since(epoch_start)), epoch_loss / std::max<int64_t>(epoch_steps, 1),
+                               evaluate_now ? fmt::format(", val top-1 {:.2f}% top-5 {:.2f}%", 100 * last_eval.top1,
+                                                          100 * last_eval.top5)
+                                            : ""));
+    ++state_.epoch;
+    state_.batch = 0;
+    const bool best = evaluate_now && last_eval.top1 > state_.best_top1;
+    if (best) state_.best_top1 = last_eval.top1;
+    save("checkpoint-last.safetensors");
+    if (best) save("checkpoint-best.safetensors");
+  }
+  if (search_) model_->genotype().save(cfg_.output + "/genotype.json");
+  result.val_top1 = last_eval.top1;
+  result.val_top5 = last_eval.top5;
+  result.steps = state_.global_step;
+  result.completed = true;
+  return result;
+}
+
+}  // namespace
+
+nlohmann::json TrainConfig::to_json() const {
+  return {{"data", data}, {"output", output}, {"resume", resume}, {"device", device}, {"model", model},
+          {"width", width}, {"num_classes", num_classes}, {"small_input", small_input}, {"genotype", genotype},
+          {"dropout", dropout}, {"epochs", epochs}, {"batch_size", batch_size}, {"lr", lr},
+          {"warmup_epochs", warmup_epochs}, {"min_lr", min_lr}, {"weight_decay", weight_decay},
+          {"momentum", momentum}, {"nesterov", nesterov}, {"label_smoothing", label_smoothing},
+          {"clip_grad", clip_grad}, {"input_size", input_size}, {"crop_scale", crop_scale}, {"workers", workers}, {"seed", seed},
+          {"arch_lr", arch_lr}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
+          {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"force_fix_epoch", force_fix_epoch},
+          {"fix_top", fix_top}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
+          {"save_interval", save_interval}, {"limit_train", limit_train}, {"limit_val", limit_val}};
+}
+
+TrainResult run_training(const TrainConfig& config) { return Trainer(config).run(); }
+
+}  // namespace pmpl

@@ -1,0 +1,76 @@
+// `pmpl train`: trains MobileNetV2, searches and trains MobileNetV2 with Meta-Pooling (PMPL), or
+// trains a fixed architecture from a genotype, on an ImageNet-layout folder.
+//
+// A PMPL step is two: an Adam step on the open enhancers' alphas on a batch of the held-out
+// architecture split (never the validation set), then an SGD step on the weights on a training
+// batch. After each architecture step an enhancer whose top probability leads the second by
+// --fix-threshold is fixed to its argmax; at --force-fix-epoch the rest are fixed to their
+// top-1 (or top-2). A run is resumable at any checkpoint and, on the CPU, a resumed run ends with
+// bit-identical weights to an uninterrupted one.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace pmpl {
+
+struct TrainConfig {
+  std::string data;
+  std::string output;
+  std::string resume;  // a run folder or a checkpoint file; empty: a new run
+  std::string device = "cpu";
+  // Network.
+  std::string model = "mobilenetv2";
+  double width = 1.0;
+  int64_t num_classes = 0;  // 0: as many as the data has
+  bool small_input = false;
+  std::string genotype;
+  double dropout = 0.2;
+  // Optimisation.
+  int64_t epochs = 10;
+  int64_t batch_size = 64;
+  double lr = 0.05;
+  double warmup_epochs = 1.0;
+  double min_lr = 1e-5;
+  double weight_decay = 4e-5;
+  double momentum = 0.9;
+  bool nesterov = true;
+  double label_smoothing = 0.1;
+  double clip_grad = 5.0;  // 0: off
+  int input_size = 224;
+  double crop_scale = 0.08;  // RandomResizedCrop's smallest area fraction
+  int workers = 4;
+  uint64_t seed = 0;
+  // PMPL.
+  double arch_lr = 3e-4;
+  double arch_beta1 = 0.5;
+  double arch_beta2 = 0.999;
+  double arch_wd = 1e-3;
+  double arch_split = 0.1;
+  double fix_threshold = 0.2;
+  int64_t force_fix_epoch = -1;  // -1: half the epochs, rounded up
+  int fix_top = 1;
+  // Bookkeeping.
+  int64_t eval_interval = 1;   // epochs
+  int64_t log_interval = 50;   // steps
+  int64_t save_interval = 0;   // steps between checkpoints inside an epoch (0: epoch ends only)
+  int64_t limit_train = 0;     // use only this many training images (0: all)
+  int64_t limit_val = 0;
+  int64_t max_steps = 0;       // stop after this many steps as if killed (testing resume)
+  bool quiet = false;          // no progress output (tests)
+
+  nlohmann::json to_json() const;
+};
+
+struct TrainResult {
+  double val_top1 = 0.0;
+  double val_top5 = 0.0;
+  int64_t steps = 0;
+  bool completed = false;  // false when stopped by max_steps
+};
+
+TrainResult run_training(const TrainConfig& config);
+
+}  // namespace pmpl
