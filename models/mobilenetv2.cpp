@@ -43,10 +43,33 @@ int64_t make_divisible(double value, int64_t divisor) {
   return v;
 }
 
+ArchitectureSpec mobilenetv2_spec(double width, bool small_input) {
+  ArchitectureSpec spec;
+  spec.stem_channels = make_divisible(32.0 * width);
+  spec.stem_stride = small_input ? 1 : 2;
+  spec.last_channels = make_divisible(1280.0 * std::max(1.0, width));
+  int64_t channels = spec.stem_channels;
+  bool first_downsample = true;
+  for (const StageSpec& stage : kStages) {
+    const int64_t out = make_divisible(static_cast<double>(stage.channels) * width);
+    int stride = stage.stride;
+    if (stride == 2 && first_downsample) {
+      first_downsample = false;
+      if (small_input) stride = 1;  // the small-input variant keeps this stage's resolution
+    }
+    for (int i = 0; i < stage.repeats; ++i) {
+      // Python's round(): inp * t is an integer (t is), so no tie rule is needed.
+      spec.blocks.push_back({static_cast<int64_t>(spec.blocks.size()) + 1, channels, out, channels * stage.expand,
+                             i == 0 ? stride : 1, stage.expand});
+      channels = out;
+    }
+  }
+  return spec;
+}
+
 InvertedResidual::InvertedResidual(int64_t in, int64_t out, int stride, int expand,
                                    std::shared_ptr<MetaPooling> enhancer, Generator& gen)
     : residual_(stride == 1 && in == out) {
-  // Python's round(): inp * t is an integer here (t is an integer), so no tie rule is needed.
   const int64_t hidden = in * expand;
   conv_ = register_module("conv", std::make_shared<Sequential>());
   if (expand != 1) {
@@ -79,46 +102,32 @@ MobileNetV2::MobileNetV2(const MobileNetV2Config& config) : config_(config) {
   PMPL_CHECK(!config.genotype || config.genotype->complete(),
              "the genotype leaves some enhancers open: a fixed model needs every one fixed");
   Generator gen(config.seed);
-  int64_t channels = make_divisible(32.0 * config.width);
-  const int64_t last_channels = make_divisible(1280.0 * std::max(1.0, config.width));
-
+  const ArchitectureSpec spec = mobilenetv2_spec(config.width, config.small_input);
   features_ = register_module("features", std::make_shared<Sequential>());
-  features_->append(conv_bn_relu6(
-      std::make_shared<Conv2d>(3, channels, 3, config.small_input ? 1 : 2, false, gen), channels));
+  features_->append(conv_bn_relu6(std::make_shared<Conv2d>(3, spec.stem_channels, 3, spec.stem_stride, false, gen),
+                                  spec.stem_channels));
   size_t genotype_index = 0;
-  bool first_downsample = true;
-  for (const StageSpec& stage : kStages) {
-    const int64_t out = make_divisible(static_cast<double>(stage.channels) * config.width);
-    int stride = stage.stride;
-    if (stride == 2 && first_downsample) {
-      first_downsample = false;
-      if (config.small_input) stride = 1;
-    }
-    for (int i = 0; i < stage.repeats; ++i) {
-      std::shared_ptr<MetaPooling> enhancer;
-      const int64_t hidden = channels * stage.expand;
-      if (config.meta_pooling && stage.expand != 1) {
-        const std::string name = fmt::format("features.{}.enhancer", features_->size());
-        if (config.genotype) {
-          PMPL_CHECK(genotype_index < config.genotype->enhancers.size(),
-                     "the genotype lists {} enhancers; this network has more",
-                     config.genotype->enhancers.size());
-          const Genotype::Entry& entry = config.genotype->enhancers[genotype_index++];
-          PMPL_CHECK(entry.name == name, "the genotype's enhancer #{} is {}, the network's is {}",
-                     genotype_index, entry.name, name);
-          enhancer = std::make_shared<MetaPooling>(hidden, entry.ops, gen);
-        } else {
-          enhancer = std::make_shared<MetaPooling>(hidden, gen);
-        }
+  for (const BlockSpec& b : spec.blocks) {
+    std::shared_ptr<MetaPooling> enhancer;
+    if (config.meta_pooling && b.expand != 1) {
+      const std::string name = fmt::format("features.{}.enhancer", b.index);
+      if (config.genotype) {
+        PMPL_CHECK(genotype_index < config.genotype->enhancers.size(),
+                   "the genotype lists {} enhancers; this network has more", config.genotype->enhancers.size());
+        const Genotype::Entry& entry = config.genotype->enhancers[genotype_index++];
+        PMPL_CHECK(entry.name == name, "the genotype's enhancer #{} is {}, the network's is {}", genotype_index,
+                   entry.name, name);
+        enhancer = std::make_shared<MetaPooling>(b.hidden, entry.ops, gen);
+      } else {
+        enhancer = std::make_shared<MetaPooling>(b.hidden, gen);
       }
-      features_->append(std::make_shared<InvertedResidual>(channels, out, i == 0 ? stride : 1,
-                                                           stage.expand, enhancer, gen));
-      channels = out;
     }
+    features_->append(std::make_shared<InvertedResidual>(b.in, b.out, b.stride, b.expand, enhancer, gen));
   }
   PMPL_CHECK(!config.genotype || genotype_index == config.genotype->enhancers.size(),
              "the genotype lists {} enhancers; this network has {}",
              config.genotype ? config.genotype->enhancers.size() : 0, genotype_index);
+  const int64_t channels = spec.blocks.back().out, last_channels = spec.last_channels;
   features_->append(conv_bn_relu6(std::make_shared<Conv2d>(channels, last_channels, 1, 1, false, gen),
                                   last_channels));
   classifier_ = register_module("classifier", std::make_shared<Sequential>());

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 
 #include "layers/meta_pooling.h"
 #include "models/genotype.h"
@@ -25,6 +26,22 @@ struct MobileNetV2Config {
 
 // torchvision's _make_divisible: round to a multiple of 8, never more than 10% down.
 int64_t make_divisible(double value, int64_t divisor = 8);
+
+// The architecture as data, shared by the trainable network and the deployment runtime: the stem
+// width, each inverted-residual block (features.1 .. features.17) and the last conv's width.
+struct BlockSpec {
+  int64_t index;  // its position in `features`
+  int64_t in, out, hidden;
+  int stride, expand;
+  bool residual() const { return stride == 1 && in == out; }
+};
+struct ArchitectureSpec {
+  int64_t stem_channels;
+  int stem_stride;
+  std::vector<BlockSpec> blocks;
+  int64_t last_channels;
+};
+ArchitectureSpec mobilenetv2_spec(double width, bool small_input);
 
 class InvertedResidual : public Module {
  public:

@@ -3,8 +3,9 @@
 # Idempotent: packages already present are not touched, so a second run takes a second.
 # Used by both README commands and by .ci/run.
 #   tools/install_deps.sh           build and run
-#   tools/install_deps.sh --torch   also Debian's PyTorch + torchvision, the outside oracle the
-#                                   test suite checks pmpl against (tools/check_torch_convert.py)
+#   tools/install_deps.sh --test    also what the test suite uses: Debian's PyTorch + torchvision
+#                                   (the outside oracle pmpl is checked against), matplotlib, and
+#                                   clang with libFuzzer (the model-file fuzzer)
 set -euo pipefail
 
 packages=(
@@ -15,10 +16,10 @@ packages=(
   libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
-if [[ "${1:-}" == "--torch" ]]; then
-  packages+=(python3-torch python3-torchvision python3-numpy python3-matplotlib)
+if [[ "${1:-}" == "--test" ]]; then
+  packages+=(python3-torch python3-torchvision python3-numpy python3-matplotlib clang libclang-rt-14-dev)
 elif [[ -n "${1:-}" ]]; then
-  echo "usage: tools/install_deps.sh [--torch]" >&2
+  echo "usage: tools/install_deps.sh [--test]" >&2
   exit 2
 fi
 

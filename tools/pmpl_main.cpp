@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   pmpl::cli::Runner run;
   pmpl::cli::add_train_command(app, run);
+  pmpl::cli::add_export_command(app, run);
   pmpl::cli::add_data_command(app, run);
   pmpl::cli::add_summary_command(app, run);
   pmpl::cli::add_forward_command(app, run);

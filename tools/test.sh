@@ -16,7 +16,7 @@ elif [[ -n "${1:-}" ]]; then
   exit 2
 fi
 
-bash tools/install_deps.sh --torch
+bash tools/install_deps.sh --test
 jobs="${PMPL_JOBS:-$(nproc)}"
 start=$(date +%s)
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_flag[@]}" >/dev/null

@@ -5,6 +5,7 @@
 //   pmpl.fixed    the genotype of a searching network's enhancers fixed so far
 //   pmpl.trainer  the training position (epoch, batch, step, loader and RNG positions, best top-1)
 //   pmpl.classes  the class names, in label order
+//   pmpl.input_size  the image side the network was trained at
 #pragma once
 
 #include <map>

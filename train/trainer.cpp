@@ -262,6 +262,7 @@ void Trainer::save(const std::string& file) {
   std::map<std::string, std::string> meta = {{"pmpl.model", description_.to_json().dump()},
                                              {"pmpl.trainer", trainer.dump()},
                                              {"pmpl.classes", nlohmann::json(train_set_->classes()).dump()},
+                                             {"pmpl.input_size", std::to_string(cfg_.input_size)},
                                              {"pmpl.version", PMPL_VERSION}};
   if (search_) meta["pmpl.fixed"] = model_->genotype().to_json().dump();
   save_safetensors(cfg_.output + "/" + file, tensors, meta);

@@ -1,0 +1,146 @@
+#include "models/deploy/export.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/error.h"
+#include "engine/half.h"
+#include "models/deploy/format.h"
+
+namespace pmpl::deploy {
+namespace {
+
+constexpr double kBnEps = 1e-5;
+constexpr float kMean[3] = {0.485f, 0.456f, 0.406f};
+constexpr float kStd[3] = {0.229f, 0.224f, 0.225f};
+
+std::vector<double> values(const std::map<std::string, Tensor>& state, const std::string& name) {
+  auto it = state.find(name);
+  PMPL_ASSERT(it != state.end(), "export: {} is missing", name);
+  return it->second.to(DType::kF64).to_vector<double>();
+}
+
+struct Folded {
+  std::vector<int64_t> shape;
+  std::vector<double> data;
+};
+
+// The conv `conv` (weight [Cout, ...], optional bias) with the batchnorm `bn` after it folded in.
+std::pair<Folded, Folded> fold(const std::map<std::string, Tensor>& state, const std::string& conv,
+                               const std::string& bn) {
+  const Tensor& w = state.at(conv + ".weight");
+  std::vector<double> weight = values(state, conv + ".weight");
+  const std::vector<double> gamma = values(state, bn + ".weight"), beta = values(state, bn + ".bias");
+  const std::vector<double> mean = values(state, bn + ".running_mean"), var = values(state, bn + ".running_var");
+  const size_t out = gamma.size(), per = weight.size() / out;
+  std::vector<double> bias(out, 0.0);
+  if (state.count(conv + ".bias")) bias = values(state, conv + ".bias");
+  for (size_t o = 0; o < out; ++o) {
+    const double s = gamma[o] / std::sqrt(var[o] + kBnEps);
+    for (size_t i = 0; i < per; ++i) weight[o * per + i] *= s;
+    bias[o] = beta[o] + (bias[o] - mean[o]) * s;
+  }
+  return {{w.shape().vec(), weight}, {{static_cast<int64_t>(out)}, bias}};
+}
+
+}  // namespace
+
+void export_model(const MobileNetV2& model, const ExportOptions& options, const std::string& path) {
+  for (const auto& [name, e] : model.enhancers()) {
+    PMPL_CHECK(e->fixed(), "{} is still searching: finish the search, or export with --fix-remaining to fix "
+                           "it (and any other open enhancer) to its most probable op", name);
+  }
+  std::map<std::string, Tensor> state;
+  for (const NamedTensor& t : model.state()) state[t.name] = t.tensor;
+  std::map<std::string, Folded> out;  // sorted names: a stable file for the same network
+  auto add_fold = [&](const std::string& conv, const std::string& bn) {
+    auto [w, b] = fold(state, conv, bn);
+    out[conv + ".weight"] = std::move(w);
+    out[conv + ".bias"] = std::move(b);
+  };
+  for (const auto& [name, t] : state) {
+    const std::string suffix = ".running_mean";
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    const std::string bn = name.substr(0, name.size() - suffix.size());
+    const size_t dot = bn.rfind('.');
+    const std::string parent = bn.substr(0, dot), leaf = bn.substr(dot + 1);
+    if (leaf == "bn1") {
+      add_fold(parent + ".conv1", bn);  // strip attention
+    } else if (leaf == "bn") {
+      // The enhancer's batchnorm follows a pooling sum: kept as scale and shift.
+      const std::vector<double> gamma = values(state, bn + ".weight"), beta = values(state, bn + ".bias");
+      const std::vector<double> mean = values(state, bn + ".running_mean"), var = values(state, bn + ".running_var");
+      Folded scale{{static_cast<int64_t>(gamma.size())}, {}}, shift = scale;
+      for (size_t c = 0; c < gamma.size(); ++c) {
+        const double s = gamma[c] / std::sqrt(var[c] + kBnEps);
+        scale.data.push_back(s);
+        shift.data.push_back(beta[c] - mean[c] * s);
+      }
+      out[parent + ".scale"] = scale;
+      out[parent + ".shift"] = shift;
+    } else {
+      // In a Sequential, the conv is the previous child ("features.3.conv.3" <- "...conv.2").
+      add_fold(parent + "." + std::to_string(std::stoi(leaf) - 1), bn);
+    }
+  }
+  for (const auto& [name, t] : state) {
+    const bool strip_conv = name.find(".strip.conv_") != std::string::npos;
+    if (name.rfind("classifier.", 0) == 0 || strip_conv) out[name] = {t.shape().vec(), values(state, name)};
+  }
+
+  nlohmann::json config = {{"format", "pmpl-model"},
+                           {"architecture", options.architecture},
+                           {"width", model.config().width},
+                           {"small_input", model.config().small_input},
+                           {"num_classes", model.config().num_classes},
+                           {"dtype", options.f16 ? "f16" : "f32"}};
+  config["genotype"] = options.architecture == "mobilenetv2_mp" ? model.genotype().to_json() : nlohmann::json(nullptr);
+  std::vector<std::string> classes = options.classes;
+  if (classes.empty()) {
+    for (int64_t c = 0; c < model.config().num_classes; ++c) classes.push_back(std::to_string(c));
+  }
+  PMPL_CHECK(static_cast<int64_t>(classes.size()) == model.config().num_classes,
+             "export: {} class names for a network with {} classes", classes.size(), model.config().num_classes);
+  config["classes"] = classes;
+  config["input"] = {{"size", options.input_size},
+                     {"mean", {kMean[0], kMean[1], kMean[2]}},
+                     {"std", {kStd[0], kStd[1], kStd[2]}},
+                     {"transform", "resize shorter side to int(size / 0.875), center crop size"}};
+
+  std::vector<DeployTensor> tensors;
+  std::vector<std::vector<uint8_t>> data;
+  for (const auto& [name, f] : out) {
+    DeployTensor t;
+    t.name = name;
+    t.dtype = options.f16 ? DeployDType::kF16 : DeployDType::kF32;
+    for (int64_t d : f.shape) t.shape.push_back(static_cast<uint64_t>(d));
+    std::vector<uint8_t> bytes(f.data.size() * (options.f16 ? 2 : 4));
+    for (size_t i = 0; i < f.data.size(); ++i) {
+      if (options.f16) {
+        const uint16_t h = f16(static_cast<float>(f.data[i])).bits;
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      } else {
+        const auto v = static_cast<float>(f.data[i]);
+        std::memcpy(bytes.data() + 4 * i, &v, 4);
+      }
+    }
+    tensors.push_back(std::move(t));
+    data.push_back(std::move(bytes));
+  }
+  const std::vector<uint8_t> file = encode_deploy_file(config.dump(), tensors, data);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    PMPL_CHECK(f.good(), "cannot write {}: check the directory exists and is writable", tmp);
+    f.write(reinterpret_cast<const char*>(file.data()), static_cast<std::streamsize>(file.size()));
+    PMPL_CHECK(f.good(), "writing {} failed (disk full?)", tmp);
+  }
+  PMPL_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename {} to {}", tmp, path);
+}
+
+}  // namespace pmpl::deploy

@@ -1,0 +1,119 @@
+#include "models/deploy/runtime.h"
+
+#include <cstring>
+
+#include "engine/autograd.h"
+#include "engine/error.h"
+#include "engine/half.h"
+#include "engine/ops.h"
+#include "layers/meta_pooling.h"
+#include "models/deploy/format.h"
+#include "models/mobilenetv2.h"
+
+namespace pmpl::deploy {
+
+Runtime::Runtime(const std::string& path) : path_(path) {
+  DeployFile file;
+  std::string error;
+  PMPL_CHECK(read_deploy_file(path, file, error), "{}", error);
+  try {
+    config_ = nlohmann::json::parse(file.config_json);
+    PMPL_CHECK(config_.value("format", "") == "pmpl-model", "{}: not a pmpl model description", path);
+    const std::string arch = config_.at("architecture");
+    PMPL_CHECK(arch == "mobilenetv2" || arch == "mobilenetv2_mp", "{}: unknown architecture {}", path, arch);
+    meta_pooling_ = arch == "mobilenetv2_mp";
+    width_ = config_.at("width");
+    small_input_ = config_.at("small_input");
+    classes_ = config_.at("classes").get<std::vector<std::string>>();
+    input_size_ = config_.at("input").at("size");
+    for (int c = 0; c < 3; ++c) {
+      mean_[c] = config_.at("input").at("mean").at(c);
+      std_[c] = config_.at("input").at("std").at(c);
+    }
+    if (meta_pooling_) genotype_ = Genotype::from_json(config_.at("genotype"), path);
+  } catch (const nlohmann::json::exception& e) {
+    PMPL_CHECK(false, "{}: the model description is incomplete ({})", path, e.what());
+  }
+  PMPL_CHECK(!classes_.empty() && input_size_ >= 8, "{}: no classes or an implausible input size", path);
+  for (const DeployTensor& t : file.tensors) {
+    std::vector<int64_t> shape(t.shape.begin(), t.shape.end());
+    PMPL_CHECK(shape.size() <= static_cast<size_t>(Shape::kMaxRank), "{}: tensor {} has rank {}", path, t.name, shape.size());
+    Tensor out = Tensor::empty(Shape(shape), DType::kF32);
+    float* dst = out.data<float>();
+    const uint8_t* src = file.bytes.data() + t.offset;
+    for (uint64_t i = 0; i < t.numel(); ++i) {
+      if (t.dtype == DeployDType::kF32) {
+        std::memcpy(dst + i, src + 4 * i, 4);
+      } else {
+        f16 h;
+        std::memcpy(&h.bits, src + 2 * i, 2);
+        dst[i] = static_cast<float>(h);
+      }
+    }
+    tensors_[t.name] = out;
+  }
+  // Every tensor the architecture reads must be there with the right rank; a dry run at a small
+  // size checks it all now rather than at the first real image.
+  NoGradGuard no_grad;
+  run(Tensor::zeros(Shape{1, input_size_, input_size_, 3}));
+}
+
+const Tensor& Runtime::weight(const std::string& name) const {
+  auto it = tensors_.find(name);
+  PMPL_CHECK(it != tensors_.end(), "{}: tensor {} is missing (a file from another pmpl?)", path_, name);
+  return it->second;
+}
+
+// A 1x1 conv with its folded bias: one GEMM over all pixels, the bias its initial value.
+Tensor Runtime::conv1x1(const Tensor& x, const std::string& conv) const {
+  const Tensor& w = weight(conv + ".weight");
+  return ops::linear(x, w.reshape(Shape{w.dim(0), w.dim(-1)}), weight(conv + ".bias"));
+}
+
+Tensor Runtime::run(const Tensor& images) const {
+  PMPL_CHECK(images.rank() == 4 && images.dim(3) == 3 && images.dtype() == DType::kF32,
+             "expected f32 images [N, H, W, 3], got {} {}", dtype_name(images.dtype()), images.shape().str());
+  NoGradGuard no_grad;
+  const ArchitectureSpec spec = mobilenetv2_spec(width_, small_input_);
+  Tensor x = ops::conv2d(images, weight("features.0.0.weight"), spec.stem_stride, 1);
+  x = ops::relu6(ops::add(x, weight("features.0.0.bias")));
+  size_t enhancer = 0;
+  for (const BlockSpec& b : spec.blocks) {
+    const std::string p = "features." + std::to_string(b.index) + ".conv.";
+    Tensor y = x;
+    int child = 0;
+    if (b.expand != 1) y = ops::relu6(conv1x1(y, p + std::to_string(child++) + ".0"));
+    const std::string dw = p + std::to_string(child++) + ".0";
+    y = ops::relu6(ops::add(ops::depthwise_conv2d(y, weight(dw + ".weight"), b.stride, 1), weight(dw + ".bias")));
+    if (meta_pooling_ && b.expand != 1) {
+      const Genotype::Entry& entry = genotype_.enhancers.at(enhancer++);
+      const std::string e = entry.name;
+      Tensor mixed;
+      for (PoolOp op : entry.ops) {
+        Tensor branch;
+        if (op == PoolOp::kStrip) {
+          const int64_t n = y.dim(0), h = y.dim(1), w = y.dim(2), c = y.dim(3);
+          const Tensor mixed_strip = ops::hardswish(conv1x1(ops::strip_pool(y), e + ".strip.conv1"));
+          const Tensors parts = ops::split(mixed_strip, {h, w}, 1);
+          const Tensor a_h = ops::sigmoid(conv1x1(parts[0], e + ".strip.conv_h")).reshape(Shape{n, h, 1, c});
+          const Tensor a_w = ops::sigmoid(conv1x1(parts[1], e + ".strip.conv_w")).reshape(Shape{n, 1, w, c});
+          branch = ops::mul(ops::mul(y, a_w), a_h);
+        } else {
+          branch = run_pool_op(op, y, nullptr);
+        }
+        mixed = mixed.defined() ? ops::add(mixed, branch) : branch;
+      }
+      y = ops::hardswish(ops::add(ops::mul(mixed, weight(e + ".scale")), weight(e + ".shift")));
+    }
+    y = conv1x1(y, p + std::to_string(child));
+    x = b.residual() ? ops::add(x, y) : y;
+  }
+  x = ops::relu6(conv1x1(x, "features.18.0"));
+  return ops::linear(ops::global_avg_pool(x), weight("classifier.1.weight"), weight("classifier.1.bias"));
+}
+
+Tensor Runtime::run_u8(const Tensor& images) const {
+  return run(ops::normalize_images(images, mean_, std_));
+}
+
+}  // namespace pmpl::deploy

@@ -1,0 +1,18 @@
+// Writes a small valid deployment file as the fuzzer's seed corpus.
+#include <fstream>
+
+#include "models/deploy/format.h"
+
+int main(int argc, char** argv) {
+  using namespace pmpl::deploy;
+  std::vector<DeployTensor> tensors(2);
+  tensors[0].name = "a.weight";
+  tensors[0].shape = {2, 3};
+  tensors[1].name = "b";
+  tensors[1].dtype = DeployDType::kF16;
+  tensors[1].shape = {4};
+  const std::vector<std::vector<uint8_t>> data = {std::vector<uint8_t>(24, 7), std::vector<uint8_t>(8, 9)};
+  const std::vector<uint8_t> bytes = encode_deploy_file(R"({"format":"pmpl-model"})", tensors, data);
+  std::ofstream(argc > 1 ? argv[1] : "seed.pmpl", std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}

@@ -1,0 +1,216 @@
+// Export and the deployment runtime: the folded network computes what the training graph
+// computes in eval mode; a damaged or foreign file is refused with one clear error.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "data/image_folder.h"
+#include "data/jpeg_encode.h"
+#include "data/loader.h"
+#include "engine/io/safetensors.h"
+#include "train/evaluate.h"
+#include "models/deploy/export.h"
+#include "models/deploy/format.h"
+#include "models/deploy/runtime.h"
+#include "models/registry.h"
+#include "tests/test_util.h"
+
+namespace pmpl {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string temp(const std::string& name) {
+  return (fs::temp_directory_path() / ("pmpl_export_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+// A fixed Meta-Pooling network using every kind of op (strip, skip, max, avg, and pairs), with
+// batchnorm statistics and affine parameters moved off their initial values.
+std::shared_ptr<MobileNetV2> trained_fixed_network() {
+  MobileNetV2Config config = test::tiny_config(7);
+  Genotype g = build_model("mobilenetv2_mp", config)->genotype();
+  const std::vector<std::vector<PoolOp>> choices = {{PoolOp::kStrip}, {PoolOp::kMax7}, {PoolOp::kAvg3, PoolOp::kMax3},
+                                                    {PoolOp::kSkip},  {PoolOp::kAvg5}, {PoolOp::kStrip, PoolOp::kAvg7},
+                                                    {PoolOp::kMax5}};
+  for (size_t i = 0; i < g.enhancers.size(); ++i) g.enhancers[i].ops = choices[i % choices.size()];
+  config.genotype = g;
+  auto model = build_model("mobilenetv2_mp", config);
+  NoGradGuard no_grad;
+  for (const NamedParameter& p : model->parameters()) {
+    if (p.kind != ParamKind::kNoDecay) continue;
+    Tensor t = p.tensor;
+    t.copy_(ops::add(t, test::random(t.shape(), 5, false, 0.3, DType::kF32)));
+  }
+  model->train();
+  for (int i = 0; i < 3; ++i) model->forward(test::random({4, 20, 20, 3}, 10 + i, false, 1.5, DType::kF32));
+  model->eval();
+  return model;
+}
+
+std::vector<int64_t> argmax_rows(const Tensor& logits) {
+  const std::vector<double> v = test::as_doubles(logits);
+  const int64_t k = logits.dim(1);
+  std::vector<int64_t> out;
+  for (int64_t r = 0; r < logits.dim(0); ++r) {
+    out.push_back(std::max_element(v.begin() + r * k, v.begin() + (r + 1) * k) - (v.begin() + r * k));
+  }
+  return out;
+}
+
+double relative_error(const Tensor& a, const Tensor& b) {
+  const std::vector<double> x = test::as_doubles(a), y = test::as_doubles(b);
+  double d = 0, n = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    d += (x[i] - y[i]) * (x[i] - y[i]);
+    n += y[i] * y[i];
+  }
+  return std::sqrt(d / n);
+}
+
+TEST(Export, FoldedNetworkMatchesTheTrainingGraph) {
+  auto model = trained_fixed_network();
+  const std::string path = temp("mp.pmpl"), half = temp("mp16.pmpl");
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv2_mp";
+  options.input_size = 20;
+  deploy::export_model(*model, options, path);
+  options.f16 = true;
+  deploy::export_model(*model, options, half);
+  const Tensor x = test::random({3, 20, 20, 3}, 99, false, 1.0, DType::kF32);
+  NoGradGuard no_grad;
+  const Tensor expected = model->forward(x);
+  const deploy::Runtime runtime(path);
+  EXPECT_EQ(runtime.num_classes(), 7);
+  EXPECT_EQ(runtime.input_size(), 20);
+  // f32: folding reorders the arithmetic, nothing more (measured ~1e-6).
+  EXPECT_LE(relative_error(runtime.run(x), expected), 1e-4);
+  // f16 weights round each value by up to 2^-11 = 4.9e-4 relative; through ~50 layers the logits
+  // moved by 2.5e-4 here. 2e-3 leaves room for other seeds and still catches a wrong tensor.
+  const double err16 = relative_error(deploy::Runtime(half).run(x), expected);
+  EXPECT_LE(err16, 2e-3);
+  RecordProperty("f16_relative_error", std::to_string(err16));
+  EXPECT_LT(fs::file_size(half), fs::file_size(path) * 6 / 10);
+  fs::remove(path);
+  fs::remove(half);
+}
+
+TEST(Export, PlainMobileNetV2MatchesToo) {
+  MobileNetV2Config config;
+  config.width = 0.5;
+  config.num_classes = 11;
+  auto model = build_model("mobilenetv2", config);
+  model->train();
+  model->forward(test::random({4, 64, 64, 3}, 3, false, 1.0, DType::kF32));
+  model->eval();
+  const std::string path = temp("plain.pmpl");
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv2";
+  options.input_size = 64;
+  deploy::export_model(*model, options, path);
+  const Tensor x = test::random({2, 64, 64, 3}, 4, false, 1.0, DType::kF32);
+  NoGradGuard no_grad;
+  EXPECT_LE(relative_error(deploy::Runtime(path).run(x), model->forward(x)), 1e-4);
+  fs::remove(path);
+}
+
+// `pmpl infer`'s path (runtime on the file's own preprocessing) and `pmpl eval`'s (the training
+// graph on the loader's batches) give the same top-1 for every image of a folder.
+TEST(Export, RuntimeAndEvalAgreeOnEveryImage) {
+  const fs::path root = temp("agree");
+  for (int c = 0; c < 7; ++c) {
+    fs::create_directories(root / "val" / ("c" + std::to_string(c)));
+    for (int i = 0; i < 3; ++i) {
+      std::vector<uint8_t> px(31 * 23 * 3);
+      for (size_t p = 0; p < px.size(); ++p) px[p] = static_cast<uint8_t>((p * (c + 3) + i * 17) % 256);
+      const std::vector<uint8_t> jpeg = data::encode_jpeg(px.data(), 31, 23, data::JpegColor::kRgb);
+      std::ofstream((root / "val" / ("c" + std::to_string(c)) / (std::to_string(i) + ".jpg")).string(), std::ios::binary)
+          .write(reinterpret_cast<const char*>(jpeg.data()), static_cast<std::streamsize>(jpeg.size()));
+    }
+  }
+  auto model = trained_fixed_network();
+  const std::string path = temp("agree.pmpl");
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv2_mp";
+  options.input_size = 20;
+  deploy::export_model(*model, options, path);
+  const deploy::Runtime runtime(path);
+  const data::ImageFolder folder(root.string(), "val");
+  data::LoaderOptions lo;
+  lo.batch_size = 5;
+  lo.image_size = 20;
+  lo.train = false;
+  lo.shuffle = false;
+  lo.drop_last = false;
+  lo.workers = 1;
+  data::Loader loader(folder, lo);
+  loader.start_epoch(0);
+  NoGradGuard no_grad;
+  int64_t images = 0;
+  while (auto batch = loader.next()) {
+    const Tensor from_graph = model->forward(ops::normalize_images(batch->images, kImageMean, kImageStd));
+    const Tensor from_file = runtime.run_u8(batch->images);
+    EXPECT_EQ(argmax_rows(from_file), argmax_rows(from_graph));
+    EXPECT_LT(relative_error(from_file, from_graph), 1e-4);
+    images += batch->images.dim(0);
+  }
+  EXPECT_EQ(images, 21);
+  fs::remove_all(root);
+  fs::remove(path);
+}
+
+TEST(Export, OpenEnhancersAreRefused) {
+  auto searching = build_model("mobilenetv2_mp", test::tiny_config(3));
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv2_mp";
+  try {
+    deploy::export_model(*searching, options, temp("never.pmpl"));
+    ADD_FAILURE() << "a searching network cannot be exported";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--fix-remaining"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Export, DamagedAndForeignFilesAreRefused) {
+  auto model = trained_fixed_network();
+  const std::string path = temp("good.pmpl");
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv2_mp";
+  options.input_size = 20;
+  deploy::export_model(*model, options, path);
+  std::vector<uint8_t> good;
+  {
+    std::ifstream in(path, std::ios::binary);
+    good.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto refused = [&](std::vector<uint8_t> bytes, const std::string& expect) {
+    deploy::DeployFile file;
+    std::string error;
+    EXPECT_FALSE(deploy::decode_deploy_file(std::move(bytes), file, error));
+    EXPECT_NE(error.find(expect), std::string::npos) << error;
+  };
+  refused({}, "not a pmpl model file");
+  refused(std::vector<uint8_t>(good.begin(), good.begin() + good.size() / 2), "CRC32");
+  std::vector<uint8_t> flipped = good;
+  flipped[good.size() / 3] ^= 0x10;
+  refused(flipped, "CRC32");
+  std::vector<uint8_t> version = good;
+  version[8] = 2;
+  refused(version, "version 2");
+  std::vector<uint8_t> foreign = good;
+  foreign[0] = 'X';
+  refused(foreign, "not a pmpl model file");
+  // A safetensors file is not a model file either, and the runtime says so in one line.
+  const std::string st = temp("foreign.safetensors");
+  save_safetensors(st, {{"w", Tensor::ones(Shape{2})}});
+  EXPECT_THROW(deploy::Runtime{st}, Error);
+  EXPECT_THROW(deploy::Runtime{"/nonexistent.pmpl"}, Error);
+  fs::remove(st);
+  fs::remove(path);
+}
+
+}  // namespace
+}  // namespace pmpl

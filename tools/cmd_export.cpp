@@ -1,0 +1,158 @@
+// `pmpl export` (trained network -> deployment file) and `pmpl infer` (deployment file -> top-5).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+
+#include "data/image_decode.h"
+#include "data/resample.h"
+#include "data/transform.h"
+#include "layers/weights.h"
+#include "models/deploy/export.h"
+#include "models/deploy/runtime.h"
+#include "tools/commands.h"
+#include "tools/model_flags.h"
+#include "train/checkpoint.h"
+#include "train/pmpl.h"
+
+namespace pmpl::cli {
+namespace {
+
+struct ExportCommand {
+  std::string checkpoint, weights, out, dtype = "f32", classes_file;
+  ModelFlags model;
+  int input_size = 0;
+  bool fix_remaining = false;
+};
+
+void run_export(const ExportCommand& c) {
+  PMPL_CHECK(c.checkpoint.empty() != c.weights.empty(), "pass either --checkpoint or --weights");
+  std::shared_ptr<MobileNetV2> model;
+  deploy::ExportOptions options;
+  options.f16 = c.dtype == "f16";
+  options.input_size = 224;
+  const std::string source = c.checkpoint.empty() ? c.weights : c.checkpoint;
+  const TensorFile file = load_safetensors(source);
+  if (describes_model(file)) {
+    model = load_model_from_file(source);
+    options.architecture = nlohmann::json::parse(file.metadata.at("pmpl.model")).at("name");
+    if (file.metadata.count("pmpl.classes")) {
+      options.classes = nlohmann::json::parse(file.metadata.at("pmpl.classes")).get<std::vector<std::string>>();
+    }
+    if (file.metadata.count("pmpl.input_size")) options.input_size = std::stoi(file.metadata.at("pmpl.input_size"));
+  } else {
+    PMPL_CHECK(c.checkpoint.empty(), "{} is not a pmpl checkpoint; pass it as --weights with the model flags", source);
+    model = build_model_from_flags(c.model);
+    load_weights(*model, file, source);
+    options.architecture = c.model.name;
+  }
+  if (c.input_size > 0) options.input_size = c.input_size;
+  if (!c.classes_file.empty()) {
+    std::ifstream in(c.classes_file);
+    PMPL_CHECK(in.good(), "cannot read {}", c.classes_file);
+    options.classes.clear();
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) options.classes.push_back(line);
+    }
+  }
+  if (c.fix_remaining) {
+    for (const auto& [name, e] : model->enhancers()) {
+      if (e->fixed()) continue;
+      const PoolOp op = top_ops(e->probabilities(), 1)[0];
+      fmt::print(stderr, "pmpl: warning: {} was still searching; fixed to its most probable op, {}\n", name,
+                 pool_op_name(op));
+      e->fix({op});
+    }
+  }
+  model->eval();
+  deploy::export_model(*model, options, c.out);
+  fmt::print("wrote {} ({} {}, {} classes, input {}x{}, {})\n", c.out, options.architecture, model->config().width,
+             model->config().num_classes, options.input_size, options.input_size, c.dtype);
+}
+
+struct InferCommand {
+  std::string model;
+  std::vector<std::string> images;
+  bool json = false;
+  int top = 5;
+  std::string device = "cpu";
+};
+
+// The evaluation transform straight from the file: the part of the image the crop needs.
+Tensor load_image(const std::string& path, int size, data::DecodedRegion& region, data::ResampleScratch& scratch) {
+  std::ifstream in(path, std::ios::binary);
+  PMPL_CHECK(in.good(), "cannot open the image {}", path);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  data::ImageHeader header;
+  std::string error;
+  PMPL_CHECK(data::read_image_header(bytes.data(), bytes.size(), header, error), "{}: {}", path, error);
+  const data::CropParams crop = data::eval_crop(header.width, header.height, size);
+  PMPL_CHECK(data::decode_region(bytes.data(), bytes.size(), header, crop.box, size, size, region, error), "{}: {}",
+             path, error);
+  Tensor out = Tensor::empty(Shape{1, size, size, 3}, DType::kU8);
+  data::resample_rgb(region.pixels.data(), region.width, region.height, region.box, size, size, false,
+                     out.data<uint8_t>(), scratch);
+  return out;
+}
+
+void run_infer(const InferCommand& c) {
+  PMPL_CHECK(c.device == "cpu", "--device {}: the runtime's CUDA path comes with the CUDA backend (issue 6); use cpu",
+             c.device);
+  PMPL_CHECK(c.top >= 1, "--top must be at least 1");
+  const deploy::Runtime runtime(c.model);
+  data::DecodedRegion region;
+  data::ResampleScratch scratch;
+  nlohmann::json all = nlohmann::json::array();
+  for (const std::string& path : c.images) {
+    const Tensor logits = runtime.run_u8(load_image(path, runtime.input_size(), region, scratch));
+    const std::vector<float> v = logits.to_vector<float>();
+    const float peak = *std::max_element(v.begin(), v.end());
+    double total = 0.0;
+    for (float x : v) total += std::exp(static_cast<double>(x - peak));
+    std::vector<int> order(v.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+    const int k = std::min<int>(c.top, static_cast<int>(v.size()));
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) { return v[a] > v[b]; });
+    nlohmann::json top = nlohmann::json::array();
+    if (!c.json) fmt::print("{}\n", path);
+    for (int r = 0; r < k; ++r) {
+      const int i = order[static_cast<size_t>(r)];
+      const double p = std::exp(static_cast<double>(v[i] - peak)) / total;
+      top.push_back({{"class", runtime.classes()[i]}, {"index", i}, {"probability", p}});
+      if (!c.json) fmt::print("  {}. {:<24} {:6.2f}%\n", r + 1, runtime.classes()[i], 100 * p);
+    }
+    all.push_back({{"image", path}, {"top", top}});
+  }
+  if (c.json) fmt::print("{}\n", all.dump(2));
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app, Runner& run) {
+  auto e = std::make_shared<ExportCommand>();
+  CLI::App* ex = app.add_subcommand("export", "Write a trained network as a deployment file (BN folded, enhancers fixed)");
+  ex->add_option("--checkpoint", e->checkpoint, "A pmpl checkpoint (it records its network)");
+  ex->add_option("--weights", e->weights, "Plain weights (.safetensors); give the model flags");
+  add_model_flags(ex, e->model);
+  ex->add_option("--out", e->out, "The deployment file to write (.pmpl)")->required();
+  ex->add_option("--dtype", e->dtype, "f32 or f16 weights")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
+  ex->add_option("--input-size", e->input_size, "Image side (default: the training run's, else 224)");
+  ex->add_option("--classes", e->classes_file, "Class names, one per line (default: the checkpoint's)");
+  ex->add_flag("--fix-remaining", e->fix_remaining, "Fix enhancers still searching to their most probable op");
+  ex->callback([&run, e] { run = [e] { run_export(*e); }; });
+
+  auto i = std::make_shared<InferCommand>();
+  CLI::App* in = app.add_subcommand("infer", "Top-5 classes of images with a deployment file");
+  in->add_option("model", i->model, "The .pmpl file")->required();
+  in->add_option("images", i->images, "JPEG or PNG images")->required();
+  in->add_flag("--json", i->json, "Machine-readable output");
+  in->add_option("--top", i->top, "How many classes per image")->capture_default_str();
+  in->add_option("--device", i->device, "cpu (cuda with the CUDA backend)")->capture_default_str();
+  in->callback([&run, i] { run = [i] { run_infer(*i); }; });
+}
+
+}  // namespace pmpl::cli
