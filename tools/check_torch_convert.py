@@ -3,10 +3,18 @@
 Python.TorchConvert; exits 77, "skipped", where torch or torchvision is missing):
   1. torch -> pmpl -> torch is exact for MobileNetV2 and MobileNetV2 with Meta-Pooling (every
      tensor of the state_dict, num_batches_tracked included, bit for bit);
-  2. `pmpl forward` on the converted weights gives PyTorch's eval-mode logits (f32, 1e-5).
+  2. `pmpl forward` on the converted weights gives PyTorch's eval-mode logits (f32, 1e-5);
+  3. a fixed Meta-Pooling network (every op kind, pairs too) exported with `pmpl export`:
+     `torch_convert.py from-export` gives back a PyTorch model computing the original's logits,
+     and `pmpl infer --json` on a PNG gives the log-probabilities that model computes (float64)
+     on the same image through torchvision's Resize(int(size / 0.875)) + CenterCrop(size), for
+     f32 and f16 files; each within 10x the error that rounding every weight to float32 causes
+     (rounding_floor: a random network is poorly conditioned, so fixed tolerances mislead).
 
 usage: python3 tools/check_torch_convert.py PMPL_BINARY
 """
+import copy
+import math
 import os
 import subprocess
 import sys
@@ -29,6 +37,113 @@ CASES = [("mobilenetv2", dict(width=0.5, num_classes=7, small_input=False), 48),
 
 def run(*args):
     subprocess.run([sys.executable, *args], check=True)
+
+
+def check_export(pmpl, tool, tmp):
+    import json
+
+    from PIL import Image
+    import torchvision.transforms as T
+
+    width, classes, size = 0.25, 5, 24
+    probe = mp.build(width, classes, True, True)
+    names = [f"features.{i}.enhancer" for i, b in enumerate(probe.features) if hasattr(b, "enhancer")]
+    choices = [["strip"], ["max7"], ["avg3", "max3"], ["skip"], ["avg5"], ["strip", "avg7"], ["max5"]]
+    genotype = {n: choices[i % len(choices)] for i, n in enumerate(names)}
+    torch.manual_seed(11)
+    model = mp.build(width, classes, True, True, genotype=genotype)
+    with torch.no_grad():
+        for m in model.modules():  # running statistics: the true averages of the batches below
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None
+        model.train()
+        for _ in range(3):
+            model(torch.randn(32, 3, size, size) * 1.5)
+        for m in model.modules():  # batchnorm affine parameters off their initial values
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    model.eval()
+    pth, st, geno = (os.path.join(tmp, f"fixed.{ext}") for ext in ("pth", "safetensors", "genotype.json"))
+    torch.save(model.state_dict(), pth)
+    run(tool, "to-pmpl", pth, st)
+    with open(geno, "w") as f:
+        json.dump({"format": "pmpl-genotype", "version": 1,
+                   "enhancers": [{"name": n, "ops": genotype[n]} for n in names]}, f)
+    # Structure the network responds to (smooth ramps, a bright block off-centre), plus noise:
+    # a crop or resize that differs from torchvision's moves the probabilities visibly.
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:33, 0:41]
+    pixels = np.stack([xx * 6, yy * 7, (xx + yy) * 3], axis=2) + rng.integers(0, 40, (33, 41, 3))
+    pixels[4:14, 22:36] = [250, 30, 200]
+    png = os.path.join(tmp, "probe.png")
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(png)
+    x = T.Compose([T.Resize(int(size / 0.875)), T.CenterCrop(size), T.ToTensor(),
+                   T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])(Image.open(png).convert("RGB"))
+    probe_x = torch.randn(3, 3, size, size)
+    failures = 0
+    for dtype in ("f32", "f16"):
+        exported, back = (os.path.join(tmp, f"fixed.{dtype}.{ext}") for ext in ("pmpl", "pth"))
+        subprocess.run([pmpl, "export", "--weights", st, "--model", "mobilenetv2_mp", "--width", str(width),
+                        "--small-input", "--num-classes", str(classes), "--genotype", geno, "--dtype", dtype,
+                        "--input-size", str(size), "--out", exported], check=True, stdout=subprocess.DEVNULL)
+        run(tool, "from-export", exported, back)
+        with open(back + ".json") as f:
+            config = json.load(f)
+        unfolded = mp.build(config["width"], config["num_classes"], config["small_input"], True,
+                            genotype={e["name"]: e["ops"] for e in config["genotype"]["enhancers"]})
+        unfolded.load_state_dict(torch.load(back))
+        unfolded.eval()
+        with torch.no_grad():
+            # What the file says, computed in float64 by PyTorch, against pmpl's float32 runtime.
+            expected = centered(copy.deepcopy(unfolded).double()(x[None].double()))[0]
+            bound = 10 * rounding_floor(unfolded, x[None], 2.0**-24)
+            if dtype == "f32":  # the unfolded file against the network it came from
+                err = relative(centered(unfolded(probe_x)), centered(model(probe_x)))
+                floor = 10 * rounding_floor(model, probe_x, 2.0**-24)
+                print(f"export f32: from-export PyTorch model vs the original: relative error {err:.2e} "
+                      f"(bound {floor:.1e})")
+                failures += not err <= floor
+            else:  # not asserted: how far f16 weights move this (random, poorly conditioned) network
+                drift = relative(expected, centered(copy.deepcopy(model).double()(x[None].double()))[0])
+                print(f"export f16: log-probabilities move {drift:.1e} (relative) from the f32 network's")
+        top = json.loads(subprocess.run([pmpl, "infer", exported, png, "--json", "--top", str(classes)], check=True,
+                                        capture_output=True, text=True).stdout)[0]["top"]
+        got = torch.zeros(classes, dtype=torch.float64)
+        for entry in top:
+            got[entry["index"]] = math.log(entry["probability"])
+        err = relative(centered(got), expected)
+        print(f"export {dtype}: pmpl infer vs PyTorch (float64, torchvision preprocessing) log-probabilities on a "
+              f"PNG: relative error {err:.2e} (bound {bound:.1e})")
+        failures += not (err <= bound and top[0]["index"] == int(expected.argmax()))
+    return failures
+
+
+def centered(logits):
+    """Logits less their mean: what log-probabilities determine."""
+    return logits - logits.mean(-1, keepdim=True)
+
+
+def relative(a, b):
+    return float((a.double() - b.double()).norm() / b.double().norm())
+
+
+def rounding_floor(model, x, unit):
+    """How far the centered logits move (relative, float64) when every weight and statistic is
+    scaled by a random factor in [1 - unit, 1 + unit]: the error any faithful copy stored with
+    that epsilon can have. A random network cancels a lot in its logits, so this is far above
+    the epsilon itself (about 1e-5 for float32 here) and is the honest yardstick."""
+    reference = copy.deepcopy(model).double()
+    want = centered(reference(x.double()))
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for _ in range(3):
+        perturbed = copy.deepcopy(reference)
+        for v in perturbed.state_dict().values():
+            if v.is_floating_point():
+                v.mul_(1 + unit * (2 * torch.rand(v.shape, generator=generator, dtype=v.dtype) - 1))
+        worst = max(worst, relative(centered(perturbed(x.double())), want))
+    return worst
 
 
 def main():
@@ -69,6 +184,7 @@ def main():
             err = float((got - expected).norm() / expected.norm())
             print(f"{name}: pmpl forward vs PyTorch eval logits: relative error {err:.2e}")
             failures += not err <= 1e-5
+        failures += check_export(pmpl, tool, tmp)
     raise SystemExit(1 if failures else 0)
 
 

@@ -3,6 +3,14 @@
 
   tools/torch_convert.py to-pmpl IN.pth OUT.safetensors   torchvision-style state_dict -> pmpl
   tools/torch_convert.py to-torch IN.safetensors OUT.pth  pmpl weights -> PyTorch state_dict
+  tools/torch_convert.py from-export IN.pmpl OUT.pth      a deployment file -> PyTorch state_dict
+
+from-export unfolds the deployment file (docs/FORMAT.md) into a state_dict for
+torch_mobilenetv2_mp.build(width, num_classes, small_input, meta_pooling, genotype=...) with the
+file's config (printed, and saved next to OUT as OUT.json): each folded conv keeps its weight and
+its batchnorm becomes an identity carrying the folded bias (weight 1, bias b, mean 0,
+var 1 - eps); an enhancer's scale and shift become its batchnorm's weight and bias. So the
+PyTorch model computes what the file computes, to float32 rounding (f16 files are widened).
 
 Names are the same on both sides (torchvision's state_dict keys; the Meta-Pooling model adds
 features.N.enhancer.{alpha, strip.*, bn.*}). Layouts differ:
@@ -18,6 +26,7 @@ read and written here directly, so the `safetensors` package is not needed.
 import json
 import struct
 import sys
+import zlib
 
 import torch
 
@@ -87,6 +96,73 @@ def to_torch(tensors):
     return out
 
 
+BN_EPS = 1e-5
+
+
+def load_export(path):
+    """Returns (config dict, dict name -> float32 torch.Tensor) of a PMPLMDL file, CRC checked."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:8] != b"PMPLMDL\0" or len(raw) < 36:
+        raise ValueError("not a pmpl model file (no PMPLMDL header)")
+    version, _, config_size, count = struct.unpack_from("<IIQQ", raw, 8)
+    if version != 1:
+        raise ValueError(f"format version {version} is not supported (expected 1)")
+    if zlib.crc32(raw[:-4]) != struct.unpack_from("<I", raw, len(raw) - 4)[0]:
+        raise ValueError("the file is corrupt or truncated (CRC32 mismatch)")
+    pos = 32
+    config = json.loads(raw[pos:pos + config_size])
+    pos += config_size
+    tensors = {}
+    for _ in range(count):
+        (n,) = struct.unpack_from("<H", raw, pos)
+        name = raw[pos + 2:pos + 2 + n].decode()
+        pos += 2 + n
+        dtype, rank = struct.unpack_from("<BB", raw, pos)
+        pos += 2
+        shape = struct.unpack_from(f"<{rank}Q", raw, pos)
+        pos += 8 * rank
+        offset, size = struct.unpack_from("<QQ", raw, pos)
+        pos += 16
+        kind = {0: torch.float32, 1: torch.float16}[dtype]
+        t = torch.frombuffer(bytearray(raw[offset:offset + size]), dtype=kind) if size else torch.empty(0, dtype=kind)
+        tensors[name] = t.reshape(shape).float()
+    return config, tensors
+
+
+def unfold_export(tensors):
+    """The deployment file's tensors as a torchvision-named state_dict (see the module doc)."""
+    out = {}
+
+    def identity_bn(bn, channels, bias):
+        out[bn + ".weight"] = torch.ones(channels)
+        out[bn + ".bias"] = bias
+        out[bn + ".running_mean"] = torch.zeros(channels)
+        out[bn + ".running_var"] = torch.full((channels,), 1.0 - BN_EPS)
+        out[bn + ".num_batches_tracked"] = torch.tensor(0)
+
+    for name, t in tensors.items():
+        if name.startswith("classifier.") or ".strip.conv_" in name:
+            out[name] = t  # stored as trained: no batchnorm follows them
+        elif name.endswith(".scale"):  # enhancer: the batchnorm after the pooling sum
+            parent = name[:-len(".scale")]
+            identity_bn(parent + ".bn", t.shape[0], tensors[parent + ".shift"])
+            out[parent + ".bn.weight"] = t
+        elif name.endswith(".weight"):  # a folded conv, with the batchnorm it absorbed after it
+            conv = name[:-len(".weight")]
+            parent, leaf = conv.rsplit(".", 1)
+            bias = tensors[conv + ".bias"]
+            if leaf == "conv1":  # strip attention: conv1 has a bias of its own, then bn1
+                out[conv + ".bias"] = torch.zeros_like(bias)
+                bn = parent + ".bn1"
+            else:  # in a Sequential the batchnorm is the next child
+                bn = f"{parent}.{int(leaf) + 1}"
+            out[name] = t
+            identity_bn(bn, t.shape[0], bias)
+        # ".shift" and a folded conv's ".bias" are taken with their ".scale" and ".weight"
+    return to_torch(out)
+
+
 def load_state_dict(path):
     obj = torch.load(path, map_location="cpu")
     for key in ("state_dict", "model"):
@@ -98,17 +174,27 @@ def load_state_dict(path):
 
 
 def main(argv):
-    if len(argv) != 4 or argv[1] not in ("to-pmpl", "to-torch"):
+    if len(argv) != 4 or argv[1] not in ("to-pmpl", "to-torch", "from-export"):
         print("usage: tools/torch_convert.py to-pmpl IN.pth OUT.safetensors\n"
-              "       tools/torch_convert.py to-torch IN.safetensors OUT.pth", file=sys.stderr)
+              "       tools/torch_convert.py to-torch IN.safetensors OUT.pth\n"
+              "       tools/torch_convert.py from-export IN.pmpl OUT.pth", file=sys.stderr)
         raise SystemExit(2)
     mode, src, dst = argv[1:]
     try:
         if mode == "to-pmpl":
             save_safetensors(dst, to_pmpl(load_state_dict(src)), {"source": "torch_convert.py"})
-        else:
+        elif mode == "to-torch":
             tensors, _ = load_safetensors(src)
             torch.save(to_torch(tensors), dst)
+        else:
+            config, tensors = load_export(src)
+            torch.save(unfold_export(tensors), dst)
+            with open(dst + ".json", "w") as f:
+                json.dump(config, f, indent=2)
+            genotype = config.get("genotype") or {}
+            print(f"{dst}: {config['architecture']} width {config['width']}, {config['num_classes']} classes, "
+                  f"small_input {config['small_input']}, {len(genotype.get('enhancers', []))} fixed enhancers; "
+                  f"build it with torch_mobilenetv2_mp.build(..., genotype=...) from {dst}.json")
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         print(f"torch_convert: {mode} {src}: {e}", file=sys.stderr)
         raise SystemExit(2)

@@ -35,10 +35,16 @@ class StripAttention(nn.Module):
 
 
 class MetaPooling(nn.Module):
-    def __init__(self, channels):
+    """Searching (ops=None): every op, weighted by softmax(alpha). Fixed (ops: a list of op names,
+    as in a genotype): only those ops, summed, with no alpha; strip parameters only if chosen."""
+
+    def __init__(self, channels, ops=None):
         super().__init__()
-        self.alpha = nn.Parameter(torch.randn(len(OPS)) * 1e-3)
-        self.strip = StripAttention(channels)
+        self.ops = ops
+        if ops is None:
+            self.alpha = nn.Parameter(torch.randn(len(OPS)) * 1e-3)
+        if ops is None or "strip" in ops:
+            self.strip = StripAttention(channels)
         self.bn = nn.BatchNorm2d(channels)
 
     def run(self, name, x):
@@ -51,8 +57,11 @@ class MetaPooling(nn.Module):
         return pool(x, k, 1, k // 2)
 
     def forward(self, x):
-        p = F.softmax(self.alpha, 0)
-        mixed = sum(p[i] * self.run(name, x) for i, name in enumerate(OPS))
+        if self.ops is not None:
+            mixed = sum(self.run(name, x) for name in self.ops)
+        else:
+            p = F.softmax(self.alpha, 0)
+            mixed = sum(p[i] * self.run(name, x) for i, name in enumerate(OPS))
         return F.hardswish(self.bn(mixed))
 
 
@@ -62,7 +71,8 @@ def _forward_with_enhancer(self, x):
     return x + y if self.use_res_connect else y
 
 
-def build(width=1.0, num_classes=1000, small_input=False, meta_pooling=False, dropout=0.2):
+def build(width=1.0, num_classes=1000, small_input=False, meta_pooling=False, dropout=0.2, genotype=None):
+    """genotype: None (searching enhancers) or {enhancer name: [op names]} for a fixed network."""
     model = torchvision.models.mobilenet_v2(width_mult=width, num_classes=num_classes, dropout=dropout)
     if small_input:
         # Stem and the first stride-2 block at stride 1, as if built with stride 1: a block whose
@@ -76,8 +86,9 @@ def build(width=1.0, num_classes=1000, small_input=False, meta_pooling=False, dr
                 block.use_res_connect = block.conv[0][0].in_channels == block.conv[-1].num_features
                 break
     if meta_pooling:
-        for block in model.features[1:-1]:
+        for index, block in enumerate(model.features[1:-1], start=1):
             if len(block.conv) == 4:  # expansion > 1
-                block.enhancer = MetaPooling(block.conv[1][0].out_channels)
+                ops = None if genotype is None else genotype[f"features.{index}.enhancer"]
+                block.enhancer = MetaPooling(block.conv[1][0].out_channels, ops)
                 block.forward = types.MethodType(_forward_with_enhancer, block)
     return model
