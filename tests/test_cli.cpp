@@ -3,9 +3,13 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <vector>
 #include <string>
 #include <sys/wait.h>
 
+#include "data/jpeg_encode.h"
 #include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
 #include "tests/test_util.h"
@@ -122,6 +126,56 @@ TEST(Cli, TrainRefusesBadInputInOneLine) {
     EXPECT_EQ(r.code, 2) << args << ": " << r.output;
     EXPECT_EQ(count_lines(r.output), 1) << args << ": " << r.output;
   }
+}
+
+TEST(Cli, ExportThenInferAndTheirMistakes) {
+  const std::string fixtures = std::string(PMPL_SOURCE_DIR) + "/tests/fixtures/";
+  const std::string weights = fixtures + "mobilenetv2_w025_64px.weights.safetensors";
+  const std::string dir = ::testing::TempDir();
+  const std::string model = dir + "pmpl_cli_export.pmpl", classes = dir + "pmpl_cli_classes.txt";
+  {
+    std::ofstream names(classes);
+    for (int c = 0; c < 10; ++c) names << "class " << c << "\n";
+  }
+  const Result ok = run_cli("export --model mobilenetv2 --width 0.25 --num-classes 10 --weights " + weights +
+                            " --input-size 64 --classes " + classes + " --out " + model);
+  ASSERT_EQ(ok.code, 0) << ok.output;
+  const std::string image = dir + "pmpl_cli_image.jpg";
+  {
+    std::vector<uint8_t> px(50 * 40 * 3);
+    for (size_t p = 0; p < px.size(); ++p) px[p] = static_cast<uint8_t>(p * 7 % 251);
+    const std::vector<uint8_t> jpeg = pmpl::data::encode_jpeg(px.data(), 50, 40, pmpl::data::JpegColor::kRgb);
+    std::ofstream(image, std::ios::binary).write(reinterpret_cast<const char*>(jpeg.data()),
+                                                static_cast<std::streamsize>(jpeg.size()));
+  }
+  const Result infer = run_cli("infer " + model + " " + image + " --top 3");
+  ASSERT_EQ(infer.code, 0) << infer.output;
+  EXPECT_EQ(count_lines(infer.output), 4) << "the image, then 3 classes: " << infer.output;
+  EXPECT_NE(infer.output.find("class "), std::string::npos) << "class names from --classes: " << infer.output;
+
+  const std::string broken = dir + "pmpl_cli_broken.pmpl";
+  {
+    std::ifstream in(model, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    bytes[bytes.size() / 2] = static_cast<char>(bytes[bytes.size() / 2] ^ 0x10);
+    std::ofstream(broken, std::ios::binary) << bytes;
+  }
+  for (const std::string& args :
+       {"infer " + broken + " " + image, "infer " + weights + " " + image, "infer " + model + " /nonexistent.jpg",
+        "infer " + model + " " + weights, "infer " + model + " " + image + " --top 0",
+        "export --weights " + weights + " --out " + dir + "pmpl_cli_never.pmpl",  // model flags missing
+        "export --model mobilenetv2 --width 0.25 --num-classes 10 --weights " + weights + " --classes " + weights +
+            " --out " + dir + "pmpl_cli_never.pmpl",
+        "export --model mobilenetv2_mp --width 0.25 --num-classes 10 --weights /nonexistent.safetensors --out " +
+            dir + "pmpl_cli_never.pmpl"}) {
+    const Result r = run_cli(args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.output;
+    EXPECT_EQ(count_lines(r.output), 1) << args << ": " << r.output;
+  }
+  std::remove(model.c_str());
+  std::remove(broken.c_str());
+  std::remove(image.c_str());
+  std::remove(classes.c_str());
 }
 
 TEST(Cli, BenchOpsPrintsATable) {

@@ -15,6 +15,7 @@
 #include "train/evaluate.h"
 #include "models/deploy/export.h"
 #include "models/deploy/format.h"
+#include "models/deploy/pmpl_c.h"
 #include "models/deploy/runtime.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
@@ -209,6 +210,56 @@ TEST(Export, DamagedAndForeignFilesAreRefused) {
   EXPECT_THROW(deploy::Runtime{st}, Error);
   EXPECT_THROW(deploy::Runtime{"/nonexistent.pmpl"}, Error);
   fs::remove(st);
+  fs::remove(path);
+}
+
+// The C API (libpmpl_runtime, only pmpl_* exported) computes what the C++ runtime computes, bit
+// for bit, in both input layouts, and reports mistakes through pmpl_last_error.
+TEST(Export, CApiMatchesTheRuntime) {
+  auto model = trained_fixed_network();
+  const std::string path = temp("c_api.pmpl");
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv2_mp";
+  options.input_size = 20;
+  options.classes = {"a", "b", "c", "d", "e", "f", "g"};
+  deploy::export_model(*model, options, path);
+  const deploy::Runtime runtime(path);
+
+  pmpl_model* m = pmpl_model_load(path.c_str());
+  ASSERT_NE(m, nullptr) << pmpl_last_error();
+  int h = 0, w = 0, c = 0;
+  EXPECT_EQ(pmpl_model_input_shape(m, &h, &w, &c), 0);
+  EXPECT_EQ(h, 20);
+  EXPECT_EQ(w, 20);
+  EXPECT_EQ(c, 3);
+  EXPECT_EQ(pmpl_model_num_classes(m), 7);
+  EXPECT_STREQ(pmpl_model_class_name(m, 6), "g");
+  EXPECT_EQ(pmpl_model_class_name(m, 7), nullptr);
+
+  const Tensor u8 = test::random({2, 20, 20, 3}, 4, false, 1.0, DType::kF32);
+  Tensor images = Tensor::empty(Shape{2, 20, 20, 3}, DType::kU8);
+  const std::vector<float> noise = u8.to_vector<float>();
+  for (int64_t i = 0; i < images.numel(); ++i) {
+    images.data<uint8_t>()[i] = static_cast<uint8_t>(128 + 100 * std::tanh(noise[static_cast<size_t>(i)]));
+  }
+  std::vector<float> logits(14);
+  ASSERT_EQ(pmpl_model_run(m, images.data<uint8_t>(), 2, PMPL_INPUT_U8_NHWC, logits.data()), 0) << pmpl_last_error();
+  EXPECT_EQ(logits, runtime.run_u8(images).to_vector<float>());
+
+  // NCHW floats, normalised the PyTorch way, are the same images.
+  const Tensor normalised = ops::normalize_images(images, kImageMean, kImageStd);
+  const std::vector<float> nchw = ops::permute(normalised, {0, 3, 1, 2}).to_vector<float>();
+  std::vector<float> from_floats(14);
+  ASSERT_EQ(pmpl_model_run(m, nchw.data(), 2, PMPL_INPUT_F32_NCHW, from_floats.data()), 0) << pmpl_last_error();
+  EXPECT_LT(relative_error(Tensor::from_vector(from_floats, Shape{2, 7}), Tensor::from_vector(logits, Shape{2, 7})),
+            1e-6);
+
+  EXPECT_EQ(pmpl_model_run(m, nchw.data(), 2, 7, from_floats.data()), -1);
+  EXPECT_NE(std::string(pmpl_last_error()).find("layout"), std::string::npos) << pmpl_last_error();
+  EXPECT_EQ(pmpl_model_run(m, nchw.data(), 0, PMPL_INPUT_F32_NCHW, from_floats.data()), -1);
+  pmpl_model_free(m);
+  EXPECT_EQ(pmpl_model_load("/nonexistent.pmpl"), nullptr);
+  EXPECT_NE(std::string(pmpl_last_error()).find("/nonexistent.pmpl"), std::string::npos) << pmpl_last_error();
   fs::remove(path);
 }
 

@@ -58,6 +58,9 @@ void run_export(const ExportCommand& c) {
     for (std::string line; std::getline(in, line);) {
       if (!line.empty()) options.classes.push_back(line);
     }
+    PMPL_CHECK(static_cast<int64_t>(options.classes.size()) == model->config().num_classes,
+               "--classes {} has {} names for a network with {} classes: give one name per line",
+               c.classes_file, options.classes.size(), model->config().num_classes);
   }
   if (c.fix_remaining) {
     for (const auto& [name, e] : model->enhancers()) {

@@ -136,7 +136,7 @@ void export_model(const MobileNetV2& model, const ExportOptions& options, const 
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    PMPL_CHECK(f.good(), "cannot write {}: check the directory exists and is writable", tmp);
+    PMPL_CHECK(f.good(), "cannot write {}: check the directory exists and is writable", path);
     f.write(reinterpret_cast<const char*>(file.data()), static_cast<std::streamsize>(file.size()));
     PMPL_CHECK(f.good(), "writing {} failed (disk full?)", tmp);
   }
