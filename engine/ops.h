@@ -81,6 +81,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
                   BnActivation activation = BnActivation::kNone);
 
+// ---- per-channel affine (engine/ops/channel_affine.cpp) ----
+// act(x * scale + shift) over the last dimension in one pass; `scale` may be undefined (a bias).
+// What folded batchnorms and conv biases become in the deployment runtime.
+enum class ChannelActivation : uint8_t { kNone, kReLU6, kHardswish };
+Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift,
+                      ChannelActivation act = ChannelActivation::kNone);
+
 // ---- pooling (engine/ops/pooling.cpp, engine/ops/global_pool.cpp) ----
 // k x k windows, x [N, H, W, C]. Max never picks padding; avg divides by the whole window,
 // padding included (PyTorch's count_include_pad=True).

@@ -178,6 +178,17 @@ TEST(OpGrad, BatchNormEval) {
       {random({2, 3, 4, 5}, 37), random({5}, 38), random({5}, 39)});
 }
 
+// Spread inputs so the clamps of ReLU6 and hardswish are reached on both sides.
+TEST(OpGrad, ChannelAffine) {
+  for (auto act : {ops::ChannelActivation::kNone, ops::ChannelActivation::kReLU6, ops::ChannelActivation::kHardswish}) {
+    SCOPED_TRACE(static_cast<int>(act));
+    expect_gradients_match([act](const Tensors& t) { return ops::channel_affine(t[0], t[1], t[2], act); },
+                           {random({2, 3, 4, 5}, 60, true, 4.0), random({5}, 61, true, 2.0), random({5}, 62)});
+    expect_gradients_match([act](const Tensors& t) { return ops::channel_affine(t[0], Tensor(), t[1], act); },
+                           {random({3, 7}, 63, true, 5.0), random({7}, 64)});
+  }
+}
+
 TEST(OpGrad, MaxPool) {
   for (int k : {3, 5, 7}) {
     for (int stride : {1, 2}) {

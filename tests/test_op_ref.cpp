@@ -217,6 +217,19 @@ TEST(OpRef, BatchNormReLU6FusedEqualsSeparate) {
   EXPECT_GT(clamped, 10) << "the input should reach both edges of the clamp";
 }
 
+// One pass of act(x * scale + shift) equals the separate ops it replaces, to rounding.
+TEST(OpRef, ChannelAffineEqualsSeparateOps) {
+  const Tensor x = f32(random({2, 5, 4, 7}, 24, false, 4.0));
+  const Tensor scale = f32(random({7}, 25, false, 2.0)), shift = f32(random({7}, 26, false, 2.0));
+  using A = ops::ChannelActivation;
+  const Tensor z = ops::add(ops::mul(x, scale), shift);
+  expect_close(ops::channel_affine(x, scale, shift, A::kNone), z, 1e-6, 1e-6, "affine");
+  expect_close(ops::channel_affine(x, scale, shift, A::kReLU6), ops::relu6(z), 1e-6, 1e-6, "affine relu6");
+  expect_close(ops::channel_affine(x, scale, shift, A::kHardswish), ops::hardswish(z), 1e-6, 1e-6, "affine hardswish");
+  expect_close(ops::channel_affine(x, Tensor(), shift, A::kReLU6), ops::relu6(ops::add(x, shift)), 0, 0, "bias relu6");
+  EXPECT_THROW(ops::channel_affine(x, Tensor(), f32(random({6}, 27, false))), Error);
+}
+
 TEST(OpRef, CrossEntropyLabelSmoothing) {
   const Tensor logits = random({4, 6}, 15, false, 3.0);
   const Tensor labels = Tensor::from_vector<int64_t>({5, 0, 2, 2}, Shape{4});
@@ -283,6 +296,7 @@ TEST(OpRef, F32BackwardMatchesF64) {
       {"cross_entropy", {[&](const Tensors& t) { return ops::cross_entropy(t[0], labels, 0.1); }, {{3, 5}}}},
       {"hardswish*sigmoid", {[](const Tensors& t) { return ops::mul(ops::hardswish(t[0]), ops::sigmoid(t[1])); }, {{4, 5}, {5}}}},
       {"softmax", {[](const Tensors& t) { return ops::softmax(t[0]); }, {{3, 6}}}},
+      {"channel_affine", {[](const Tensors& t) { return ops::channel_affine(t[0], t[1], t[2], ops::ChannelActivation::kHardswish); }, {{2, 3, 4, 5}, {5}, {5}}}},
   };
   for (const auto& [name, spec] : cases) {
     SCOPED_TRACE(name);

@@ -14,6 +14,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
+#include "tools/bench_baseline.h"
 #include "tools/commands.h"
 
 namespace pmpl::cli {
@@ -103,21 +104,10 @@ void run_bench_ops(const BenchOptions& opt) {
   PMPL_CHECK(opt.batch > 0 && opt.repeat > 0 && opt.warmup >= 0,
              "bench ops: --batch-size and --repeat must be positive, --warmup non-negative");
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  const Baseline base = read_baseline(opt.baseline, "bench ops", "tools/bench_ops_torch.py", "name");
   std::map<std::string, double> baseline;
-  std::string baseline_label;
-  if (!opt.baseline.empty()) {
-    std::ifstream in(opt.baseline);
-    PMPL_CHECK(in.good(), "bench ops: cannot read baseline {}", opt.baseline);
-    nlohmann::json j;
-    try {
-      in >> j;
-      baseline_label = j.value("label", "baseline");
-      for (const auto& r : j.at("results")) baseline[r.at("name")] = r.at("total_ms");
-    } catch (const nlohmann::json::exception& e) {
-      PMPL_CHECK(false, "bench ops: {} is not a baseline written by tools/bench_ops_torch.py ({})",
-                 opt.baseline, e.what());
-    }
-  }
+  for (const auto& [name, r] : base.results) baseline[name] = base.value(name, "total_ms");
+  const std::string& baseline_label = base.label;
 
   Generator gen(1234);
   auto cases = bench_cases(opt.batch);
@@ -199,6 +189,7 @@ void add_bench_command(CLI::App& app, Runner& run) {
   ops_cmd->callback([&run, opt] { run = [opt] { run_bench_ops(*opt); }; });
   add_bench_train_command(bench, run);
   add_bench_loader_command(bench, run);
+  add_bench_infer_command(bench, run);
 }
 
 }  // namespace pmpl::cli

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/loader.h"
+#include "tools/bench_baseline.h"
 #include "tools/commands.h"
 
 namespace pmpl::cli {
@@ -23,22 +24,11 @@ struct BenchLoaderOptions {
 
 // PyTorch's img/s for this configuration from a tools/bench_loader_torch.py JSON, or 0.
 double baseline_img_s(const BenchLoaderOptions& opt, std::string& label) {
+  const Baseline base = read_baseline(opt.baseline, "bench loader", "tools/bench_loader_torch.py");
+  label = base.label;
   if (opt.baseline.empty()) return 0.0;
-  std::ifstream in(opt.baseline);
-  PMPL_CHECK(in.good(), "bench loader: cannot read baseline {}", opt.baseline);
-  const std::string key = fmt::format("{}_s{}_b{}_w{}", opt.eval ? "eval" : "train", opt.size, opt.batch, opt.workers);
-  try {
-    const nlohmann::json j = nlohmann::json::parse(in);
-    label = j.value("label", "baseline");
-    for (const auto& r : j.at("results")) {
-      if (r.at("key") == key) return r.at("img_per_s").get<double>();
-    }
-  } catch (const nlohmann::json::exception& e) {
-    PMPL_CHECK(false, "bench loader: {} is not a baseline from tools/bench_loader_torch.py ({})", opt.baseline, e.what());
-  }
-  PMPL_CHECK(false, "bench loader: {} has no result for {} (run tools/bench_loader_torch.py with the same flags)",
-             opt.baseline, key);
-  return 0.0;
+  return base.value(fmt::format("{}_s{}_b{}_w{}", opt.eval ? "eval" : "train", opt.size, opt.batch, opt.workers),
+                    "img_per_s");
 }
 
 void run_bench_loader(const BenchLoaderOptions& opt) {

@@ -13,6 +13,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
+#include "tools/bench_baseline.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
 #include "train/parameters.h"
@@ -73,24 +74,9 @@ void run_bench_train(const BenchTrainOptions& opt) {
   const double img_s = static_cast<double>(opt.batch) * 1000.0 / median;
   const std::string key = bench_key(opt);
 
-  double baseline = 0.0;
-  std::string baseline_label;
-  if (!opt.baseline.empty()) {
-    std::ifstream in(opt.baseline);
-    PMPL_CHECK(in.good(), "bench train: cannot read baseline {}", opt.baseline);
-    try {
-      const nlohmann::json j = nlohmann::json::parse(in);
-      baseline_label = j.value("label", "baseline");
-      for (const auto& r : j.at("results")) {
-        if (r.at("key") == key) baseline = r.at("img_per_s").get<double>();
-      }
-    } catch (const nlohmann::json::exception& e) {
-      PMPL_CHECK(false, "bench train: {} is not a baseline from tools/bench_torch_cpu.py ({})",
-                 opt.baseline, e.what());
-    }
-    PMPL_CHECK(baseline > 0.0, "bench train: {} has no result for {} (run tools/bench_torch_cpu.py "
-               "with the same flags)", opt.baseline, key);
-  }
+  const Baseline base = read_baseline(opt.baseline, "bench train", "tools/bench_torch_cpu.py");
+  const double baseline = opt.baseline.empty() ? 0.0 : base.value(key, "img_per_s");
+  const std::string& baseline_label = base.label;
   fmt::print("pmpl bench train: {}, CPU, {} threads, {} steps after {} warm-up\n", key,
              omp_get_max_threads(), opt.steps, opt.warmup);
   fmt::print("{:>12} {:>12} {:>12}", "step ms", "img/s", "loss");

@@ -23,7 +23,7 @@ void Sgd::step(double lr) {
     const T wd = static_cast<T>(options_.weight_decay);
     const bool nesterov = options_.nesterov;
     for (const auto& [begin, end] : group_.active_ranges()) {
-#pragma omp parallel for simd if (end - begin > 65536)
+#pragma omp parallel for simd if (parallel: end - begin > 65536)
       for (int64_t i = begin; i < end; ++i) {
         const T d = g[i] + (i < decay_end ? wd * w[i] : T(0));
         const T b = first ? d : mu * buf[i] + d;

@@ -14,7 +14,7 @@ Tensor unary(const char* name, const Tensor& x, Fwd fwd, Grad grad) {
     using T = decltype(tag);
     const T* px = x.data<T>();
     T* py = y.data<T>();
-#pragma omp parallel for simd if (n > 65536)
+#pragma omp parallel for simd if (parallel: n > 65536)
     for (int64_t i = 0; i < n; ++i) py[i] = fwd(px[i]);
   });
   if (needs_grad({&x})) {
@@ -26,7 +26,7 @@ Tensor unary(const char* name, const Tensor& x, Fwd fwd, Grad grad) {
         const T* px = xs.data<T>();
         const T* pg = g[0].data<T>();
         T* pd = dx.data<T>();
-#pragma omp parallel for simd if (count > 65536)
+#pragma omp parallel for simd if (parallel: count > 65536)
         for (int64_t i = 0; i < count; ++i) pd[i] = grad(px[i]) * pg[i];
       });
       return {dx};

@@ -84,7 +84,7 @@ Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b, F f) {
       const T* pa = a.data<T>();
       const T* pb = b.data<T>();
       T* py = y.data<T>();
-#pragma omp parallel for simd if (n > 65536)
+#pragma omp parallel for simd if (parallel: n > 65536)
       for (int64_t i = 0; i < n; ++i) py[i] = f(pa[i], pb[i]);
     });
     return y;
@@ -161,7 +161,7 @@ Tensor scale(const Tensor& x, double factor) {
     const T s = static_cast<T>(factor);
     const T* px = x.data<T>();
     T* py = y.data<T>();
-#pragma omp parallel for simd if (n > 65536)
+#pragma omp parallel for simd if (parallel: n > 65536)
     for (int64_t i = 0; i < n; ++i) py[i] = px[i] * s;
   });
   if (needs_grad({&x})) {
@@ -182,7 +182,7 @@ void axpy_(Tensor& dst, double alpha, const Tensor& src) {
     const T a = static_cast<T>(alpha);
     const T* ps = src.data<T>();
     T* pd = dst.data<T>();
-#pragma omp parallel for simd if (n > 65536)
+#pragma omp parallel for simd if (parallel: n > 65536)
     for (int64_t i = 0; i < n; ++i) pd[i] += a * ps[i];
   });
 }

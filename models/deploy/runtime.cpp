@@ -64,27 +64,33 @@ const Tensor& Runtime::weight(const std::string& name) const {
   return it->second;
 }
 
-// A 1x1 conv with its folded bias: one GEMM over all pixels, the bias its initial value.
-Tensor Runtime::conv1x1(const Tensor& x, const std::string& conv) const {
+// A 1x1 conv with its folded bias: one GEMM over all pixels. With an activation, the bias and
+// the activation are one pass after it (ops::channel_affine); without, the bias is the GEMM's
+// initial value.
+Tensor Runtime::conv1x1(const Tensor& x, const std::string& conv, ops::ChannelActivation act) const {
   const Tensor& w = weight(conv + ".weight");
-  return ops::linear(x, w.reshape(Shape{w.dim(0), w.dim(-1)}), weight(conv + ".bias"));
+  const Tensor w2 = w.reshape(Shape{w.dim(0), w.dim(-1)});
+  if (act == ops::ChannelActivation::kNone) return ops::linear(x, w2, weight(conv + ".bias"));
+  return ops::channel_affine(ops::linear(x, w2, Tensor()), Tensor(), weight(conv + ".bias"), act);
 }
 
 Tensor Runtime::run(const Tensor& images) const {
+  constexpr ops::ChannelActivation kReLU6 = ops::ChannelActivation::kReLU6;
   PMPL_CHECK(images.rank() == 4 && images.dim(3) == 3 && images.dtype() == DType::kF32,
              "expected f32 images [N, H, W, 3], got {} {}", dtype_name(images.dtype()), images.shape().str());
   NoGradGuard no_grad;
   const ArchitectureSpec spec = mobilenetv2_spec(width_, small_input_);
-  Tensor x = ops::conv2d(images, weight("features.0.0.weight"), spec.stem_stride, 1);
-  x = ops::relu6(ops::add(x, weight("features.0.0.bias")));
+  Tensor x = ops::channel_affine(ops::conv2d(images, weight("features.0.0.weight"), spec.stem_stride, 1), Tensor(),
+                                 weight("features.0.0.bias"), kReLU6);
   size_t enhancer = 0;
   for (const BlockSpec& b : spec.blocks) {
     const std::string p = "features." + std::to_string(b.index) + ".conv.";
     Tensor y = x;
     int child = 0;
-    if (b.expand != 1) y = ops::relu6(conv1x1(y, p + std::to_string(child++) + ".0"));
+    if (b.expand != 1) y = conv1x1(y, p + std::to_string(child++) + ".0", kReLU6);
     const std::string dw = p + std::to_string(child++) + ".0";
-    y = ops::relu6(ops::add(ops::depthwise_conv2d(y, weight(dw + ".weight"), b.stride, 1), weight(dw + ".bias")));
+    y = ops::channel_affine(ops::depthwise_conv2d(y, weight(dw + ".weight"), b.stride, 1), Tensor(),
+                            weight(dw + ".bias"), kReLU6);
     if (meta_pooling_ && b.expand != 1) {
       const Genotype::Entry& entry = genotype_.enhancers.at(enhancer++);
       const std::string e = entry.name;
@@ -103,12 +109,12 @@ Tensor Runtime::run(const Tensor& images) const {
         }
         mixed = mixed.defined() ? ops::add(mixed, branch) : branch;
       }
-      y = ops::hardswish(ops::add(ops::mul(mixed, weight(e + ".scale")), weight(e + ".shift")));
+      y = ops::channel_affine(mixed, weight(e + ".scale"), weight(e + ".shift"), ops::ChannelActivation::kHardswish);
     }
     y = conv1x1(y, p + std::to_string(child));
     x = b.residual() ? ops::add(x, y) : y;
   }
-  x = ops::relu6(conv1x1(x, "features.18.0"));
+  x = conv1x1(x, "features.18.0", kReLU6);
   return ops::linear(ops::global_avg_pool(x), weight("classifier.1.weight"), weight("classifier.1.bias"));
 }
 

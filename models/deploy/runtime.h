@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/ops.h"
 #include "engine/tensor.h"
 #include "models/genotype.h"
 
@@ -33,7 +34,8 @@ class Runtime {
 
  private:
   const Tensor& weight(const std::string& name) const;
-  Tensor conv1x1(const Tensor& x, const std::string& conv) const;
+  Tensor conv1x1(const Tensor& x, const std::string& conv,
+                 ops::ChannelActivation act = ops::ChannelActivation::kNone) const;
 
   nlohmann::json config_;
   std::string path_;

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""The baseline for `pmpl bench infer`: PyTorch eager inference (eval mode, torch.no_grad,
+channels_last) of the same network on this machine's CPU with as many threads as pmpl uses,
+median latency per batch size over --repeat runs after --warmup. Models come from
+tools/torch_mobilenetv2_mp.py; with --genotype the Meta-Pooling enhancers are fixed as listed,
+as `pmpl export` fixes them.
+
+usage: /usr/bin/python3 tools/bench_infer_torch.py --model mobilenetv2 --input-size 224 \\
+           [--width 1.0] [--num-classes 1000] [--small-input] [--genotype G.json] \\
+           [--batch-sizes 1,8] --out torch_infer.json
+then:  build/pmpl bench infer --model mobilenetv2 --input-size 224 ... --baseline torch_infer.json
+Results accumulate in --out (one entry per configuration and batch size).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import zlib
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_mobilenetv2_mp as mp  # noqa: E402
+
+
+def genotype_tag(enhancers):
+    """The same tag `pmpl bench infer` puts in its keys: CRC32 of "op+op,op,...", in order."""
+    if enhancers is None:
+        return ""
+    text = ",".join("+".join(e["ops"]) for e in enhancers)
+    return f"_g{zlib.crc32(text.encode()):08x}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mobilenetv2", choices=["mobilenetv2", "mobilenetv2_mp"])
+    ap.add_argument("--width", type=float, default=1.0)
+    ap.add_argument("--num-classes", type=int, default=1000)
+    ap.add_argument("--small-input", action="store_true")
+    ap.add_argument("--genotype", help="genotype.json (required for mobilenetv2_mp: pmpl exports fixed networks)")
+    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--batch-sizes", default="1,8")
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    if (a.model == "mobilenetv2_mp") != (a.genotype is not None):
+        ap.error("--genotype goes with --model mobilenetv2_mp, and only with it")
+    torch.set_num_threads(a.threads or len(os.sched_getaffinity(0)))
+    enhancers = None
+    if a.genotype:
+        with open(a.genotype) as f:
+            enhancers = json.load(f)["enhancers"]
+    model = mp.build(a.width, a.num_classes, a.small_input, a.model == "mobilenetv2_mp",
+                     genotype=None if enhancers is None else {e["name"]: e["ops"] for e in enhancers})
+    model = model.to(memory_format=torch.channels_last).eval()
+    # The same key `pmpl bench infer` prints (width as C++'s {} formats a double).
+    arch = f"{a.model}_w{a.width:g}{'_small' if a.small_input else ''}{genotype_tag(enhancers)}"
+    results = {}
+    if os.path.exists(a.out):
+        with open(a.out) as f:
+            results = {r["key"]: r for r in json.load(f)["results"]}
+    with torch.no_grad():
+        for batch in (int(b) for b in a.batch_sizes.split(",")):
+            x = torch.randn(batch, 3, a.input_size, a.input_size).contiguous(memory_format=torch.channels_last)
+            times = []
+            for i in range(a.warmup + a.repeat):
+                t0 = time.perf_counter()
+                model(x)
+                if i >= a.warmup:
+                    times.append(time.perf_counter() - t0)
+            ms = statistics.median(times) * 1e3
+            key = f"{arch}_b{batch}_s{a.input_size}_k{a.num_classes}"
+            print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads: {key}: {ms:.2f} ms, "
+                  f"{batch * 1e3 / ms:.1f} img/s")
+            results[key] = {"key": key, "ms": ms, "img_per_s": batch * 1e3 / ms}
+    with open(a.out, "w") as f:
+        json.dump({"label": f"torch-{torch.__version__.split('+')[0]}", "threads": torch.get_num_threads(),
+                   "results": list(results.values())}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
