@@ -1,9 +1,11 @@
 // Export and the deployment runtime: the folded network computes what the training graph
 // computes in eval mode; a damaged or foreign file is refused with one clear error.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -204,6 +206,47 @@ TEST(Export, DamagedAndForeignFilesAreRefused) {
   std::vector<uint8_t> foreign = good;
   foreign[0] = 'X';
   refused(foreign, "not a pmpl model file");
+  // Well-formed and checksummed, but two tensors share bytes, or a name: refused all the same.
+  {
+    const std::vector<deploy::DeployTensor> two = {{"a", deploy::DeployDType::kF32, {4}, 0, 0},
+                                           {"b", deploy::DeployDType::kF32, {4}, 0, 0}};
+    const std::vector<std::vector<uint8_t>> data(2, std::vector<uint8_t>(16, 1));
+    std::vector<uint8_t> file = deploy::encode_deploy_file("{}", two, data);
+    deploy::DeployFile parsed;
+    std::string error;
+    ASSERT_TRUE(deploy::decode_deploy_file(file, parsed, error)) << error;
+    auto recrc = [](std::vector<uint8_t>& f) {
+      const auto crc = static_cast<uint32_t>(crc32(0L, f.data(), static_cast<uInt>(f.size() - 4)));
+      for (int i = 0; i < 4; ++i) f[f.size() - 4 + static_cast<size_t>(i)] = static_cast<uint8_t>(crc >> (8 * i));
+    };
+    std::vector<uint8_t> overlapping = file;
+    // Entry "b" ends with its offset (8 bytes) and size (8 bytes): point it at "a"'s data.
+    const size_t b_offset = 32 + 2 + (2 + 1 + 1 + 1 + 8 + 16) + (2 + 1 + 1 + 1 + 8);
+    std::memcpy(&overlapping[b_offset], &parsed.tensors[0].offset, 8);
+    recrc(overlapping);
+    refused(overlapping, "overlap");
+    std::vector<uint8_t> renamed = file;
+    renamed[32 + 2 + (2 + 1 + 1 + 1 + 8 + 16) + 2] = 'a';
+    recrc(renamed);
+    refused(renamed, "appears twice");
+  }
+  // A sound file whose tensors are not the ones its architecture needs.
+  {
+    deploy::DeployFile parsed;
+    std::string error;
+    ASSERT_TRUE(deploy::decode_deploy_file(good, parsed, error)) << error;
+    const std::vector<uint8_t> empty = deploy::encode_deploy_file(parsed.config_json, {}, {});
+    const std::string hollow = temp("hollow.pmpl");
+    std::ofstream(hollow, std::ios::binary)
+        .write(reinterpret_cast<const char*>(empty.data()), static_cast<std::streamsize>(empty.size()));
+    try {
+      deploy::Runtime runtime(hollow);
+      ADD_FAILURE() << "a file without tensors loaded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("do not fit its architecture"), std::string::npos) << e.what();
+    }
+    fs::remove(hollow);
+  }
   // A safetensors file is not a model file either, and the runtime says so in one line.
   const std::string st = temp("foreign.safetensors");
   save_safetensors(st, {{"w", Tensor::ones(Shape{2})}});

@@ -43,7 +43,12 @@ void run_export(const ExportCommand& c) {
     if (file.metadata.count("pmpl.classes")) {
       options.classes = nlohmann::json::parse(file.metadata.at("pmpl.classes")).get<std::vector<std::string>>();
     }
-    if (file.metadata.count("pmpl.input_size")) options.input_size = std::stoi(file.metadata.at("pmpl.input_size"));
+    if (file.metadata.count("pmpl.input_size")) {
+      options.input_size = std::stoi(file.metadata.at("pmpl.input_size"));
+    } else if (c.input_size <= 0) {
+      fmt::print(stderr, "pmpl: warning: {} does not record its input size (an older checkpoint); assuming 224, "
+                 "pass --input-size if it was trained at another\n", source);
+    }
   } else {
     PMPL_CHECK(c.checkpoint.empty(), "{} is not a pmpl checkpoint; pass it as --weights with the model flags", source);
     model = build_model_from_flags(c.model);

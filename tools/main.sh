@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's main command: installs what is missing, builds pmpl, and runs the main job on
 # Debian's Fashion-MNIST (converted to the ImageNet folder layout): a short PMPL search with the
-# small-input MobileNetV2-MP, training of the architecture it found, evaluation, and the chosen
-# op per layer. About 6 minutes on 2 cores. (Export and inference join when issue 8 lands.)
+# small-input MobileNetV2-MP, training of the architecture it found, evaluation, the chosen op
+# per layer, and deployment: export to a .pmpl file and inference on test images with it. About
+# 6 minutes on 2 cores.
 #   PMPL_RUN=DIR      where the run goes (default runs/main-<date>)
 #   PMPL_QUICK=1      a 1-minute smoke version
 set -euo pipefail
@@ -40,3 +41,14 @@ PY
 if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   /usr/bin/python3 tools/plot_run.py "$run/search"
 fi
+echo "== export (BN folded, enhancers fixed) and inference on one test image per class"
+./build/pmpl export --checkpoint "$run/train/checkpoint-best.safetensors" --out "$run/model.pmpl"
+./build/pmpl export --checkpoint "$run/train/checkpoint-best.safetensors" --dtype f16 --out "$run/model-f16.pmpl"
+ls -l "$run/model.pmpl" "$run/model-f16.pmpl" | awk '{print "  " $NF ": " $5 " bytes"}'
+images=()
+for class_dir in "$data"/val/*/; do
+  files=("$class_dir"*)  # sorted by the shell's glob
+  images+=("${files[0]}")
+done
+./build/pmpl infer "$run/model.pmpl" "${images[@]}" --top 1
+echo "== done: $run (deploy with $run/model.pmpl; docs/FORMAT.md describes it)"

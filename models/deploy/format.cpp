@@ -2,10 +2,13 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <set>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -169,6 +172,24 @@ bool decode_deploy_file(std::vector<uint8_t> bytes, DeployFile& out, std::string
   for (const DeployTensor& t : out.tensors) {
     if (t.offset < c.at) {
       error = "tensor " + t.name + " overlaps the header (corrupt file?)";
+      return false;
+    }
+  }
+  // No two tensors share bytes or a name: a writer never does that, so a file that does is damaged.
+  std::vector<const DeployTensor*> by_offset;
+  for (const DeployTensor& t : out.tensors) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const DeployTensor* a, const DeployTensor* b) { return a->offset < b->offset; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    if (by_offset[i - 1]->offset + by_offset[i - 1]->size > by_offset[i]->offset) {
+      error = "tensors " + by_offset[i - 1]->name + " and " + by_offset[i]->name + " overlap (corrupt file?)";
+      return false;
+    }
+  }
+  std::set<std::string_view> names;
+  for (const DeployTensor& t : out.tensors) {
+    if (!names.insert(t.name).second) {
+      error = "tensor " + t.name + " appears twice (corrupt file?)";
       return false;
     }
   }

@@ -12,7 +12,7 @@
 
 namespace pmpl::deploy {
 
-Runtime::Runtime(const std::string& path) : path_(path) {
+Runtime::Runtime(const std::string& path) {
   DeployFile file;
   std::string error;
   PMPL_CHECK(read_deploy_file(path, file, error), "{}", error);
@@ -55,12 +55,16 @@ Runtime::Runtime(const std::string& path) : path_(path) {
   // Every tensor the architecture reads must be there with the right rank; a dry run at a small
   // size checks it all now rather than at the first real image.
   NoGradGuard no_grad;
-  run(Tensor::zeros(Shape{1, input_size_, input_size_, 3}));
+  try {
+    run(Tensor::zeros(Shape{1, input_size_, input_size_, 3}));
+  } catch (const Error& e) {
+    PMPL_CHECK(false, "{}: its tensors do not fit its architecture ({}); re-export it", path, e.what());
+  }
 }
 
 const Tensor& Runtime::weight(const std::string& name) const {
   auto it = tensors_.find(name);
-  PMPL_CHECK(it != tensors_.end(), "{}: tensor {} is missing (a file from another pmpl?)", path_, name);
+  PMPL_CHECK(it != tensors_.end(), "tensor {} is missing", name);
   return it->second;
 }
 

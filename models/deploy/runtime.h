@@ -38,7 +38,6 @@ class Runtime {
                  ops::ChannelActivation act = ops::ChannelActivation::kNone) const;
 
   nlohmann::json config_;
-  std::string path_;
   std::map<std::string, Tensor> tensors_;
   std::vector<std::string> classes_;
   bool meta_pooling_ = false;
