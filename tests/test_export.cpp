@@ -54,6 +54,14 @@ std::shared_ptr<MobileNetV2> trained_fixed_network() {
   return model;
 }
 
+// The export options every test here uses: the Meta-Pooling network at 20 px.
+deploy::ExportOptions mp_options() {
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv2_mp";
+  options.input_size = 20;
+  return options;
+}
+
 std::vector<int64_t> argmax_rows(const Tensor& logits) {
   const std::vector<double> v = test::as_doubles(logits);
   const int64_t k = logits.dim(1);
@@ -77,9 +85,7 @@ double relative_error(const Tensor& a, const Tensor& b) {
 TEST(Export, FoldedNetworkMatchesTheTrainingGraph) {
   auto model = trained_fixed_network();
   const std::string path = temp("mp.pmpl"), half = temp("mp16.pmpl");
-  deploy::ExportOptions options;
-  options.architecture = "mobilenetv2_mp";
-  options.input_size = 20;
+  deploy::ExportOptions options = mp_options();
   deploy::export_model(*model, options, path);
   options.f16 = true;
   deploy::export_model(*model, options, half);
@@ -136,10 +142,7 @@ TEST(Export, RuntimeAndEvalAgreeOnEveryImage) {
   }
   auto model = trained_fixed_network();
   const std::string path = temp("agree.pmpl");
-  deploy::ExportOptions options;
-  options.architecture = "mobilenetv2_mp";
-  options.input_size = 20;
-  deploy::export_model(*model, options, path);
+  deploy::export_model(*model, mp_options(), path);
   const deploy::Runtime runtime(path);
   const data::ImageFolder folder(root.string(), "val");
   data::LoaderOptions lo;
@@ -167,10 +170,8 @@ TEST(Export, RuntimeAndEvalAgreeOnEveryImage) {
 
 TEST(Export, OpenEnhancersAreRefused) {
   auto searching = build_model("mobilenetv2_mp", test::tiny_config(3));
-  deploy::ExportOptions options;
-  options.architecture = "mobilenetv2_mp";
   try {
-    deploy::export_model(*searching, options, temp("never.pmpl"));
+    deploy::export_model(*searching, mp_options(), temp("never.pmpl"));
     ADD_FAILURE() << "a searching network cannot be exported";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--fix-remaining"), std::string::npos) << e.what();
@@ -180,10 +181,7 @@ TEST(Export, OpenEnhancersAreRefused) {
 TEST(Export, DamagedAndForeignFilesAreRefused) {
   auto model = trained_fixed_network();
   const std::string path = temp("good.pmpl");
-  deploy::ExportOptions options;
-  options.architecture = "mobilenetv2_mp";
-  options.input_size = 20;
-  deploy::export_model(*model, options, path);
+  deploy::export_model(*model, mp_options(), path);
   std::vector<uint8_t> good;
   {
     std::ifstream in(path, std::ios::binary);
@@ -261,9 +259,7 @@ TEST(Export, DamagedAndForeignFilesAreRefused) {
 TEST(Export, CApiMatchesTheRuntime) {
   auto model = trained_fixed_network();
   const std::string path = temp("c_api.pmpl");
-  deploy::ExportOptions options;
-  options.architecture = "mobilenetv2_mp";
-  options.input_size = 20;
+  deploy::ExportOptions options = mp_options();
   options.classes = {"a", "b", "c", "d", "e", "f", "g"};
   deploy::export_model(*model, options, path);
   const deploy::Runtime runtime(path);

@@ -35,10 +35,7 @@ def genotype_tag(enhancers):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="mobilenetv2", choices=["mobilenetv2", "mobilenetv2_mp"])
-    ap.add_argument("--width", type=float, default=1.0)
-    ap.add_argument("--num-classes", type=int, default=1000)
-    ap.add_argument("--small-input", action="store_true")
+    mp.add_model_args(ap)
     ap.add_argument("--genotype", help="genotype.json (required for mobilenetv2_mp: pmpl exports fixed networks)")
     ap.add_argument("--input-size", type=int, default=224)
     ap.add_argument("--batch-sizes", default="1,8")
