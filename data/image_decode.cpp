@@ -222,4 +222,22 @@ bool decode_region(const uint8_t* data, size_t size, const ImageHeader& header, 
              : png_region(data, size, box, region, error);
 }
 
+bool read_file(const std::string& path, std::vector<uint8_t>& bytes, std::string& error) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    error = "cannot open the file";
+    return false;
+  }
+  bool ok = std::fseek(f, 0, SEEK_END) == 0;
+  const long size = ok ? std::ftell(f) : -1;
+  ok = ok && size >= 0 && std::fseek(f, 0, SEEK_SET) == 0;
+  if (ok) {
+    bytes.resize(static_cast<size_t>(size));
+    ok = std::fread(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  }
+  std::fclose(f);
+  if (!ok) error = "read error";
+  return ok;
+}
+
 }  // namespace pmpl::data

@@ -52,4 +52,7 @@ bool decode_region(const uint8_t* data, size_t size, const ImageHeader& header, 
 // at least out_width x out_height.
 int choose_scale_eighths(const Box& box, int out_width, int out_height);
 
+// The whole file into `bytes` (reused: no allocation once it has grown); false with the reason.
+bool read_file(const std::string& path, std::vector<uint8_t>& bytes, std::string& error);
+
 }  // namespace pmpl::data

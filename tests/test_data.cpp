@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/eval_image.h"
 #include "data/fashion_mnist.h"
 #include "data/image_decode.h"
 #include "data/image_folder.h"
@@ -359,6 +360,60 @@ TEST(Data, LoaderIsDeterministicAndShardsExactly) {
   std::sort(r0.begin(), r0.end());
   std::sort(all.begin(), all.end());
   EXPECT_EQ(r0, all);
+}
+
+// What `pmpl infer` feeds the runtime is what the eval loader feeds the network, byte for byte:
+// JPEGs big enough for DCT-scaled decoding, small ones, grayscale, and a PNG.
+TEST(Data, EvalImageReaderMatchesTheEvalLoader) {
+  TempDir dir;
+  const std::vector<std::pair<int, int>> sizes = {{500, 375}, {41, 33}, {64, 64}, {300, 700}, {90, 20}};
+  std::vector<std::string> paths;
+  for (size_t i = 0; i < sizes.size() + 2; ++i) {
+    const auto [w, h] = sizes[i % sizes.size()];
+    const std::vector<uint8_t> rgb = picture(w, h, static_cast<int>(i));
+    const fs::path path = dir.path / "val" / ("c" + std::to_string(i)) /
+                          (i == sizes.size() ? "x.png" : "x.jpg");
+    std::vector<uint8_t> bytes;
+    if (i == sizes.size()) {
+      bytes = png_bytes(rgb, w, h);
+    } else if (i == sizes.size() + 1) {
+      std::vector<uint8_t> gray(static_cast<size_t>(w) * h);
+      for (size_t p = 0; p < gray.size(); ++p) gray[p] = rgb[3 * p];
+      bytes = encode_jpeg(gray.data(), w, h, JpegColor::kGray);
+    } else {
+      bytes = encode_jpeg(rgb.data(), w, h, JpegColor::kRgb);
+    }
+    write_bytes(path, bytes);
+    paths.push_back(path.string());
+  }
+  for (bool exact : {false, true}) {
+    SCOPED_TRACE(exact ? "pillow_exact" : "DCT scaling");
+    const ImageFolder folder(dir.path.string(), "val");
+    LoaderOptions o;
+    o.batch_size = 3;
+    o.image_size = 48;
+    o.workers = 2;
+    o.train = false;
+    o.shuffle = false;
+    o.drop_last = false;
+    o.pillow_exact = exact;
+    Loader loader(folder, o);
+    loader.start_epoch(0);
+    std::vector<uint8_t> from_loader;
+    while (auto batch = loader.next()) {
+      const std::vector<uint8_t> bytes = batch->images.to_vector<uint8_t>();
+      from_loader.insert(from_loader.end(), bytes.begin(), bytes.end());
+    }
+    EvalImageReader reader(48, exact);
+    std::vector<uint8_t> from_reader;
+    for (const std::string& path : paths) {  // class folders c0.. sort as the loader reads them
+      const std::vector<uint8_t> bytes = reader.read(path).to_vector<uint8_t>();
+      from_reader.insert(from_reader.end(), bytes.begin(), bytes.end());
+    }
+    EXPECT_EQ(from_reader, from_loader);
+  }
+  EvalImageReader reader(48);
+  EXPECT_THROW(reader.read((dir.path / "missing.jpg").string()), Error);
 }
 
 TEST(Data, FashionMnistConverts) {

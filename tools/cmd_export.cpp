@@ -4,13 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <iterator>
 
 #include <nlohmann/json.hpp>
 
-#include "data/image_decode.h"
-#include "data/resample.h"
-#include "data/transform.h"
+#include "data/eval_image.h"
 #include "layers/weights.h"
 #include "models/deploy/export.h"
 #include "models/deploy/runtime.h"
@@ -90,33 +87,15 @@ struct InferCommand {
   std::string device = "cpu";
 };
 
-// The evaluation transform straight from the file: the part of the image the crop needs.
-Tensor load_image(const std::string& path, int size, data::DecodedRegion& region, data::ResampleScratch& scratch) {
-  std::ifstream in(path, std::ios::binary);
-  PMPL_CHECK(in.good(), "cannot open the image {}", path);
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  data::ImageHeader header;
-  std::string error;
-  PMPL_CHECK(data::read_image_header(bytes.data(), bytes.size(), header, error), "{}: {}", path, error);
-  const data::CropParams crop = data::eval_crop(header.width, header.height, size);
-  PMPL_CHECK(data::decode_region(bytes.data(), bytes.size(), header, crop.box, size, size, region, error), "{}: {}",
-             path, error);
-  Tensor out = Tensor::empty(Shape{1, size, size, 3}, DType::kU8);
-  data::resample_rgb(region.pixels.data(), region.width, region.height, region.box, size, size, false,
-                     out.data<uint8_t>(), scratch);
-  return out;
-}
-
 void run_infer(const InferCommand& c) {
   PMPL_CHECK(c.device == "cpu", "--device {}: the runtime's CUDA path comes with the CUDA backend (issue 6); use cpu",
              c.device);
   PMPL_CHECK(c.top >= 1, "--top must be at least 1");
   const deploy::Runtime runtime(c.model);
-  data::DecodedRegion region;
-  data::ResampleScratch scratch;
+  data::EvalImageReader reader(runtime.input_size());
   nlohmann::json all = nlohmann::json::array();
   for (const std::string& path : c.images) {
-    const Tensor logits = runtime.run_u8(load_image(path, runtime.input_size(), region, scratch));
+    const Tensor logits = runtime.run_u8(reader.read(path));
     const std::vector<float> v = logits.to_vector<float>();
     const float peak = *std::max_element(v.begin(), v.end());
     double total = 0.0;
