@@ -7,6 +7,7 @@
 namespace pmpl {
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local const std::function<void(const TensorImpl*)>* g_leaf_hook = nullptr;
 
 void accumulate_leaf(TensorImpl& leaf, const Tensor& grad) {
   PMPL_ASSERT(grad.shape() == leaf.shape && grad.dtype() == leaf.dtype,
@@ -36,6 +37,13 @@ Tensors Node::apply(const Tensors& grad_outputs) {
 }
 
 bool grad_enabled() { return g_grad_enabled; }
+
+LeafGradientHook::LeafGradientHook(std::function<void(const TensorImpl*)> fn) : fn_(std::move(fn)) {
+  PMPL_ASSERT(g_leaf_hook == nullptr, "LeafGradientHook: one is already installed on this thread");
+  g_leaf_hook = &fn_;
+}
+
+LeafGradientHook::~LeafGradientHook() { g_leaf_hook = nullptr; }
 
 NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
@@ -90,8 +98,10 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
   PMPL_CHECK(grad.shape() == root.shape(), "backward(): gradient shape {} differs from {}",
              grad.shape().str(), root.shape().str());
   NoGradGuard no_grad;
+  const std::function<void(const TensorImpl*)>* hook = g_leaf_hook;
   if (root.is_leaf()) {
     accumulate_leaf(*root.impl(), grad);
+    if (hook != nullptr) (*hook)(root.impl());
     return;
   }
 
@@ -100,10 +110,12 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
   std::unordered_map<Node*, int> pending;
   std::vector<Node*> stack{root.grad_fn().get()};
   pending[stack.back()] = 0;
+  std::unordered_map<const TensorImpl*, int> leaf_pending;  // only counted for a hook
   while (!stack.empty()) {
     Node* node = stack.back();
     stack.pop_back();
     for (const Edge& edge : node->next()) {
+      if (edge.leaf && hook != nullptr) ++leaf_pending[edge.leaf.get()];
       if (!edge.node) continue;
       auto [it, inserted] = pending.try_emplace(edge.node.get(), 0);
       ++it->second;
@@ -146,6 +158,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
       const Tensor& g = input_grads[i];
       if (edge.leaf) {
         if (g.defined()) accumulate_leaf(*edge.leaf, g);
+        if (hook != nullptr && --leaf_pending[edge.leaf.get()] == 0) (*hook)(edge.leaf.get());
       } else if (edge.node) {
         if (g.defined()) deliver(edge.node.get(), edge.output_nr, g);
         if (--pending[edge.node.get()] == 0) ready.push_back(edge.node);

@@ -73,4 +73,19 @@ void record(const char* name, const std::vector<const Tensor*>& inputs, const Te
 // Backpropagates `grad` (same shape as root) from root through the recorded graph.
 void run_backward(const Tensor& root, const Tensor& grad);
 
+// While one lives, backward on this thread calls `fn` with each leaf whose gradient is complete
+// for this backward (every edge into it has delivered), in the order backward completes them.
+// Data-parallel training uses it to send gradient buckets off while backward goes on. One per
+// thread at a time.
+class LeafGradientHook {
+ public:
+  explicit LeafGradientHook(std::function<void(const TensorImpl* leaf)> fn);
+  ~LeafGradientHook();
+  LeafGradientHook(const LeafGradientHook&) = delete;
+  LeafGradientHook& operator=(const LeafGradientHook&) = delete;
+
+ private:
+  std::function<void(const TensorImpl*)> fn_;
+};
+
 }  // namespace pmpl

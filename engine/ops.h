@@ -4,6 +4,8 @@
 // last dimension. CPU kernels run in f32 or f64.
 #pragma once
 
+#include <functional>
+
 #include <vector>
 
 #include "engine/tensor.h"
@@ -26,6 +28,8 @@ Tensor scale(const Tensor& x, double factor);
 Tensor weighted_sum(const Tensors& xs, const Tensor& w);
 // dst += alpha * src, in place and unrecorded (gradient accumulation, optimizer updates).
 void axpy_(Tensor& dst, double alpha, const Tensor& src);
+// x *= factor, in place and unrecorded (averaging all-reduced gradients).
+void scale_(const Tensor& x, double factor);
 
 Tensor relu(const Tensor& x);
 Tensor relu6(const Tensor& x);
@@ -76,10 +80,17 @@ Tensor pointwise_conv(const Tensor& x, const Tensor& weight);
 // running statistics. gamma, beta, running_mean, running_var: [C]. With kReLU6 the activation is
 // applied in the same pass (and its mask recomputed in backward): relu6(batch_norm(x)) without
 // the intermediate tensor or the two extra passes over it.
+//
+// Synchronised batchnorm (data-parallel --sync-bn): with `sync`, training sums the per-channel
+// sums behind the statistics, and in backward the sums behind dx, over every process (`sync`
+// adds the other processes' vectors into its argument, in place), so the statistics are those of
+// the union of all processes' batches. dgamma and dbeta stay this process's own sums: the
+// gradient all-reduce that follows adds them up.
 enum class BnActivation : uint8_t { kNone, kReLU6 };
+using SumReducer = std::function<void(std::vector<double>&)>;
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
-                  BnActivation activation = BnActivation::kNone);
+                  BnActivation activation = BnActivation::kNone, const SumReducer* sync = nullptr);
 
 // ---- per-channel affine (engine/ops/channel_affine.cpp) ----
 // act(x * scale + shift) over the last dimension in one pass; `scale` may be undefined (a bias).

@@ -66,7 +66,7 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
     *count += 1;
   }
   return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5,
-                         fuse_relu6_ ? ops::BnActivation::kReLU6 : ops::BnActivation::kNone);
+                         fuse_relu6_ ? ops::BnActivation::kReLU6 : ops::BnActivation::kNone, sync_.get());
 }
 
 Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen) {

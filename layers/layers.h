@@ -2,6 +2,7 @@
 // Conv2d [Cout, kh, kw, Cin], DepthwiseConv2d [C, k, k], Linear [out, in]; names as PyTorch's.
 #pragma once
 
+#include "engine/ops.h"
 #include "engine/rng.h"
 #include "layers/module.h"
 
@@ -45,6 +46,8 @@ class BatchNorm : public Module {
  public:
   explicit BatchNorm(int64_t channels, bool fuse_relu6 = false);
   std::string type_name() const override { return "BatchNorm"; }
+  // Training statistics over every data-parallel process (--sync-bn); null: this process's own.
+  void set_sync(std::shared_ptr<const ops::SumReducer> sync) { sync_ = std::move(sync); }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -52,6 +55,7 @@ class BatchNorm : public Module {
  private:
   Tensor weight_, bias_, running_mean_, running_var_, batches_tracked_;
   bool fuse_relu6_;
+  std::shared_ptr<const ops::SumReducer> sync_;
 };
 
 class Linear : public Module {

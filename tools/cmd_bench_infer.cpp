@@ -48,7 +48,10 @@ std::string genotype_tag(const nlohmann::json& genotype) {
   for (const auto& e : genotype.at("enhancers")) {
     if (!ops.empty()) ops += ",";
     std::string joined;
-    for (const auto& op : e.at("ops")) joined += (joined.empty() ? "" : "+") + op.get<std::string>();
+    for (const auto& op : e.at("ops")) {
+      if (!joined.empty()) joined += '+';
+      joined += op.get<std::string>();
+    }
     ops += joined;
   }
   const auto crc = static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(ops.data()),

@@ -1,6 +1,7 @@
 // `pmpl train` and `pmpl eval`.
 #include <fmt/format.h>
 
+#include "engine/comm.h"
 #include "layers/weights.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
@@ -13,6 +14,7 @@ namespace {
 
 void run_train(const TrainConfig& config) {
   const TrainResult r = run_training(config);
+  if (process_comm().rank() != 0) return;  // under mpirun, rank 0 speaks for the job
   if (!r.completed) {
     fmt::print("stopped after step {} (--max-steps)\n", r.steps);
     return;
@@ -97,6 +99,12 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--limit-train", c->limit_train, "Use only N training images (quick runs)");
   cmd->add_option("--limit-val", c->limit_val, "Evaluate on the first N validation images");
   cmd->add_option("--max-steps", c->max_steps, "Stop after N steps as if killed (for testing --resume)");
+  cmd->add_flag("--sync-bn", c->sync_bn, "Under mpirun: batchnorm statistics over every process's batch");
+  cmd->add_option("--bucket-mb", c->bucket_mb, "Under mpirun: gradient all-reduce bucket size (MiB)")
+      ->capture_default_str();
+  cmd->add_option("--comm-timeout", c->comm_timeout,
+                  "Under mpirun: seconds a collective may wait for the other processes before the job is ended")
+      ->capture_default_str();
   cmd->add_flag("--quiet", c->quiet, "No progress output");
   cmd->callback([&run, c, betas] {
     PMPL_CHECK(!c->output.empty() || !c->resume.empty(), "pass --output DIR (or --resume DIR)");

@@ -2,6 +2,9 @@
 // shape) prints one line and exits 2; a bug in pmpl exits 1 with the details.
 #include <cstdio>
 #include <exception>
+#include <string>
+
+#include "engine/comm.h"
 
 #include "engine/error.h"
 #include "tools/commands.h"
@@ -32,17 +35,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pmpl: error: %s\n", e.what());
     return 2;
   }
+  // Under mpirun, a failing process names its rank and ends the whole job: the others would
+  // otherwise wait for it in their next collective.
+  const int rank = pmpl::launcher_rank();
+  const std::string who = rank >= 0 ? " (rank " + std::to_string(rank) + ")" : "";
+  auto fail = [&](const char* kind, const char* what, int code) {
+    std::fprintf(stderr, "pmpl%s: %s%s\n", who.c_str(), kind, what);
+    std::fflush(stderr);
+    if (pmpl::mpi_running()) pmpl::abort_job(code);
+    return code;
+  };
   try {
     run();
   } catch (const pmpl::Error& e) {
-    std::fprintf(stderr, "pmpl: error: %s\n", e.what());
-    return 2;
+    return fail("error: ", e.what(), 2);
   } catch (const pmpl::InternalError& e) {
-    std::fprintf(stderr, "pmpl: internal error (a bug in pmpl, please report it): %s\n", e.what());
-    return 1;
+    return fail("internal error (a bug in pmpl, please report it): ", e.what(), 1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pmpl: internal error (a bug in pmpl, please report it): %s\n", e.what());
-    return 1;
+    return fail("internal error (a bug in pmpl, please report it): ", e.what(), 1);
   }
   return 0;
 }

@@ -1,10 +1,12 @@
 #include "train/evaluate.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
+#include "train/data_parallel.h"
 
 namespace pmpl {
 
@@ -37,6 +39,10 @@ EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const Ev
     // Evenly spread over the (class-sorted) split, so every class is represented.
     for (int64_t i = 0; i < options.limit; ++i) lo.subset.push_back(i * split.size() / options.limit);
   }
+  if (options.comm != nullptr) {
+    lo.rank = options.comm->rank();
+    lo.world = options.comm->world();
+  }
   data::Loader loader(split, lo);
   loader.start_epoch(0);
   const bool was_training = model.training();
@@ -54,6 +60,14 @@ EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const Ev
     r.images += n;
   }
   model.train(was_training);
+  if (options.comm != nullptr) {
+    const std::vector<double> sums = sum_over_processes(
+        {static_cast<double>(top1), static_cast<double>(top5), loss_sum, static_cast<double>(r.images)}, *options.comm);
+    top1 = std::llround(sums[0]);
+    top5 = std::llround(sums[1]);
+    loss_sum = sums[2];
+    r.images = std::llround(sums[3]);
+  }
   if (r.images > 0) {
     r.top1 = static_cast<double>(top1) / static_cast<double>(r.images);
     r.top5 = static_cast<double>(top5) / static_cast<double>(r.images);

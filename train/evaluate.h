@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "data/image_folder.h"
+#include "engine/comm.h"
 #include "engine/tensor.h"
 #include "models/mobilenetv2.h"
 
@@ -27,6 +28,9 @@ struct EvalOptions {
   int workers = 2;
   double label_smoothing = 0.0;
   int64_t limit = 0;  // evaluate `limit` images spread evenly over the split (0: all)
+  // Data-parallel: each process evaluates every world-th image and the counts are summed, so
+  // every process returns the result over the whole split. Null: this process alone.
+  Communicator* comm = nullptr;
 };
 
 EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const EvalOptions& options);

@@ -21,6 +21,8 @@ class ParameterGroup {
   const Tensor& values() const { return values_; }
   const Tensor& grads() const { return grads_; }
   const std::vector<NamedParameter>& params() const { return params_; }
+  // Where params()[i] starts in the flat buffers.
+  int64_t offset(size_t i) const { return offsets_[i]; }
   int64_t numel() const { return values_.defined() ? values_.numel() : 0; }
   // Elements [0, decay_numel) are ParamKind::kWeight and take weight decay.
   int64_t decay_numel() const { return decay_numel_; }

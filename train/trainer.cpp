@@ -11,11 +11,13 @@
 
 #include "data/loader.h"
 #include "engine/autograd.h"
+#include "engine/comm.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "layers/weights.h"
 #include "train/adam.h"
 #include "train/checkpoint.h"
+#include "train/data_parallel.h"
 #include "train/evaluate.h"
 #include "train/pmpl.h"
 #include "train/progress.h"
@@ -113,7 +115,8 @@ nlohmann::json enhancer_report(MobileNetV2& model) {
 
 class Trainer {
  public:
-  explicit Trainer(const TrainConfig& config) : cfg_(config), progress_(config.quiet) {}
+  explicit Trainer(const TrainConfig& config)
+      : cfg_(config), comm_(process_comm()), progress_(config.quiet || comm_.rank() != 0) {}
   TrainResult run();
 
  private:
@@ -123,18 +126,24 @@ class Trainer {
   void fix(const std::string& name, MetaPooling* enhancer, const std::vector<PoolOp>& ops, const char* why);
   void check_fixing();
   void force_fix();
+  void assert_same_genotype();
   bool searching() const;
   Tensor forward_loss(const data::Batch& batch, Tensor* logits);
   void architecture_step();
   void save(const std::string& file);
   void log(const nlohmann::json& line);
 
+  bool writer() const { return comm_.rank() == 0; }  // the one process that logs and saves
+  void spread_state();
+
   TrainConfig cfg_;
+  Communicator& comm_;
   Progress progress_;
   std::unique_ptr<data::ImageFolder> train_set_, val_set_;
   std::shared_ptr<MobileNetV2> model_;
   std::unique_ptr<ParameterGroup> weights_, arch_;
   std::unique_ptr<Sgd> sgd_;
+  std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<Adam> adam_;
   std::unique_ptr<data::Loader> loader_, arch_loader_;
   TrainerState state_;
@@ -162,6 +171,9 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.log_interval > 0 && cfg_.eval_interval > 0, "--log-interval and --eval-interval must be positive");
   PMPL_CHECK(cfg_.crop_scale > 0 && cfg_.crop_scale <= 1, "--crop-scale {} is outside (0, 1]", cfg_.crop_scale);
   PMPL_CHECK(!cfg_.output.empty(), "--output is required (the run's folder)");
+  PMPL_CHECK(cfg_.bucket_mb > 0, "--bucket-mb must be positive, got {}", cfg_.bucket_mb);
+  set_comm_timeout(cfg_.comm_timeout);
+  check_same_config(cfg_.to_json(), comm_);
 
   train_set_ = std::make_unique<data::ImageFolder>(cfg_.data, "train");
   val_set_ = std::make_unique<data::ImageFolder>(cfg_.data, "val");
@@ -187,6 +199,8 @@ void Trainer::prepare() {
   weights_ = std::make_unique<ParameterGroup>(std::move(weights));
   arch_ = std::make_unique<ParameterGroup>(std::move(arch));
   sgd_ = std::make_unique<Sgd>(*weights_, SgdOptions{cfg_.momentum, cfg_.nesterov, cfg_.weight_decay});
+  reducer_ = std::make_unique<GradientReducer>(*weights_, comm_, static_cast<int64_t>(cfg_.bucket_mb * (1 << 20)));
+  if (cfg_.sync_bn) sync_batchnorm(*model_, comm_);
   adam_ = std::make_unique<Adam>(*arch_, AdamOptions{cfg_.arch_lr, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd});
 }
 
@@ -196,12 +210,15 @@ void Trainer::fix(const std::string& name, MetaPooling* enhancer, const std::vec
   arch_->deactivate(name + ".alpha");
   if (std::find(ops.begin(), ops.end(), PoolOp::kStrip) == ops.end()) weights_->deactivate(name + ".strip.");
   std::string chosen;
-  for (PoolOp op : ops) chosen += (chosen.empty() ? "" : "+") + std::string(pool_op_name(op));
+  for (PoolOp op : ops) {
+    if (!chosen.empty()) chosen += '+';
+    chosen += pool_op_name(op);
+  }
   progress_.line(fmt::format("fixed {} to {} ({}, epoch {}, step {})", name, chosen, why, state_.epoch + 1,
                              state_.global_step));
   log({{"event", "fixed"}, {"name", name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
        {"step", state_.global_step}, {"probs", probs}});
-  model_->genotype().save(cfg_.output + "/genotype.json");
+  if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
 }
 
 void Trainer::check_fixing() {
@@ -209,6 +226,19 @@ void Trainer::check_fixing() {
     if (e->fixed()) continue;
     if (const auto op = fix_decision(e->probabilities(), cfg_.fix_threshold)) fix(name, e, {*op}, "threshold");
   }
+}
+
+// Every rank takes its fixing decisions alone, from alphas the all-reduce keeps identical; debug
+// builds check after each step that they agree.
+void Trainer::assert_same_genotype() {
+#ifndef NDEBUG
+  if (comm_.world() == 1) return;
+  const std::string text = model_->genotype().to_json().dump();
+  const double mine = static_cast<double>(std::hash<std::string>{}(text) % 1000003);
+  const std::vector<double> sums = sum_over_processes({mine, mine * mine}, comm_);
+  PMPL_ASSERT(sums[0] * sums[0] == comm_.world() * sums[1], "rank {}: the ranks fixed different ops (step {})",
+              comm_.rank(), state_.global_step);
+#endif
 }
 
 void Trainer::force_fix() {
@@ -238,15 +268,37 @@ void Trainer::architecture_step() {
   const Tensor loss = forward_loss(*batch, nullptr);
   loss.backward();
   weights_->set_requires_grad(true);
+  if (comm_.world() > 1) {  // identical alphas on every rank: the fixing decisions agree
+    comm_.all_reduce_sum(arch_->grads());
+    ops::scale_(arch_->grads(), 1.0 / comm_.world());
+  }
   adam_->step();
 }
 
 void Trainer::log(const nlohmann::json& line) {
+  if (!writer()) return;
   log_ << line.dump() << "\n";
   log_.flush();
 }
 
+// Rank 0's weights, statistics and dropout stream position on every process: at the start
+// (and after a resume) and before each evaluation, so every rank evaluates and goes on with the
+// same network even where per-process batchnorm statistics have drifted apart. Each rank's
+// dropout draws from a stream of its own, offset from rank 0's.
+void Trainer::spread_state() {
+  if (comm_.world() == 1) return;
+  broadcast_state(*model_, comm_);
+  Generator& dropout = model_->dropout_generator();
+  Tensor position = Tensor::from_vector<int64_t>({static_cast<int64_t>(dropout.seed()), static_cast<int64_t>(dropout.offset())},
+                                                 Shape{2});
+  comm_.broadcast(position, 0);
+  const auto base = static_cast<uint64_t>(position.data<int64_t>()[0]);
+  const auto offset = static_cast<uint64_t>(position.data<int64_t>()[1]);
+  dropout.set_state(comm_.rank() == 0 ? base : base + static_cast<uint64_t>(comm_.rank()) * 0x9E3779B97F4A7C15ull, offset);
+}
+
 void Trainer::save(const std::string& file) {
+  if (!writer()) return;
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const NamedTensor& t : model_->state()) tensors.emplace_back(t.name, t.tensor);
   tensors.emplace_back("optim.weights.momentum", sgd_->momentum_buffer());
@@ -303,6 +355,7 @@ void Trainer::write_config() {
   nlohmann::json j = cfg_.to_json();
   j["version"] = PMPL_VERSION;
   j["classes"] = train_set_->classes();
+  if (!writer()) return;
   std::ofstream out(cfg_.output + "/config.json.tmp");
   out << j.dump(2) << "\n";
   out.close();
@@ -316,11 +369,14 @@ TrainResult Trainer::run() {
   PMPL_CHECK(resuming || !fs::exists(cfg_.output + "/checkpoint-last.safetensors"),
              "{} already holds a run: continue it with --resume {}, or choose another --output", cfg_.output,
              cfg_.output);
-  fs::create_directories(cfg_.output);
+  if (writer()) fs::create_directories(cfg_.output);
   if (resuming) resume(cfg_.resume);
   else write_config();
-  log_.open(cfg_.output + "/log.jsonl", std::ios::app);
-  PMPL_CHECK(log_.good(), "cannot write {}/log.jsonl", cfg_.output);
+  spread_state();
+  if (writer()) {
+    log_.open(cfg_.output + "/log.jsonl", std::ios::app);
+    PMPL_CHECK(log_.good(), "cannot write {}/log.jsonl", cfg_.output);
+  }
 
   // The training split: a seeded permutation; a search holds its first arch_split out for the
   // alphas (never the validation set); --limit-train keeps a prefix of what remains.
@@ -344,20 +400,22 @@ TrainResult Trainer::run() {
   lo.min_crop_scale = cfg_.crop_scale;
   lo.workers = cfg_.workers;
   lo.seed = cfg_.seed;
+  lo.rank = comm_.rank();
+  lo.world = comm_.world();
   lo.subset = order;
   loader_ = std::make_unique<data::Loader>(*train_set_, lo);
   loader_->start_epoch(0);
   const int64_t steps_per_epoch = loader_->batches_per_epoch();
-  PMPL_CHECK(steps_per_epoch > 0, "{} training images make no full batch of {}: lower --batch-size",
-             loader_->samples_per_epoch(), cfg_.batch_size);
+  PMPL_CHECK(steps_per_epoch > 0, "{} training images make no full batch of {} per process: lower --batch-size",
+             order.size(), cfg_.batch_size * comm_.world());
   if (search_) {
     data::LoaderOptions ao = lo;
     ao.subset = arch_part;
     ao.seed = cfg_.seed + 1;
     arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
-    PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size,
+    PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size * comm_.world(),
                "the architecture split has {} images, fewer than one batch of {}: raise --arch-split",
-               arch_part.size(), cfg_.batch_size);
+               arch_part.size(), cfg_.batch_size * comm_.world());
     arch_loader_->start_epoch(state_.arch_epoch, state_.arch_batch);
   }
   const auto warmup = static_cast<int64_t>(std::llround(cfg_.warmup_epochs * static_cast<double>(steps_per_epoch)));
@@ -367,11 +425,18 @@ TrainResult Trainer::run() {
   eo.image_size = cfg_.input_size;
   eo.workers = cfg_.workers;
   eo.limit = cfg_.limit_val;
+  eo.comm = &comm_;
+  const int64_t global_batch = cfg_.batch_size * comm_.world();
   progress_.line(fmt::format("pmpl train: {} {}{} on {} ({} classes; {} training images{}), {} epochs of {} steps, "
                              "batch {}, output {}{}",
                              cfg_.model, cfg_.width, cfg_.small_input ? " small-input" : "", cfg_.data, cfg_.num_classes,
                              order.size(), search_ ? fmt::format(", {} for the search", arch_part.size()) : "",
-                             cfg_.epochs, steps_per_epoch, cfg_.batch_size, cfg_.output,
+                             cfg_.epochs, steps_per_epoch,
+                             comm_.world() == 1 ? std::to_string(cfg_.batch_size)
+                                                : fmt::format("{} ({} per process x {} processes, {}{})", global_batch,
+                                                              cfg_.batch_size, comm_.world(), comm_.backend(),
+                                                              cfg_.sync_bn ? ", synchronised batchnorm" : ""),
+                             cfg_.output,
                              resuming ? fmt::format(", resumed at epoch {} step {}", state_.epoch + 1, state_.global_step) : ""));
   model_->train();
   TrainResult result;
@@ -399,11 +464,14 @@ TrainResult Trainer::run() {
                  "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "
                  "good checkpoint, {}/checkpoint-last.safetensors, is intact",
                  loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
-      loss.backward();
+      reducer_->backward(loss);
       arch_->set_requires_grad(true);
       if (cfg_.clip_grad > 0) clip_gradients(*weights_, cfg_.clip_grad);
       sgd_->step(lr);
-      if (searching()) check_fixing();
+      if (searching()) {
+        check_fixing();
+        assert_same_genotype();
+      }
       ++state_.global_step;
       ++state_.batch;
       interval_loss += loss_value;
@@ -413,11 +481,19 @@ TrainResult Trainer::run() {
       ++interval_steps;
       ++epoch_steps;
       const double elapsed = seconds_since(interval_start);
-      const double img_s = static_cast<double>(interval_images) / std::max(elapsed, 1e-9);
+      // Every process's batches are the same size: this one's images times the number of processes.
+      const double img_s = static_cast<double>(interval_images * comm_.world()) / std::max(elapsed, 1e-9);
       const double eta = static_cast<double>((cfg_.epochs - state_.epoch) * steps_per_epoch - state_.batch) *
-                         cfg_.batch_size / std::max(img_s, 1e-9);
+                         static_cast<double>(global_batch) / std::max(img_s, 1e-9);
       progress_.update(state_.epoch, cfg_.epochs, state_.batch, steps_per_epoch, interval_loss / interval_steps, img_s, eta);
       if (state_.global_step % cfg_.log_interval == 0 || state_.batch == steps_per_epoch) {
+        if (comm_.world() > 1) {  // the interval over every process's batches
+          const std::vector<double> sums = sum_over_processes(
+              {interval_loss, static_cast<double>(interval_hits), static_cast<double>(interval_images)}, comm_);
+          interval_loss = sums[0] / comm_.world();
+          interval_hits = std::llround(sums[1]);
+          interval_images = std::llround(sums[2]);
+        }
         nlohmann::json line = {{"type", "step"}, {"epoch", state_.epoch}, {"step", state_.global_step},
                                {"lr", lr}, {"loss", interval_loss / interval_steps},
                                {"train_top1", static_cast<double>(interval_hits) / static_cast<double>(interval_images)},
@@ -442,6 +518,8 @@ TrainResult Trainer::run() {
     }
     const bool last = state_.epoch + 1 == cfg_.epochs;
     if (search_ && last) force_fix();  // the final genotype is complete
+    if (comm_.world() > 1) epoch_loss = sum_over_processes({epoch_loss}, comm_)[0] / comm_.world();
+    spread_state();
     nlohmann::json line = {{"type", "epoch"}, {"epoch", state_.epoch}, {"step", state_.global_step},
                            {"train_loss", epoch_loss / std::max<int64_t>(epoch_steps, 1)},
                            {"seconds", seconds_since(epoch_start)}};
@@ -466,7 +544,7 @@ TrainResult Trainer::run() {
     save("checkpoint-last.safetensors");
     if (best) save("checkpoint-best.safetensors");
   }
-  if (search_) model_->genotype().save(cfg_.output + "/genotype.json");
+  if (search_ && writer()) model_->genotype().save(cfg_.output + "/genotype.json");
   result.val_top1 = last_eval.top1;
   result.val_top5 = last_eval.top5;
   result.steps = state_.global_step;
@@ -486,7 +564,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"arch_lr", arch_lr}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
           {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"force_fix_epoch", force_fix_epoch},
           {"fix_top", fix_top}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
-          {"save_interval", save_interval}, {"limit_train", limit_train}, {"limit_val", limit_val}};
+          {"save_interval", save_interval}, {"limit_train", limit_train}, {"limit_val", limit_val},
+          {"sync_bn", sync_bn}, {"bucket_mb", bucket_mb}, {"comm_timeout", comm_timeout}};
 }
 
 TrainResult run_training(const TrainConfig& config) { return Trainer(config).run(); }

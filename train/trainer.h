@@ -7,6 +7,11 @@
 // --fix-threshold is fixed to its argmax; at --force-fix-epoch the rest are fixed to their
 // top-1 (or top-2). A run is resumable at any checkpoint and, on the CPU, a resumed run ends with
 // bit-identical weights to an uninterrupted one.
+//
+// Under mpirun every process trains on its shard of each batch (train/data_parallel.h): rank r
+// takes every world-th image of the epoch's shuffle, so the processes' batches together are the
+// batch one process with world x --batch-size would see. Only rank 0 prints, logs and writes
+// checkpoints; evaluation is sharded and summed.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +48,10 @@ struct TrainConfig {
   double crop_scale = 0.08;  // RandomResizedCrop's smallest area fraction
   int workers = 4;
   uint64_t seed = 0;
+  // Data-parallel (mpirun): batch_size is per process.
+  bool sync_bn = false;        // batchnorm statistics over all processes' batches
+  double bucket_mb = 4.0;      // gradient all-reduce bucket size
+  double comm_timeout = 300.0; // seconds a collective may take before the job is ended
   // PMPL.
   double arch_lr = 3e-4;
   double arch_beta1 = 0.5;

@@ -8,6 +8,9 @@
 // mean is formed first: folding the mean into a per-channel constant (y = x * a + b) would cancel
 // catastrophically when |mean| >> std, as after ReLU6. A fused ReLU6 clamps in the forward pass;
 // its backward recomputes the pre-activation to mask dy before the batchnorm backward.
+// Synchronised (data-parallel): the double sums are all-reduced before use, one collective in
+// forward (sums, sums of squares, row count) and one in backward (sums behind dx).
+#include <algorithm>
 #include <cmath>
 
 #include "engine/math.h"
@@ -38,7 +41,7 @@ void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T
 
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum, double eps,
-                  BnActivation activation) {
+                  BnActivation activation, const SumReducer* sync) {
   const bool relu6 = activation == BnActivation::kReLU6;
   detail::check_cpu_float("batch_norm", {&x, &gamma, &beta, &running_mean, &running_var});
   PMPL_CHECK(x.rank() >= 2, "batch_norm: input needs at least 2 dimensions [..., C], got {}",
@@ -51,9 +54,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   PMPL_CHECK(gamma.defined() && beta.defined(), "batch_norm: gamma and beta are required");
   PMPL_CHECK(training || (running_mean.defined() && running_var.defined()),
              "batch_norm: evaluation needs running statistics");
-  PMPL_CHECK(!training || rows > 1,
+  PMPL_CHECK(!training || rows > 1 || sync != nullptr,
              "batch_norm: training needs more than one value per channel (input {})",
              x.shape().str());
+  int64_t total_rows = rows;  // with sync: every process's rows
 
   // mean and invstd in double, shared with the backward.
   auto stats = std::make_shared<std::vector<double>>(static_cast<size_t>(2 * c));
@@ -66,8 +70,18 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     if (training) {
       std::vector<double> sum_sq(static_cast<size_t>(c));
       detail::column_sum_and_dot(px, px, rows, c, mean, sum_sq.data());
-      const double inv_rows = 1.0 / static_cast<double>(rows);
-      const double unbias = static_cast<double>(rows) / static_cast<double>(rows - 1);
+      if (sync != nullptr) {  // one collective: the sums, the sums of squares and the row count
+        std::vector<double> sums(mean, mean + c);
+        sums.insert(sums.end(), sum_sq.begin(), sum_sq.end());
+        sums.push_back(static_cast<double>(rows));
+        (*sync)(sums);
+        std::copy(sums.begin(), sums.begin() + c, mean);
+        std::copy(sums.begin() + c, sums.begin() + 2 * c, sum_sq.begin());
+        total_rows = static_cast<int64_t>(std::llround(sums.back()));
+        PMPL_CHECK(total_rows > 1, "batch_norm: training needs more than one value per channel over all processes");
+      }
+      const double inv_rows = 1.0 / static_cast<double>(total_rows);
+      const double unbias = static_cast<double>(total_rows) / static_cast<double>(total_rows - 1);
       for (int64_t j = 0; j < c; ++j) {
         mean[j] *= inv_rows;
         const double var = std::max(0.0, sum_sq[j] * inv_rows - mean[j] * mean[j]);
@@ -100,7 +114,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     const bool grad_x = x.requires_grad();
     record("batch_norm", {&x, &gamma, &beta}, {y},
            [xs = x.detach(), gs = gamma.detach(), bs = beta.detach(), stats, training, grad_x,
-            relu6, rows, c](const Tensors& g) -> Tensors {
+            relu6, rows, total_rows, c, sync = training && sync != nullptr ? *sync : SumReducer()](
+               const Tensors& g) -> Tensors {
              const double* mean = stats->data();
              const double* invstd = stats->data() + c;
              Tensor gx = grad_x ? empty_like(xs) : Tensor();
@@ -157,11 +172,18 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                  pgb[j] = static_cast<T>(sum_gy[j]);
                }
                if (!grad_x) return;
+               if (sync) {  // dx needs the sums over every process's rows
+                 std::vector<double> sums = sum_gy;
+                 sums.insert(sums.end(), sum_gy_xhat.begin(), sum_gy_xhat.end());
+                 sync(sums);
+                 std::copy(sums.begin(), sums.begin() + c, sum_gy.begin());
+                 std::copy(sums.begin() + c, sums.end(), sum_gy_xhat.begin());
+               }
                // dx = k * (dz - mean(dz)) - k * invstd * mean(dz * xhat) * (x - mean), with
                // k = gamma * invstd; in eval mode the statistics are constants and dx = k * dz.
                std::vector<T> k(static_cast<size_t>(c)), slope(static_cast<size_t>(c)),
                    mean_gy(static_cast<size_t>(c));
-               const double inv_rows = 1.0 / static_cast<double>(rows);
+               const double inv_rows = 1.0 / static_cast<double>(total_rows);
                for (int64_t j = 0; j < c; ++j) {
                  const double kj = static_cast<double>(gamma[j]) * invstd[j];
                  k[j] = static_cast<T>(kj);

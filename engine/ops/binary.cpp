@@ -187,4 +187,16 @@ void axpy_(Tensor& dst, double alpha, const Tensor& src) {
   });
 }
 
+void scale_(const Tensor& x, double factor) {
+  detail::check_cpu_float("scale_", {&x});
+  const int64_t n = x.numel();
+  dispatch_float(x.dtype(), "scale_", [&](auto tag) {
+    using T = decltype(tag);
+    const T f = static_cast<T>(factor);
+    T* p = x.data<T>();
+#pragma omp parallel for simd if (parallel: n > 65536)
+    for (int64_t i = 0; i < n; ++i) p[i] *= f;
+  });
+}
+
 }  // namespace pmpl::ops
