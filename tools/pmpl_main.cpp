@@ -1,6 +1,10 @@
 // The `pmpl` entry point: git-style subcommands. A user's mistake (bad flag, bad file, bad
 // shape) prints one line and exits 2; a bug in pmpl exits 1 with the details.
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string>
 
@@ -9,7 +13,27 @@
 #include "engine/error.h"
 #include "tools/commands.h"
 
+namespace {
+
+// Under mpirun, the launcher ends the surviving processes with SIGTERM when one of them dies:
+// each says so in one line (async-signal-safe: a prepared buffer and write) before going.
+char g_term_message[160];
+
+void on_terminate(int) {
+  const ssize_t ignored = ::write(STDERR_FILENO, g_term_message, std::strlen(g_term_message));
+  static_cast<void>(ignored);
+  ::_exit(143);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (pmpl::launched_by_mpi()) {
+    std::snprintf(g_term_message, sizeof g_term_message,
+                  "pmpl (rank %d): stopped by the launcher (another process of the job has ended)\n",
+                  pmpl::launcher_rank());
+    std::signal(SIGTERM, on_terminate);
+  }
   CLI::App app{"pmpl: Progressive Meta-Pooling Learning for lightweight image classifiers"};
   app.set_version_flag("--version", std::string("pmpl ") + PMPL_VERSION);
   app.require_subcommand(1);

@@ -1,5 +1,6 @@
 #include "train/data_parallel.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -105,7 +106,9 @@ void check_same_config(const nlohmann::json& config, Communicator& comm) {
     if (root.is_object()) {
       for (const auto& [key, value] : config.items()) {
         if (!root.contains(key) || root[key] != value) {
-          difference = fmt::format("--{} ({} here, {} on rank 0)", key, value.dump(),
+          std::string flag = key;  // the configuration's keys are the flags with underscores
+          std::replace(flag.begin(), flag.end(), '_', '-');
+          difference = fmt::format("--{} ({} here, {} on rank 0)", flag, value.dump(),
                                    root.contains(key) ? root[key].dump() : "absent");
           break;
         }

@@ -228,17 +228,15 @@ void Trainer::check_fixing() {
   }
 }
 
-// Every rank takes its fixing decisions alone, from alphas the all-reduce keeps identical; debug
-// builds check after each step that they agree.
+// Every rank takes its fixing decisions alone, from identical alphas; after each searching step
+// they are checked to agree (one small all-reduce), so a disagreement stops the job at once.
 void Trainer::assert_same_genotype() {
-#ifndef NDEBUG
   if (comm_.world() == 1) return;
   const std::string text = model_->genotype().to_json().dump();
   const double mine = static_cast<double>(std::hash<std::string>{}(text) % 1000003);
   const std::vector<double> sums = sum_over_processes({mine, mine * mine}, comm_);
   PMPL_ASSERT(sums[0] * sums[0] == comm_.world() * sums[1], "rank {}: the ranks fixed different ops (step {})",
               comm_.rank(), state_.global_step);
-#endif
 }
 
 void Trainer::force_fix() {
@@ -268,11 +266,14 @@ void Trainer::architecture_step() {
   const Tensor loss = forward_loss(*batch, nullptr);
   loss.backward();
   weights_->set_requires_grad(true);
-  if (comm_.world() > 1) {  // identical alphas on every rank: the fixing decisions agree
+  if (comm_.world() > 1) {
     comm_.all_reduce_sum(arch_->grads());
     ops::scale_(arch_->grads(), 1.0 / comm_.world());
   }
   adam_->step();
+  // Rank 0's alphas everywhere: the fixing decisions, taken on every rank, then agree by
+  // construction even if an all-reduce rounded differently on some rank.
+  if (comm_.world() > 1) comm_.broadcast(arch_->values(), 0);
 }
 
 void Trainer::log(const nlohmann::json& line) {
