@@ -5,8 +5,10 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <chrono>
 #include <exception>
 #include <string>
+#include <thread>
 
 #include "engine/comm.h"
 
@@ -66,7 +68,12 @@ int main(int argc, char** argv) {
   auto fail = [&](const char* kind, const char* what, int code) {
     std::fprintf(stderr, "pmpl%s: %s%s\n", who.c_str(), kind, what);
     std::fflush(stderr);
-    if (pmpl::mpi_running()) pmpl::abort_job(code);
+    if (pmpl::mpi_running()) {
+      // A moment for the other ranks, which often fail at the same check, to say so too before
+      // the abort takes them down.
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      pmpl::abort_job(code);
+    }
     return code;
   };
   try {

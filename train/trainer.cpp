@@ -1,8 +1,11 @@
 #include "train/trainer.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -174,6 +177,11 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.bucket_mb > 0, "--bucket-mb must be positive, got {}", cfg_.bucket_mb);
   set_comm_timeout(cfg_.comm_timeout);
   check_same_config(cfg_.to_json(), comm_);
+  // Processes sharing a node share its cores: unless OMP_NUM_THREADS says otherwise, each takes
+  // its part rather than all of them (oversubscribed OpenMP threads spin against each other).
+  if (comm_.local_world() > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
+    omp_set_num_threads(std::max(1, omp_get_num_procs() / comm_.local_world()));
+  }
 
   train_set_ = std::make_unique<data::ImageFolder>(cfg_.data, "train");
   val_set_ = std::make_unique<data::ImageFolder>(cfg_.data, "val");
