@@ -453,7 +453,7 @@ TrainResult Trainer::run() {
   while (state_.epoch < cfg_.epochs) {
     if (search_ && state_.epoch >= cfg_.force_fix_epoch) force_fix();
     loader_->start_epoch(state_.epoch, state_.batch);
-    double interval_loss = 0.0, interval_wait = 0.0, epoch_loss = 0.0;
+    double interval_loss = 0.0, interval_wait = 0.0, interval_comm = 0.0, epoch_loss = 0.0;
     int64_t interval_steps = 0, interval_hits = 0, interval_images = 0, epoch_steps = 0;
     auto interval_start = Clock::now();
     const auto epoch_start = Clock::now();
@@ -474,6 +474,7 @@ TrainResult Trainer::run() {
                  "good checkpoint, {}/checkpoint-last.safetensors, is intact",
                  loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
       reducer_->backward(loss);
+      interval_comm += reducer_->last_wait_seconds();
       arch_->set_requires_grad(true);
       if (cfg_.clip_grad > 0) clip_gradients(*weights_, cfg_.clip_grad);
       sgd_->step(lr);
@@ -507,6 +508,7 @@ TrainResult Trainer::run() {
                                {"lr", lr}, {"loss", interval_loss / interval_steps},
                                {"train_top1", static_cast<double>(interval_hits) / static_cast<double>(interval_images)},
                                {"img_per_s", img_s}, {"data_wait", interval_wait / std::max(elapsed, 1e-9)}};
+        if (comm_.world() > 1) line["comm_wait"] = interval_comm / std::max(elapsed, 1e-9);
         if (search_) line["enhancers"] = enhancer_report(*model_);
         log(line);
         if (!progress_.tty()) {
@@ -515,7 +517,7 @@ TrainResult Trainer::run() {
                                      interval_loss / interval_steps, 100.0 * interval_hits / interval_images, lr, img_s,
                                      format_duration(eta)));
         }
-        interval_loss = interval_wait = 0.0;
+        interval_loss = interval_wait = interval_comm = 0.0;
         interval_steps = interval_hits = interval_images = 0;
         interval_start = Clock::now();
       }
