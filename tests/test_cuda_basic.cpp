@@ -1,6 +1,8 @@
 // CUDA device tensors: allocation, copies and fill. Skipped (not passed) where no GPU is visible;
 // the one test that runs everywhere checks that such a machine gets a clear error.
 #include "engine/allocator.h"
+#include "engine/comm.h"
+#include "engine/comm_nccl.h"
 #include "engine/cuda_runtime.h"
 #include "tests/test_util.h"
 
@@ -50,6 +52,25 @@ TEST(Cuda, PinnedHostBuffersCopyBothWays) {
 }
 
 // Without a GPU "pinned" buffers are plain host memory, so the loader works everywhere.
+// One process, one GPU (all a single-GPU machine allows: NCCL refuses two ranks on one device):
+// the NCCL communicator joins, sums over one rank (the identity), broadcasts and syncs on the
+// GPU, and refuses host tensors.
+TEST(Cuda, NcclCommunicatorOnOneRank) {
+  SKIP_WITHOUT_GPU();
+  if (!built_with_nccl()) GTEST_SKIP() << "built without NCCL";
+  auto single = make_single_process_comm();
+  auto nccl = make_nccl_comm(*single, 0);
+  EXPECT_STREQ(nccl->backend(), "nccl");
+  EXPECT_EQ(nccl->world(), 1);
+  const Tensor host = test::random({1000, 3}, 2, false, 1.0, DType::kF32);
+  const Tensor device = host.to(Device::cuda());
+  nccl->all_reduce_sum(device);
+  EXPECT_EQ(device.to(Device::cpu()).to_vector<float>(), host.to_vector<float>());
+  nccl->broadcast(device, 0);
+  nccl->barrier();
+  EXPECT_THROW(nccl->all_reduce_sum(host), InternalError);
+}
+
 TEST(Cuda, PinnedFallsBackToHostMemoryWithoutAGpu) {
   if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
   Tensor t = Tensor::empty_pinned(Shape{8}, DType::kF32);
