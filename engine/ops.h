@@ -92,6 +92,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
                   BnActivation activation = BnActivation::kNone, const SumReducer* sync = nullptr);
 
+// ---- the Meta-Pooling search mixture (engine/ops/pool_mix.cpp) ----
+// sum_k w[k] * op_k(x) over the eight candidates in PoolOp order (skip, strip, max3, max5, max7,
+// avg3, avg5, avg7; pools stride 1, same padding): `strip` is the strip branch, computed by its
+// module; the six pools come from one 7x7 scan, without temporaries. x, strip [N, H, W, C], w [8].
+// Forward equals ops::weighted_sum over the separate ops bit for bit.
+Tensor meta_pool_mix(const Tensor& x, const Tensor& strip, const Tensor& w);
+
 // ---- per-channel affine (engine/ops/channel_affine.cpp) ----
 // act(x * scale + shift) over the last dimension in one pass; `scale` may be undefined (a bias).
 // What folded batchnorms and conv biases become in the deployment runtime.
