@@ -1,5 +1,7 @@
 // CUDA device tensors: allocation, copies and fill. Skipped (not passed) where no GPU is visible;
 // the one test that runs everywhere checks that such a machine gets a clear error.
+#include <cmath>
+
 #include "engine/allocator.h"
 #include "engine/comm.h"
 #include "engine/comm_nccl.h"
@@ -69,6 +71,36 @@ TEST(Cuda, NcclCommunicatorOnOneRank) {
   nccl->broadcast(device, 0);
   nccl->barrier();
   EXPECT_THROW(nccl->all_reduce_sum(host), InternalError);
+}
+
+// The fused Meta-Pooling mixture on the GPU against the CPU op, on coarse values (ties in every
+// window) and odd sizes. Tolerances: the GPU contracts multiply-adds into FMAs (one rounding
+// fewer per term), so values agree to float32 rounding of the largest terms, not bit for bit.
+TEST(Cuda, MetaPoolMixMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const Shape& shape : std::vector<Shape>{{2, 9, 11, 13}, {1, 2, 3, 5}, {3, 14, 14, 40}, {1, 1, 1, 3}}) {
+    SCOPED_TRACE(shape.str());
+    std::vector<float> v = test::random(shape, 1, false, 2.0, DType::kF32).to_vector<float>();
+    for (float& e : v) e = std::round(e * 2.0f) / 2.0f;
+    const Tensor x = Tensor::from_vector(v, shape);
+    const Tensor strip = test::random(shape, 2, false, 1.0, DType::kF32);
+    const Tensor w = ops::softmax(test::random({8}, 3, false, 1.0, DType::kF32));
+    const Tensor dy = test::random(shape, 4, false, 1.0, DType::kF32);
+    Tensors results[2];
+    for (int gpu = 0; gpu < 2; ++gpu) {
+      const Device d = gpu ? Device::cuda() : Device::cpu();
+      Tensor xi = x.to(d).set_requires_grad(true), si = strip.to(d).set_requires_grad(true);
+      Tensor wi = w.to(d).set_requires_grad(true);
+      const Tensor y = ops::meta_pool_mix(xi, si, wi);
+      y.backward(dy.to(d));
+      results[gpu] = {y.to(Device::cpu()), xi.grad().to(Device::cpu()), si.grad().to(Device::cpu()),
+                      wi.grad().to(Device::cpu())};
+    }
+    test::expect_close(results[1][0], results[0][0], 1e-6, 1e-6, "y");
+    test::expect_close(results[1][1], results[0][1], 1e-5, 1e-5, "dx");
+    test::expect_close(results[1][2], results[0][2], 0, 1e-7, "dstrip");
+    test::expect_close(results[1][3], results[0][3], 1e-5, 1e-5, "dw");
+  }
 }
 
 TEST(Cuda, PinnedFallsBackToHostMemoryWithoutAGpu) {

@@ -11,6 +11,9 @@
 #include <limits>
 
 #include "engine/kernels/pool_mix.h"
+#if PMPL_CUDA
+#include "cuda_kernels/pool_mix.h"
+#endif
 #include "engine/ops/op_util.h"
 
 namespace pmpl::ops {
@@ -228,9 +231,50 @@ void backward_pass2(const T* gy, const uint8_t* taps, const T* w, T* gx, const P
   }
 }
 
+#if PMPL_CUDA
+// The same op on a GPU (cuda_kernels/pool_mix.cu): float32, every tensor on one device.
+Tensor meta_pool_mix_cuda(const Tensor& x, const Tensor& strip, const Tensor& w, const PoolMixShape& s) {
+  for (const Tensor* t : {&strip, &w}) {
+    PMPL_CHECK(t->device() == x.device() && t->dtype() == DType::kF32,
+               "meta_pool_mix: on a GPU every input must be float32 on {}", x.device().str());
+  }
+  PMPL_CHECK(x.dtype() == DType::kF32, "meta_pool_mix: on a GPU the input must be float32, got {}",
+             dtype_name(x.dtype()));
+  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
+  cuda::pool_mix_forward(x.data<float>(), strip.data<float>(), w.data<float>(), y.data<float>(), s);
+  if (needs_grad({&x, &strip, &w})) {
+    record("meta_pool_mix", {&x, &strip, &w}, {y},
+           [xs = x.detach(), ss = strip.detach(), ws = w.detach(), s, grad_x = x.requires_grad(),
+            grad_strip = strip.requires_grad(), grad_w = w.requires_grad()](const Tensors& g) -> Tensors {
+             const Device device = xs.device();
+             Tensor gx = grad_x ? Tensor::empty(xs.shape(), DType::kF32, device) : Tensor();
+             Tensor gstrip = grad_strip ? Tensor::empty(xs.shape(), DType::kF32, device) : Tensor();
+             Tensor gw = grad_w ? Tensor::empty(ws.shape(), DType::kF32, device) : Tensor();
+             const Tensor taps = Tensor::empty(Shape{3 * xs.numel()}, DType::kU8, device);
+             const Tensor partials = Tensor::empty(Shape{cuda::pool_mix_partials(s)}, DType::kF64, device);
+             cuda::pool_mix_backward(xs.data<float>(), ss.data<float>(), ws.data<float>(), g[0].data<float>(),
+                                     grad_x ? gx.data<float>() : nullptr, grad_strip ? gstrip.data<float>() : nullptr,
+                                     grad_w ? gw.data<float>() : nullptr, taps.data<uint8_t>(),
+                                     partials.data<double>(), s);
+             return {gx, gstrip, gw};
+           });
+  }
+  return y;
+}
+#endif
+
 }  // namespace
 
 Tensor meta_pool_mix(const Tensor& x, const Tensor& strip, const Tensor& w) {
+#if PMPL_CUDA
+  if (x.is_cuda()) {
+    detail::check_rank("meta_pool_mix", "x", x, 4, "N, H, W, C");
+    PMPL_CHECK(strip.shape() == x.shape() && w.rank() == 1 && w.dim(0) == kernels::kPoolMixWeights,
+               "meta_pool_mix: strip must be shaped as x {} and w [8], got {} and {}", x.shape().str(),
+               strip.shape().str(), w.shape().str());
+    return meta_pool_mix_cuda(x, strip, w, PoolMixShape{x.dim(0), x.dim(1), x.dim(2), x.dim(3)});
+  }
+#endif
   detail::check_cpu_float("meta_pool_mix", {&x, &strip, &w});
   detail::check_rank("meta_pool_mix", "x", x, 4, "N, H, W, C");
   PMPL_CHECK(strip.shape() == x.shape(), "meta_pool_mix: the strip branch {} must be shaped as x {}",
