@@ -103,6 +103,32 @@ TEST(Cuda, MetaPoolMixMatchesTheCpu) {
   }
 }
 
+// Depthwise convolution on the GPU against the CPU op: every kernel size and stride used, odd
+// sizes, C not a multiple of anything. Tolerance: FMA contraction on the GPU (see above).
+TEST(Cuda, DepthwiseMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (int k : {3, 5, 7}) {
+    for (int stride : {1, 2}) {
+      for (const Shape& shape : std::vector<Shape>{{2, 9, 7, 13}, {4, 28, 28, 96}, {1, 1, 1, 5}}) {
+        SCOPED_TRACE(testing::Message() << "k " << k << " stride " << stride << " " << shape.str());
+        const Tensor x = test::random(shape, 1, false, 1.0, DType::kF32);
+        const Tensor w = test::random({shape[3], k, k}, 2, false, 1.0, DType::kF32);
+        Tensors results[2];
+        for (int gpu = 0; gpu < 2; ++gpu) {
+          const Device d = gpu ? Device::cuda() : Device::cpu();
+          Tensor xi = x.to(d).set_requires_grad(true), wi = w.to(d).set_requires_grad(true);
+          const Tensor y = ops::depthwise_conv2d(xi, wi, stride, k / 2);
+          y.backward(test::random(y.shape(), 3, false, 1.0, DType::kF32).to(d));
+          results[gpu] = {y.to(Device::cpu()), xi.grad().to(Device::cpu()), wi.grad().to(Device::cpu())};
+        }
+        test::expect_close(results[1][0], results[0][0], 1e-5, 1e-5, "y");
+        test::expect_close(results[1][1], results[0][1], 1e-5, 1e-5, "dx");
+        test::expect_close(results[1][2], results[0][2], 1e-4, 1e-5, "dw");
+      }
+    }
+  }
+}
+
 TEST(Cuda, PinnedFallsBackToHostMemoryWithoutAGpu) {
   if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
   Tensor t = Tensor::empty_pinned(Shape{8}, DType::kF32);

@@ -1,18 +1,20 @@
-// Depthwise conv, NHWC: every loop runs innermost over channels, which are contiguous in both
+// Depthwise conv, NHWC (per-element arithmetic: engine/kernels/depthwise.h, which the CUDA kernels
+// run one thread per element): every loop here runs innermost over channels, which are contiguous in both
 // the activations and the transposed weight [k, k, C]. Backward-data gathers (each input pixel
 // sums the outputs whose window covers it), so threads never write the same pixel; the weight
 // gradient sums fixed row chunks in order, so it does not depend on the thread count.
 #include <algorithm>
 
+#include "engine/kernels/depthwise.h"
+#if PMPL_CUDA
+#include "cuda_kernels/depthwise.h"
+#endif
 #include "engine/ops/op_util.h"
 
 namespace pmpl::ops {
 namespace {
 
-struct DwGeometry {
-  int64_t n, h, w, c, k, ho, wo;
-  int stride, padding;
-};
+using DwGeometry = kernels::DwShape;
 
 // [C, k, k] -> [k, k, C] (and back for the gradient).
 template <class T>
@@ -49,12 +51,8 @@ void dw_forward(const T* x, const T* wt, T* y, const DwGeometry& g) {
   }
 }
 
-// Output index covering input `i` at window tap `t`, or -1.
 inline int64_t covering_output(int64_t i, int64_t t, const DwGeometry& g, int64_t out_size) {
-  const int64_t u = i + g.padding - t;
-  if (u < 0 || u % g.stride != 0) return -1;
-  const int64_t o = u / g.stride;
-  return o < out_size ? o : -1;
+  return kernels::dw_covering_output(i, t, g.stride, g.padding, out_size);
 }
 
 template <class T>
@@ -84,7 +82,7 @@ void dw_backward_data(const T* gy, const T* wt, T* gx, const DwGeometry& g) {
 template <class T>
 void dw_backward_weight(const T* x, const T* gy, T* gwt, const DwGeometry& g) {
   const int64_t rows = g.n * g.ho, taps = g.k * g.k * g.c;
-  const int64_t chunks = std::min<int64_t>(rows, 64);
+  const int64_t chunks = kernels::dw_weight_chunks(g);  // as kernels::dw_weight_grad_chunk cuts them
   const Tensor partial_buffer = detail::scratch<T>(chunks * taps);
   T* partial = partial_buffer.data<T>();
 #pragma omp parallel for schedule(static)
@@ -117,10 +115,7 @@ void dw_backward_weight(const T* x, const T* gy, T* gwt, const DwGeometry& g) {
   }
 }
 
-}  // namespace
-
-Tensor depthwise_conv2d(const Tensor& x, const Tensor& weight, int stride, int padding) {
-  detail::check_cpu_float("depthwise_conv2d", {&x, &weight});
+DwGeometry geometry(const Tensor& x, const Tensor& weight, int stride, int padding) {
   detail::check_rank("depthwise_conv2d", "input", x, 4, "N, H, W, C");
   detail::check_rank("depthwise_conv2d", "weight", weight, 3, "C, k, k");
   PMPL_CHECK(weight.dim(0) == x.dim(3) && weight.dim(1) == weight.dim(2),
@@ -130,6 +125,52 @@ Tensor depthwise_conv2d(const Tensor& x, const Tensor& weight, int stride, int p
   const int k = static_cast<int>(g.k);
   g.ho = detail::window_output_size("depthwise_conv2d", g.h, k, stride, padding);
   g.wo = detail::window_output_size("depthwise_conv2d", g.w, k, stride, padding);
+  return g;
+}
+
+#if PMPL_CUDA
+// The same op on a GPU (cuda_kernels/depthwise.cu): float32, both tensors on one device.
+Tensor depthwise_conv2d_cuda(const Tensor& x, const Tensor& weight, const DwGeometry& g) {
+  PMPL_CHECK(x.dtype() == DType::kF32 && weight.dtype() == DType::kF32 && weight.device() == x.device(),
+             "depthwise_conv2d: on a GPU input and weight must be float32 on {}", x.device().str());
+  Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.c}, DType::kF32, x.device());
+  Tensor wt = Tensor::empty(Shape{g.k, g.k, g.c}, DType::kF32, x.device());
+  cuda::dw_transpose_weight(weight.data<float>(), wt.data<float>(), g.c, g.k * g.k, true);
+  cuda::dw_forward(x.data<float>(), wt.data<float>(), y.data<float>(), g);
+  if (needs_grad({&x, &weight})) {
+    record("depthwise_conv2d", {&x, &weight}, {y},
+           [xs = x.detach(), wt, shape_w = weight.shape(), g, grad_x = x.requires_grad(),
+            grad_w = weight.requires_grad()](const Tensors& gr) -> Tensors {
+             Tensor gx, gw;
+             if (grad_x) {
+               gx = Tensor::empty(xs.shape(), DType::kF32, xs.device());
+               cuda::dw_backward_data(gr[0].data<float>(), wt.data<float>(), gx.data<float>(), g);
+             }
+             if (grad_w) {
+               Tensor gwt = Tensor::empty(wt.shape(), DType::kF32, xs.device());
+               const Tensor partials =
+                   Tensor::empty(Shape{std::max<int64_t>(1, kernels::dw_weight_chunks(g)) * wt.numel()}, DType::kF32,
+                                 xs.device());
+               cuda::dw_backward_weight(xs.data<float>(), gr[0].data<float>(), gwt.data<float>(), partials.data<float>(),
+                                        g);
+               gw = Tensor::empty(shape_w, DType::kF32, xs.device());
+               cuda::dw_transpose_weight(gwt.data<float>(), gw.data<float>(), g.c, g.k * g.k, false);
+             }
+             return {gx, gw};
+           });
+  }
+  return y;
+}
+#endif
+
+}  // namespace
+
+Tensor depthwise_conv2d(const Tensor& x, const Tensor& weight, int stride, int padding) {
+#if PMPL_CUDA
+  if (x.is_cuda()) return depthwise_conv2d_cuda(x, weight, geometry(x, weight, stride, padding));
+#endif
+  detail::check_cpu_float("depthwise_conv2d", {&x, &weight});
+  const DwGeometry g = geometry(x, weight, stride, padding);
   Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.c}, x.dtype(), x.device());
   Tensor wt = Tensor::empty(Shape{g.k, g.k, g.c}, x.dtype(), x.device());
   dispatch_float(x.dtype(), "depthwise_conv2d", [&](auto tag) {

@@ -1,0 +1,82 @@
+// Depthwise convolution's per-element arithmetic (NHWC, weight transposed to [k, k, C]), written
+// once for the CPU op (engine/ops/depthwise_conv.cpp, which runs it with channels innermost) and
+// the CUDA kernels (cuda_kernels/depthwise.cu, one thread per element). The sums run in the same
+// order in both (taps row-major; the weight gradient over rows in order, in fixed chunks), so
+// the per-element functions equal the CPU op bit for bit where the compiler does not contract
+// multiply-adds.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/hd.h"
+
+namespace pmpl::kernels {
+
+struct DwShape {
+  int64_t n, h, w, c, k, ho, wo;
+  int stride, padding;
+};
+
+// The output index covering input `i` at window tap `t` along one axis, or -1.
+PMPL_HD int64_t dw_covering_output(int64_t i, int64_t t, int stride, int padding, int64_t outputs) {
+  const int64_t u = i + padding - t;
+  if (u < 0 || u % stride != 0) return -1;
+  const int64_t o = u / stride;
+  return o < outputs ? o : -1;
+}
+
+template <class T>
+PMPL_HD T dw_output(const T* x, const T* wt, const DwShape& g, int64_t n, int64_t oh, int64_t ow, int64_t c) {
+  T y = T(0);
+  for (int64_t ki = 0; ki < g.k; ++ki) {
+    const int64_t ih = oh * g.stride - g.padding + ki;
+    if (ih < 0 || ih >= g.h) continue;
+    for (int64_t kj = 0; kj < g.k; ++kj) {
+      const int64_t iw = ow * g.stride - g.padding + kj;
+      if (iw < 0 || iw >= g.w) continue;
+      y += x[((n * g.h + ih) * g.w + iw) * g.c + c] * wt[(ki * g.k + kj) * g.c + c];
+    }
+  }
+  return y;
+}
+
+template <class T>
+PMPL_HD T dw_input_grad(const T* gy, const T* wt, const DwShape& g, int64_t n, int64_t ih, int64_t iw, int64_t c) {
+  T d = T(0);
+  for (int64_t ki = 0; ki < g.k; ++ki) {
+    const int64_t oh = dw_covering_output(ih, ki, g.stride, g.padding, g.ho);
+    if (oh < 0) continue;
+    for (int64_t kj = 0; kj < g.k; ++kj) {
+      const int64_t ow = dw_covering_output(iw, kj, g.stride, g.padding, g.wo);
+      if (ow < 0) continue;
+      d += gy[((n * g.ho + oh) * g.wo + ow) * g.c + c] * wt[(ki * g.k + kj) * g.c + c];
+    }
+  }
+  return d;
+}
+
+// The weight gradient's chunks: rows (n, oh) are cut into this many pieces, each summed apart,
+// then the pieces added in order.
+PMPL_HD int64_t dw_weight_chunks(const DwShape& g) { return g.n * g.ho < 64 ? g.n * g.ho : 64; }
+
+// Chunk `chunk`'s share of d weight[tap = ki * k + kj][c]: sum over its rows and all output
+// columns of dy * x.
+template <class T>
+PMPL_HD T dw_weight_grad_chunk(const T* x, const T* gy, const DwShape& g, int64_t chunk, int64_t ki, int64_t kj,
+                               int64_t c) {
+  const int64_t rows = g.n * g.ho, chunks = dw_weight_chunks(g);
+  T acc = T(0);
+  for (int64_t nh = chunk * rows / chunks; nh < (chunk + 1) * rows / chunks; ++nh) {
+    const int64_t n = nh / g.ho, oh = nh % g.ho;
+    const int64_t ih = oh * g.stride - g.padding + ki;
+    if (ih < 0 || ih >= g.h) continue;
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      const int64_t iw = ow * g.stride - g.padding + kj;
+      if (iw < 0 || iw >= g.w) continue;
+      acc += gy[(nh * g.wo + ow) * g.c + c] * x[((n * g.h + ih) * g.w + iw) * g.c + c];
+    }
+  }
+  return acc;
+}
+
+}  // namespace pmpl::kernels

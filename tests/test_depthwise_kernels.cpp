@@ -1,0 +1,55 @@
+// The depthwise convolution's per-element functions (engine/kernels/depthwise.h), which the CUDA
+// kernels run one thread per element, emulated here over every element and equal to the CPU op
+// bit for bit: forward, input gradient and, chunk by chunk, weight gradient, for every kernel
+// size and stride MobileNetV2 and the enhancers use, on odd sizes.
+#include "engine/kernels/depthwise.h"
+#include "tests/test_util.h"
+
+namespace pmpl {
+namespace {
+
+TEST(DepthwiseKernels, EqualTheCpuOpOnEveryElement) {
+  for (int k : {3, 5, 7}) {
+    for (int stride : {1, 2}) {
+      for (const Shape& shape : std::vector<Shape>{{2, 9, 7, 13}, {1, 4, 11, 3}, {1, 1, 1, 5}}) {
+        SCOPED_TRACE(testing::Message() << "k " << k << " stride " << stride << " " << shape.str());
+        const Tensor x = test::random(shape, 1, true, 1.0, DType::kF32);
+        const Tensor w = test::random({shape[3], k, k}, 2, true, 1.0, DType::kF32);
+        const Tensor y = ops::depthwise_conv2d(x, w, stride, k / 2);
+        const Tensor dy = test::random(y.shape(), 3, false, 1.0, DType::kF32);
+        y.backward(dy);
+        const kernels::DwShape g{shape[0], shape[1], shape[2], shape[3], k, y.dim(1), y.dim(2), stride, k / 2};
+        // The kernels take the weight as [k, k, C].
+        std::vector<float> wt(static_cast<size_t>(w.numel()));
+        const float* pw = w.data<float>();
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t t = 0; t < k * k; ++t) wt[static_cast<size_t>(t * g.c + c)] = pw[c * k * k + t];
+        const float* px = x.data<float>();
+        const float* pdy = dy.data<float>();
+        std::vector<float> ky, kdx, kdw(static_cast<size_t>(w.numel()));
+        for (int64_t n = 0; n < g.n; ++n)
+          for (int64_t oh = 0; oh < g.ho; ++oh)
+            for (int64_t ow = 0; ow < g.wo; ++ow)
+              for (int64_t c = 0; c < g.c; ++c) ky.push_back(kernels::dw_output(px, wt.data(), g, n, oh, ow, c));
+        for (int64_t n = 0; n < g.n; ++n)
+          for (int64_t ih = 0; ih < g.h; ++ih)
+            for (int64_t iw = 0; iw < g.w; ++iw)
+              for (int64_t c = 0; c < g.c; ++c) kdx.push_back(kernels::dw_input_grad(pdy, wt.data(), g, n, ih, iw, c));
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t t = 0; t < k * k; ++t) {
+            float acc = 0.0f;  // the chunks added in order, as the CUDA weight_sum kernel does
+            for (int64_t chunk = 0; chunk < kernels::dw_weight_chunks(g); ++chunk) {
+              acc += kernels::dw_weight_grad_chunk(px, pdy, g, chunk, t / k, t % k, c);
+            }
+            kdw[static_cast<size_t>(c * k * k + t)] = acc;
+          }
+        EXPECT_EQ(ky, y.to_vector<float>());
+        EXPECT_EQ(kdx, x.grad().to_vector<float>());
+        EXPECT_EQ(kdw, w.grad().to_vector<float>());
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pmpl
