@@ -1,8 +1,10 @@
 #include "engine/blas.h"
 
-#include <cblas.h>
-
 #include <limits>
+
+#ifndef PMPL_REFERENCE_BLAS
+#include <cblas.h>
+#endif
 
 #ifdef PMPL_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
@@ -11,6 +13,39 @@
 #include "engine/error.h"
 
 namespace pmpl::blas {
+
+#ifdef PMPL_REFERENCE_BLAS
+// Plain loops (PMPL_REFERENCE_BLAS builds): correct and slow, for machines without OpenBLAS.
+namespace {
+
+template <class T>
+void reference_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+                    int64_t ldb, T beta, T* c, int64_t ldc) {
+#pragma omp parallel for if (m * n * k > 65536)
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      T acc = T(0);
+      for (int64_t p = 0; p < k; ++p) acc += (ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+      c[i * ldc + j] = alpha * acc + (beta == T(0) ? T(0) : beta * c[i * ldc + j]);
+    }
+  }
+}
+
+}  // namespace
+
+template <>
+void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                 const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  reference_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <>
+void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
+                  const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  reference_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+#else
 namespace {
 
 blasint checked_int(int64_t v) {
@@ -48,5 +83,7 @@ void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
   cblas_dgemm(CblasRowMajor, flag(ta), flag(tb), checked_int(m), checked_int(n), checked_int(k),
               alpha, a, checked_int(lda), b, checked_int(ldb), beta, c, checked_int(ldc));
 }
+
+#endif
 
 }  // namespace pmpl::blas

@@ -80,6 +80,16 @@ void copy_device_to_device(void* dst, const void* src, size_t nbytes) {
   CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToDevice));
 }
 
+void synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+std::string device_name() {
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return prop.name;
+}
+
 #else
 
 namespace {
@@ -99,6 +109,8 @@ void memset(void*, int, size_t) { no_cuda(); }
 void copy_to_device(void*, const void*, size_t) { no_cuda(); }
 void copy_to_host(void*, const void*, size_t) { no_cuda(); }
 void copy_device_to_device(void*, const void*, size_t) { no_cuda(); }
+void synchronize() { no_cuda(); }
+std::string device_name() { no_cuda(); }
 
 #endif
 

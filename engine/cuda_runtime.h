@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 
 namespace pmpl::cuda {
 
@@ -21,5 +22,9 @@ void memset(void* device_ptr, int value, size_t nbytes);
 void copy_to_device(void* dst, const void* host_src, size_t nbytes);
 void copy_to_host(void* host_dst, const void* src, size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes);
+// Waits for all work queued on the current device (timing, tests).
+void synchronize();
+// The current device's name ("NVIDIA H100 80GB HBM3").
+std::string device_name();
 
 }  // namespace pmpl::cuda

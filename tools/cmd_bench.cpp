@@ -191,6 +191,7 @@ void add_bench_command(CLI::App& app, Runner& run) {
   add_bench_loader_command(bench, run);
   add_bench_infer_command(bench, run);
   add_bench_comm_command(bench, run);
+  add_bench_kernels_command(bench, run);
 }
 
 }  // namespace pmpl::cli

@@ -12,11 +12,12 @@ using Runner = std::function<void()>;
 
 // `pmpl bench ...`: speed measurements (never tests).
 void add_bench_command(CLI::App& app, Runner& run);
-// `pmpl bench train`, `bench loader`, `bench infer` and `bench comm`, registered under `bench` by add_bench_command.
+// `pmpl bench train`, `bench loader`, `bench infer`, `bench comm` and `bench kernels`, registered under `bench` by add_bench_command.
 void add_bench_train_command(CLI::App* bench, Runner& run);
 void add_bench_loader_command(CLI::App* bench, Runner& run);
 void add_bench_infer_command(CLI::App* bench, Runner& run);
 void add_bench_comm_command(CLI::App* bench, Runner& run);
+void add_bench_kernels_command(CLI::App* bench, Runner& run);
 // `pmpl export` and `pmpl infer`.
 void add_export_command(CLI::App& app, Runner& run);
 // `pmpl train` and `pmpl eval`.
