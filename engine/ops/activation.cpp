@@ -1,13 +1,37 @@
-// Activations: y = f(x), dx = f'(x) * dy, with f and f' from engine/math.h (shared with CUDA).
+// Activations: y = f(x), dx = f'(x) * dy, with f and f' from engine/math.h (shared with CUDA:
+// cuda_kernels/elementwise.cu runs the same functions).
 #include "engine/math.h"
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/elementwise.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
 
+#if PMPL_CUDA
+Tensor unary_cuda(const char* name, const Tensor& x, cuda::Unary op) {
+  Tensor y = empty_like(x);
+  cuda::unary_forward(op, x.data<float>(), y.data<float>(), x.numel());
+  if (needs_grad({&x})) {
+    record(name, {&x}, {y}, [xs = x.detach(), op](const Tensors& g) -> Tensors {
+      Tensor dx = empty_like(xs);
+      cuda::unary_backward(op, xs.data<float>(), g[0].data<float>(), dx.data<float>(), xs.numel());
+      return {dx};
+    });
+  }
+  return y;
+}
+#endif
+
+// cuda_op: this activation's cuda::Unary, as an int so that CPU-only builds need no CUDA header.
 template <class Fwd, class Grad>
-Tensor unary(const char* name, const Tensor& x, Fwd fwd, Grad grad) {
-  detail::check_cpu_float(name, {&x});
+Tensor unary(const char* name, const Tensor& x, Fwd fwd, Grad grad, int cuda_op) {
+  if (detail::check_float(name, {&x})) {
+#if PMPL_CUDA
+    return unary_cuda(name, x, static_cast<cuda::Unary>(cuda_op));
+#endif
+  }
   Tensor y = empty_like(x);
   const int64_t n = x.numel();
   dispatch_float(x.dtype(), name, [&](auto tag) {
@@ -39,27 +63,27 @@ Tensor unary(const char* name, const Tensor& x, Fwd fwd, Grad grad) {
 
 Tensor relu(const Tensor& x) {
   return unary("relu", x, [](auto v) { return math::relu(v); },
-               [](auto v) { return math::relu_grad(v); });
+               [](auto v) { return math::relu_grad(v); }, 0);
 }
 
 Tensor relu6(const Tensor& x) {
   return unary("relu6", x, [](auto v) { return math::relu6(v); },
-               [](auto v) { return math::relu6_grad(v); });
+               [](auto v) { return math::relu6_grad(v); }, 1);
 }
 
 Tensor hardswish(const Tensor& x) {
   return unary("hardswish", x, [](auto v) { return math::hardswish(v); },
-               [](auto v) { return math::hardswish_grad(v); });
+               [](auto v) { return math::hardswish_grad(v); }, 2);
 }
 
 Tensor hardsigmoid(const Tensor& x) {
   return unary("hardsigmoid", x, [](auto v) { return math::hardsigmoid(v); },
-               [](auto v) { return math::hardsigmoid_grad(v); });
+               [](auto v) { return math::hardsigmoid_grad(v); }, 3);
 }
 
 Tensor sigmoid(const Tensor& x) {
   return unary("sigmoid", x, [](auto v) { return math::sigmoid(v); },
-               [](auto v) { return math::sigmoid_grad(v); });
+               [](auto v) { return math::sigmoid_grad(v); }, 4);
 }
 
 }  // namespace pmpl::ops

@@ -3,6 +3,9 @@
 #include <array>
 
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/elementwise.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
@@ -73,9 +76,34 @@ void apply_broadcast(const BroadcastPlan& p, const T* a, const T* b, T* y, F f) 
   }
 }
 
+#if PMPL_CUDA
+Tensor binary_cuda(const char* name, const Tensor& a, const Tensor& b, cuda::Binary op) {
+  if (a.shape() == b.shape()) {
+    Tensor y = empty_like(a);
+    cuda::binary(op, a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), nullptr);
+    return y;
+  }
+  const BroadcastPlan plan = plan_broadcast(name, a.shape(), b.shape());
+  cuda::Broadcast5 p;
+  for (int i = 0; i < kRank; ++i) {
+    p.dims[i] = plan.dims[static_cast<size_t>(i)];
+    p.a[i] = plan.a_strides[static_cast<size_t>(i)];
+    p.b[i] = plan.b_strides[static_cast<size_t>(i)];
+  }
+  Tensor y = Tensor::empty(plan.out, a.dtype(), a.device());
+  cuda::binary(op, a.data<float>(), b.data<float>(), y.data<float>(), y.numel(), &p);
+  return y;
+}
+#endif
+
+// cuda_op: the cuda::Binary of this op (an int: CPU-only builds need no CUDA header).
 template <class F>
-Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b, F f) {
-  detail::check_cpu_float(name, {&a, &b});
+Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b, F f, int cuda_op) {
+  if (detail::check_float(name, {&a, &b})) {
+#if PMPL_CUDA
+    return binary_cuda(name, a, b, static_cast<cuda::Binary>(cuda_op));
+#endif
+  }
   if (a.shape() == b.shape()) {
     Tensor y = empty_like(a);
     const int64_t n = a.numel();
@@ -104,6 +132,9 @@ namespace detail {
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
+#if PMPL_CUDA
+  if (x.is_cuda()) return binary_cuda("broadcast_to", Tensor::empty(shape, x.dtype(), x.device()), x, cuda::Binary::kSecond);
+#endif
   const BroadcastPlan plan = plan_broadcast("broadcast_to", shape, x.shape());
   PMPL_ASSERT(plan.out == shape, "broadcast_to: {} does not broadcast to {}", x.shape().str(),
               shape.str());
@@ -119,7 +150,7 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
 }  // namespace detail
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  Tensor y = binary_forward("add", a, b, [](auto u, auto v) { return u + v; });
+  Tensor y = binary_forward("add", a, b, [](auto u, auto v) { return u + v; }, 0);
   if (needs_grad({&a, &b})) {
     record("add", {&a, &b}, {y}, [sa = a.shape(), sb = b.shape()](const Tensors& g) -> Tensors {
       return {sum_to_shape(g[0], sa), sum_to_shape(g[0], sb)};
@@ -129,7 +160,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
-  Tensor y = binary_forward("sub", a, b, [](auto u, auto v) { return u - v; });
+  Tensor y = binary_forward("sub", a, b, [](auto u, auto v) { return u - v; }, 1);
   if (needs_grad({&a, &b})) {
     record("sub", {&a, &b}, {y}, [sa = a.shape(), sb = b.shape()](const Tensors& g) -> Tensors {
       return {sum_to_shape(g[0], sa), scale(sum_to_shape(g[0], sb), -1.0)};
@@ -139,7 +170,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 Tensor mul(const Tensor& a, const Tensor& b) {
-  Tensor y = binary_forward("mul", a, b, [](auto u, auto v) { return u * v; });
+  Tensor y = binary_forward("mul", a, b, [](auto u, auto v) { return u * v; }, 2);
   if (needs_grad({&a, &b})) {
     const bool grad_a = a.requires_grad(), grad_b = b.requires_grad();
     record("mul", {&a, &b}, {y},
@@ -153,10 +184,13 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor scale(const Tensor& x, double factor) {
-  detail::check_cpu_float("scale", {&x});
   Tensor y = empty_like(x);
   const int64_t n = x.numel();
-  dispatch_float(x.dtype(), "scale", [&](auto tag) {
+  if (detail::check_float("scale", {&x})) {
+#if PMPL_CUDA
+    cuda::scale(x.data<float>(), static_cast<float>(factor), y.data<float>(), n);
+#endif
+  } else dispatch_float(x.dtype(), "scale", [&](auto tag) {
     using T = decltype(tag);
     const T s = static_cast<T>(factor);
     const T* px = x.data<T>();
@@ -173,10 +207,16 @@ Tensor scale(const Tensor& x, double factor) {
 }
 
 void axpy_(Tensor& dst, double alpha, const Tensor& src) {
-  detail::check_cpu_float("axpy_", {&dst, &src});
+  const bool gpu = detail::check_float("axpy_", {&dst, &src});
   PMPL_CHECK(dst.shape() == src.shape(), "axpy_: shapes {} and {} differ", dst.shape().str(),
              src.shape().str());
   const int64_t n = dst.numel();
+  if (gpu) {
+#if PMPL_CUDA
+    cuda::axpy(dst.data<float>(), static_cast<float>(alpha), src.data<float>(), n);
+#endif
+    return;
+  }
   dispatch_float(dst.dtype(), "axpy_", [&](auto tag) {
     using T = decltype(tag);
     const T a = static_cast<T>(alpha);
@@ -188,8 +228,13 @@ void axpy_(Tensor& dst, double alpha, const Tensor& src) {
 }
 
 void scale_(const Tensor& x, double factor) {
-  detail::check_cpu_float("scale_", {&x});
   const int64_t n = x.numel();
+  if (detail::check_float("scale_", {&x})) {
+#if PMPL_CUDA
+    cuda::scale(x.data<float>(), static_cast<float>(factor), x.data<float>(), n);
+#endif
+    return;
+  }
   dispatch_float(x.dtype(), "scale_", [&](auto tag) {
     using T = decltype(tag);
     const T f = static_cast<T>(factor);

@@ -19,6 +19,25 @@ void check_cpu_float(const char* op, std::initializer_list<const Tensor*> tensor
   }
 }
 
+bool check_float(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t->defined()) continue;
+    if (first == nullptr) first = t;
+    PMPL_CHECK(t->device() == first->device(), "{}: tensors on {} and {}; move them to one device", op,
+               first->device().str(), t->device().str());
+  }
+  if (first == nullptr || first->device().is_cpu()) {
+    check_cpu_float(op, tensors);
+    return false;
+  }
+  for (const Tensor* t : tensors) {
+    PMPL_CHECK(!t->defined() || t->dtype() == DType::kF32, "{}: on a GPU this op takes f32 tensors, got {}", op,
+               dtype_name(t->dtype()));
+  }
+  return true;
+}
+
 void check_rank(const char* op, const char* what, const Tensor& x, int rank, const char* layout) {
   PMPL_CHECK(x.rank() == rank, "{}: {} must have {} dimensions [{}], got shape {}", op, what, rank,
              layout, x.shape().str());

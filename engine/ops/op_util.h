@@ -16,6 +16,9 @@ namespace pmpl::ops::detail {
 
 // All defined tensors are CPU tensors of one floating dtype (the first one's).
 void check_cpu_float(const char* op, std::initializer_list<const Tensor*> tensors);
+// For ops with a CUDA path: all defined tensors on one device, of one floating dtype (f32 or f64
+// on the CPU, f32 on a GPU). True when they are on a GPU.
+bool check_float(const char* op, std::initializer_list<const Tensor*> tensors);
 // `x` has `rank` dimensions; `layout` names them for the message ("N, H, W, C").
 void check_rank(const char* op, const char* what, const Tensor& x, int rank, const char* layout);
 // Output size of a window op, with a clear error when the window does not fit.

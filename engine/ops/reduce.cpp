@@ -4,6 +4,9 @@
 #include <algorithm>
 
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/reduce.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
@@ -18,6 +21,21 @@ Tensor sum_block(const Tensor& x, int first, int last) {
   Shape out_shape = s;
   for (int i = first; i <= last; ++i) out_shape[i] = 1;
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
+#if PMPL_CUDA
+  if (x.is_cuda()) {
+    if (outer == 1) {  // chunked column sums: parallel over rows as well as columns
+      const Tensor sums = Tensor::empty(Shape{inner}, DType::kF64, x.device());
+      const Tensor scratch = Tensor::empty(Shape{std::max<int64_t>(1, cuda::column_sums_scratch(reduced, inner))},
+                                           DType::kF64, x.device());
+      cuda::column_sums(x.data<float>(), nullptr, reduced, inner, sums.data<double>(), nullptr, scratch.data<double>());
+      cuda::doubles_to_floats(sums.data<double>(), 1.0, y.data<float>(), inner);
+    } else {
+      const int64_t in5[5] = {1, 1, outer, reduced, inner}, out5[5] = {1, 1, outer, 1, inner};
+      cuda::sum_to(x.data<float>(), in5, y.data<float>(), out5);
+    }
+    return y;
+  }
+#endif
   dispatch_float(x.dtype(), "sum", [&](auto tag) {
     using T = decltype(tag);
     const T* px = x.data<T>();
@@ -76,7 +94,7 @@ Tensor sum_raw(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
 
 Tensor sum_impl(const char* name, const Tensor& x, const std::vector<int>& axes_in, bool keepdim,
                 double factor) {
-  detail::check_cpu_float(name, {&x});
+  detail::check_float(name, {&x});
   const std::vector<int> axes = normalized_axes(x, axes_in);
   Tensor y = sum_raw(x, axes, keepdim);
   if (factor != 1.0) y = scale(y, factor);
