@@ -102,8 +102,8 @@ __global__ void normalize_kernel(const uint8_t* in, float* out, int64_t pixels, 
   }
 }
 
-__global__ void dropout_kernel(const float* in, float* out, int64_t n, float p, uint64_t seed, uint64_t offset) {
-  const float keep_scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(p)));
+__global__ void dropout_kernel(const float* in, float* out, int64_t n, float p, float keep_scale, uint64_t seed,
+                               uint64_t offset) {
   PMPL_FOR_EACH(i, n) {
     const bool keep = philox_uniform(seed, offset, static_cast<uint64_t>(i)) >= p;
     out[i] = keep ? in[i] * keep_scale : 0.0f;
@@ -189,9 +189,9 @@ void normalize_images(const uint8_t* in, float* out, int64_t pixels, const float
   check_launch();
 }
 
-void dropout(const float* in, float* out, int64_t n, float p, uint64_t seed, uint64_t offset) {
+void dropout(const float* in, float* out, int64_t n, float p, float keep_scale, uint64_t seed, uint64_t offset) {
   if (n == 0) return;
-  dropout_kernel<<<blocks_for(n), kThreads>>>(in, out, n, p, seed, offset);
+  dropout_kernel<<<blocks_for(n), kThreads>>>(in, out, n, p, keep_scale, seed, offset);
   check_launch();
 }
 

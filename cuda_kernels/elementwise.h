@@ -36,8 +36,9 @@ void weighted_sum(const Inputs& xs, int k, const float* w, float* y, int64_t n);
 // u8 [pixels, 3] -> float, x * scale[c] + shift[c].
 void normalize_images(const uint8_t* in, float* out, int64_t pixels, const float scale[3], const float shift[3]);
 
-// out[i] = keep ? in[i] / (1 - p) : 0, keep when the i-th uniform of (seed, offset) is >= p.
-void dropout(const float* in, float* out, int64_t n, float p, uint64_t seed, uint64_t offset);
+// out[i] = keep ? in[i] * keep_scale : 0, keep when the i-th uniform of (seed, offset) is >= p
+// (keep_scale = 1 / (1 - p), rounded by the caller as the CPU op rounds it).
+void dropout(const float* in, float* out, int64_t n, float p, float keep_scale, uint64_t seed, uint64_t offset);
 
 // channel_affine: y = act(x * scale + shift) over [rows, c] (scale may be null); act as
 // ops::ChannelActivation (0 none, 1 relu6, 2 hardswish).

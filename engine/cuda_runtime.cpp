@@ -80,6 +80,11 @@ void copy_device_to_device(void* dst, const void* src, size_t nbytes) {
   CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToDevice));
 }
 
+void copy_rows_device(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t rows) {
+  if (width == 0 || rows == 0) return;
+  CUDA_CHECK(cudaMemcpy2D(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice));
+}
+
 void synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
 std::string device_name() {
@@ -109,6 +114,7 @@ void memset(void*, int, size_t) { no_cuda(); }
 void copy_to_device(void*, const void*, size_t) { no_cuda(); }
 void copy_to_host(void*, const void*, size_t) { no_cuda(); }
 void copy_device_to_device(void*, const void*, size_t) { no_cuda(); }
+void copy_rows_device(void*, size_t, const void*, size_t, size_t, size_t) { no_cuda(); }
 void synchronize() { no_cuda(); }
 std::string device_name() { no_cuda(); }
 

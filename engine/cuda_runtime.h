@@ -22,6 +22,9 @@ void memset(void* device_ptr, int value, size_t nbytes);
 void copy_to_device(void* dst, const void* host_src, size_t nbytes);
 void copy_to_host(void* host_dst, const void* src, size_t nbytes);
 void copy_device_to_device(void* dst, const void* src, size_t nbytes);
+// `rows` rows of `width` bytes, row r from src + r * src_pitch to dst + r * dst_pitch (both on
+// the device): concat and split along an inner axis.
+void copy_rows_device(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width, size_t rows);
 // Waits for all work queued on the current device (timing, tests).
 void synchronize();
 // The current device's name ("NVIDIA H100 80GB HBM3").

@@ -99,7 +99,7 @@ void MetaPooling::fix(std::vector<PoolOp> ops) {
 std::vector<double> MetaPooling::probabilities() const {
   if (!alpha_.defined()) return {};
   NoGradGuard no_grad;
-  const Tensor p = ops::softmax(alpha_.detach().to(DType::kF64));
+  const Tensor p = ops::softmax(alpha_.detach().to(Device::cpu()).to(DType::kF64));
   return p.to_vector<double>();
 }
 
@@ -110,6 +110,9 @@ Tensor MetaPooling::forward_impl(const Tensor& x) {
       const Tensor y = run_pool_op(op, x, strip_.get());
       mixed = mixed.defined() ? ops::add(mixed, y) : y;
     }
+  } else if (x.is_cuda()) {
+    // On a GPU the fused op: the pools come from one read of x, and only the mixture is written.
+    mixed = ops::meta_pool_mix(x, strip_->forward(x), ops::softmax(alpha_));
   } else {
     // On the CPU the separate ops are faster than ops::meta_pool_mix (measured: 165 vs 95 img/s
     // for the w0.25 search step at 28 px): its backward recomputes the pools, and the CPU is

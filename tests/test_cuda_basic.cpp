@@ -11,9 +11,6 @@
 namespace pmpl {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                                  \
-  if (cuda::device_count() == 0)                                                          \
-  GTEST_SKIP() << (cuda::built_with_cuda() ? "no CUDA GPU visible" : "built without CUDA")
 
 TEST(Cuda, CopiesRoundTrip) {
   SKIP_WITHOUT_GPU();

@@ -7,9 +7,15 @@
 #include <functional>
 
 #include "engine/autograd.h"
+#include "engine/cuda_runtime.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "models/mobilenetv2.h"
+
+// GPU tests skip (not pass) where no GPU is visible, saying why.
+#define SKIP_WITHOUT_GPU()                                                                  \
+  if (::pmpl::cuda::device_count() == 0)                                                  \
+  GTEST_SKIP() << (::pmpl::cuda::built_with_cuda() ? "no CUDA GPU visible" : "built without CUDA")
 
 namespace pmpl::test {
 

@@ -15,6 +15,9 @@
 
 #include "engine/math.h"
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/batchnorm.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
@@ -37,13 +40,45 @@ void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T
   }
 }
 
+#if PMPL_CUDA
+// The GPU path: the same arithmetic in cuda_kernels/batchnorm.cu; mean and invstd stay on the
+// device for the backward.
+Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                       const Tensor& running_var, bool training, double momentum, double eps, bool relu6) {
+  const int64_t c = x.dim(-1), rows = detail::rows_of(x);
+  // Captured by the backward, so by value.
+  const auto scratch = [device = x.device(), rows, c] {
+    return Tensor::empty(Shape{std::max<int64_t>(1, cuda::batchnorm_scratch(rows, c))}, DType::kF64, device);
+  };
+  Tensor y = empty_like(x);
+  const Tensor stats = Tensor::empty(Shape{2 * c}, DType::kF64, x.device());
+  float* rm = running_mean.defined() ? running_mean.data<float>() : nullptr;
+  float* rv = running_var.defined() ? running_var.data<float>() : nullptr;
+  cuda::batchnorm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(), rm, rv, training, momentum, eps,
+                          relu6, y.data<float>(), stats.data<double>(), rows, c, scratch().data<double>());
+  if (needs_grad({&x, &gamma, &beta})) {
+    record("batch_norm", {&x, &gamma, &beta}, {y},
+           [xs = x.detach(), gs = gamma.detach(), bs = beta.detach(), stats, training, relu6, rows, c, scratch,
+            grad_x = x.requires_grad()](const Tensors& g) -> Tensors {
+             Tensor gx = grad_x ? empty_like(xs) : Tensor();
+             Tensor ggamma = empty_like(gs), gbeta = empty_like(gs);
+             cuda::batchnorm_backward(xs.data<float>(), gs.data<float>(), bs.data<float>(), g[0].data<float>(),
+                                      stats.data<double>(), training, relu6, grad_x ? gx.data<float>() : nullptr,
+                                      ggamma.data<float>(), gbeta.data<float>(), rows, c, scratch().data<double>());
+             return {gx, ggamma, gbeta};
+           });
+  }
+  return y;
+}
+#endif
+
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum, double eps,
                   BnActivation activation, const SumReducer* sync) {
   const bool relu6 = activation == BnActivation::kReLU6;
-  detail::check_cpu_float("batch_norm", {&x, &gamma, &beta, &running_mean, &running_var});
+  const bool gpu = detail::check_float("batch_norm", {&x, &gamma, &beta, &running_mean, &running_var});
   PMPL_CHECK(x.rank() >= 2, "batch_norm: input needs at least 2 dimensions [..., C], got {}",
              x.shape().str());
   const int64_t c = x.dim(-1), rows = detail::rows_of(x);
@@ -57,6 +92,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   PMPL_CHECK(!training || rows > 1 || sync != nullptr,
              "batch_norm: training needs more than one value per channel (input {})",
              x.shape().str());
+  if (gpu) {
+    PMPL_CHECK(sync == nullptr, "batch_norm: synchronised statistics (--sync-bn) are not available on GPUs yet; "
+                                "leave out --sync-bn");
+#if PMPL_CUDA
+    return batch_norm_cuda(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu6);
+#endif
+  }
   int64_t total_rows = rows;  // with sync: every process's rows
 
   // mean and invstd in double, shared with the backward.

@@ -5,6 +5,10 @@
 //   dx = d * scale, dscale = sum over rows of d * x, dshift = sum over rows of d.
 #include "engine/math.h"
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/elementwise.h"
+#include "cuda_kernels/reduce.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
@@ -46,10 +50,40 @@ void affine_rows(const T* x, const T* scale, const T* shift, T* y, int64_t rows,
   }
 }
 
+#if PMPL_CUDA
+// The GPU backward: d and dx in one pass, then the per-channel sums of d and d * x.
+Tensors channel_affine_grad_cuda(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& gy,
+                                 ChannelActivation act, bool grad_x, bool grad_s, bool grad_t) {
+  const int64_t c = x.dim(-1), rows = detail::rows_of(x);
+  const float* ps = scale.defined() ? scale.data<float>() : nullptr;
+  Tensor d = empty_like(x);
+  Tensor dx = grad_x ? (ps != nullptr ? empty_like(x) : d) : Tensor();
+  cuda::channel_affine_grad(x.data<float>(), ps, shift.data<float>(), gy.data<float>(), d.data<float>(),
+                            grad_x && ps != nullptr ? dx.data<float>() : nullptr, rows, c, static_cast<int>(act));
+  Tensor ds, dt;
+  if (grad_s || grad_t) {
+    const Tensor sums = Tensor::empty(Shape{2, c}, DType::kF64, x.device());
+    const Tensor scratch =
+        Tensor::empty(Shape{std::max<int64_t>(1, cuda::column_sums_scratch(rows, c))}, DType::kF64, x.device());
+    cuda::column_sums(d.data<float>(), x.data<float>(), rows, c, sums.data<double>(), sums.data<double>() + c,
+                      scratch.data<double>());
+    if (grad_t) {
+      dt = Tensor::empty(Shape{c}, DType::kF32, x.device());
+      cuda::doubles_to_floats(sums.data<double>(), 1.0, dt.data<float>(), c);
+    }
+    if (grad_s) {
+      ds = Tensor::empty(Shape{c}, DType::kF32, x.device());
+      cuda::doubles_to_floats(sums.data<double>() + c, 1.0, ds.data<float>(), c);
+    }
+  }
+  return {dx, ds, dt};
+}
+#endif
+
 }  // namespace
 
 Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, ChannelActivation act) {
-  detail::check_cpu_float("channel_affine", {&x, &scale, &shift});
+  const bool gpu = detail::check_float("channel_affine", {&x, &scale, &shift});
   PMPL_CHECK(x.rank() >= 1, "channel_affine: input needs a channel dimension, got {}", x.shape().str());
   const int64_t c = x.dim(-1), rows = detail::rows_of(x);
   PMPL_CHECK(shift.defined() && shift.rank() == 1 && shift.dim(0) == c, "channel_affine: shift must be [{}], got {}",
@@ -57,7 +91,12 @@ Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift,
   PMPL_CHECK(!scale.defined() || (scale.rank() == 1 && scale.dim(0) == c),
              "channel_affine: scale must be [{}], got {}", c, scale.shape().str());
   Tensor y = empty_like(x);
-  dispatch_float(x.dtype(), "channel_affine", [&](auto tag) {
+  if (gpu) {
+#if PMPL_CUDA
+    cuda::channel_affine(x.data<float>(), scale.defined() ? scale.data<float>() : nullptr, shift.data<float>(),
+                         y.data<float>(), rows, c, static_cast<int>(act));
+#endif
+  } else dispatch_float(x.dtype(), "channel_affine", [&](auto tag) {
     using T = decltype(tag);
     const T* ps = scale.defined() ? scale.data<T>() : nullptr;
     switch (act) {
@@ -77,6 +116,9 @@ Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift,
            [xs = x.detach(), ss = scale.defined() ? scale.detach() : Tensor(), ts = shift.detach(), act, rows, c,
             grad_x = x.requires_grad(), grad_s = scale.defined() && scale.requires_grad(),
             grad_t = shift.requires_grad()](const Tensors& g) -> Tensors {
+#if PMPL_CUDA
+             if (xs.is_cuda()) return channel_affine_grad_cuda(xs, ss, ts, g[0], act, grad_x, grad_s, grad_t);
+#endif
              Tensor d = empty_like(xs), dx, ds, dt;
              dispatch_float(xs.dtype(), "channel_affine", [&](auto tag) {
                using T = decltype(tag);

@@ -1,12 +1,17 @@
 // Dense conv2d, NHWC, through im2col + GEMM. The column matrix row of an output pixel is its
 // window in (ki, kj, c) order, which is exactly a weight row [kh, kw, Cin]: y = cols W^T,
 // dW = g^T cols, dcols = g W then scattered back (col2im). Images are processed in chunks so the
-// column buffer stays bounded; backward rebuilds the columns rather than keeping them.
+// column buffer stays bounded; backward rebuilds the columns rather than keeping them. On a GPU
+// the same steps run as cuda_kernels/im2col.cu kernels and cuBLAS (f32 only).
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/blas.h"
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/im2col.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
@@ -70,6 +75,45 @@ void col2im_add(const T* dcols, const ConvGeometry& g, int64_t images, T* dx) {
   }
 }
 
+// The three steps on the tensors' device: `gpu` is only ever true for float.
+template <class T>
+void gemm_on(bool gpu, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+             int64_t ldb, T beta, T* c, int64_t ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (gpu) return blas::gemm_device(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  }
+  blas::gemm<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);
+}
+
+#if PMPL_CUDA
+cuda::ConvShape cuda_shape(const ConvGeometry& g) {
+  return {g.h, g.w, g.cin, g.kh, g.kw, g.ho, g.wo, g.stride, g.padding};
+}
+#endif
+
+template <class T>
+void im2col_on(bool gpu, const T* x, const ConvGeometry& g, int64_t images, T* cols) {
+#if PMPL_CUDA
+  if constexpr (std::is_same_v<T, float>) {
+    if (gpu) return cuda::im2col(x, cuda_shape(g), images, cols);
+  }
+#endif
+  im2col(x, g, images, cols);
+}
+
+// dx of `images` whole images from their column gradients: the CPU adds into a zeroed dx, the
+// GPU's gather writes every element (the same sums, in the same order).
+template <class T>
+void col2im_on(bool gpu, const T* dcols, const ConvGeometry& g, int64_t images, T* dx) {
+#if PMPL_CUDA
+  if constexpr (std::is_same_v<T, float>) {
+    if (gpu) return cuda::col2im(dcols, cuda_shape(g), images, dx);
+  }
+#endif
+  std::fill(dx, dx + images * g.h * g.w * g.cin, T(0));
+  col2im_add(dcols, g, images, dx);
+}
+
 int64_t images_per_chunk(const ConvGeometry& g, size_t elem) {
   const size_t per_image = static_cast<size_t>(g.ho * g.wo * g.k()) * elem;
   return std::clamp<int64_t>(static_cast<int64_t>(kMaxColumnBytes / std::max<size_t>(per_image, 1)),
@@ -77,32 +121,33 @@ int64_t images_per_chunk(const ConvGeometry& g, size_t elem) {
 }
 
 template <class T>
-void conv_forward(const T* x, const T* w, T* y, const ConvGeometry& g) {
+void conv_forward(Device dev, const T* x, const T* w, T* y, const ConvGeometry& g) {
+  const bool gpu = dev.is_cuda();
   const int64_t chunk = images_per_chunk(g, sizeof(T));
   Tensor cols_buffer;
   if (!g.is_identity_window()) {
-    cols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * g.k()}, dtype_of<T>);
+    cols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * g.k()}, dtype_of<T>, dev);
   }
   for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
     const int64_t images = std::min(chunk, g.n - n0);
     const int64_t rows = images * g.ho * g.wo;
     const T* cols = x + n0 * g.h * g.w * g.cin;
     if (!g.is_identity_window()) {
-      im2col(cols, g, images, cols_buffer.data<T>());
+      im2col_on(gpu, cols, g, images, cols_buffer.data<T>());
       cols = cols_buffer.data<T>();
     }
-    blas::gemm<T>(false, true, rows, g.cout, g.k(), T(1), cols, g.k(), w, g.k(), T(0),
-                  y + n0 * g.ho * g.wo * g.cout, g.cout);
+    gemm_on<T>(gpu, false, true, rows, g.cout, g.k(), cols, g.k(), w, g.k(), T(0), y + n0 * g.ho * g.wo * g.cout,
+               g.cout);
   }
 }
 
 template <class T>
-void conv_backward(const T* x, const T* w, const T* gy, T* gx, T* gw, const ConvGeometry& g) {
+void conv_backward(Device dev, const T* x, const T* w, const T* gy, T* gx, T* gw, const ConvGeometry& g) {
+  const bool gpu = dev.is_cuda();
   const int64_t chunk = images_per_chunk(g, sizeof(T));
   const int64_t k = g.k();
-  Tensor cols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * k}, dtype_of<T>);
-  Tensor dcols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * k}, dtype_of<T>);
-  if (gx != nullptr) std::fill(gx, gx + g.n * g.h * g.w * g.cin, T(0));
+  Tensor cols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * k}, dtype_of<T>, dev);
+  Tensor dcols_buffer = Tensor::empty(Shape{chunk * g.ho * g.wo * k}, dtype_of<T>, dev);
   for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
     const int64_t images = std::min(chunk, g.n - n0);
     const int64_t rows = images * g.ho * g.wo;
@@ -110,20 +155,19 @@ void conv_backward(const T* x, const T* w, const T* gy, T* gx, T* gw, const Conv
     if (gw != nullptr) {
       const T* cols = x + n0 * g.h * g.w * g.cin;
       if (!g.is_identity_window()) {
-        im2col(cols, g, images, cols_buffer.data<T>());
+        im2col_on(gpu, cols, g, images, cols_buffer.data<T>());
         cols = cols_buffer.data<T>();
       }
-      blas::gemm<T>(true, false, g.cout, k, rows, T(1), gy_chunk, g.cout, cols, k,
-                    n0 == 0 ? T(0) : T(1), gw, k);
+      gemm_on<T>(gpu, true, false, g.cout, k, rows, gy_chunk, g.cout, cols, k, n0 == 0 ? T(0) : T(1), gw, k);
     }
     if (gx != nullptr) {
       T* gx_chunk = gx + n0 * g.h * g.w * g.cin;
       if (g.is_identity_window()) {
-        blas::gemm<T>(false, false, rows, k, g.cout, T(1), gy_chunk, g.cout, w, k, T(0), gx_chunk, k);
+        gemm_on<T>(gpu, false, false, rows, k, g.cout, gy_chunk, g.cout, w, k, T(0), gx_chunk, k);
       } else {
         T* dcols = dcols_buffer.data<T>();
-        blas::gemm<T>(false, false, rows, k, g.cout, T(1), gy_chunk, g.cout, w, k, T(0), dcols, k);
-        col2im_add(dcols, g, images, gx_chunk);
+        gemm_on<T>(gpu, false, false, rows, k, g.cout, gy_chunk, g.cout, w, k, T(0), dcols, k);
+        col2im_on(gpu, dcols, g, images, gx_chunk);
       }
     }
   }
@@ -132,7 +176,7 @@ void conv_backward(const T* x, const T* w, const T* gy, T* gx, T* gw, const Conv
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, int stride, int padding) {
-  detail::check_cpu_float("conv2d", {&x, &weight});
+  detail::check_float("conv2d", {&x, &weight});
   detail::check_rank("conv2d", "input", x, 4, "N, H, W, Cin");
   detail::check_rank("conv2d", "weight", weight, 4, "Cout, kh, kw, Cin");
   PMPL_CHECK(x.dim(3) == weight.dim(3), "conv2d: input has {} channels, weight expects {}",
@@ -144,7 +188,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, int stride, int padding) {
   Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.cout}, x.dtype(), x.device());
   dispatch_float(x.dtype(), "conv2d", [&](auto tag) {
     using T = decltype(tag);
-    conv_forward(x.data<T>(), weight.data<T>(), y.data<T>(), g);
+    conv_forward(x.device(), x.data<T>(), weight.data<T>(), y.data<T>(), g);
   });
   if (needs_grad({&x, &weight})) {
     const bool grad_x = x.requires_grad(), grad_w = weight.requires_grad();
@@ -154,7 +198,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, int stride, int padding) {
              Tensor gw = grad_w ? empty_like(ws) : Tensor();
              dispatch_float(xs.dtype(), "conv2d", [&](auto tag) {
                using T = decltype(tag);
-               conv_backward(xs.data<T>(), ws.data<T>(), gr[0].data<T>(),
+               conv_backward(xs.device(), xs.data<T>(), ws.data<T>(), gr[0].data<T>(),
                              grad_x ? gx.data<T>() : nullptr, grad_w ? gw.data<T>() : nullptr, g);
              });
              return {gx, gw};

@@ -3,21 +3,26 @@
 #include <cmath>
 
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/reduce.h"
+#endif
 
 namespace pmpl::ops {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing) {
-  detail::check_cpu_float("cross_entropy", {&logits});
+  const bool gpu = detail::check_float("cross_entropy", {&logits});
   detail::check_rank("cross_entropy", "logits", logits, 2, "N, K");
   PMPL_CHECK(labels.dtype() == DType::kI64 && labels.rank() == 1 && labels.dim(0) == logits.dim(0),
              "cross_entropy: labels must be i64 [{}], got {} {}", logits.dim(0),
              dtype_name(labels.dtype()), labels.shape().str());
-  PMPL_CHECK(labels.device().is_cpu(), "cross_entropy: labels must be on the CPU");
   PMPL_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
              "cross_entropy: label smoothing {} is outside [0, 1]", label_smoothing);
   const int64_t n = logits.dim(0), k = logits.dim(1);
   PMPL_CHECK(n > 0 && k > 0, "cross_entropy: empty logits {}", logits.shape().str());
-  const int64_t* y = labels.data<int64_t>();
+  // Labels are checked on the host (a GPU kernel would read out of bounds instead); the copy is
+  // a batch of integers.
+  const Tensor host_labels = labels.to(Device::cpu());
+  const int64_t* y = host_labels.data<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
     PMPL_CHECK(y[i] >= 0 && y[i] < k, "cross_entropy: label {} at position {} is outside [0, {})",
                y[i], i, k);
@@ -26,6 +31,23 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
   // Probabilities are kept for the backward; the loss sums in double.
   Tensor probs = empty_like(logits);
   Tensor loss = Tensor::empty(Shape{}, logits.dtype(), logits.device());
+  if (gpu) {
+#if PMPL_CUDA
+    const Tensor device_labels = labels.to(logits.device());
+    const Tensor row_loss = Tensor::empty(Shape{n}, DType::kF64, logits.device());
+    cuda::cross_entropy(logits.data<float>(), device_labels.data<int64_t>(), n, k, eps, probs.data<float>(),
+                        loss.data<float>(), row_loss.data<double>());
+    if (needs_grad({&logits})) {
+      record("cross_entropy", {&logits}, {loss}, [probs, device_labels, eps, n, k](const Tensors& g) -> Tensors {
+        Tensor gx = empty_like(probs);
+        cuda::cross_entropy_backward(probs.data<float>(), device_labels.data<int64_t>(), g[0].data<float>(), n, k, eps,
+                                     gx.data<float>());
+        return {gx};
+      });
+    }
+#endif
+    return loss;
+  }
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.data<T>();

@@ -1,16 +1,23 @@
 // Global average pooling ([N, H, W, C] -> [N, C]) and coordinate-attention strip pooling
 // ([N, H, W, C] -> [N, H + W, C]: per-row means over W, then per-column means over H).
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/reduce.h"
+#endif
 
 namespace pmpl::ops {
 
 Tensor global_avg_pool(const Tensor& x) {
-  detail::check_cpu_float("global_avg_pool", {&x});
+  const bool gpu = detail::check_float("global_avg_pool", {&x});
   detail::check_rank("global_avg_pool", "input", x, 4, "N, H, W, C");
   const int64_t n = x.dim(0), hw = x.dim(1) * x.dim(2), c = x.dim(3);
   PMPL_CHECK(hw > 0, "global_avg_pool: empty spatial size in {}", x.shape().str());
   Tensor y = Tensor::empty(Shape{n, c}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), "global_avg_pool", [&](auto tag) {
+  if (gpu) {
+#if PMPL_CUDA
+    cuda::global_avg_pool(x.data<float>(), y.data<float>(), n, hw, c);
+#endif
+  } else dispatch_float(x.dtype(), "global_avg_pool", [&](auto tag) {
     using T = decltype(tag);
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -23,6 +30,13 @@ Tensor global_avg_pool(const Tensor& x) {
   if (needs_grad({&x})) {
     record("global_avg_pool", {&x}, {y}, [shape = x.shape()](const Tensors& g) -> Tensors {
       const int64_t hw = shape[1] * shape[2];
+#if PMPL_CUDA
+      if (g[0].is_cuda()) {
+        Tensor gx = Tensor::empty(shape, DType::kF32, g[0].device());
+        cuda::global_avg_pool_backward(g[0].data<float>(), gx.data<float>(), shape[0], hw, shape[3]);
+        return {gx};
+      }
+#endif
       const Tensor g4 = g[0].reshape(Shape{shape[0], 1, 1, shape[3]});
       return {scale(detail::broadcast_to(g4, shape), 1.0 / static_cast<double>(hw))};
     });
@@ -31,12 +45,16 @@ Tensor global_avg_pool(const Tensor& x) {
 }
 
 Tensor strip_pool(const Tensor& x) {
-  detail::check_cpu_float("strip_pool", {&x});
+  const bool gpu = detail::check_float("strip_pool", {&x});
   detail::check_rank("strip_pool", "input", x, 4, "N, H, W, C");
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   PMPL_CHECK(h > 0 && w > 0, "strip_pool: empty spatial size in {}", x.shape().str());
   Tensor y = Tensor::empty(Shape{n, h + w, c}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), "strip_pool", [&](auto tag) {
+  if (gpu) {
+#if PMPL_CUDA
+    cuda::strip_pool(x.data<float>(), y.data<float>(), n, h, w, c);
+#endif
+  } else dispatch_float(x.dtype(), "strip_pool", [&](auto tag) {
     using T = decltype(tag);
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -68,7 +86,13 @@ Tensor strip_pool(const Tensor& x) {
   if (needs_grad({&x})) {
     record("strip_pool", {&x}, {y}, [shape = x.shape(), dtype = x.dtype()](const Tensors& g) -> Tensors {
       const int64_t n = shape[0], h = shape[1], w = shape[2], c = shape[3];
-      Tensor gx = Tensor::empty(shape, dtype);
+      Tensor gx = Tensor::empty(shape, dtype, g[0].device());
+#if PMPL_CUDA
+      if (gx.is_cuda()) {
+        cuda::strip_pool_backward(g[0].data<float>(), gx.data<float>(), n, h, w, c);
+        return {gx};
+      }
+#endif
       dispatch_float(dtype, "strip_pool", [&](auto tag) {
         using T = decltype(tag);
         const T* pg = g[0].data<T>();

@@ -1,6 +1,9 @@
 // matmul (2-D, optional transposes), linear and pointwise (1x1) conv: all one GEMM each way.
 #include "engine/blas.h"
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/elementwise.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
@@ -13,6 +16,18 @@ Tensor gemm_forward(const char* name, const Tensor& a, const Tensor& b, bool ta,
   PMPL_CHECK(k == kb, "{}: inner dimensions differ: {}{} x {}{}", name, a.shape().str(),
              ta ? "^T" : "", b.shape().str(), tb ? "^T" : "");
   Tensor y = Tensor::empty(Shape{m, n}, a.dtype(), a.device());
+  if (a.is_cuda()) {
+#if PMPL_CUDA
+    // The bias goes in as every row of y, then the product is added to it (beta 1).
+    if (bias.defined()) {
+      const cuda::Broadcast5 rows{{1, 1, 1, m, n}, {0, 0, 0, n, 1}, {0, 0, 0, 0, 1}};
+      cuda::binary(cuda::Binary::kSecond, y.data<float>(), bias.data<float>(), y.data<float>(), m * n, &rows);
+    }
+    blas::gemm_device(ta, tb, m, n, k, 1.0f, a.data<float>(), a.dim(1), b.data<float>(), b.dim(1),
+                      bias.defined() ? 1.0f : 0.0f, y.data<float>(), n);
+#endif
+    return y;
+  }
   dispatch_float(a.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
     T* py = y.data<T>();
@@ -38,7 +53,7 @@ Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
-  detail::check_cpu_float("matmul", {&a, &b});
+  detail::check_float("matmul", {&a, &b});
   detail::check_rank("matmul", "a", a, 2, "M, K");
   detail::check_rank("matmul", "b", b, 2, "K, N");
   Tensor y = gemm_forward("matmul", a, b, ta, tb, Tensor());
@@ -58,7 +73,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  detail::check_cpu_float("linear", {&x, &weight, &bias});
+  detail::check_float("linear", {&x, &weight, &bias});
   detail::check_rank("linear", "weight", weight, 2, "out, in");
   PMPL_CHECK(x.rank() >= 1 && x.dim(-1) == weight.dim(1),
              "linear: input {} does not end in the weight's {} input features", x.shape().str(),

@@ -5,6 +5,7 @@
 // is the constraint.
 #include <algorithm>
 #include <limits>
+#include <map>
 
 #include "engine/ops/op_util.h"
 
@@ -154,9 +155,30 @@ void avg_backward(const T* gy, T* gx, const PoolGeometry& g) {
   }
 }
 
+// On a GPU: the Meta-Pooling mixture kernels with a one-hot weight (the other terms add +0), so
+// the pools an enhancer is fixed to (stride 1, padding k / 2, k 3, 5 or 7) run there. Pools
+// outside that family are not on the GPU.
+Tensor pool_cuda(const char* name, const Tensor& x, int kernel, int stride, int padding, bool is_max) {
+  PMPL_CHECK(stride == 1 && padding == kernel / 2 && (kernel == 3 || kernel == 5 || kernel == 7),
+             "{}: on a GPU only stride 1, padding k / 2 and k 3, 5 or 7 (the enhancer's pools) are supported, got "
+             "k {} stride {} padding {}; run it on the CPU",
+             name, kernel, stride, padding);
+  // Made once per thread and device: a copy from pageable memory would wait for the GPU.
+  thread_local std::map<std::pair<int, int>, Tensor> weights;
+  const int slot = (is_max ? 2 : 5) + (kernel - 3) / 2;
+  Tensor& w = weights[{x.device().index, slot}];
+  if (!w.defined()) {
+    std::vector<float> one_hot(8, 0.0f);
+    one_hot[static_cast<size_t>(slot)] = 1.0f;
+    w = Tensor::from_vector(one_hot, Shape{8}, x.device());
+  }
+  return meta_pool_mix(x, x.detach(), w);
+}
+
 Tensor pool(const char* name, const Tensor& x, int kernel, int stride, int padding, bool is_max) {
-  detail::check_cpu_float(name, {&x});
+  const bool gpu = detail::check_float(name, {&x});
   detail::check_rank(name, "input", x, 4, "N, H, W, C");
+  if (gpu) return pool_cuda(name, x, kernel, stride, padding, is_max);
   PMPL_CHECK(padding <= kernel / 2, "{}: padding {} is more than half the kernel {}", name,
              padding, kernel);
   PMPL_CHECK(kernel <= 15, "{}: kernel {} is larger than the supported 15", name, kernel);

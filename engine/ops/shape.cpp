@@ -1,7 +1,8 @@
 // reshape (a view: tensors are contiguous), concat and split along any axis. These move bytes,
-// so they work for every dtype.
+// so they work for every dtype, on the CPU or within a GPU (pitched device copies).
 #include <cstring>
 
+#include "engine/cuda_runtime.h"
 #include "engine/ops/op_util.h"
 
 namespace pmpl::ops {
@@ -15,9 +16,18 @@ void outer_inner(const Shape& s, int axis, int64_t& outer, int64_t& inner) {
   for (int i = axis + 1; i < s.rank(); ++i) inner *= s[i];
 }
 
-void check_cpu(const char* op, const Tensor& x) {
-  PMPL_CHECK(x.device().is_cpu(),
-             "{}: this op has no CUDA kernel yet (issue 6); move the tensors to the CPU", op);
+// `outer` rows of `row` bytes from src (rows `src_pitch` apart) to dst (rows `dst_pitch` apart),
+// on the CPU or within one GPU.
+void copy_rows(Device device, char* dst, size_t dst_pitch, const char* src, size_t src_pitch, size_t row,
+               int64_t outer) {
+  if (device.is_cuda()) {
+    cuda::copy_rows_device(dst, dst_pitch, src, src_pitch, row, static_cast<size_t>(outer));
+    return;
+  }
+#pragma omp parallel for if (outer * static_cast<int64_t>(row) > (1 << 20))
+  for (int64_t o = 0; o < outer; ++o) {
+    std::memcpy(dst + static_cast<size_t>(o) * dst_pitch, src + static_cast<size_t>(o) * src_pitch, row);
+  }
 }
 
 }  // namespace
@@ -45,7 +55,13 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
                "permute: {} is not a permutation of 0..{}", fmt::join(dims, ","), rank - 1);
     inverse[static_cast<size_t>(d)] = i;
   }
-  check_cpu("permute", x);
+  if (x.is_cuda()) {  // rare on a GPU (layout changes of inputs and weights): through the host
+    Tensor y = permute(x.detach().to(Device::cpu()), dims).to(x.device());
+    if (needs_grad({&x})) {
+      record("permute", {&x}, {y}, [inverse](const Tensors& g) -> Tensors { return {permute(g[0], inverse)}; });
+    }
+    return y;
+  }
   // Walk the output in order; the input index advances by the permuted strides.
   std::vector<int64_t> out_dims(static_cast<size_t>(rank)), in_strides(static_cast<size_t>(rank));
   int64_t stride = 1;
@@ -88,13 +104,13 @@ Tensor concat(const Tensors& xs, int axis_in) {
   Shape out_shape = first.shape();
   out_shape[axis] = 0;
   for (const Tensor& x : xs) {
-    check_cpu("concat", x);
-    bool compatible = x.rank() == first.rank() && x.dtype() == first.dtype();
+    bool compatible = x.rank() == first.rank() && x.dtype() == first.dtype() && x.device() == first.device();
     for (int i = 0; compatible && i < x.rank(); ++i) {
       compatible = i == axis || x.shape()[i] == first.shape()[i];
     }
-    PMPL_CHECK(compatible, "concat: {} {} does not fit {} {} along axis {}", x.shape().str(),
-               dtype_name(x.dtype()), first.shape().str(), dtype_name(first.dtype()), axis);
+    PMPL_CHECK(compatible, "concat: {} {} on {} does not fit {} {} on {} along axis {}", x.shape().str(),
+               dtype_name(x.dtype()), x.device().str(), first.shape().str(), dtype_name(first.dtype()),
+               first.device().str(), axis);
     out_shape[axis] += x.shape()[axis];
   }
   Tensor y = Tensor::empty(out_shape, first.dtype(), first.device());
@@ -108,10 +124,7 @@ Tensor concat(const Tensors& xs, int axis_in) {
     const size_t row = static_cast<size_t>(x.shape()[axis] * inner) * elem;
     const char* src = static_cast<const char*>(x.raw_data());
     char* dst = static_cast<char*>(y.raw_data()) + column;
-#pragma omp parallel for if (outer * static_cast<int64_t>(row) > (1 << 20))
-    for (int64_t o = 0; o < outer; ++o) {
-      std::memcpy(dst + static_cast<size_t>(o) * out_row, src + static_cast<size_t>(o) * row, row);
-    }
+    copy_rows(first.device(), dst, out_row, src, row, row, outer);
     column += row;
     sizes.push_back(x.shape()[axis]);
   }
@@ -128,7 +141,6 @@ Tensor concat(const Tensors& xs, int axis_in) {
 }
 
 Tensors split(const Tensor& x, const std::vector<int64_t>& sizes, int axis_in) {
-  check_cpu("split", x);
   const int axis = x.shape().normalize_axis(axis_in);
   int64_t total = 0;
   for (int64_t s : sizes) {
@@ -150,10 +162,7 @@ Tensors split(const Tensor& x, const std::vector<int64_t>& sizes, int axis_in) {
     const size_t row = static_cast<size_t>(s * inner) * elem;
     const char* src = static_cast<const char*>(x.raw_data()) + column;
     char* dst = static_cast<char*>(y.raw_data());
-#pragma omp parallel for if (outer * static_cast<int64_t>(row) > (1 << 20))
-    for (int64_t o = 0; o < outer; ++o) {
-      std::memcpy(dst + static_cast<size_t>(o) * row, src + static_cast<size_t>(o) * in_row, row);
-    }
+    copy_rows(x.device(), dst, row, src, in_row, row, outer);
     column += row;
     ys.push_back(y);
   }

@@ -2,6 +2,9 @@
 #include <cmath>
 
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/reduce.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
@@ -28,18 +31,28 @@ void softmax_rows(const T* x, T* y, int64_t rows, int64_t k, bool log_out) {
 }
 
 Tensor softmax_impl(const char* name, const Tensor& x, bool log_out) {
-  detail::check_cpu_float(name, {&x});
+  const bool gpu = detail::check_float(name, {&x});
   PMPL_CHECK(x.rank() >= 1 && x.dim(-1) > 0, "{}: needs a non-empty last axis, got shape {}", name,
              x.shape().str());
   Tensor y = empty_like(x);
   const int64_t k = x.dim(-1), rows = detail::rows_of(x);
-  dispatch_float(x.dtype(), name, [&](auto tag) {
+  if (gpu) {
+#if PMPL_CUDA
+    cuda::softmax_rows(x.data<float>(), y.data<float>(), rows, k, log_out);
+#endif
+  } else dispatch_float(x.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
     softmax_rows(x.data<T>(), y.data<T>(), rows, k, log_out);
   });
   if (needs_grad({&x})) {
     record(name, {&x}, {y}, [ys = y.detach(), k, rows, log_out, name](const Tensors& g) -> Tensors {
       Tensor gx = empty_like(ys);
+#if PMPL_CUDA
+      if (ys.is_cuda()) {
+        cuda::softmax_rows_backward(ys.data<float>(), g[0].data<float>(), gx.data<float>(), rows, k, log_out);
+        return {gx};
+      }
+#endif
       dispatch_float(ys.dtype(), name, [&](auto tag) {
         using T = decltype(tag);
         const T* py = ys.data<T>();

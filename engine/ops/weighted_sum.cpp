@@ -1,22 +1,60 @@
 // weighted_sum: y = sum_k w[k] * x_k. The Meta-Pooling mixture without K broadcast multiplies and
 // K - 1 adds, each a full temporary; the backward's K dot products share one pass over dy.
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/elementwise.h"
+#include "cuda_kernels/reduce.h"
+#endif
 
 namespace pmpl::ops {
+namespace {
+
+#if PMPL_CUDA
+void weighted_sum_cuda(const Tensors& xs, const Tensor& w, Tensor& y) {
+  PMPL_CHECK(xs.size() <= static_cast<size_t>(cuda::kMaxWeighted), "weighted_sum: at most {} tensors on a GPU, got {}",
+             cuda::kMaxWeighted, xs.size());
+  cuda::Inputs in{};
+  for (size_t j = 0; j < xs.size(); ++j) in.p[j] = xs[j].data<float>();
+  cuda::weighted_sum(in, static_cast<int>(xs.size()), w.data<float>(), y.data<float>(), y.numel());
+}
+
+// gw[j] = sum_i gy[i] * x_j[i]: column sums of the one-column matrices, deterministic.
+Tensor weight_grad_cuda(const Tensor& gy, const Tensors& saved) {
+  const auto k = static_cast<int64_t>(saved.size());
+  const int64_t n = gy.numel();
+  const Tensor dots = Tensor::empty(Shape{k}, DType::kF64, gy.device());
+  const Tensor sums = Tensor::empty(Shape{1}, DType::kF64, gy.device());
+  const Tensor scratch =
+      Tensor::empty(Shape{std::max<int64_t>(1, cuda::column_sums_scratch(n, 1))}, DType::kF64, gy.device());
+  for (int64_t j = 0; j < k; ++j) {
+    cuda::column_sums(gy.data<float>(), saved[static_cast<size_t>(j)].data<float>(), n, 1, sums.data<double>(),
+                      dots.data<double>() + j, scratch.data<double>());
+  }
+  Tensor gw = Tensor::empty(Shape{k}, DType::kF32, gy.device());
+  cuda::doubles_to_floats(dots.data<double>(), 1.0, gw.data<float>(), k);
+  return gw;
+}
+#endif
+
+}  // namespace
 
 Tensor weighted_sum(const Tensors& xs, const Tensor& w) {
   PMPL_CHECK(!xs.empty(), "weighted_sum: no tensors given");
   const auto k = static_cast<int64_t>(xs.size());
   PMPL_CHECK(w.rank() == 1 && w.dim(0) == k, "weighted_sum: weights must be [{}], got {}", k, w.shape().str());
-  detail::check_cpu_float("weighted_sum", {&w});
+  const bool gpu = detail::check_float("weighted_sum", {&w});
   for (const Tensor& x : xs) {
-    detail::check_cpu_float("weighted_sum", {&w, &x});
+    detail::check_float("weighted_sum", {&w, &x});
     PMPL_CHECK(x.shape() == xs[0].shape(), "weighted_sum: shapes {} and {} differ", x.shape().str(),
                xs[0].shape().str());
   }
   Tensor y = empty_like(xs[0]);
   const int64_t n = y.numel();
-  dispatch_float(w.dtype(), "weighted_sum", [&](auto tag) {
+  if (gpu) {
+#if PMPL_CUDA
+    weighted_sum_cuda(xs, w, y);
+#endif
+  } else dispatch_float(w.dtype(), "weighted_sum", [&](auto tag) {
     using T = decltype(tag);
     std::vector<const T*> px;
     for (const Tensor& x : xs) px.push_back(x.data<T>());
@@ -50,11 +88,17 @@ Tensor weighted_sum(const Tensors& xs, const Tensor& w) {
     record("weighted_sum", inputs, {y},
            [saved, want, ws = w.detach(), grad_w = w.requires_grad(), k](const Tensors& g) -> Tensors {
              Tensors out(static_cast<size_t>(k) + 1);
-             const std::vector<double> weights = ws.to(DType::kF64).to_vector<double>();
+             const std::vector<double> weights = ws.to(Device::cpu()).to(DType::kF64).to_vector<double>();
              for (int64_t j = 0; j < k; ++j) {
                if (want[static_cast<size_t>(j)]) out[static_cast<size_t>(j)] = scale(g[0], weights[static_cast<size_t>(j)]);
              }
              if (!grad_w) return out;
+#if PMPL_CUDA
+             if (ws.is_cuda()) {
+               out[static_cast<size_t>(k)] = weight_grad_cuda(g[0], saved);
+               return out;
+             }
+#endif
              Tensor gw = empty_like(ws);
              dispatch_float(ws.dtype(), "weighted_sum", [&](auto tag) {
                using T = decltype(tag);

@@ -1,0 +1,355 @@
+// Every op with a CUDA path against its CPU reference: the same random (never zero) f32 inputs
+// and upstream gradient on both devices, outputs and input gradients compared with stated
+// tolerances. Device allocations are NaN-poisoned in tests, so an element a kernel forgot to
+// write fails. Skipped where no GPU is visible (written without a GPU: compiled here, run by
+// tools/gpu_check.sh).
+//
+// Tolerances: 0 where both devices do the same float operations in the same order (per-element
+// ops; nvcc builds with -fmad=false, so no contraction changes a rounding); 1e-6 relative where
+// the only difference is the order of a double-accumulated sum rounded once to float; 1e-5 where
+// float GEMMs (cuBLAS vs oneDNN/OpenBLAS) or float sums in another order are involved: a K-term
+// float dot product in another order differs by up to ~K * 2^-24 relative to the sum of
+// magnitudes, 6e-6 for K = 100.
+#include <cmath>
+
+#include "engine/rng.h"
+#include "layers/meta_pooling.h"
+#include "models/registry.h"
+#include "tests/test_util.h"
+
+namespace pmpl {
+namespace {
+
+struct Tol {
+  double atol, rtol;
+};
+constexpr Tol kExact{0.0, 0.0};
+constexpr Tol kSumOrder{1e-6, 1e-6};
+constexpr Tol kFloatSums{1e-5, 1e-5};
+
+Tensor f32(const Shape& shape, uint64_t seed, double scale = 1.0) {
+  return test::random(shape, seed, false, scale, DType::kF32);
+}
+
+void expect_finite(const Tensor& t, const std::string& what) {
+  for (double v : test::as_doubles(t)) {
+    ASSERT_TRUE(std::isfinite(v)) << what << ": a non-finite value (an element left unwritten?)";
+  }
+}
+
+// Runs fn on CPU and GPU copies of `inputs` (those that require grad get gradients), backward
+// from the same random upstream gradient, and compares the output and each gradient.
+void expect_gpu_matches_cpu(const std::string& what, const std::function<Tensor(const Tensors&)>& fn,
+                            const Tensors& inputs, Tol out_tol, Tol grad_tol) {
+  SCOPED_TRACE(what);
+  Tensors outputs[2], grads[2];
+  Tensor upstream;
+  for (int gpu = 0; gpu < 2; ++gpu) {
+    const Device d = gpu ? Device::cuda() : Device::cpu();
+    Tensors xs;
+    for (const Tensor& x : inputs) {
+      Tensor c = x.detach().to(d);
+      if (x.requires_grad()) c = c.clone().set_requires_grad(true);
+      xs.push_back(c);
+    }
+    const Tensor y = fn(xs);
+    ASSERT_EQ(y.device(), d);
+    outputs[gpu].push_back(y.detach().to(Device::cpu()));
+    if (!y.requires_grad()) continue;
+    if (!upstream.defined()) upstream = f32(y.shape(), 99);
+    y.backward(upstream.to(d));
+    for (size_t i = 0; i < xs.size(); ++i) {
+      if (inputs[i].requires_grad()) grads[gpu].push_back(xs[i].grad().to(Device::cpu()));
+    }
+  }
+  expect_finite(outputs[1][0], what + " output");
+  test::expect_close(outputs[1][0], outputs[0][0], out_tol.atol, out_tol.rtol, what + " output");
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    const std::string name = what + " gradient " + std::to_string(i);
+    expect_finite(grads[1][i], name);
+    test::expect_close(grads[1][i], grads[0][i], grad_tol.atol, grad_tol.rtol, name);
+  }
+}
+
+Tensor grad_input(const Shape& shape, uint64_t seed, double scale = 1.0) {
+  return test::random(shape, seed, true, scale, DType::kF32);
+}
+
+TEST(CudaOps, Activations) {
+  SKIP_WITHOUT_GPU();
+  // Scale 4: values across every kink (0, 3, 6 and -3).
+  const Tensors in = {grad_input({3, 7, 5, 11}, 1, 4.0)};
+  expect_gpu_matches_cpu("relu", [](const Tensors& x) { return ops::relu(x[0]); }, in, kExact, kExact);
+  expect_gpu_matches_cpu("relu6", [](const Tensors& x) { return ops::relu6(x[0]); }, in, kExact, kExact);
+  expect_gpu_matches_cpu("hardswish", [](const Tensors& x) { return ops::hardswish(x[0]); }, in, kExact, kExact);
+  expect_gpu_matches_cpu("hardsigmoid", [](const Tensors& x) { return ops::hardsigmoid(x[0]); }, in, kExact,
+                         kExact);
+  // exp differs between the host's libm and CUDA's by an ulp or two.
+  expect_gpu_matches_cpu("sigmoid", [](const Tensors& x) { return ops::sigmoid(x[0]); }, in, kSumOrder, kSumOrder);
+}
+
+TEST(CudaOps, BinaryOpsAndTheirBroadcasts) {
+  SKIP_WITHOUT_GPU();
+  const std::vector<std::pair<Shape, Shape>> shapes = {
+      {{2, 5, 7, 6}, {2, 5, 7, 6}}, {{2, 5, 7, 6}, {2, 1, 7, 6}}, {{2, 5, 7, 6}, {6}}, {{2, 5, 1, 1}, {1, 1, 7, 6}}};
+  for (const auto& [sa, sb] : shapes) {
+    const Tensors in = {grad_input(sa, 1), grad_input(sb, 2)};
+    const std::string tag = " " + sa.str() + " " + sb.str();
+    // Gradients of a broadcast operand are double sums in another order.
+    expect_gpu_matches_cpu("add" + tag, [](const Tensors& x) { return ops::add(x[0], x[1]); }, in, kExact, kSumOrder);
+    expect_gpu_matches_cpu("sub" + tag, [](const Tensors& x) { return ops::sub(x[0], x[1]); }, in, kExact, kSumOrder);
+    expect_gpu_matches_cpu("mul" + tag, [](const Tensors& x) { return ops::mul(x[0], x[1]); }, in, kExact, kSumOrder);
+  }
+}
+
+TEST(CudaOps, ScaleAxpyAndSums) {
+  SKIP_WITHOUT_GPU();
+  const Tensors in = {grad_input({3, 9, 7, 5}, 3)};
+  expect_gpu_matches_cpu("scale", [](const Tensors& x) { return ops::scale(x[0], -0.37); }, in, kExact, kExact);
+  for (const std::vector<int>& axes : std::vector<std::vector<int>>{{}, {0}, {1, 2}, {3}, {0, 1, 2}}) {
+    const std::string tag = "axes " + std::to_string(axes.size()) + (axes.empty() ? "" : std::to_string(axes[0]));
+    expect_gpu_matches_cpu("sum " + tag, [axes](const Tensors& x) { return ops::sum(x[0], axes); }, in, kSumOrder,
+                           kExact);
+    expect_gpu_matches_cpu("mean " + tag, [axes](const Tensors& x) { return ops::mean(x[0], axes, true); }, in,
+                           kSumOrder, kExact);
+  }
+  Tensor dst[2];
+  const Tensor src = f32({1000}, 4), start = f32({1000}, 5);
+  for (int gpu = 0; gpu < 2; ++gpu) {
+    dst[gpu] = start.to(gpu ? Device::cuda() : Device::cpu()).clone();
+    ops::axpy_(dst[gpu], 0.625, src.to(dst[gpu].device()));
+    ops::scale_(dst[gpu], 1.5);
+  }
+  test::expect_close(dst[1].to(Device::cpu()), dst[0], 0.0, 0.0, "axpy_ then scale_");
+}
+
+TEST(CudaOps, WeightedSum) {
+  SKIP_WITHOUT_GPU();
+  Tensors in;
+  for (int j = 0; j < 8; ++j) in.push_back(grad_input({3, 9, 7, 5}, 10 + static_cast<uint64_t>(j)));
+  in.push_back(grad_input({8}, 20));
+  expect_gpu_matches_cpu(
+      "weighted_sum",
+      [](const Tensors& x) { return ops::weighted_sum(Tensors(x.begin(), x.begin() + 8), x[8]); }, in, kExact,
+      kSumOrder);
+}
+
+TEST(CudaOps, NormalizeImagesAndDropout) {
+  SKIP_WITHOUT_GPU();
+  Generator gen(7);
+  const Tensor bytes = Tensor::uniform({2, 9, 11, 3}, 0.0, 256.0, gen).to(DType::kU8);
+  const float mean[3] = {0.485f, 0.456f, 0.406f}, stddev[3] = {0.229f, 0.224f, 0.225f};
+  test::expect_close(ops::normalize_images(bytes.to(Device::cuda()), mean, stddev).to(Device::cpu()),
+                     ops::normalize_images(bytes, mean, stddev), 0.0, 0.0, "normalize_images");
+  for (double p : {0.2, 0.5}) {
+    expect_gpu_matches_cpu(
+        "dropout",
+        [p](const Tensors& x) {
+          Generator g(11);
+          return ops::dropout(x[0], p, true, g);
+        },
+        {grad_input({4, 1000}, 8)}, kExact, kExact);
+  }
+}
+
+TEST(CudaOps, ChannelAffine) {
+  SKIP_WITHOUT_GPU();
+  for (auto act : {ops::ChannelActivation::kNone, ops::ChannelActivation::kReLU6, ops::ChannelActivation::kHardswish}) {
+    for (bool with_scale : {true, false}) {
+      const Tensors in = {grad_input({2, 5, 7, 19}, 1, 3.0), grad_input({19}, 2), grad_input({19}, 3)};
+      expect_gpu_matches_cpu(
+          "channel_affine act " + std::to_string(static_cast<int>(act)) + (with_scale ? " scaled" : ""),
+          [act, with_scale](const Tensors& x) {
+            return ops::channel_affine(x[0], with_scale ? x[1] : Tensor(), x[2], act);
+          },
+          with_scale ? in : Tensors{in[0], in[1].detach(), in[2]}, kExact, kSumOrder);
+    }
+  }
+}
+
+TEST(CudaOps, SoftmaxAndCrossEntropy) {
+  SKIP_WITHOUT_GPU();
+  const Tensors in = {grad_input({37, 10}, 1, 3.0)};
+  expect_gpu_matches_cpu("softmax", [](const Tensors& x) { return ops::softmax(x[0]); }, in, kSumOrder, kSumOrder);
+  expect_gpu_matches_cpu("log_softmax", [](const Tensors& x) { return ops::log_softmax(x[0]); }, in, kSumOrder,
+                         kSumOrder);
+  std::vector<int64_t> labels;
+  for (int64_t i = 0; i < 37; ++i) labels.push_back((i * 7 + 3) % 10);
+  const Tensor host_labels = Tensor::from_vector(labels, Shape{37});
+  for (double eps : {0.0, 0.1}) {
+    for (bool labels_on_gpu : {false, true}) {
+      expect_gpu_matches_cpu(
+          "cross_entropy",
+          [&](const Tensors& x) {
+            return ops::cross_entropy(x[0], labels_on_gpu ? host_labels.to(x[0].device()) : host_labels, eps);
+          },
+          in, kSumOrder, kSumOrder);
+    }
+  }
+}
+
+TEST(CudaOps, GlobalAndStripPools) {
+  SKIP_WITHOUT_GPU();
+  for (const Shape& shape : std::vector<Shape>{{2, 7, 5, 13}, {3, 1, 1, 8}, {1, 14, 14, 40}}) {
+    const Tensors in = {grad_input(shape, 1)};
+    expect_gpu_matches_cpu("global_avg_pool " + shape.str(), [](const Tensors& x) { return ops::global_avg_pool(x[0]); },
+                           in, kSumOrder, kExact);
+    expect_gpu_matches_cpu("strip_pool " + shape.str(), [](const Tensors& x) { return ops::strip_pool(x[0]); }, in,
+                           kSumOrder, kExact);
+  }
+}
+
+TEST(CudaOps, BatchNormTrainingAndEval) {
+  SKIP_WITHOUT_GPU();
+  for (const Shape& shape : std::vector<Shape>{{4, 5, 7, 24}, {2, 3, 3, 13}, {300, 3}}) {
+    for (bool training : {true, false}) {
+      for (bool relu6 : {false, true}) {
+        const int64_t c = shape[shape.rank() - 1];
+        // A mean far from zero (as after ReLU6) and gamma with both signs.
+        const Tensor x = ops::add(f32(shape, 1, 2.0), Tensor::full({c}, 1.5)).set_requires_grad(true);
+        const Tensors in = {x, grad_input({c}, 2), grad_input({c}, 3)};
+        Tensor running[2][2];
+        int call = 0;
+        expect_gpu_matches_cpu(
+            "batch_norm " + shape.str() + (training ? " train" : " eval") + (relu6 ? " relu6" : ""),
+            [&](const Tensors& t) {
+              Tensor& mean = running[call][0];
+              Tensor& var = running[call][1];
+              mean = f32({c}, 4, 0.3).to(t[0].device());
+              var = ops::add(ops::mul(f32({c}, 5), f32({c}, 5)), Tensor::full({c}, 0.5)).to(t[0].device());
+              ++call;
+              return ops::batch_norm(t[0], t[1], t[2], mean, var, training, 0.1, 1e-5,
+                                     relu6 ? ops::BnActivation::kReLU6 : ops::BnActivation::kNone);
+            },
+            in, kFloatSums, Tol{1e-5, 1e-4});
+        for (int i = 0; i < 2; ++i) {
+          test::expect_close(running[1][i].to(Device::cpu()), running[0][i], 1e-6, 1e-6, "running statistics");
+        }
+      }
+    }
+  }
+}
+
+TEST(CudaOps, MatmulLinearAndPointwiseConv) {
+  SKIP_WITHOUT_GPU();
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      const Tensors in = {grad_input(ta ? Shape{23, 17} : Shape{17, 23}, 1), grad_input(tb ? Shape{19, 23} : Shape{23, 19}, 2)};
+      expect_gpu_matches_cpu("matmul " + std::to_string(ta) + std::to_string(tb),
+                             [ta, tb](const Tensors& x) { return ops::matmul(x[0], x[1], ta, tb); }, in, kFloatSums,
+                             kFloatSums);
+    }
+  }
+  expect_gpu_matches_cpu("linear", [](const Tensors& x) { return ops::linear(x[0], x[1], x[2]); },
+                         {grad_input({5, 7, 23}, 3), grad_input({31, 23}, 4), grad_input({31}, 5)}, kFloatSums,
+                         kFloatSums);
+  expect_gpu_matches_cpu("pointwise_conv", [](const Tensors& x) { return ops::pointwise_conv(x[0], x[1]); },
+                         {grad_input({2, 9, 7, 24}, 6), grad_input({40, 1, 1, 24}, 7)}, kFloatSums, kFloatSums);
+}
+
+TEST(CudaOps, DenseConv2d) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    Shape x, w;
+    int stride, padding;
+  };
+  // The stem (3x3 stride 2 from 3 channels, odd sizes), a 5x5, and a 1x1 (no column matrix).
+  for (const Case& c : std::vector<Case>{{{2, 17, 15, 3}, {8, 3, 3, 3}, 2, 1},
+                                         {{2, 9, 9, 5}, {6, 5, 5, 5}, 1, 2},
+                                         {{3, 4, 6, 7}, {5, 1, 1, 7}, 1, 0}}) {
+    expect_gpu_matches_cpu(
+        "conv2d " + c.x.str() + " " + c.w.str(),
+        [&c](const Tensors& x) { return ops::conv2d(x[0], x[1], c.stride, c.padding); },
+        {grad_input(c.x, 1), grad_input(c.w, 2)}, kFloatSums, kFloatSums);
+  }
+}
+
+TEST(CudaOps, MaxAndAvgPoolsOfTheEnhancer) {
+  SKIP_WITHOUT_GPU();
+  for (int k : {3, 5, 7}) {
+    for (const Shape& shape : std::vector<Shape>{{2, 9, 11, 6}, {1, 2, 3, 5}}) {
+      const Tensors in = {grad_input(shape, static_cast<uint64_t>(k))};
+      expect_gpu_matches_cpu("max_pool2d k" + std::to_string(k) + " " + shape.str(),
+                             [k](const Tensors& x) { return ops::max_pool2d(x[0], k, 1, k / 2); }, in, kExact, kExact);
+      // dx: a gather on the GPU, a scatter on the CPU: float sums in another order.
+      expect_gpu_matches_cpu("avg_pool2d k" + std::to_string(k) + " " + shape.str(),
+                             [k](const Tensors& x) { return ops::avg_pool2d(x[0], k, 1, k / 2); }, in, kExact,
+                             kSumOrder);
+    }
+  }
+  EXPECT_THROW(ops::max_pool2d(f32({1, 8, 8, 4}, 1).to(Device::cuda()), 3, 2, 1), Error);
+}
+
+TEST(CudaOps, ConcatSplitAndPermute) {
+  SKIP_WITHOUT_GPU();
+  const Tensors in = {grad_input({2, 3, 5, 4}, 1), grad_input({2, 3, 2, 4}, 2)};
+  expect_gpu_matches_cpu(
+      "concat then split",
+      [](const Tensors& x) {
+        const Tensor joined = ops::concat({x[0], x[1]}, 2);
+        const Tensors parts = ops::split(joined, {3, 4}, 2);
+        return ops::mul(parts[1], parts[1]);
+      },
+      in, kExact, kExact);
+  expect_gpu_matches_cpu("permute", [](const Tensors& x) { return ops::permute(x[0], {0, 3, 1, 2}); }, {in[0]}, kExact,
+                         kExact);
+}
+
+// Whole networks: eval logits are well conditioned; in training mode, batch statistics over a
+// tiny batch and ReLU6 kinks amplify float rounding (measured on the CPU: PyTorch's own f32 runs
+// differ from f64 by a median 0.8% per gradient tensor), so gradients are held to a median.
+void expect_network_matches(const std::string& name, MobileNetV2Config config) {
+  SCOPED_TRACE(name);
+  const Tensor x = f32({4, 32, 32, 3}, 1);
+  std::vector<int64_t> labels = {1, 3, 5, 7};
+  const Tensor y = Tensor::from_vector(labels, Shape{4});
+  Tensor eval_logits[2], loss[2];
+  std::vector<NamedParameter> params[2];
+  for (int gpu = 0; gpu < 2; ++gpu) {
+    const Device d = gpu ? Device::cuda() : Device::cpu();
+    const auto model = build_model(name, config);
+    model->to(d);
+    model->eval();
+    {
+      NoGradGuard no_grad;
+      eval_logits[gpu] = model->forward(x.to(d)).to(Device::cpu());
+    }
+    model->train();
+    const Tensor l = ops::cross_entropy(model->forward(x.to(d)), y, 0.1);
+    l.backward();
+    loss[gpu] = l.to(Device::cpu());
+    params[gpu] = model->parameters();
+  }
+  expect_finite(eval_logits[1], "eval logits");
+  test::expect_close(eval_logits[1], eval_logits[0], 1e-4, 1e-4, "eval logits");
+  test::expect_close(loss[1], loss[0], 1e-4, 1e-4, "training loss");
+  std::vector<double> errors;
+  for (size_t i = 0; i < params[0].size(); ++i) {
+    const std::vector<double> a = test::as_doubles(params[1][i].tensor.grad()), b = test::as_doubles(params[0][i].tensor.grad());
+    double diff = 0.0, norm = 0.0;
+    for (size_t j = 0; j < a.size(); ++j) {
+      ASSERT_TRUE(std::isfinite(a[j])) << params[0][i].name;
+      diff += (a[j] - b[j]) * (a[j] - b[j]);
+      norm += b[j] * b[j];
+    }
+    errors.push_back(std::sqrt(diff / std::max(norm, 1e-30)));
+  }
+  std::sort(errors.begin(), errors.end());
+  EXPECT_LT(errors[errors.size() / 2], 1e-2) << "median relative gradient error";
+  EXPECT_LT(errors.back(), 0.2) << "worst relative gradient error";
+}
+
+TEST(CudaOps, MobileNetV2MatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  expect_network_matches("mobilenetv2", test::tiny_config(10));
+}
+
+TEST(CudaOps, MetaPoolingSearchNetworkMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  // On the GPU the search runs ops::meta_pool_mix; on the CPU the separate ops.
+  expect_network_matches("mobilenetv2_mp", test::tiny_config(10));
+}
+
+}  // namespace
+}  // namespace pmpl
