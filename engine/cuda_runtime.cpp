@@ -32,6 +32,11 @@ void require_device(int device) {
              device, n);
 }
 
+void set_device(int device) {
+  require_device(device);
+  CUDA_CHECK(cudaSetDevice(device));
+}
+
 void* raw_malloc(size_t nbytes, int device) {
   CUDA_CHECK(cudaSetDevice(device));
   void* p = nullptr;
@@ -106,6 +111,7 @@ namespace {
 bool built_with_cuda() { return false; }
 int device_count() { return 0; }
 void require_device(int) { no_cuda(); }
+void set_device(int) { no_cuda(); }
 void* raw_malloc(size_t, int) { no_cuda(); }
 void raw_free(void*, int) { no_cuda(); }
 void* host_malloc_pinned(size_t, int) { no_cuda(); }

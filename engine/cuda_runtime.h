@@ -12,6 +12,8 @@ bool built_with_cuda();
 int device_count();
 // Throws pmpl::Error naming what is missing when `device` cannot be used.
 void require_device(int device);
+// Makes `device` this thread's current GPU (where kernels launch); checks it exists first.
+void set_device(int device);
 
 void* raw_malloc(size_t nbytes, int device);
 void raw_free(void* ptr, int device);

@@ -16,6 +16,9 @@
 #include "layers/meta_pooling.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
+#include "train/adam.h"
+#include "train/parameters.h"
+#include "train/sgd.h"
 
 namespace pmpl {
 namespace {
@@ -294,6 +297,38 @@ TEST(CudaOps, ConcatSplitAndPermute) {
       in, kExact, kExact);
   expect_gpu_matches_cpu("permute", [](const Tensors& x) { return ops::permute(x[0], {0, 3, 1, 2}); }, {in[0]}, kExact,
                          kExact);
+}
+
+// Optimiser steps share their per-element arithmetic (engine/kernels/optim.h): equal bit for
+// bit, with an inactive parameter left alone and weight decay only on the weights. The gradient
+// norm is a double sum in another order.
+TEST(CudaOps, OptimizersMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  Tensor values[2][3];
+  double norms[2];
+  for (int gpu = 0; gpu < 2; ++gpu) {
+    const Device d = gpu ? Device::cuda() : Device::cpu();
+    std::vector<NamedParameter> params = {{"a", f32({300}, 1).to(d), ParamKind::kWeight},
+                                          {"b", f32({7, 5}, 2).to(d), ParamKind::kWeight},
+                                          {"c", f32({8}, 3).to(d), ParamKind::kNoDecay}};
+    ParameterGroup group(params);
+    group.deactivate("b");
+    Sgd sgd(group, SgdOptions{0.9, true, 4e-5});
+    Adam adam(group, AdamOptions{});
+    for (int step = 0; step < 3; ++step) {
+      Tensor grads = group.grads();
+      grads.copy_(f32({group.numel()}, 10 + static_cast<uint64_t>(step), 10.0));
+      norms[gpu] = group.clip_gradients(5.0);
+      if (step == 1) adam.step();
+      else sgd.step(0.1);
+    }
+    for (int i = 0; i < 3; ++i) values[gpu][i] = params[static_cast<size_t>(i)].tensor.to(Device::cpu());
+    values[gpu][1] = sgd.momentum_buffer().to(Device::cpu());
+  }
+  EXPECT_NEAR(norms[1], norms[0], 1e-9 * norms[0]);
+  test::expect_close(values[1][0], values[0][0], 0.0, 0.0, "weights after SGD and Adam");
+  test::expect_close(values[1][1], values[0][1], 0.0, 0.0, "momentum buffer");
+  test::expect_close(values[1][2], values[0][2], 0.0, 0.0, "non-decayed parameters");
 }
 
 // Whole networks: eval logits are well conditioned; in training mode, batch statistics over a

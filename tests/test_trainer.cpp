@@ -8,10 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include "data/jpeg_encode.h"
+#include "engine/cuda_runtime.h"
 #include "engine/io/safetensors.h"
 #include "train/checkpoint.h"
 #include "train/pmpl.h"
 #include "train/trainer.h"
+#include "tests/test_util.h"
 
 namespace pmpl {
 namespace {
@@ -188,6 +190,81 @@ TEST(Pmpl, BadRunsStopWithOneClearError) {
   run_training(c);
   c.max_steps = 0;
   EXPECT_THROW(run_training(c), Error);
+}
+
+TEST(Pmpl, CudaDeviceWithoutAGpuIsAClearError) {
+  if (cuda::device_count() > 0) GTEST_SKIP() << "a GPU is present";
+  TempRun run("nogpu");
+  TrainConfig c = tiny_search(run.dir);
+  c.device = "cuda";
+  try {
+    run_training(c);
+    ADD_FAILURE() << "--device cuda without a GPU should stop";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_TRUE(what.find("no CUDA GPU") != std::string::npos || what.find("without CUDA") != std::string::npos)
+        << what;
+  }
+  c.device = "gpu";
+  EXPECT_THROW(run_training(c), Error);
+}
+
+// The search on a GPU follows the CPU's: after three steps (architecture steps included) every
+// tensor of the checkpoint is close to the CPU run's. Float sums in another order and ReLU6
+// kinks keep it from being exact, so the per-tensor relative error is held to a median and a
+// worst case; a wrong kernel or a missed update is off by O(1).
+TEST(CudaTrain, SearchOnTheGpuFollowsTheCpu) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
+  std::map<std::string, Tensor> runs[2];
+  TempRun cpu("cpu"), gpu("gpu");
+  for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
+    TrainConfig c = tiny_search(on_gpu ? gpu.dir : cpu.dir);
+    c.device = on_gpu ? "cuda" : "cpu";
+    c.save_interval = 1;
+    c.max_steps = 4;  // the checkpoint of step 3 stays
+    run_training(c);
+    for (const auto& [name, t] : load_safetensors(c.output + "/checkpoint-last.safetensors").tensors) {
+      runs[on_gpu][name] = t;
+    }
+  }
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  std::vector<double> errors;
+  for (const auto& [name, expected] : runs[0]) {
+    ASSERT_TRUE(runs[1].count(name)) << name;
+    if (!is_floating(expected.dtype())) continue;
+    const std::vector<double> a = test::as_doubles(runs[1][name]), b = test::as_doubles(expected);
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_TRUE(std::isfinite(a[i])) << name;
+      diff += (a[i] - b[i]) * (a[i] - b[i]);
+      norm += b[i] * b[i];
+    }
+    errors.push_back(std::sqrt(diff / std::max(norm, 1e-30)));
+  }
+  std::sort(errors.begin(), errors.end());
+  EXPECT_LT(errors[errors.size() / 2], 1e-4) << "median relative error per tensor";
+  EXPECT_LT(errors.back(), 1e-2) << "worst relative error per tensor";
+}
+
+// The GPU run is deterministic: killed and resumed, it ends bit for bit where an uninterrupted
+// GPU run ends (fixed-order reductions everywhere, no atomics).
+TEST(CudaTrain, ResumedGpuRunIsBitIdentical) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
+  TempRun full("gpu_full"), broken("gpu_broken");
+  TrainConfig c = tiny_search(full.dir);
+  c.device = "cuda";
+  ASSERT_TRUE(run_training(c).completed);
+  c.output = broken.dir;
+  c.max_steps = 3;
+  EXPECT_FALSE(run_training(c).completed);
+  TrainConfig again = tiny_search("");
+  again.device = "cuda";
+  again.resume = broken.dir;
+  ASSERT_TRUE(run_training(again).completed);
+  const auto expected = checkpoint_bytes(full.dir + "/checkpoint-last.safetensors");
+  const auto resumed = checkpoint_bytes(broken.dir + "/checkpoint-last.safetensors");
+  ASSERT_EQ(resumed.size(), expected.size());
+  for (const auto& [name, bytes] : expected) EXPECT_TRUE(resumed.at(name) == bytes) << name << " differs";
 }
 
 }  // namespace

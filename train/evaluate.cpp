@@ -11,10 +11,11 @@
 namespace pmpl {
 
 int64_t count_top_k(const Tensor& logits, const Tensor& labels, int k) {
-  const Tensor l = logits.to(DType::kF32);
+  const Tensor l = logits.to(Device::cpu()).to(DType::kF32);
+  const Tensor host_labels = labels.to(Device::cpu());
   const int64_t n = l.dim(0), classes = l.dim(1);
   const float* p = l.data<float>();
-  const int64_t* y = labels.data<int64_t>();
+  const int64_t* y = host_labels.data<int64_t>();
   int64_t hits = 0;
   for (int64_t r = 0; r < n; ++r) {
     const float* row = p + r * classes;
@@ -48,11 +49,13 @@ EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const Ev
   const bool was_training = model.training();
   model.eval();
   NoGradGuard no_grad;
+  const std::vector<NamedParameter> params = model.parameters();
+  const Device device = params.empty() ? Device::cpu() : params[0].tensor.device();
   EvalResult r;
   int64_t top1 = 0, top5 = 0;
   double loss_sum = 0.0;
   while (auto batch = loader.next()) {
-    const Tensor logits = model.forward(ops::normalize_images(batch->images, kImageMean, kImageStd));
+    const Tensor logits = model.forward(ops::normalize_images(batch->images.to(device), kImageMean, kImageStd));
     const int64_t n = logits.dim(0);
     loss_sum += ops::cross_entropy(logits, batch->labels, options.label_smoothing).item() * static_cast<double>(n);
     top1 += count_top_k(logits, batch->labels, 1);

@@ -1,8 +1,13 @@
 #include "train/parameters.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "engine/error.h"
+#if PMPL_CUDA
+#include "cuda_kernels/elementwise.h"
+#include "cuda_kernels/optim.h"
+#endif
 
 namespace pmpl {
 
@@ -63,6 +68,44 @@ bool ParameterGroup::active(const std::string& name) const {
 
 void ParameterGroup::set_requires_grad(bool on) {
   for (const NamedParameter& p : params_) p.tensor.impl()->requires_grad = on;
+}
+
+double ParameterGroup::clip_gradients(double max_norm) {
+  if (empty()) return 0.0;
+  double sq = 0.0;
+  if (grads_.is_cuda()) {
+#if PMPL_CUDA
+    int64_t longest = 0;
+    for (const auto& [begin, end] : ranges_) longest = std::max(longest, end - begin);
+    const Tensor total = Tensor::zeros(Shape{1}, DType::kF64, grads_.device());
+    const Tensor scratch = Tensor::empty(Shape{std::max<int64_t>(1, cuda::sum_squares_scratch(longest))}, DType::kF64,
+                                         grads_.device());
+    for (const auto& [begin, end] : ranges_) {
+      cuda::sum_squares(grads_.data<float>(), begin, end, total.data<double>(), scratch.data<double>());
+    }
+    sq = total.item();
+#endif
+  } else {
+    const float* g = grads_.data<float>();
+    for (const auto& [begin, end] : ranges_) {
+      for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(g[i]) * g[i];
+    }
+  }
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0.0 && norm > max_norm) {
+    const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
+    float* w = grads_.data<float>();
+    for (const auto& [begin, end] : ranges_) {
+      if (grads_.is_cuda()) {
+#if PMPL_CUDA
+        cuda::scale(w + begin, factor, w + begin, end - begin);
+#endif
+      } else {
+        for (int64_t i = begin; i < end; ++i) w[i] *= factor;
+      }
+    }
+  }
+  return norm;
 }
 
 void ParameterGroup::zero_grad() {

@@ -2,6 +2,10 @@
 
 #include "engine/dispatch.h"
 #include "engine/error.h"
+#include "engine/kernels/optim.h"
+#if PMPL_CUDA
+#include "cuda_kernels/optim.h"
+#endif
 
 namespace pmpl {
 
@@ -11,9 +15,19 @@ Sgd::Sgd(ParameterGroup& group, SgdOptions options) : group_(group), options_(op
 
 void Sgd::step(double lr) {
   if (group_.empty()) return;
-  PMPL_CHECK(group_.values().device().is_cpu(), "SGD: CUDA parameters need the CUDA backend (issue 6)");
   const int64_t decay_end = group_.decay_numel();
   const bool first = steps_ == 0;
+  if (group_.values().is_cuda()) {
+#if PMPL_CUDA
+    for (const auto& [begin, end] : group_.active_ranges()) {
+      cuda::sgd_step(group_.values().data<float>(), group_.grads().data<float>(), buffer_.data<float>(), begin, end,
+                     decay_end, static_cast<float>(lr), static_cast<float>(options_.momentum),
+                     static_cast<float>(options_.weight_decay), options_.nesterov, first);
+    }
+#endif
+    ++steps_;
+    return;
+  }
   dispatch_float(group_.values().dtype(), "sgd", [&](auto tag) {
     using T = decltype(tag);
     T* w = group_.values().template data<T>();
@@ -24,12 +38,7 @@ void Sgd::step(double lr) {
     const bool nesterov = options_.nesterov;
     for (const auto& [begin, end] : group_.active_ranges()) {
 #pragma omp parallel for simd if (parallel: end - begin > 65536)
-      for (int64_t i = begin; i < end; ++i) {
-        const T d = g[i] + (i < decay_end ? wd * w[i] : T(0));
-        const T b = first ? d : mu * buf[i] + d;
-        buf[i] = b;
-        w[i] -= rate * (nesterov ? d + mu * b : b);
-      }
+      for (int64_t i = begin; i < end; ++i) kernels::sgd_update(w[i], g[i], buf[i], rate, mu, wd, i < decay_end, nesterov, first);
     }
   });
   ++steps_;

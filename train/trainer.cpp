@@ -15,6 +15,8 @@
 #include "data/loader.h"
 #include "engine/autograd.h"
 #include "engine/comm.h"
+#include "engine/comm_nccl.h"
+#include "engine/cuda_runtime.h"
 #include "engine/ops.h"
 #include "engine/rng.h"
 #include "layers/weights.h"
@@ -76,26 +78,6 @@ std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
   return p;
 }
 
-// Global L2 norm of the active gradients; scaled down to max_norm when above (torch's
-// clip_grad_norm_ with its 1e-6 guard).
-double clip_gradients(ParameterGroup& group, double max_norm) {
-  if (group.empty()) return 0.0;
-  double sq = 0.0;
-  const float* g = group.grads().data<float>();
-  for (const auto& [begin, end] : group.active_ranges()) {
-    for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(g[i]) * g[i];
-  }
-  const double norm = std::sqrt(sq);
-  if (max_norm > 0.0 && norm > max_norm) {
-    const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
-    float* w = group.grads().data<float>();
-    for (const auto& [begin, end] : group.active_ranges()) {
-      for (int64_t i = begin; i < end; ++i) w[i] *= factor;
-    }
-  }
-  return norm;
-}
-
 nlohmann::json enhancer_report(MobileNetV2& model) {
   nlohmann::json list = nlohmann::json::array();
   for (const auto& [name, e] : model.enhancers()) {
@@ -138,9 +120,14 @@ class Trainer {
 
   bool writer() const { return comm_.rank() == 0; }  // the one process that logs and saves
   void spread_state();
+  void choose_device();
+  // Collectives on the model's tensors: NCCL's when training on GPUs with several processes.
+  Communicator& tensor_comm() { return device_comm_ ? *device_comm_ : comm_; }
 
   TrainConfig cfg_;
   Communicator& comm_;
+  Device device_ = Device::cpu();
+  std::unique_ptr<Communicator> device_comm_;
   Progress progress_;
   std::unique_ptr<data::ImageFolder> train_set_, val_set_;
   std::shared_ptr<MobileNetV2> model_;
@@ -163,9 +150,23 @@ bool Trainer::searching() const {
   return false;
 }
 
+// --device cuda takes the GPU of this process's local rank (one GPU per process under mpirun);
+// cuda:N names one.
+void Trainer::choose_device() {
+  device_ = parse_device(cfg_.device);
+  if (device_.is_cpu()) return;
+  if (cfg_.device == "cuda") device_ = Device::cuda(comm_.local_rank());
+  cuda::set_device(device_.index);
+  PMPL_CHECK(!cfg_.sync_bn, "--sync-bn is not available on GPUs yet; leave it out (per-process statistics)");
+  if (comm_.world() > 1) {
+    PMPL_CHECK(built_with_nccl(), "training on GPUs with {} processes needs NCCL, and this pmpl was built without "
+                                  "it: rebuild with -DPMPL_NCCL=ON, or run one process",
+               comm_.world());
+    device_comm_ = make_nccl_comm(comm_, device_.index);
+  }
+}
+
 void Trainer::prepare() {
-  PMPL_CHECK(cfg_.device == "cpu",
-             "--device {}: training on a GPU needs the CUDA backend (issue 6); use --device cpu", cfg_.device);
   PMPL_CHECK(cfg_.epochs > 0, "--epochs must be positive, got {}", cfg_.epochs);
   PMPL_CHECK(cfg_.lr > 0 && cfg_.min_lr >= 0 && cfg_.min_lr <= cfg_.lr, "--lr must be positive and --min-lr in [0, lr]");
   PMPL_CHECK(cfg_.arch_split > 0 && cfg_.arch_split < 1, "--arch-split {} is outside (0, 1)", cfg_.arch_split);
@@ -177,6 +178,7 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.bucket_mb > 0, "--bucket-mb must be positive, got {}", cfg_.bucket_mb);
   set_comm_timeout(cfg_.comm_timeout);
   check_same_config(cfg_.to_json(), comm_);
+  choose_device();
   // Processes sharing a node share its cores: unless OMP_NUM_THREADS says otherwise, each takes
   // its part rather than all of them (oversubscribed OpenMP threads spin against each other).
   if (comm_.local_world() > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
@@ -200,6 +202,7 @@ void Trainer::prepare() {
   description_.config.seed = cfg_.seed;
   if (!cfg_.genotype.empty()) description_.config.genotype = Genotype::load(cfg_.genotype);
   model_ = build_model(description_.name, description_.config);
+  model_->to(device_);  // before the parameters are packed: the flat buffers live where they do
   search_ = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
 
   std::vector<NamedParameter> weights, arch;
@@ -207,7 +210,7 @@ void Trainer::prepare() {
   weights_ = std::make_unique<ParameterGroup>(std::move(weights));
   arch_ = std::make_unique<ParameterGroup>(std::move(arch));
   sgd_ = std::make_unique<Sgd>(*weights_, SgdOptions{cfg_.momentum, cfg_.nesterov, cfg_.weight_decay});
-  reducer_ = std::make_unique<GradientReducer>(*weights_, comm_, static_cast<int64_t>(cfg_.bucket_mb * (1 << 20)));
+  reducer_ = std::make_unique<GradientReducer>(*weights_, tensor_comm(), static_cast<int64_t>(cfg_.bucket_mb * (1 << 20)));
   if (cfg_.sync_bn) sync_batchnorm(*model_, comm_);
   adam_ = std::make_unique<Adam>(*arch_, AdamOptions{cfg_.arch_lr, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd});
 }
@@ -254,7 +257,7 @@ void Trainer::force_fix() {
 }
 
 Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
-  const Tensor out = model_->forward(ops::normalize_images(batch.images, kImageMean, kImageStd));
+  const Tensor out = model_->forward(ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd));
   if (logits != nullptr) *logits = out;
   return ops::cross_entropy(out, batch.labels, cfg_.label_smoothing);
 }
@@ -275,13 +278,13 @@ void Trainer::architecture_step() {
   loss.backward();
   weights_->set_requires_grad(true);
   if (comm_.world() > 1) {
-    comm_.all_reduce_sum(arch_->grads());
+    tensor_comm().all_reduce_sum(arch_->grads());
     ops::scale_(arch_->grads(), 1.0 / comm_.world());
   }
   adam_->step();
   // Rank 0's alphas everywhere: the fixing decisions, taken on every rank, then agree by
   // construction even if an all-reduce rounded differently on some rank.
-  if (comm_.world() > 1) comm_.broadcast(arch_->values(), 0);
+  if (comm_.world() > 1) tensor_comm().broadcast(arch_->values(), 0);
 }
 
 void Trainer::log(const nlohmann::json& line) {
@@ -296,7 +299,7 @@ void Trainer::log(const nlohmann::json& line) {
 // dropout draws from a stream of its own, offset from rank 0's.
 void Trainer::spread_state() {
   if (comm_.world() == 1) return;
-  broadcast_state(*model_, comm_);
+  broadcast_state(*model_, tensor_comm());
   Generator& dropout = model_->dropout_generator();
   Tensor position = Tensor::from_vector<int64_t>({static_cast<int64_t>(dropout.seed()), static_cast<int64_t>(dropout.offset())},
                                                  Shape{2});
@@ -476,7 +479,7 @@ TrainResult Trainer::run() {
       reducer_->backward(loss);
       interval_comm += reducer_->last_wait_seconds();
       arch_->set_requires_grad(true);
-      if (cfg_.clip_grad > 0) clip_gradients(*weights_, cfg_.clip_grad);
+      if (cfg_.clip_grad > 0) weights_->clip_gradients(cfg_.clip_grad);
       sgd_->step(lr);
       if (searching()) {
         check_fixing();

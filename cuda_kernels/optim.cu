@@ -1,0 +1,85 @@
+#include "cuda_kernels/optim.h"
+
+#include "engine/cuda_check.h"
+#include "engine/kernels/optim.h"
+
+namespace pmpl::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kPerBlock = 8192;  // elements one block of sum_squares reduces
+
+int blocks_for(int64_t n) {
+  const int64_t wanted = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(wanted < 65535 * 32 ? wanted : 65535 * 32);
+}
+
+#define PMPL_FOR_RANGE(i, begin, end)                                                                   \
+  for (int64_t i = (begin) + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (end); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+__global__ void sgd_kernel(float* w, const float* g, float* buf, int64_t begin, int64_t end, int64_t decay_end,
+                           float lr, float mu, float wd, bool nesterov, bool first) {
+  PMPL_FOR_RANGE(i, begin, end) {
+    kernels::sgd_update(w[i], g[i], buf[i], lr, mu, wd, i < decay_end, nesterov, first);
+  }
+}
+
+__global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end, float b1,
+                            float b2, float wd, float eps, float step_size, float root_c2) {
+  PMPL_FOR_RANGE(i, begin, end) {
+    kernels::adam_update(w[i], g[i], m[i], v[i], b1, b2, wd, eps, step_size, root_c2);
+  }
+}
+
+// Block b: the squares of [begin + b * kPerBlock, ...) in a fixed tree.
+__global__ void block_squares_kernel(const float* g, int64_t begin, int64_t end, double* partial) {
+  __shared__ double sums[kThreads];
+  const int64_t first = begin + static_cast<int64_t>(blockIdx.x) * kPerBlock;
+  const int64_t last = first + kPerBlock < end ? first + kPerBlock : end;
+  double s = 0.0;
+  for (int64_t i = first + threadIdx.x; i < last; i += kThreads) s += static_cast<double>(g[i]) * g[i];
+  sums[threadIdx.x] = s;
+  __syncthreads();
+  for (int width = kThreads / 2; width > 0; width /= 2) {
+    if (threadIdx.x < width) sums[threadIdx.x] += sums[threadIdx.x + width];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = sums[0];
+}
+
+__global__ void add_in_order_kernel(const double* partial, int64_t count, double* out) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  double s = 0.0;
+  for (int64_t i = 0; i < count; ++i) s += partial[i];
+  *out += s;
+}
+
+}  // namespace
+
+void sgd_step(float* w, const float* g, float* buf, int64_t begin, int64_t end, int64_t decay_end, float lr, float mu,
+              float wd, bool nesterov, bool first) {
+  if (end <= begin) return;
+  sgd_kernel<<<blocks_for(end - begin), kThreads>>>(w, g, buf, begin, end, decay_end, lr, mu, wd, nesterov, first);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+void adam_step(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end, float b1, float b2, float wd,
+               float eps, float step_size, float root_c2) {
+  if (end <= begin) return;
+  adam_kernel<<<blocks_for(end - begin), kThreads>>>(w, g, m, v, begin, end, b1, b2, wd, eps, step_size, root_c2);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+int64_t sum_squares_scratch(int64_t n) { return (n + kPerBlock - 1) / kPerBlock; }
+
+void sum_squares(const float* g, int64_t begin, int64_t end, double* out, double* scratch) {
+  if (end <= begin) return;
+  const int64_t blocks = sum_squares_scratch(end - begin);
+  block_squares_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(g, begin, end, scratch);
+  CUDA_CHECK(cudaGetLastError());
+  add_in_order_kernel<<<1, 1>>>(scratch, blocks, out);
+  CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace pmpl::cuda

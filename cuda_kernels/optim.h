@@ -1,0 +1,22 @@
+// Optimiser steps and the gradient norm on the GPU (float32, legacy default stream), over one
+// contiguous range [begin, end) of a ParameterGroup's flat buffers; arithmetic from
+// engine/kernels/optim.h. Written without a GPU: compiled here, checked against the CPU
+// optimisers by CudaOps.OptimizersMatchTheCpu where a GPU is present.
+#pragma once
+
+#include <cstdint>
+
+namespace pmpl::cuda {
+
+// Elements below decay_end take weight decay.
+void sgd_step(float* w, const float* g, float* buf, int64_t begin, int64_t end, int64_t decay_end, float lr, float mu,
+              float wd, bool nesterov, bool first);
+void adam_step(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end, float b1, float b2, float wd,
+               float eps, float step_size, float root_c2);
+
+// *out (device double) += sum of g[i]^2 over [begin, end): fixed blocks reduced in a fixed tree,
+// then the blocks in order, so the same for every run. `scratch`: sum_squares_scratch(n) doubles.
+int64_t sum_squares_scratch(int64_t n);
+void sum_squares(const float* g, int64_t begin, int64_t end, double* out, double* scratch);
+
+}  // namespace pmpl::cuda
