@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # One script for a GPU machine (a bare H100/H200 with CUDA, PyTorch, Nsight Compute and
 # compute-sanitizer, none of our Debian libraries, no network). It runs the build that
-# tools/gpu_bundle.sh prepared on a CPU machine (gpu_bundle/, carried over), in about 5 minutes:
+# tools/gpu_bundle.sh prepared on a CPU machine (gpu_bundle/, carried over), in about 5 minutes,
+# most important first (a run cut short by its time limit still leaves the earlier steps' logs):
 #   1. the GPU's facts and the bundle's missing libraries, if any;
-#   2. the CUDA tests (every CUDA op against the CPU reference) and the kernel-function tests;
-#   3. compute-sanitizer memcheck on the depthwise and enhancer kernels;
+#   2. the CUDA tests (every CUDA op and whole networks against the CPU reference, optimisers,
+#      GPU training against CPU training, resumed GPU run bit-identical) and the kernel-function
+#      tests;
+#   3. training throughput: pmpl bench train --device cuda for mobilenetv2 and mobilenetv2_mp at
+#      224, batch 256, beside tools/bench_torch_gpu.py (PyTorch eager, channels_last) with AMP
+#      bf16 and in float32;
 #   4. pmpl bench kernels beside tools/bench_kernels_torch.py (the same ops in PyTorch, cuDNN for
 #      the depthwise convolution) on this card;
-#   5. a summary table, also written as JSON.
+#   5. compute-sanitizer memcheck on the depthwise, enhancer, batchnorm, conv and optimiser kernels;
+#   6. a summary table, also written as JSON.
 # usage: tools/gpu_check.sh OUT_DIR      (with the device tool: tools/gpu_check.sh "$OUT")
 # Each step has its own time limit; a failing step is reported and the script goes on.
 set -uo pipefail
@@ -40,17 +46,25 @@ step gpu 30 bash -c "set -e; nvidia-smi --query-gpu=name,driver_version,memory.t
   nvcc --version | tail -1; python3 -c 'import torch; print(\"torch\", torch.__version__)'; \
   missing=\$(ldd $bundle/pmpl_tests $bundle/pmpl | grep 'not found' | sort -u); \
   if [[ -n \$missing ]]; then echo \"missing libraries: \$missing\"; exit 1; fi"
-step tests 240 "$bundle/pmpl_tests" --gtest_filter='Cuda.*:PoolMix.*:DepthwiseKernels.*' \
+step tests 200 "$bundle/pmpl_tests" --gtest_filter='Cuda.*:CudaOps.*:CudaTrain.*:PoolMix.*:DepthwiseKernels.*' \
   --gtest_output="json:$out/tests.json"
-step sanitizer 180 compute-sanitizer --tool memcheck --error-exitcode 3 \
-  "$bundle/pmpl_tests" --gtest_filter='Cuda.MetaPoolMix*:Cuda.Depthwise*'
-step torch_kernels 120 python3 tools/bench_kernels_torch.py --batch-size 64 --out "$out/torch_kernels.json"
-step pmpl_kernels 120 "$bundle/pmpl" bench kernels --batch-size 64 --baseline "$out/torch_kernels.json" \
+train_flags=(--batch-size 256 --input-size 224 --steps 10 --warmup 3)
+step torch_train 100 bash -c "set -e; for m in mobilenetv2 mobilenetv2_mp; do for amp in bf16 off; do \
+  python3 tools/bench_torch_gpu.py --model \$m ${train_flags[*]} --amp \$amp --out $out/torch_train_\$amp.json; \
+  done; done"
+step pmpl_train 120 bash -c "set -e; for m in mobilenetv2 mobilenetv2_mp; do \
+  $bundle/pmpl bench train --device cuda --model \$m ${train_flags[*]} --baseline $out/torch_train_off.json \
+  --json $out/pmpl_train_\$m.json; done"
+step torch_kernels 60 python3 tools/bench_kernels_torch.py --batch-size 64 --out "$out/torch_kernels.json"
+step pmpl_kernels 60 "$bundle/pmpl" bench kernels --batch-size 64 --baseline "$out/torch_kernels.json" \
   --json "$out/pmpl_kernels.json"
-echo "== training on the GPU: not yet (the trainer's CUDA path is issue 6's next part): skipped"
+step sanitizer 120 compute-sanitizer --tool memcheck --error-exitcode 3 "$bundle/pmpl_tests" \
+  --gtest_filter='Cuda.MetaPoolMix*:Cuda.Depthwise*:CudaOps.BatchNorm*:CudaOps.DenseConv2d:CudaOps.Optimizers*'
 
 echo "== summary"
-for name in gpu tests sanitizer torch_kernels pmpl_kernels; do printf '  %-14s %s\n' "$name" "${status[$name]}"; done
+for name in gpu tests torch_train pmpl_train torch_kernels pmpl_kernels sanitizer; do
+  printf '  %-14s %s\n' "$name" "${status[$name]:-not run}"
+done
 python3 - "$out" <<'PY'
 import json, os, sys
 out = sys.argv[1]
@@ -75,5 +89,34 @@ if os.path.exists(path):
         base = r.get("baseline_fwd_bwd_ms")
         print("  %-34s %11.3f %9s %8s" % (r["key"], r["fwd_bwd_ms"], "%.3f" % base if base else "-",
                                           "%.2fx" % (base / r["fwd_bwd_ms"]) if base else "-"))
+torch_runs = {}
+for amp in ("bf16", "off"):
+    path = os.path.join(out, "torch_train_%s.json" % amp)
+    if os.path.exists(path):
+        torch_runs[amp] = {r["key"]: r["img_per_s"] for r in json.load(open(path))["results"]}
+rows = []
+for model in ("mobilenetv2", "mobilenetv2_mp"):
+    path = os.path.join(out, "pmpl_train_%s.json" % model)
+    if not os.path.exists(path):
+        continue
+    r = json.load(open(path))["results"][0]
+    row = {"key": r["key"], "pmpl_f32_img_s": r["img_per_s"]}
+    for amp in ("off", "bf16"):
+        row["torch_%s_img_s" % amp] = torch_runs.get(amp, {}).get(r["key"])
+    rows.append(row)
+if rows:
+    summary["train"] = rows
+    print("  %-40s %10s %12s %12s %9s %9s" % ("training step", "pmpl f32", "torch f32", "torch bf16", "vs f32",
+                                                "vs bf16"))
+    for row in rows:
+        def ratio(amp):
+            base = row["torch_%s_img_s" % amp]
+            return "%.2fx" % (row["pmpl_f32_img_s"] / base) if base else "-"
+        print("  %-40s %10.1f %12s %12s %9s %9s" % (
+            row["key"], row["pmpl_f32_img_s"],
+            "%.1f" % row["torch_off_img_s"] if row["torch_off_img_s"] else "-",
+            "%.1f" % row["torch_bf16_img_s"] if row["torch_bf16_img_s"] else "-", ratio("off"), ratio("bf16")))
+    if len(rows) == 2:
+        print("  search step / plain step (pmpl): %.2f" % (rows[0]["pmpl_f32_img_s"] / rows[1]["pmpl_f32_img_s"]))
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
 PY
