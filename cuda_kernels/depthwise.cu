@@ -10,7 +10,7 @@ constexpr int kThreads = 256;
 
 int blocks_for(int64_t count) { return static_cast<int>((count + kThreads - 1) / kThreads); }
 
-__global__ void transpose_kernel(const float* src, float* dst, int64_t c, int64_t kk, bool to_channels_last) {
+__global__ void dw_transpose_kernel(const float* src, float* dst, int64_t c, int64_t kk, bool to_channels_last) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= c * kk) return;
   const int64_t ch = i / kk, t = i % kk;
@@ -19,7 +19,7 @@ __global__ void transpose_kernel(const float* src, float* dst, int64_t c, int64_
 }
 
 // One thread per output element, channels fastest (coalesced loads of every tap).
-__global__ void forward_kernel(const float* x, const float* wt, float* y, DwShape g) {
+__global__ void dw_forward_kernel(const float* x, const float* wt, float* y, DwShape g) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= g.n * g.ho * g.wo * g.c) return;
   const int64_t c = i % g.c, r = i / g.c, ow = r % g.wo, oh = (r / g.wo) % g.ho, n = r / (g.wo * g.ho);
@@ -27,7 +27,7 @@ __global__ void forward_kernel(const float* x, const float* wt, float* y, DwShap
 }
 
 // One thread per input element: it gathers from the outputs whose windows cover it.
-__global__ void backward_data_kernel(const float* gy, const float* wt, float* gx, DwShape g) {
+__global__ void dw_backward_data_kernel(const float* gy, const float* wt, float* gx, DwShape g) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= g.n * g.h * g.w * g.c) return;
   const int64_t c = i % g.c, r = i / g.c, iw = r % g.w, ih = (r / g.w) % g.h, n = r / (g.w * g.h);
@@ -35,7 +35,7 @@ __global__ void backward_data_kernel(const float* gy, const float* wt, float* gx
 }
 
 // grid.y = chunk: one thread per (tap, channel) sums the chunk's rows.
-__global__ void weight_chunks_kernel(const float* x, const float* gy, float* partials, DwShape g) {
+__global__ void dw_weight_chunks_kernel(const float* x, const float* gy, float* partials, DwShape g) {
   const int64_t per_chunk = g.k * g.k * g.c;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= per_chunk) return;
@@ -44,7 +44,7 @@ __global__ void weight_chunks_kernel(const float* x, const float* gy, float* par
 }
 
 // The chunks added in order: the same sums on every run.
-__global__ void weight_sum_kernel(const float* partials, float* gwt, int64_t chunks, int64_t per_chunk) {
+__global__ void dw_weight_sum_kernel(const float* partials, float* gwt, int64_t chunks, int64_t per_chunk) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= per_chunk) return;
   float acc = 0.0f;
@@ -56,21 +56,21 @@ __global__ void weight_sum_kernel(const float* partials, float* gwt, int64_t chu
 
 void dw_transpose_weight(const float* src, float* dst, int64_t c, int64_t kk, bool to_channels_last) {
   if (c * kk == 0) return;
-  transpose_kernel<<<blocks_for(c * kk), kThreads>>>(src, dst, c, kk, to_channels_last);
+  dw_transpose_kernel<<<blocks_for(c * kk), kThreads>>>(src, dst, c, kk, to_channels_last);
   CUDA_CHECK(cudaGetLastError());
 }
 
 void dw_forward(const float* x, const float* wt, float* y, const DwShape& g) {
   const int64_t count = g.n * g.ho * g.wo * g.c;
   if (count == 0) return;
-  forward_kernel<<<blocks_for(count), kThreads>>>(x, wt, y, g);
+  dw_forward_kernel<<<blocks_for(count), kThreads>>>(x, wt, y, g);
   CUDA_CHECK(cudaGetLastError());
 }
 
 void dw_backward_data(const float* gy, const float* wt, float* gx, const DwShape& g) {
   const int64_t count = g.n * g.h * g.w * g.c;
   if (count == 0) return;
-  backward_data_kernel<<<blocks_for(count), kThreads>>>(gy, wt, gx, g);
+  dw_backward_data_kernel<<<blocks_for(count), kThreads>>>(gy, wt, gx, g);
   CUDA_CHECK(cudaGetLastError());
 }
 
@@ -81,10 +81,10 @@ void dw_backward_weight(const float* x, const float* gy, float* gwt, float* part
     CUDA_CHECK(cudaMemset(gwt, 0, static_cast<size_t>(per_chunk) * sizeof(float)));
     return;
   }
-  weight_chunks_kernel<<<dim3(static_cast<unsigned>(blocks_for(per_chunk)), static_cast<unsigned>(chunks)), kThreads>>>(
+  dw_weight_chunks_kernel<<<dim3(static_cast<unsigned>(blocks_for(per_chunk)), static_cast<unsigned>(chunks)), kThreads>>>(
       x, gy, partials, g);
   CUDA_CHECK(cudaGetLastError());
-  weight_sum_kernel<<<blocks_for(per_chunk), kThreads>>>(partials, gwt, chunks, per_chunk);
+  dw_weight_sum_kernel<<<blocks_for(per_chunk), kThreads>>>(partials, gwt, chunks, per_chunk);
   CUDA_CHECK(cudaGetLastError());
 }
 

@@ -23,7 +23,7 @@ __device__ void position(int64_t i, const PoolMixShape& s, int64_t& n, int64_t& 
   n = r / s.h;
 }
 
-__global__ void forward_kernel(const float* x, const float* strip, const float* w, float* y, PoolMixShape s) {
+__global__ void pool_mix_forward_kernel(const float* x, const float* strip, const float* w, float* y, PoolMixShape s) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= elements(s)) return;
   int64_t n, h, ww, c;
@@ -35,7 +35,7 @@ __global__ void forward_kernel(const float* x, const float* strip, const float* 
 }
 
 // Pass 1: the taps of every output, and per block the sums dy * branch (double, a fixed tree).
-__global__ void taps_kernel(const float* x, const float* strip, const float* dy, uint8_t* taps, double* partials,
+__global__ void pool_mix_taps_kernel(const float* x, const float* strip, const float* dy, uint8_t* taps, double* partials,
                             PoolMixShape s) {
   __shared__ double sums[kWeights][kThreads];
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -63,7 +63,7 @@ __global__ void taps_kernel(const float* x, const float* strip, const float* dy,
 }
 
 // One block per weight: strided sums of the partials, then a fixed tree: deterministic.
-__global__ void reduce_kernel(const double* partials, int64_t count, float* dw) {
+__global__ void pool_mix_reduce_kernel(const double* partials, int64_t count, float* dw) {
   __shared__ double sums[kThreads];
   double acc = 0.0;
   for (int64_t b = threadIdx.x; b < count; b += kThreads) acc += partials[b * kWeights + blockIdx.x];
@@ -78,7 +78,7 @@ __global__ void reduce_kernel(const double* partials, int64_t count, float* dw) 
 
 // Pass 2: each input gathers from the outputs covering it, plus the skip term; the strip
 // branch's gradient is w[1] dy.
-__global__ void input_grad_kernel(const float* dy, const uint8_t* taps, const float* w, float* dx, float* dstrip,
+__global__ void pool_mix_input_grad_kernel(const float* dy, const uint8_t* taps, const float* w, float* dx, float* dstrip,
                                   PoolMixShape s) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= elements(s)) return;
@@ -98,7 +98,7 @@ __global__ void input_grad_kernel(const float* dy, const uint8_t* taps, const fl
 
 void pool_mix_forward(const float* x, const float* strip, const float* w, float* y, const PoolMixShape& s) {
   if (elements(s) == 0) return;
-  forward_kernel<<<blocks_for(elements(s)), kThreads>>>(x, strip, w, y, s);
+  pool_mix_forward_kernel<<<blocks_for(elements(s)), kThreads>>>(x, strip, w, y, s);
   CUDA_CHECK(cudaGetLastError());
 }
 
@@ -108,14 +108,14 @@ void pool_mix_backward(const float* x, const float* strip, const float* w, const
                        float* dw, uint8_t* taps, double* partials, const PoolMixShape& s) {
   if (elements(s) == 0) return;
   const int blocks = blocks_for(elements(s));
-  taps_kernel<<<blocks, kThreads>>>(x, strip, dy, taps, partials, s);
+  pool_mix_taps_kernel<<<blocks, kThreads>>>(x, strip, dy, taps, partials, s);
   CUDA_CHECK(cudaGetLastError());
   if (dw != nullptr) {
-    reduce_kernel<<<kWeights, kThreads>>>(partials, blocks, dw);
+    pool_mix_reduce_kernel<<<kWeights, kThreads>>>(partials, blocks, dw);
     CUDA_CHECK(cudaGetLastError());
   }
   if (dx != nullptr || dstrip != nullptr) {
-    input_grad_kernel<<<blocks, kThreads>>>(dy, taps, w, dx, dstrip, s);
+    pool_mix_input_grad_kernel<<<blocks, kThreads>>>(dy, taps, w, dx, dstrip, s);
     CUDA_CHECK(cudaGetLastError());
   }
 }

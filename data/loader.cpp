@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "data/image_decode.h"
 #include "data/resample.h"
 #include "data/transform.h"
 #include "engine/error.h"
+#include "engine/profile.h"
 #include "engine/rng.h"
 
 namespace pmpl::data {
@@ -182,6 +184,7 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
   const size_t image_bytes = static_cast<size_t>(s) * s * 3;
   uint8_t* images = slot.images.data<uint8_t>();
   int64_t* labels = slot.labels.data<int64_t>();
+  const ProfileRange batch_range("loader batch");
   for (int64_t row = 0; row < rows; ++row) {
     // A sample that fails is replaced by the next one in the rank's order that decodes.
     bool done = false;
@@ -195,6 +198,7 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
       dataset_.path_into(sample, buf.path);
       const std::string& path = buf.path;
       auto t = Clock::now();
+      std::optional<ProfileRange> stage(std::in_place, "read");
       bool ok = read_file(path, buf.file, buf.error);
       stats.read_ns += elapsed_ns(t);
       ImageHeader header;
@@ -209,6 +213,7 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
                                                     options_.min_crop_scale)
                               : eval_crop(header.width, header.height, s);
         t = Clock::now();
+        stage.emplace("decode");
         ok = decode_region(buf.file.data(), buf.file.size(), header, crop.box, s, s, buf.region, buf.error,
                            !options_.pillow_exact);
         stats.decode_ns += elapsed_ns(t);
@@ -226,6 +231,7 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
         continue;
       }
       t = Clock::now();
+      stage.emplace("resize");
       resample_rgb(buf.region.pixels.data(), buf.region.width, buf.region.height, buf.region.box, s, s,
                    crop.flip, images + static_cast<size_t>(row) * image_bytes, buf.scratch);
       stats.resize_ns += elapsed_ns(t);

@@ -3,6 +3,7 @@
 #include <unordered_map>
 
 #include "engine/ops.h"
+#include "engine/profile.h"
 
 namespace pmpl {
 namespace {
@@ -148,6 +149,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in) {
       const TensorMeta& meta = node->outputs()[i];
       grads[i] = Tensor::zeros(meta.shape, meta.dtype, meta.device);
     }
+    const ProfileRange range(node->name());
     const Tensors input_grads = node->apply(grads);
     grads.clear();
     PMPL_ASSERT(input_grads.size() == node->next().size(),

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/error.h"
+#include "engine/profile.h"
 
 namespace pmpl {
 namespace {
@@ -30,6 +31,7 @@ void convert_all(Module& m, Convert convert) {
 }  // namespace
 
 Tensor Module::forward(const Tensor& x) {
+  const ProfileRange range(type_name());
   Tensor y = forward_impl(x);
   if (g_recorder != nullptr && children_.empty()) g_recorder->records_.push_back({this, x.shape(), y.shape()});
   return y;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/error.h"
+#include "engine/profile.h"
 
 #ifdef PMPL_CUDA
 #include "engine/cuda_check.h"
@@ -56,6 +57,21 @@ TEST(Errors, MpiCheckDescribesTheCode) {
   EXPECT_NO_THROW(MPI_CHECK(MPI_SUCCESS));
 }
 #endif
+
+TEST(Errors, ProfileStepsAreAToBAndNeedCuda) {
+  EXPECT_FALSE(ProfileSteps::parse("").any());
+  for (const char* bad : {"5:3", "0:2", "3", "a:b", "3:", ":4", "1:2:3", "-1:2"}) {
+    EXPECT_NE(message_of([bad] { ProfileSteps::parse(bad); }).find("--profile-steps"), std::string::npos) << bad;
+  }
+#if PMPL_CUDA
+  const ProfileSteps s = ProfileSteps::parse("20:30");
+  EXPECT_TRUE(s.any());
+  EXPECT_EQ(s.first, 20);
+  EXPECT_EQ(s.last, 30);
+#else
+  EXPECT_NE(message_of([] { ProfileSteps::parse("20:30"); }).find("CUDA"), std::string::npos);
+#endif
+}
 
 }  // namespace
 }  // namespace pmpl

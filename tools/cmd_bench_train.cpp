@@ -14,6 +14,7 @@
 #include "engine/autograd.h"
 #include "engine/cuda_runtime.h"
 #include "engine/ops.h"
+#include "engine/profile.h"
 #include "engine/rng.h"
 #include "tools/bench_baseline.h"
 #include "tools/commands.h"
@@ -32,6 +33,7 @@ struct BenchTrainOptions {
   int warmup = 2;
   int threads = 0;
   std::string device = "cpu";
+  std::string profile_steps;
   std::string baseline;
   std::string json_out;
 };
@@ -46,6 +48,7 @@ void run_bench_train(const BenchTrainOptions& opt) {
              "bench train: --batch-size and --steps must be positive, --input-size at least 16");
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const Device device = parse_device(opt.device);
+  const ProfileSteps profile = ProfileSteps::parse(opt.profile_steps);
   if (device.is_cuda()) cuda::set_device(device.index);
   CachingAllocator& allocator = device.is_cuda() ? cuda_allocator(device.index) : cpu_allocator();
   auto model = build_model_from_flags(opt.model);
@@ -66,6 +69,8 @@ void run_bench_train(const BenchTrainOptions& opt) {
   size_t system_allocs_before = 0;
   for (int it = 0; it < opt.warmup + opt.steps; ++it) {
     if (it == opt.warmup) system_allocs_before = allocator.stats().system_allocs;
+    profile.before(it + 1);
+    const ProfileRange range("train step");
     const auto t0 = std::chrono::steady_clock::now();
     params.zero_grad();
     const Tensor loss = ops::cross_entropy(model->forward(x), labels, 0.1);
@@ -74,6 +79,7 @@ void run_bench_train(const BenchTrainOptions& opt) {
     if (device.is_cuda()) cuda::synchronize();  // the step's kernels, not just their launches
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     last_loss = loss.item();
+    profile.after(it + 1);
     if (it >= opt.warmup) step_ms.push_back(ms);
   }
   PMPL_CHECK(std::isfinite(last_loss), "bench train: the loss became {} (a bug; please report)", last_loss);
@@ -121,6 +127,8 @@ void add_bench_train_command(CLI::App* bench, Runner& run) {
   cmd->add_option("--warmup", opt->warmup, "Untimed steps first")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "OpenMP threads (default: all cores)");
   cmd->add_option("--device", opt->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--profile-steps", opt->profile_steps,
+                  "A:B: capture steps A..B (warm-up included, from 1) for Nsight Systems; see docs/PROFILING.md");
   cmd->add_option("--baseline", opt->baseline,
                   "JSON from tools/bench_torch_cpu.py (CPU) or tools/bench_torch_gpu.py (GPU): adds its img/s");
   cmd->add_option("--json", opt->json_out, "Also write the result to this JSON file");

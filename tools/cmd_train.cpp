@@ -102,6 +102,9 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_flag("--sync-bn", c->sync_bn, "Under mpirun: batchnorm statistics over every process's batch");
   cmd->add_option("--bucket-mb", c->bucket_mb, "Under mpirun: gradient all-reduce bucket size (MiB)")
       ->capture_default_str();
+  cmd->add_option("--profile-steps", c->profile_steps,
+                  "A:B: capture training steps A..B for Nsight Systems (nsys profile --capture-range=cudaProfilerApi; "
+                  "see docs/PROFILING.md)");
   cmd->add_option("--comm-timeout", c->comm_timeout,
                   "Under mpirun: seconds a collective may wait for the other processes before the job is ended")
       ->capture_default_str();

@@ -5,6 +5,7 @@
 #include "engine/dispatch.h"
 #include "engine/error.h"
 #include "engine/kernels/optim.h"
+#include "engine/profile.h"
 #if PMPL_CUDA
 #include "cuda_kernels/optim.h"
 #endif
@@ -20,6 +21,7 @@ Adam::Adam(ParameterGroup& group, AdamOptions options) : group_(group), options_
 
 void Adam::step() {
   if (group_.empty()) return;
+  const ProfileRange range("adam step");
   ++steps_;
   const double c1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
   const double c2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));

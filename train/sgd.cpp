@@ -3,6 +3,7 @@
 #include "engine/dispatch.h"
 #include "engine/error.h"
 #include "engine/kernels/optim.h"
+#include "engine/profile.h"
 #if PMPL_CUDA
 #include "cuda_kernels/optim.h"
 #endif
@@ -15,6 +16,7 @@ Sgd::Sgd(ParameterGroup& group, SgdOptions options) : group_(group), options_(op
 
 void Sgd::step(double lr) {
   if (group_.empty()) return;
+  const ProfileRange range("sgd step");
   const int64_t decay_end = group_.decay_numel();
   const bool first = steps_ == 0;
   if (group_.values().is_cuda()) {

@@ -18,6 +18,7 @@
 #include "engine/comm_nccl.h"
 #include "engine/cuda_runtime.h"
 #include "engine/ops.h"
+#include "engine/profile.h"
 #include "engine/rng.h"
 #include "layers/weights.h"
 #include "train/adam.h"
@@ -127,6 +128,7 @@ class Trainer {
   TrainConfig cfg_;
   Communicator& comm_;
   Device device_ = Device::cpu();
+  ProfileSteps profile_;
   std::unique_ptr<Communicator> device_comm_;
   Progress progress_;
   std::unique_ptr<data::ImageFolder> train_set_, val_set_;
@@ -176,6 +178,7 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.crop_scale > 0 && cfg_.crop_scale <= 1, "--crop-scale {} is outside (0, 1]", cfg_.crop_scale);
   PMPL_CHECK(!cfg_.output.empty(), "--output is required (the run's folder)");
   PMPL_CHECK(cfg_.bucket_mb > 0, "--bucket-mb must be positive, got {}", cfg_.bucket_mb);
+  profile_ = ProfileSteps::parse(cfg_.profile_steps);
   set_comm_timeout(cfg_.comm_timeout);
   check_same_config(cfg_.to_json(), comm_);
   choose_device();
@@ -265,6 +268,7 @@ Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
 // One Adam step on the open alphas: the weights are not differentiated (their part of the graph
 // is not even recorded up to the first enhancer).
 void Trainer::architecture_step() {
+  const ProfileRange range("architecture step");
   std::optional<data::Batch> batch = arch_loader_->next();
   if (!batch) {
     arch_loader_->start_epoch(++state_.arch_epoch);
@@ -465,6 +469,8 @@ TrainResult Trainer::run() {
       std::optional<data::Batch> batch = loader_->next();
       interval_wait += seconds_since(wait_start);
       if (!batch) break;
+      profile_.before(state_.global_step + 1);
+      std::optional<ProfileRange> step_range(std::in_place, "train step");
       if (searching()) architecture_step();
       const double lr = schedule.at(state_.global_step);
       arch_->set_requires_grad(false);
@@ -487,6 +493,8 @@ TrainResult Trainer::run() {
       }
       ++state_.global_step;
       ++state_.batch;
+      step_range.reset();
+      profile_.after(state_.global_step);
       interval_loss += loss_value;
       epoch_loss += loss_value;
       interval_hits += count_top_k(logits, batch->labels, 1);
@@ -539,6 +547,7 @@ TrainResult Trainer::run() {
                            {"seconds", seconds_since(epoch_start)}};
     const bool evaluate_now = last || (state_.epoch + 1) % cfg_.eval_interval == 0;
     if (evaluate_now) {
+      const ProfileRange range("evaluate");
       last_eval = evaluate(*model_, *val_set_, eo);
       line["val_top1"] = last_eval.top1;
       line["val_top5"] = last_eval.top5;
@@ -579,7 +588,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"force_fix_epoch", force_fix_epoch},
           {"fix_top", fix_top}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
           {"save_interval", save_interval}, {"limit_train", limit_train}, {"limit_val", limit_val},
-          {"sync_bn", sync_bn}, {"bucket_mb", bucket_mb}, {"comm_timeout", comm_timeout}};
+          {"sync_bn", sync_bn}, {"bucket_mb", bucket_mb}, {"comm_timeout", comm_timeout},
+          {"profile_steps", profile_steps}};
 }
 
 TrainResult run_training(const TrainConfig& config) { return Trainer(config).run(); }

@@ -69,6 +69,7 @@ struct TrainConfig {
   int64_t limit_val = 0;
   int64_t max_steps = 0;       // stop after this many steps as if killed (testing resume)
   bool quiet = false;          // no progress output (tests)
+  std::string profile_steps;   // "A:B": capture global steps A..B for Nsight Systems (empty: none)
 
   nlohmann::json to_json() const;
 };
