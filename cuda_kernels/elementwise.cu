@@ -1,23 +1,11 @@
 #include "cuda_kernels/elementwise.h"
 
-#include "engine/cuda_check.h"
+#include "cuda_kernels/launch.cuh"
 #include "engine/math.h"
 #include "engine/rng.h"
 
 namespace pmpl::cuda {
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) {
-  const int64_t wanted = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(wanted < 65535 * 32 ? wanted : 65535 * 32);
-}
-
-// A grid-stride loop over [0, n).
-#define PMPL_FOR_EACH(i, n)                                                                    \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);      \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 __device__ float unary_value(Unary op, float x) {
   switch (op) {
@@ -41,12 +29,14 @@ __device__ float unary_derivative(Unary op, float x) {
   return 1.0f;
 }
 
-__global__ void unary_forward_kernel(Unary op, const float* x, float* y, int64_t n) {
-  PMPL_FOR_EACH(i, n) y[i] = unary_value(op, x[i]);
+template <class S>
+__global__ void unary_forward_kernel(Unary op, const S* x, S* y, int64_t n) {
+  PMPL_FOR_EACH(i, n) store(y, i, unary_value(op, load(x, i)));
 }
 
-__global__ void unary_backward_kernel(Unary op, const float* x, const float* gy, float* gx, int64_t n) {
-  PMPL_FOR_EACH(i, n) gx[i] = unary_derivative(op, x[i]) * gy[i];
+template <class S>
+__global__ void unary_backward_kernel(Unary op, const S* x, const S* gy, S* gx, int64_t n) {
+  PMPL_FOR_EACH(i, n) store(gx, i, unary_derivative(op, load(x, i)) * load(gy, i));
 }
 
 __device__ float binary_value(Binary op, float a, float b) {
@@ -59,12 +49,13 @@ __device__ float binary_value(Binary op, float a, float b) {
   return a;
 }
 
-__global__ void binary_same_kernel(Binary op, const float* a, const float* b, float* y, int64_t n) {
-  PMPL_FOR_EACH(i, n) y[i] = binary_value(op, a[i], b[i]);
+template <class S>
+__global__ void binary_same_kernel(Binary op, const S* a, const S* b, S* y, int64_t n) {
+  PMPL_FOR_EACH(i, n) store(y, i, binary_value(op, load(a, i), load(b, i)));
 }
 
-__global__ void binary_broadcast_kernel(Binary op, const float* a, const float* b, float* y, int64_t n,
-                                        Broadcast5 p) {
+template <class S>
+__global__ void binary_broadcast_kernel(Binary op, const S* a, const S* b, S* y, int64_t n, Broadcast5 p) {
   PMPL_FOR_EACH(i, n) {
     int64_t rest = i, ao = 0, bo = 0;
     for (int axis = 4; axis >= 0; --axis) {
@@ -73,14 +64,18 @@ __global__ void binary_broadcast_kernel(Binary op, const float* a, const float* 
       ao += idx * p.a[axis];
       bo += idx * p.b[axis];
     }
-    y[i] = binary_value(op, a[ao], b[bo]);
+    store(y, i, binary_value(op, load(a, ao), load(b, bo)));
   }
 }
 
-__global__ void scale_kernel(const float* x, float f, float* y, int64_t n) { PMPL_FOR_EACH(i, n) y[i] = x[i] * f; }
+template <class S>
+__global__ void scale_kernel(const S* x, float f, S* y, int64_t n) {
+  PMPL_FOR_EACH(i, n) store(y, i, load(x, i) * f);
+}
 
-__global__ void axpy_kernel(float* dst, float alpha, const float* src, int64_t n) {
-  PMPL_FOR_EACH(i, n) dst[i] += alpha * src[i];
+template <class S>
+__global__ void axpy_kernel(S* dst, float alpha, const S* src, int64_t n) {
+  PMPL_FOR_EACH(i, n) store(dst, i, load(dst, i) + alpha * load(src, i));
 }
 
 __global__ void weighted_sum_kernel(Inputs xs, int k, const float* w, float* y, int64_t n) {
@@ -95,18 +90,20 @@ struct Affine3 {
   float scale[3], shift[3];
 };
 
-__global__ void normalize_kernel(const uint8_t* in, float* out, int64_t pixels, Affine3 a) {
+template <class S>
+__global__ void normalize_kernel(const uint8_t* in, S* out, int64_t pixels, Affine3 a) {
   PMPL_FOR_EACH(i, pixels * 3) {
     const int c = static_cast<int>(i % 3);
-    out[i] = static_cast<float>(in[i]) * a.scale[c] + a.shift[c];
+    store(out, i, static_cast<float>(in[i]) * a.scale[c] + a.shift[c]);
   }
 }
 
-__global__ void dropout_kernel(const float* in, float* out, int64_t n, float p, float keep_scale, uint64_t seed,
+template <class S>
+__global__ void dropout_kernel(const S* in, S* out, int64_t n, float p, float keep_scale, uint64_t seed,
                                uint64_t offset) {
   PMPL_FOR_EACH(i, n) {
     const bool keep = philox_uniform(seed, offset, static_cast<uint64_t>(i)) >= p;
-    out[i] = keep ? in[i] * keep_scale : 0.0f;
+    store(out, i, keep ? load(in, i) * keep_scale : 0.0f);
   }
 }
 
@@ -137,38 +134,55 @@ __global__ void channel_affine_grad_kernel(const float* x, const float* scale, c
   }
 }
 
-void check_launch() { CUDA_CHECK(cudaGetLastError()); }
-
 }  // namespace
 
-void unary_forward(Unary op, const float* x, float* y, int64_t n) {
+void unary_forward(Unary op, DType dtype, const void* x, void* y, int64_t n) {
   if (n == 0) return;
-  unary_forward_kernel<<<blocks_for(n), kThreads>>>(op, x, y, n);
+  dispatch_storage(dtype, "unary", [&](auto tag) {
+    using S = decltype(tag);
+    unary_forward_kernel<<<blocks_for(n), kThreads>>>(op, static_cast<const S*>(x), static_cast<S*>(y), n);
+  });
   check_launch();
 }
 
-void unary_backward(Unary op, const float* x, const float* gy, float* gx, int64_t n) {
+void unary_backward(Unary op, DType dtype, const void* x, const void* gy, void* gx, int64_t n) {
   if (n == 0) return;
-  unary_backward_kernel<<<blocks_for(n), kThreads>>>(op, x, gy, gx, n);
+  dispatch_storage(dtype, "unary", [&](auto tag) {
+    using S = decltype(tag);
+    unary_backward_kernel<<<blocks_for(n), kThreads>>>(op, static_cast<const S*>(x), static_cast<const S*>(gy),
+                                                       static_cast<S*>(gx), n);
+  });
   check_launch();
 }
 
-void binary(Binary op, const float* a, const float* b, float* y, int64_t n, const Broadcast5* plan) {
+void binary(Binary op, DType dtype, const void* a, const void* b, void* y, int64_t n, const Broadcast5* plan) {
   if (n == 0) return;
-  if (plan == nullptr) binary_same_kernel<<<blocks_for(n), kThreads>>>(op, a, b, y, n);
-  else binary_broadcast_kernel<<<blocks_for(n), kThreads>>>(op, a, b, y, n, *plan);
+  dispatch_storage(dtype, "binary", [&](auto tag) {
+    using S = decltype(tag);
+    const auto* pa = static_cast<const S*>(a);
+    const auto* pb = static_cast<const S*>(b);
+    auto* py = static_cast<S*>(y);
+    if (plan == nullptr) binary_same_kernel<<<blocks_for(n), kThreads>>>(op, pa, pb, py, n);
+    else binary_broadcast_kernel<<<blocks_for(n), kThreads>>>(op, pa, pb, py, n, *plan);
+  });
   check_launch();
 }
 
-void scale(const float* x, float factor, float* y, int64_t n) {
+void scale(DType dtype, const void* x, float factor, void* y, int64_t n) {
   if (n == 0) return;
-  scale_kernel<<<blocks_for(n), kThreads>>>(x, factor, y, n);
+  dispatch_storage(dtype, "scale", [&](auto tag) {
+    using S = decltype(tag);
+    scale_kernel<<<blocks_for(n), kThreads>>>(static_cast<const S*>(x), factor, static_cast<S*>(y), n);
+  });
   check_launch();
 }
 
-void axpy(float* dst, float alpha, const float* src, int64_t n) {
+void axpy(DType dtype, void* dst, float alpha, const void* src, int64_t n) {
   if (n == 0) return;
-  axpy_kernel<<<blocks_for(n), kThreads>>>(dst, alpha, src, n);
+  dispatch_storage(dtype, "axpy", [&](auto tag) {
+    using S = decltype(tag);
+    axpy_kernel<<<blocks_for(n), kThreads>>>(static_cast<S*>(dst), alpha, static_cast<const S*>(src), n);
+  });
   check_launch();
 }
 
@@ -178,20 +192,29 @@ void weighted_sum(const Inputs& xs, int k, const float* w, float* y, int64_t n) 
   check_launch();
 }
 
-void normalize_images(const uint8_t* in, float* out, int64_t pixels, const float scale[3], const float shift[3]) {
+void normalize_images(const uint8_t* in, void* out, DType out_dtype, int64_t pixels, const float scale[3],
+                      const float shift[3]) {
   if (pixels == 0) return;
   Affine3 a;
   for (int c = 0; c < 3; ++c) {
     a.scale[c] = scale[c];
     a.shift[c] = shift[c];
   }
-  normalize_kernel<<<blocks_for(3 * pixels), kThreads>>>(in, out, pixels, a);
+  dispatch_storage(out_dtype, "normalize_images", [&](auto tag) {
+    using S = decltype(tag);
+    normalize_kernel<<<blocks_for(3 * pixels), kThreads>>>(in, static_cast<S*>(out), pixels, a);
+  });
   check_launch();
 }
 
-void dropout(const float* in, float* out, int64_t n, float p, float keep_scale, uint64_t seed, uint64_t offset) {
+void dropout(DType dtype, const void* in, void* out, int64_t n, float p, float keep_scale, uint64_t seed,
+             uint64_t offset) {
   if (n == 0) return;
-  dropout_kernel<<<blocks_for(n), kThreads>>>(in, out, n, p, keep_scale, seed, offset);
+  dispatch_storage(dtype, "dropout", [&](auto tag) {
+    using S = decltype(tag);
+    dropout_kernel<<<blocks_for(n), kThreads>>>(static_cast<const S*>(in), static_cast<S*>(out), n, p, keep_scale,
+                                                seed, offset);
+  });
   check_launch();
 }
 

@@ -22,7 +22,14 @@ void launch(void* data, size_t count, uint64_t pattern) {
   CUDA_CHECK(cudaGetLastError());
 }
 
+__global__ void add_kernel(int64_t* counter, int64_t delta) { *counter += delta; }
+
 }  // namespace
+
+void add_to_counter(int64_t* counter, int64_t delta) {
+  add_kernel<<<1, 1>>>(counter, delta);
+  CUDA_CHECK(cudaGetLastError());
+}
 
 void fill_pattern(void* data, size_t count, size_t element_size, uint64_t pattern) {
   if (count == 0) return;

@@ -7,5 +7,7 @@
 namespace pmpl::cuda {
 
 void fill_pattern(void* data, size_t count, size_t element_size, uint64_t pattern);
+// *counter += delta in device memory, queued like a kernel (batchnorm's num_batches_tracked).
+void add_to_counter(int64_t* counter, int64_t delta);
 
 }  // namespace pmpl::cuda

@@ -1,18 +1,12 @@
 #include "cuda_kernels/im2col.h"
 
-#include "engine/cuda_check.h"
+#include "cuda_kernels/launch.cuh"
 
 namespace pmpl::cuda {
 namespace {
 
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) {
-  const int64_t wanted = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(wanted < 65535 * 32 ? wanted : 65535 * 32);
-}
-
-__global__ void im2col_kernel(const float* x, ConvShape g, int64_t total, float* cols) {
+template <class S>
+__global__ void im2col_kernel(const S* x, ConvShape g, int64_t total, S* cols) {
   const int64_t k = g.kh * g.kw * g.cin;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -21,11 +15,12 @@ __global__ void im2col_kernel(const float* x, ConvShape g, int64_t total, float*
     const int64_t ow = pixel % g.wo, oh = (pixel / g.wo) % g.ho, n = pixel / (g.wo * g.ho);
     const int64_t ih = oh * g.stride - g.padding + ki, iw = ow * g.stride - g.padding + kj;
     const bool inside = ih >= 0 && ih < g.h && iw >= 0 && iw < g.w;
-    cols[e] = inside ? x[((n * g.h + ih) * g.w + iw) * g.cin + c] : 0.0f;
+    cols[e] = inside ? x[((n * g.h + ih) * g.w + iw) * g.cin + c] : S(0.0f);
   }
 }
 
-__global__ void col2im_kernel(const float* dcols, ConvShape g, int64_t total, float* dx) {
+template <class S>
+__global__ void col2im_kernel(const S* dcols, ConvShape g, int64_t total, S* dx) {
   const int64_t k = g.kh * g.kw * g.cin;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -40,27 +35,33 @@ __global__ void col2im_kernel(const float* dcols, ConvShape g, int64_t total, fl
         const int64_t u = iw + g.padding - kj;
         if (u < 0 || u % g.stride != 0 || u / g.stride >= g.wo) continue;
         const int64_t ow = u / g.stride;
-        acc += dcols[((n * g.ho + oh) * g.wo + ow) * k + (ki * g.kw + kj) * g.cin + c];
+        acc += load(dcols, ((n * g.ho + oh) * g.wo + ow) * k + (ki * g.kw + kj) * g.cin + c);
       }
     }
-    dx[e] = acc;
+    store(dx, e, acc);
   }
 }
 
 }  // namespace
 
-void im2col(const float* x, const ConvShape& g, int64_t images, float* cols) {
+void im2col(DType dtype, const void* x, const ConvShape& g, int64_t images, void* cols) {
   const int64_t total = images * g.ho * g.wo * g.kh * g.kw * g.cin;
   if (total == 0) return;
-  im2col_kernel<<<blocks_for(total), kThreads>>>(x, g, total, cols);
-  CUDA_CHECK(cudaGetLastError());
+  dispatch_storage(dtype, "conv2d", [&](auto tag) {
+    using S = decltype(tag);
+    im2col_kernel<<<blocks_for(total), kThreads>>>(static_cast<const S*>(x), g, total, static_cast<S*>(cols));
+  });
+  check_launch();
 }
 
-void col2im(const float* dcols, const ConvShape& g, int64_t images, float* dx) {
+void col2im(DType dtype, const void* dcols, const ConvShape& g, int64_t images, void* dx) {
   const int64_t total = images * g.h * g.w * g.cin;
   if (total == 0) return;
-  col2im_kernel<<<blocks_for(total), kThreads>>>(dcols, g, total, dx);
-  CUDA_CHECK(cudaGetLastError());
+  dispatch_storage(dtype, "conv2d", [&](auto tag) {
+    using S = decltype(tag);
+    col2im_kernel<<<blocks_for(total), kThreads>>>(static_cast<const S*>(dcols), g, total, static_cast<S*>(dx));
+  });
+  check_launch();
 }
 
 }  // namespace pmpl::cuda

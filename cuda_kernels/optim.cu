@@ -1,18 +1,12 @@
 #include "cuda_kernels/optim.h"
 
-#include "engine/cuda_check.h"
+#include "cuda_kernels/launch.cuh"
 #include "engine/kernels/optim.h"
 
 namespace pmpl::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int64_t kPerBlock = 8192;  // elements one block of sum_squares reduces
-
-int blocks_for(int64_t n) {
-  const int64_t wanted = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(wanted < 65535 * 32 ? wanted : 65535 * 32);
-}
 
 #define PMPL_FOR_RANGE(i, begin, end)                                                                   \
   for (int64_t i = (begin) + static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (end); \
@@ -61,14 +55,14 @@ void sgd_step(float* w, const float* g, float* buf, int64_t begin, int64_t end, 
               float wd, bool nesterov, bool first) {
   if (end <= begin) return;
   sgd_kernel<<<blocks_for(end - begin), kThreads>>>(w, g, buf, begin, end, decay_end, lr, mu, wd, nesterov, first);
-  CUDA_CHECK(cudaGetLastError());
+  check_launch();
 }
 
 void adam_step(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end, float b1, float b2, float wd,
                float eps, float step_size, float root_c2) {
   if (end <= begin) return;
   adam_kernel<<<blocks_for(end - begin), kThreads>>>(w, g, m, v, begin, end, b1, b2, wd, eps, step_size, root_c2);
-  CUDA_CHECK(cudaGetLastError());
+  check_launch();
 }
 
 int64_t sum_squares_scratch(int64_t n) { return (n + kPerBlock - 1) / kPerBlock; }
@@ -77,9 +71,9 @@ void sum_squares(const float* g, int64_t begin, int64_t end, double* out, double
   if (end <= begin) return;
   const int64_t blocks = sum_squares_scratch(end - begin);
   block_squares_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(g, begin, end, scratch);
-  CUDA_CHECK(cudaGetLastError());
+  check_launch();
   add_in_order_kernel<<<1, 1>>>(scratch, blocks, out);
-  CUDA_CHECK(cudaGetLastError());
+  check_launch();
 }
 
 }  // namespace pmpl::cuda

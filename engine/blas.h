@@ -3,14 +3,17 @@
 
 #include <cstdint>
 
+#include "engine/dtype.h"
+
 namespace pmpl::blas {
 
 template <class T>
 void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, T alpha,
           const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
-// The same product on device pointers (cuBLAS, float32, row-major). Without CUDA: an error.
-void gemm_device(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The same product on device pointers (cuBLAS, row-major), all three matrices of `dtype` (f32,
+// or bf16 / f16 for mixed precision), accumulated in f32 (no TF32). Without CUDA: an error.
+void gemm_device(DType dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
+                 const void* a, int64_t lda, const void* b, int64_t ldb, float beta, void* c, int64_t ldc);
 
 }  // namespace pmpl::blas

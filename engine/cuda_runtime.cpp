@@ -100,6 +100,14 @@ std::string device_name() {
   return prop.name;
 }
 
+int compute_capability() {
+  int device = 0, major = 0, minor = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major * 10 + minor;
+}
+
 #else
 
 namespace {
@@ -123,6 +131,7 @@ void copy_device_to_device(void*, const void*, size_t) { no_cuda(); }
 void copy_rows_device(void*, size_t, const void*, size_t, size_t, size_t) { no_cuda(); }
 void synchronize() { no_cuda(); }
 std::string device_name() { no_cuda(); }
+int compute_capability() { no_cuda(); }
 
 #endif
 

@@ -31,5 +31,7 @@ void copy_rows_device(void* dst, size_t dst_pitch, const void* src, size_t src_p
 void synchronize();
 // The current device's name ("NVIDIA H100 80GB HBM3").
 std::string device_name();
+// The current device's compute capability as major * 10 + minor (90 for Hopper).
+int compute_capability();
 
 }  // namespace pmpl::cuda

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/hd.h"
 
@@ -79,5 +80,20 @@ struct f16 {
     return sign ? -magnitude : magnitude;
   }
 };
+
+template <class T>
+inline constexpr bool is_half_v = std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
+
+// Value conversion between any two element types; the 16-bit floats go through f32.
+template <class D, class S>
+PMPL_HD D cast_value(S s) {
+  if constexpr (is_half_v<S>) {
+    return cast_value<D>(static_cast<float>(s));
+  } else if constexpr (is_half_v<D>) {
+    return D(static_cast<float>(s));
+  } else {
+    return static_cast<D>(s);
+  }
+}
 
 }  // namespace pmpl

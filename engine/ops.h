@@ -117,9 +117,16 @@ Tensor global_avg_pool(const Tensor& x);  // [N, H, W, C] -> [N, C]
 Tensor strip_pool(const Tensor& x);
 
 // ---- input (engine/ops/normalize.cpp) ----
-// uint8 images [N, H, W, 3] to f32 (x / 255 - mean[c]) / std[c]: the model's first step (the
-// loader hands over bytes). Not recorded (inputs need no gradient).
-Tensor normalize_images(const Tensor& images, const float mean[3], const float stddev[3]);
+// uint8 images [N, H, W, 3] to (x / 255 - mean[c]) / std[c], computed in f32 and stored as
+// `dtype` (f32; bf16 or f16 on a GPU for mixed precision): the model's first step (the loader
+// hands over bytes). Not recorded (inputs need no gradient).
+Tensor normalize_images(const Tensor& images, const float mean[3], const float stddev[3],
+                        DType dtype = DType::kF32);
+
+// ---- mixed precision (engine/ops/cast.cpp) ----
+// x converted to `dtype` (the same tensor when it already is); the gradient goes back converted
+// to x's dtype, so an f32 parameter cast to bf16 for a layer still gets an f32 gradient.
+Tensor cast(const Tensor& x, DType dtype);
 
 // ---- regularisation (engine/ops/dropout.cpp) ----
 // Zeroes each element with probability p and scales the rest by 1/(1-p) (identity when not

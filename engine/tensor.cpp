@@ -10,6 +10,7 @@
 #include "engine/rng.h"
 
 #ifdef PMPL_CUDA
+#include "cuda_kernels/convert.h"
 #include "cuda_kernels/fill.h"
 #endif
 
@@ -163,7 +164,13 @@ Tensor& Tensor::copy_(const Tensor& src) {
   PMPL_CHECK(src.shape() == shape(), "copy_: source shape {} differs from destination shape {}",
              src.shape().str(), shape().str());
   if (src.dtype() != dtype()) {
-    // Conversions run on the host; device tensors take a round trip through it.
+#ifdef PMPL_CUDA
+    if (device().is_cuda() && src.device() == device()) {  // on the GPU, as the host would convert
+      cuda::convert(src.raw_data(), src.dtype(), raw_data(), dtype(), numel());
+      return *this;
+    }
+#endif
+    // Other conversions run on the host; device tensors take a round trip through it.
     const Tensor host_src = src.to(Device::cpu());
     Tensor host_dst = device().is_cpu() ? *this : empty(shape(), dtype(), Device::cpu());
     dispatch_all(dtype(), [&](auto dst_tag) {

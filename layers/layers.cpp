@@ -5,6 +5,9 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "layers/init.h"
+#if PMPL_CUDA
+#include "cuda_kernels/fill.h"
+#endif
 
 namespace pmpl {
 
@@ -26,10 +29,12 @@ int64_t Conv2d::macs(const Shape& input, const Shape& output) const {
   return per_image * kernel_ * kernel_ * weight_.dim(3);
 }
 
+// Weighted layers compute in their input's dtype: under mixed precision the f32 parameters are
+// cast (a recorded op, so their gradients arrive in f32) to the activations' bf16 or f16.
 Tensor Conv2d::forward_impl(const Tensor& x) {
-  Tensor y = (kernel_ == 1 && stride_ == 1) ? ops::pointwise_conv(x, weight_)
-                                             : ops::conv2d(x, weight_, stride_, kernel_ / 2);
-  return bias_.defined() ? ops::add(y, bias_) : y;
+  const Tensor w = ops::cast(weight_, x.dtype());
+  Tensor y = (kernel_ == 1 && stride_ == 1) ? ops::pointwise_conv(x, w) : ops::conv2d(x, w, stride_, kernel_ / 2);
+  return bias_.defined() ? ops::add(y, ops::cast(bias_, x.dtype())) : y;
 }
 
 DepthwiseConv2d::DepthwiseConv2d(int64_t channels, int kernel, int stride, Generator& gen)
@@ -48,7 +53,7 @@ int64_t DepthwiseConv2d::macs(const Shape& input, const Shape& output) const {
 }
 
 Tensor DepthwiseConv2d::forward_impl(const Tensor& x) {
-  return ops::depthwise_conv2d(x, weight_, stride_, kernel_ / 2);
+  return ops::depthwise_conv2d(x, ops::cast(weight_, x.dtype()), stride_, kernel_ / 2);
 }
 
 BatchNorm::BatchNorm(int64_t channels, bool fuse_relu6) : fuse_relu6_(fuse_relu6) {
@@ -61,9 +66,13 @@ BatchNorm::BatchNorm(int64_t channels, bool fuse_relu6) : fuse_relu6_(fuse_relu6
 
 Tensor BatchNorm::forward_impl(const Tensor& x) {
   if (training()) {
-    NoGradGuard no_grad;
-    int64_t* count = batches_tracked_.data<int64_t>();
-    *count += 1;
+    if (batches_tracked_.is_cuda()) {
+#if PMPL_CUDA
+      cuda::add_to_counter(batches_tracked_.data<int64_t>(), 1);
+#endif
+    } else {
+      *batches_tracked_.data<int64_t>() += 1;
+    }
   }
   return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5,
                          fuse_relu6_ ? ops::BnActivation::kReLU6 : ops::BnActivation::kNone, sync_.get());
@@ -78,7 +87,9 @@ int64_t Linear::macs(const Shape& input, const Shape& output) const {
   return weight_.dim(0) * weight_.dim(1);
 }
 
-Tensor Linear::forward_impl(const Tensor& x) { return ops::linear(x, weight_, bias_); }
+Tensor Linear::forward_impl(const Tensor& x) {
+  return ops::linear(x, ops::cast(weight_, x.dtype()), ops::cast(bias_, x.dtype()));
+}
 
 Tensor ReLU6::forward_impl(const Tensor& x) { return fused_ ? x : ops::relu6(x); }
 

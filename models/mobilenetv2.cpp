@@ -139,7 +139,15 @@ MobileNetV2::MobileNetV2(const MobileNetV2Config& config) : config_(config) {
 Tensor MobileNetV2::forward_impl(const Tensor& x) {
   PMPL_CHECK(x.rank() == 4 && x.dim(3) == 3, "MobileNetV2 expects images [N, H, W, 3], got {}",
              x.shape().str());
-  return classifier_->forward(ops::global_avg_pool(features_->forward(x)));
+  if (compute_dtype_ == DType::kF32) return classifier_->forward(ops::global_avg_pool(features_->forward(x)));
+  const Tensor logits = classifier_->forward(ops::global_avg_pool(features_->forward(ops::cast(x, compute_dtype_))));
+  return ops::cast(logits, DType::kF32);
+}
+
+void MobileNetV2::set_compute_dtype(DType dtype) {
+  PMPL_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
+             "mixed precision computes in bf16 or f16 (or f32 without it), not {}", dtype_name(dtype));
+  compute_dtype_ = dtype;
 }
 
 std::vector<std::pair<std::string, MetaPooling*>> MobileNetV2::enhancers() const {

@@ -71,6 +71,11 @@ class MobileNetV2 : public Module {
   Genotype genotype() const;
   // The classifier dropout's generator (its state is part of a checkpoint).
   Generator& dropout_generator() { return dropout_->generator(); }
+  // Mixed precision: the activations' dtype inside the network (bf16 or f16 on a GPU; f32, the
+  // default, leaves the input's dtype alone). The input is cast to it, every weighted layer
+  // computes in it from its f32 parameters, and the logits come out in f32.
+  void set_compute_dtype(DType dtype);
+  DType compute_dtype() const { return compute_dtype_; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -80,6 +85,7 @@ class MobileNetV2 : public Module {
   std::shared_ptr<Sequential> features_;
   std::shared_ptr<Sequential> classifier_;
   std::shared_ptr<Dropout> dropout_;
+  DType compute_dtype_ = DType::kF32;
 };
 
 }  // namespace pmpl

@@ -11,6 +11,7 @@
 // float dot product in another order differs by up to ~K * 2^-24 relative to the sum of
 // magnitudes, 6e-6 for K = 100.
 #include <cmath>
+#include <cstring>
 
 #include "engine/rng.h"
 #include "layers/meta_pooling.h"
@@ -384,6 +385,152 @@ TEST(CudaOps, MetaPoolingSearchNetworkMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
   // On the GPU the search runs ops::meta_pool_mix; on the CPU the separate ops.
   expect_network_matches("mobilenetv2_mp", test::tiny_config(10));
+}
+
+// ---- mixed precision ----
+
+// Device conversions between every pair of dtypes equal the host's bit for bit (round to nearest
+// even into bf16 and f16, NaN stays NaN, f16 overflows to infinity).
+TEST(CudaOps, CastsMatchTheHost) {
+  SKIP_WITHOUT_GPU();
+  const DType all[] = {DType::kF32, DType::kF64, DType::kBF16, DType::kF16, DType::kI32, DType::kI64, DType::kU8};
+  Tensor values = f32({1000}, 1, 3000.0);  // beyond f16's range at the tails
+  for (DType from : all) {
+    const Tensor src = values.to(from);
+    for (DType to : all) {
+      const Tensor host = src.to(to);
+      const Tensor device = src.to(Device::cuda()).to(to).to(Device::cpu());
+      ASSERT_EQ(device.dtype(), to);
+      EXPECT_EQ(std::memcmp(host.raw_data(), device.raw_data(), host.nbytes()), 0)
+          << dtype_name(from) << " -> " << dtype_name(to);
+    }
+  }
+}
+
+double relative_error(const Tensor& actual, const Tensor& expected) {
+  const std::vector<double> a = test::as_doubles(actual), b = test::as_doubles(expected);
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    norm += b[i] * b[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-30));
+}
+
+// fn on GPU copies of `inputs` in f32 and in `dtype` (floating inputs that require grad are
+// cast; `keep_f32` names inputs that stay f32, as batchnorm's parameters do): the output and the
+// gradients agree to `tol` in relative L2 norm. bf16 keeps 8 significant bits (a rounding error
+// of 2^-9 relative per value), f16 11 bits; the tolerances allow for a few roundings in a row.
+void expect_low_precision_follows_f32(const std::string& what, const std::function<Tensor(const Tensors&)>& fn,
+                                      const Tensors& inputs, DType dtype, double tol,
+                                      const std::vector<bool>& keep_f32 = {}) {
+  SCOPED_TRACE(what + " in " + std::string(dtype_name(dtype)));
+  Tensor outputs[2];
+  Tensors grads[2];
+  Tensor upstream;
+  for (int low = 0; low < 2; ++low) {
+    Tensors xs;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const bool keep = i < keep_f32.size() && keep_f32[i];
+      Tensor c = inputs[i].detach().to(Device::cuda());
+      if (low && !keep && is_floating(c.dtype())) c = c.to(dtype);
+      if (inputs[i].requires_grad()) c = c.clone().set_requires_grad(true);
+      xs.push_back(c);
+    }
+    const Tensor y = fn(xs);
+    ASSERT_EQ(y.dtype(), low ? dtype : DType::kF32);
+    outputs[low] = y.detach().to(Device::cpu()).to(DType::kF32);
+    if (!y.requires_grad()) continue;
+    if (!upstream.defined()) upstream = f32(y.shape(), 98);
+    y.backward(upstream.to(Device::cuda()).to(y.dtype()));
+    for (size_t i = 0; i < xs.size(); ++i) {
+      if (inputs[i].requires_grad()) grads[low].push_back(xs[i].grad().to(Device::cpu()).to(DType::kF32));
+    }
+  }
+  EXPECT_LT(relative_error(outputs[1], outputs[0]), tol) << "output";
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    EXPECT_LT(relative_error(grads[1][i], grads[0][i]), tol) << "gradient " << i;
+  }
+}
+
+TEST(CudaOps, LowPrecisionOpsFollowF32) {
+  SKIP_WITHOUT_GPU();
+  for (const auto& [dtype, tol] : std::vector<std::pair<DType, double>>{{DType::kBF16, 2e-2}, {DType::kF16, 3e-3}}) {
+    const Tensors act = {grad_input({3, 7, 5, 11}, 1, 4.0)};
+    expect_low_precision_follows_f32("relu6", [](const Tensors& x) { return ops::relu6(x[0]); }, act, dtype, tol);
+    expect_low_precision_follows_f32("hardswish", [](const Tensors& x) { return ops::hardswish(x[0]); }, act, dtype, tol);
+    expect_low_precision_follows_f32("sigmoid", [](const Tensors& x) { return ops::sigmoid(x[0]); }, act, dtype, tol);
+    expect_low_precision_follows_f32("mul broadcast", [](const Tensors& x) { return ops::mul(x[0], x[1]); },
+                                     {grad_input({2, 5, 7, 6}, 2), grad_input({2, 1, 7, 6}, 3)}, dtype, tol);
+    expect_low_precision_follows_f32("add", [](const Tensors& x) { return ops::add(x[0], x[1]); },
+                                     {grad_input({2, 5, 7, 6}, 4), grad_input({2, 5, 7, 6}, 5)}, dtype, tol);
+    expect_low_precision_follows_f32(
+        "batch_norm relu6",
+        [](const Tensors& x) {
+          return ops::batch_norm(x[0], x[1], x[2], Tensor(), Tensor(), true, 0.1, 1e-5, ops::BnActivation::kReLU6);
+        },
+        {grad_input({4, 5, 7, 24}, 6, 2.0), grad_input({24}, 7), grad_input({24}, 8)}, dtype, tol,
+        {false, true, true});
+    expect_low_precision_follows_f32(
+        "depthwise_conv2d", [](const Tensors& x) { return ops::depthwise_conv2d(x[0], x[1], 2, 1); },
+        {grad_input({2, 9, 7, 13}, 9), grad_input({13, 3, 3}, 10)}, dtype, tol);
+    expect_low_precision_follows_f32(
+        "meta_pool_mix", [](const Tensors& x) { return ops::meta_pool_mix(x[0], x[1], x[2]); },
+        {grad_input({2, 9, 11, 6}, 11), grad_input({2, 9, 11, 6}, 12), grad_input({8}, 13)}, dtype, tol,
+        {false, false, true});
+    expect_low_precision_follows_f32(
+        "conv2d stem", [](const Tensors& x) { return ops::conv2d(x[0], x[1], 2, 1); },
+        {grad_input({2, 17, 15, 3}, 14), grad_input({8, 3, 3, 3}, 15)}, dtype, tol);
+    expect_low_precision_follows_f32("linear", [](const Tensors& x) { return ops::linear(x[0], x[1], x[2]); },
+                                     {grad_input({5, 7, 23}, 16), grad_input({31, 23}, 17), grad_input({31}, 18)},
+                                     dtype, tol);
+    expect_low_precision_follows_f32("global_avg_pool", [](const Tensors& x) { return ops::global_avg_pool(x[0]); },
+                                     {grad_input({2, 7, 5, 13}, 19)}, dtype, tol);
+    expect_low_precision_follows_f32("strip_pool", [](const Tensors& x) { return ops::strip_pool(x[0]); },
+                                     {grad_input({2, 7, 5, 13}, 20)}, dtype, tol);
+    expect_low_precision_follows_f32("max_pool2d", [](const Tensors& x) { return ops::max_pool2d(x[0], 5, 1, 2); },
+                                     {grad_input({2, 9, 11, 6}, 21)}, dtype, tol);
+  }
+}
+
+// A whole network in bf16 mixed precision follows its f32 run on the same GPU: logits and loss
+// to a few bf16 roundings, gradients (f32, through the casts) to a median and a worst case.
+TEST(CudaOps, MixedPrecisionNetworksFollowF32) {
+  SKIP_WITHOUT_GPU();
+  for (const char* name : {"mobilenetv2", "mobilenetv2_mp"}) {
+    SCOPED_TRACE(name);
+    const Tensor x = f32({4, 32, 32, 3}, 1).to(Device::cuda());
+    const Tensor labels = Tensor::from_vector<int64_t>({1, 3, 5, 7}, Shape{4});
+    Tensor logits[2], loss[2];
+    std::vector<NamedParameter> params[2];
+    for (int low = 0; low < 2; ++low) {
+      const auto model = build_model(name, test::tiny_config(10));
+      model->to(Device::cuda());
+      if (low) model->set_compute_dtype(DType::kBF16);
+      model->eval();
+      {
+        NoGradGuard no_grad;
+        logits[low] = model->forward(x).to(Device::cpu());
+      }
+      ASSERT_EQ(logits[low].dtype(), DType::kF32);
+      model->train();
+      const Tensor l = ops::cross_entropy(model->forward(x), labels, 0.1);
+      l.backward();
+      loss[low] = l.to(Device::cpu());
+      params[low] = model->parameters();
+    }
+    EXPECT_LT(relative_error(logits[1], logits[0]), 5e-2) << "eval logits";
+    EXPECT_LT(relative_error(loss[1], loss[0]), 2e-2) << "loss";
+    std::vector<double> errors;
+    for (size_t i = 0; i < params[0].size(); ++i) {
+      ASSERT_EQ(params[1][i].tensor.grad().dtype(), DType::kF32) << params[1][i].name;
+      errors.push_back(relative_error(params[1][i].tensor.grad(), params[0][i].tensor.grad()));
+    }
+    std::sort(errors.begin(), errors.end());
+    EXPECT_LT(errors[errors.size() / 2], 0.1) << "median relative gradient error";
+    EXPECT_LT(errors.back(), 1.0) << "worst relative gradient error";
+  }
 }
 
 }  // namespace

@@ -220,6 +220,7 @@ TEST(CudaTrain, SearchOnTheGpuFollowsTheCpu) {
   for (int on_gpu = 0; on_gpu < 2; ++on_gpu) {
     TrainConfig c = tiny_search(on_gpu ? gpu.dir : cpu.dir);
     c.device = on_gpu ? "cuda" : "cpu";
+    c.amp = "off";  // f32 on both
     c.save_interval = 1;
     c.max_steps = 4;  // the checkpoint of step 3 stays
     run_training(c);
@@ -253,17 +254,54 @@ TEST(CudaTrain, ResumedGpuRunIsBitIdentical) {
   TempRun full("gpu_full"), broken("gpu_broken");
   TrainConfig c = tiny_search(full.dir);
   c.device = "cuda";
+  c.amp = "off";
   ASSERT_TRUE(run_training(c).completed);
   c.output = broken.dir;
   c.max_steps = 3;
   EXPECT_FALSE(run_training(c).completed);
   TrainConfig again = tiny_search("");
   again.device = "cuda";
+  again.amp = "off";
   again.resume = broken.dir;
   ASSERT_TRUE(run_training(again).completed);
   const auto expected = checkpoint_bytes(full.dir + "/checkpoint-last.safetensors");
   const auto resumed = checkpoint_bytes(broken.dir + "/checkpoint-last.safetensors");
   ASSERT_EQ(resumed.size(), expected.size());
+  for (const auto& [name, bytes] : expected) EXPECT_TRUE(resumed.at(name) == bytes) << name << " differs";
+}
+
+// Mixed precision in the trainer: bf16 and fp16 (with loss scaling) searches complete with a
+// finite loss and a complete genotype, and a killed bf16 run resumes bit for bit.
+TEST(CudaTrain, MixedPrecisionSearchesCompleteAndResume) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
+  for (const char* amp : {"bf16", "fp16"}) {
+    SCOPED_TRACE(amp);
+    TempRun run(std::string("amp_") + amp);
+    TrainConfig c = tiny_search(run.dir);
+    c.device = "cuda";
+    c.amp = amp;
+    const TrainResult r = run_training(c);
+    ASSERT_TRUE(r.completed);
+    EXPECT_GT(r.val_top1, 0.0);
+    for (const nlohmann::json& line : read_log(run.dir)) {
+      if (line.contains("loss")) EXPECT_TRUE(std::isfinite(line["loss"].get<double>()));
+    }
+  }
+  TempRun full("amp_full"), broken("amp_broken");
+  TrainConfig c = tiny_search(full.dir);
+  c.device = "cuda";
+  c.amp = "bf16";
+  ASSERT_TRUE(run_training(c).completed);
+  c.output = broken.dir;
+  c.max_steps = 5;
+  EXPECT_FALSE(run_training(c).completed);
+  TrainConfig again = tiny_search("");
+  again.device = "cuda";
+  again.amp = "bf16";
+  again.resume = broken.dir;
+  ASSERT_TRUE(run_training(again).completed);
+  const auto expected = checkpoint_bytes(full.dir + "/checkpoint-last.safetensors");
+  const auto resumed = checkpoint_bytes(broken.dir + "/checkpoint-last.safetensors");
   for (const auto& [name, bytes] : expected) EXPECT_TRUE(resumed.at(name) == bytes) << name << " differs";
 }
 

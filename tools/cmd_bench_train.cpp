@@ -19,6 +19,8 @@
 #include "tools/bench_baseline.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
+#include "train/amp.h"
+#include "train/loss_scale.h"
 #include "train/parameters.h"
 #include "train/sgd.h"
 
@@ -33,6 +35,7 @@ struct BenchTrainOptions {
   int warmup = 2;
   int threads = 0;
   std::string device = "cpu";
+  std::string amp = "auto";
   std::string profile_steps;
   std::string baseline;
   std::string json_out;
@@ -53,6 +56,9 @@ void run_bench_train(const BenchTrainOptions& opt) {
   CachingAllocator& allocator = device.is_cuda() ? cuda_allocator(device.index) : cpu_allocator();
   auto model = build_model_from_flags(opt.model);
   model->to(device);
+  const DType compute = amp_dtype(opt.amp, device);
+  model->set_compute_dtype(compute);
+  LossScaler scaler(compute == DType::kF16);
   model->train();
   ParameterGroup params(model->parameters());
   Sgd sgd(params, {});
@@ -74,8 +80,8 @@ void run_bench_train(const BenchTrainOptions& opt) {
     const auto t0 = std::chrono::steady_clock::now();
     params.zero_grad();
     const Tensor loss = ops::cross_entropy(model->forward(x), labels, 0.1);
-    loss.backward();
-    sgd.step(0.01);
+    scaler.scale(loss).backward();
+    if (scaler.unscale(params)) sgd.step(0.01);
     if (device.is_cuda()) cuda::synchronize();  // the step's kernels, not just their launches
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     last_loss = loss.item();
@@ -92,7 +98,9 @@ void run_bench_train(const BenchTrainOptions& opt) {
   const double baseline = opt.baseline.empty() ? 0.0 : base.value(key, "img_per_s");
   const std::string& baseline_label = base.label;
   const std::string where =
-      device.is_cuda() ? fmt::format("{} ({})", cuda::device_name(), device.str())
+      device.is_cuda() ? fmt::format("{} ({}), {}", cuda::device_name(), device.str(),
+                                     compute == DType::kF32 ? std::string("f32")
+                                                            : fmt::format("{} mixed precision", dtype_name(compute)))
                        : fmt::format("CPU, {} threads", omp_get_max_threads());
   fmt::print("pmpl bench train: {}, {}, {} steps after {} warm-up\n", key, where, opt.steps, opt.warmup);
   fmt::print("{:>12} {:>12} {:>12}", "step ms", "img/s", "loss");
@@ -127,6 +135,8 @@ void add_bench_train_command(CLI::App* bench, Runner& run) {
   cmd->add_option("--warmup", opt->warmup, "Untimed steps first")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "OpenMP threads (default: all cores)");
   cmd->add_option("--device", opt->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--amp", opt->amp, "Mixed precision on a GPU: auto (bf16 where the GPU has it), bf16, fp16, off")
+      ->capture_default_str();
   cmd->add_option("--profile-steps", opt->profile_steps,
                   "A:B: capture steps A..B (warm-up included, from 1) for Nsight Systems; see docs/PROFILING.md");
   cmd->add_option("--baseline", opt->baseline,

@@ -59,6 +59,10 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--output", c->output, "Run folder: config, log, genotype, checkpoints");
   cmd->add_option("--resume", c->resume, "Continue the run in this folder (or from this checkpoint)");
   cmd->add_option("--device", c->device, "cpu, cuda (this process's GPU: its local rank's under mpirun) or cuda:N")->capture_default_str();
+  cmd->add_option("--amp", c->amp,
+                  "Mixed precision on a GPU: auto (bf16 where the GPU has it), bf16, fp16 (with dynamic loss scaling) "
+                  "or off (f32)")
+      ->capture_default_str();
   cmd->add_option("--model", c->model, "mobilenetv2 or mobilenetv2_mp (searches unless --genotype)")
       ->capture_default_str();
   cmd->add_option("--width", c->width, "Width multiplier")->capture_default_str();

@@ -8,8 +8,8 @@
 #      GPU training against CPU training, resumed GPU run bit-identical) and the kernel-function
 #      tests;
 #   3. training throughput: pmpl bench train --device cuda for mobilenetv2 and mobilenetv2_mp at
-#      224, batch 256, beside tools/bench_torch_gpu.py (PyTorch eager, channels_last) with AMP
-#      bf16 and in float32;
+#      224, batch 256, in bf16 mixed precision and in f32, each beside tools/bench_torch_gpu.py
+#      (PyTorch eager, channels_last) with the same precision (AMP bf16, or f32);
 #   4. pmpl bench kernels beside tools/bench_kernels_torch.py (the same ops in PyTorch, cuDNN for
 #      the depthwise convolution) on this card;
 #   5. compute-sanitizer memcheck on the depthwise, enhancer, batchnorm, conv and optimiser kernels;
@@ -52,9 +52,9 @@ train_flags=(--batch-size 256 --input-size 224 --steps 10 --warmup 3)
 step torch_train 100 bash -c "set -e; for m in mobilenetv2 mobilenetv2_mp; do for amp in bf16 off; do \
   python3 tools/bench_torch_gpu.py --model \$m ${train_flags[*]} --amp \$amp --out $out/torch_train_\$amp.json; \
   done; done"
-step pmpl_train 120 bash -c "set -e; for m in mobilenetv2 mobilenetv2_mp; do \
-  $bundle/pmpl bench train --device cuda --model \$m ${train_flags[*]} --baseline $out/torch_train_off.json \
-  --json $out/pmpl_train_\$m.json; done"
+step pmpl_train 150 bash -c "set -e; for m in mobilenetv2 mobilenetv2_mp; do for amp in bf16 off; do \
+  $bundle/pmpl bench train --device cuda --model \$m ${train_flags[*]} --amp \$amp \
+  --baseline $out/torch_train_\$amp.json --json $out/pmpl_train_\${m}_\$amp.json; done; done"
 step torch_kernels 60 python3 tools/bench_kernels_torch.py --batch-size 64 --out "$out/torch_kernels.json"
 step pmpl_kernels 60 "$bundle/pmpl" bench kernels --batch-size 64 --baseline "$out/torch_kernels.json" \
   --json "$out/pmpl_kernels.json"
@@ -96,27 +96,25 @@ for amp in ("bf16", "off"):
         torch_runs[amp] = {r["key"]: r["img_per_s"] for r in json.load(open(path))["results"]}
 rows = []
 for model in ("mobilenetv2", "mobilenetv2_mp"):
-    path = os.path.join(out, "pmpl_train_%s.json" % model)
-    if not os.path.exists(path):
-        continue
-    r = json.load(open(path))["results"][0]
-    row = {"key": r["key"], "pmpl_f32_img_s": r["img_per_s"]}
-    for amp in ("off", "bf16"):
-        row["torch_%s_img_s" % amp] = torch_runs.get(amp, {}).get(r["key"])
-    rows.append(row)
+    for amp in ("bf16", "off"):
+        path = os.path.join(out, "pmpl_train_%s_%s.json" % (model, amp))
+        if not os.path.exists(path):
+            continue
+        r = json.load(open(path))["results"][0]
+        base = torch_runs.get(amp, {}).get(r["key"])
+        rows.append({"key": r["key"], "amp": amp, "pmpl_img_s": r["img_per_s"], "torch_img_s": base})
 if rows:
     summary["train"] = rows
-    print("  %-40s %10s %12s %12s %9s %9s" % ("training step", "pmpl f32", "torch f32", "torch bf16", "vs f32",
-                                                "vs bf16"))
+    print("  %-40s %5s %10s %10s %8s" % ("training step", "amp", "pmpl", "torch", "ratio"))
     for row in rows:
-        def ratio(amp):
-            base = row["torch_%s_img_s" % amp]
-            return "%.2fx" % (row["pmpl_f32_img_s"] / base) if base else "-"
-        print("  %-40s %10.1f %12s %12s %9s %9s" % (
-            row["key"], row["pmpl_f32_img_s"],
-            "%.1f" % row["torch_off_img_s"] if row["torch_off_img_s"] else "-",
-            "%.1f" % row["torch_bf16_img_s"] if row["torch_bf16_img_s"] else "-", ratio("off"), ratio("bf16")))
-    if len(rows) == 2:
-        print("  search step / plain step (pmpl): %.2f" % (rows[0]["pmpl_f32_img_s"] / rows[1]["pmpl_f32_img_s"]))
+        base = row["torch_img_s"]
+        print("  %-40s %5s %10.1f %10s %8s" % (row["key"], row["amp"], row["pmpl_img_s"],
+                                              "%.1f" % base if base else "-",
+                                              "%.2fx" % (row["pmpl_img_s"] / base) if base else "-"))
+    speed = {(r["key"].split("_w")[0], r["amp"]): r["pmpl_img_s"] for r in rows}
+    for amp in ("bf16", "off"):
+        if ("mobilenetv2", amp) in speed and ("mobilenetv2_mp", amp) in speed:
+            print("  search step / plain step (pmpl, %s): %.2f" % (
+                amp, speed[("mobilenetv2", amp)] / speed[("mobilenetv2_mp", amp)]))
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
 PY

@@ -70,7 +70,7 @@ void ParameterGroup::set_requires_grad(bool on) {
   for (const NamedParameter& p : params_) p.tensor.impl()->requires_grad = on;
 }
 
-double ParameterGroup::clip_gradients(double max_norm) {
+double ParameterGroup::grad_sum_squares() const {
   if (empty()) return 0.0;
   double sq = 0.0;
   if (grads_.is_cuda()) {
@@ -91,14 +91,19 @@ double ParameterGroup::clip_gradients(double max_norm) {
       for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(g[i]) * g[i];
     }
   }
-  const double norm = std::sqrt(sq);
+  return sq;
+}
+
+double ParameterGroup::clip_gradients(double max_norm) {
+  if (empty()) return 0.0;
+  const double norm = std::sqrt(grad_sum_squares());
   if (max_norm > 0.0 && norm > max_norm) {
     const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
     float* w = grads_.data<float>();
     for (const auto& [begin, end] : ranges_) {
       if (grads_.is_cuda()) {
 #if PMPL_CUDA
-        cuda::scale(w + begin, factor, w + begin, end - begin);
+        cuda::scale(DType::kF32, w + begin, factor, w + begin, end - begin);
 #endif
       } else {
         for (int64_t i = begin; i < end; ++i) w[i] *= factor;

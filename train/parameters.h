@@ -44,6 +44,8 @@ class ParameterGroup {
   // and max_norm > 0 (torch's clip_grad_norm_ with its 1e-6 guard). On a GPU: one wait for the
   // norm.
   double clip_gradients(double max_norm);
+  // The sum of squares of the active gradients (double): inf or NaN when any gradient is.
+  double grad_sum_squares() const;
 
  private:
   void rebuild_ranges();

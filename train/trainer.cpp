@@ -22,9 +22,11 @@
 #include "engine/rng.h"
 #include "layers/weights.h"
 #include "train/adam.h"
+#include "train/amp.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/evaluate.h"
+#include "train/loss_scale.h"
 #include "train/pmpl.h"
 #include "train/progress.h"
 #include "train/schedule.h"
@@ -47,11 +49,13 @@ struct TrainerState {
   int64_t arch_batch = 0;
   double best_top1 = -1.0;
   uint64_t dropout_seed = 0, dropout_offset = 0;
+  double loss_scale = 1.0;  // fp16's dynamic loss scale and its good steps in a row
+  int64_t loss_scale_good = 0;
 
   nlohmann::json to_json() const {
     return {{"epoch", epoch}, {"batch", batch}, {"global_step", global_step}, {"arch_epoch", arch_epoch},
             {"arch_batch", arch_batch}, {"best_top1", best_top1}, {"dropout_seed", dropout_seed},
-            {"dropout_offset", dropout_offset}};
+            {"dropout_offset", dropout_offset}, {"loss_scale", loss_scale}, {"loss_scale_good", loss_scale_good}};
   }
   static TrainerState from_json(const nlohmann::json& j) {
     TrainerState s;
@@ -63,6 +67,8 @@ struct TrainerState {
     s.best_top1 = j.at("best_top1");
     s.dropout_seed = j.at("dropout_seed");
     s.dropout_offset = j.at("dropout_offset");
+    s.loss_scale = j.value("loss_scale", 1.0);  // absent in checkpoints from before mixed precision
+    s.loss_scale_good = j.value("loss_scale_good", int64_t{0});
     return s;
   }
 };
@@ -128,6 +134,8 @@ class Trainer {
   TrainConfig cfg_;
   Communicator& comm_;
   Device device_ = Device::cpu();
+  DType compute_dtype_ = DType::kF32;
+  std::unique_ptr<LossScaler> scaler_;
   ProfileSteps profile_;
   std::unique_ptr<Communicator> device_comm_;
   Progress progress_;
@@ -206,6 +214,9 @@ void Trainer::prepare() {
   if (!cfg_.genotype.empty()) description_.config.genotype = Genotype::load(cfg_.genotype);
   model_ = build_model(description_.name, description_.config);
   model_->to(device_);  // before the parameters are packed: the flat buffers live where they do
+  compute_dtype_ = amp_dtype(cfg_.amp, device_);
+  model_->set_compute_dtype(compute_dtype_);
+  scaler_ = std::make_unique<LossScaler>(compute_dtype_ == DType::kF16);
   search_ = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
 
   std::vector<NamedParameter> weights, arch;
@@ -260,7 +271,8 @@ void Trainer::force_fix() {
 }
 
 Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
-  const Tensor out = model_->forward(ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd));
+  const Tensor out =
+      model_->forward(ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_));
   if (logits != nullptr) *logits = out;
   return ops::cross_entropy(out, batch.labels, cfg_.label_smoothing);
 }
@@ -279,13 +291,14 @@ void Trainer::architecture_step() {
   weights_->set_requires_grad(false);
   arch_->zero_grad();
   const Tensor loss = forward_loss(*batch, nullptr);
-  loss.backward();
+  scaler_->scale(loss).backward();
   weights_->set_requires_grad(true);
   if (comm_.world() > 1) {
     tensor_comm().all_reduce_sum(arch_->grads());
     ops::scale_(arch_->grads(), 1.0 / comm_.world());
   }
-  adam_->step();
+  // The averaged gradients are the same on every rank, so every rank skips the same steps.
+  if (scaler_->unscale(*arch_)) adam_->step();
   // Rank 0's alphas everywhere: the fixing decisions, taken on every rank, then agree by
   // construction even if an all-reduce rounded differently on some rank.
   if (comm_.world() > 1) tensor_comm().broadcast(arch_->values(), 0);
@@ -324,6 +337,8 @@ void Trainer::save(const std::string& file) {
   }
   state_.dropout_seed = model_->dropout_generator().seed();
   state_.dropout_offset = model_->dropout_generator().offset();
+  state_.loss_scale = scaler_->value();
+  state_.loss_scale_good = scaler_->good_steps();
   nlohmann::json trainer = state_.to_json();
   trainer["sgd_steps"] = sgd_->steps();
   trainer["adam_steps"] = adam_->steps();
@@ -365,6 +380,7 @@ void Trainer::resume(const std::string& path_in) {
   sgd_->restore(file.find("optim.weights.momentum"), trainer.at("sgd_steps").get<int64_t>());
   if (!arch_->empty()) adam_->restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
   model_->dropout_generator().set_state(state_.dropout_seed, state_.dropout_offset);
+  scaler_->restore(state_.loss_scale, state_.loss_scale_good);
 }
 
 void Trainer::write_config() {
@@ -454,6 +470,12 @@ TrainResult Trainer::run() {
                                                               cfg_.sync_bn ? ", synchronised batchnorm" : ""),
                              cfg_.output,
                              resuming ? fmt::format(", resumed at epoch {} step {}", state_.epoch + 1, state_.global_step) : ""));
+  if (device_.is_cuda()) {
+    progress_.line(fmt::format("device {} ({}), {}", device_.str(), cuda::device_name(),
+                               compute_dtype_ == DType::kF32 ? std::string("f32")
+                                                             : fmt::format("{} mixed precision{}", dtype_name(compute_dtype_),
+                                                                           scaler_->enabled() ? " with loss scaling" : "")));
+  }
   model_->train();
   TrainResult result;
   EvalResult last_eval;
@@ -461,7 +483,7 @@ TrainResult Trainer::run() {
     if (search_ && state_.epoch >= cfg_.force_fix_epoch) force_fix();
     loader_->start_epoch(state_.epoch, state_.batch);
     double interval_loss = 0.0, interval_wait = 0.0, interval_comm = 0.0, epoch_loss = 0.0;
-    int64_t interval_steps = 0, interval_hits = 0, interval_images = 0, epoch_steps = 0;
+    int64_t interval_steps = 0, interval_hits = 0, interval_images = 0, epoch_steps = 0, interval_skipped = 0;
     auto interval_start = Clock::now();
     const auto epoch_start = Clock::now();
     for (;;) {
@@ -482,11 +504,16 @@ TrainResult Trainer::run() {
                  "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "
                  "good checkpoint, {}/checkpoint-last.safetensors, is intact",
                  loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
-      reducer_->backward(loss);
+      reducer_->backward(scaler_->scale(loss));
       interval_comm += reducer_->last_wait_seconds();
       arch_->set_requires_grad(true);
-      if (cfg_.clip_grad > 0) weights_->clip_gradients(cfg_.clip_grad);
-      sgd_->step(lr);
+      if (scaler_->unscale(*weights_)) {
+        if (cfg_.clip_grad > 0) weights_->clip_gradients(cfg_.clip_grad);
+        sgd_->step(lr);
+        scaler_->step_taken();
+      } else {
+        ++interval_skipped;
+      }
       if (searching()) {
         check_fixing();
         assert_same_genotype();
@@ -520,6 +547,10 @@ TrainResult Trainer::run() {
                                {"train_top1", static_cast<double>(interval_hits) / static_cast<double>(interval_images)},
                                {"img_per_s", img_s}, {"data_wait", interval_wait / std::max(elapsed, 1e-9)}};
         if (comm_.world() > 1) line["comm_wait"] = interval_comm / std::max(elapsed, 1e-9);
+        if (scaler_->enabled()) {
+          line["loss_scale"] = scaler_->value();
+          line["skipped_steps"] = interval_skipped;
+        }
         if (search_) line["enhancers"] = enhancer_report(*model_);
         log(line);
         if (!progress_.tty()) {
@@ -529,7 +560,7 @@ TrainResult Trainer::run() {
                                      format_duration(eta)));
         }
         interval_loss = interval_wait = interval_comm = 0.0;
-        interval_steps = interval_hits = interval_images = 0;
+        interval_steps = interval_hits = interval_images = interval_skipped = 0;
         interval_start = Clock::now();
       }
       if (cfg_.max_steps > 0 && state_.global_step >= cfg_.max_steps) {
@@ -587,7 +618,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"arch_lr", arch_lr}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
           {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"force_fix_epoch", force_fix_epoch},
           {"fix_top", fix_top}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
-          {"save_interval", save_interval}, {"limit_train", limit_train}, {"limit_val", limit_val},
+          {"save_interval", save_interval}, {"limit_train", limit_train}, {"limit_val", limit_val}, {"amp", amp},
           {"sync_bn", sync_bn}, {"bucket_mb", bucket_mb}, {"comm_timeout", comm_timeout},
           {"profile_steps", profile_steps}};
 }

@@ -26,6 +26,7 @@ struct TrainConfig {
   std::string output;
   std::string resume;  // a run folder or a checkpoint file; empty: a new run
   std::string device = "cpu";
+  std::string amp = "auto";  // mixed precision: auto (bf16 on GPUs that have it), bf16, fp16, off
   // Network.
   std::string model = "mobilenetv2";
   double width = 1.0;

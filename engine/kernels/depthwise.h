@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "engine/hd.h"
+#include "engine/kernels/storage.h"
 
 namespace pmpl::kernels {
 
@@ -25,8 +26,9 @@ PMPL_HD int64_t dw_covering_output(int64_t i, int64_t t, int stride, int padding
   return o < outputs ? o : -1;
 }
 
-template <class T>
-PMPL_HD T dw_output(const T* x, const T* wt, const DwShape& g, int64_t n, int64_t oh, int64_t ow, int64_t c) {
+// S: the storage type of x and wt (T = compute_t<S> does the arithmetic).
+template <class S, class T = compute_t<S>>
+PMPL_HD T dw_output(const S* x, const S* wt, const DwShape& g, int64_t n, int64_t oh, int64_t ow, int64_t c) {
   T y = T(0);
   for (int64_t ki = 0; ki < g.k; ++ki) {
     const int64_t ih = oh * g.stride - g.padding + ki;
@@ -34,14 +36,14 @@ PMPL_HD T dw_output(const T* x, const T* wt, const DwShape& g, int64_t n, int64_
     for (int64_t kj = 0; kj < g.k; ++kj) {
       const int64_t iw = ow * g.stride - g.padding + kj;
       if (iw < 0 || iw >= g.w) continue;
-      y += x[((n * g.h + ih) * g.w + iw) * g.c + c] * wt[(ki * g.k + kj) * g.c + c];
+      y += load_value(x, ((n * g.h + ih) * g.w + iw) * g.c + c) * load_value(wt, (ki * g.k + kj) * g.c + c);
     }
   }
   return y;
 }
 
-template <class T>
-PMPL_HD T dw_input_grad(const T* gy, const T* wt, const DwShape& g, int64_t n, int64_t ih, int64_t iw, int64_t c) {
+template <class S, class T = compute_t<S>>
+PMPL_HD T dw_input_grad(const S* gy, const S* wt, const DwShape& g, int64_t n, int64_t ih, int64_t iw, int64_t c) {
   T d = T(0);
   for (int64_t ki = 0; ki < g.k; ++ki) {
     const int64_t oh = dw_covering_output(ih, ki, g.stride, g.padding, g.ho);
@@ -49,7 +51,7 @@ PMPL_HD T dw_input_grad(const T* gy, const T* wt, const DwShape& g, int64_t n, i
     for (int64_t kj = 0; kj < g.k; ++kj) {
       const int64_t ow = dw_covering_output(iw, kj, g.stride, g.padding, g.wo);
       if (ow < 0) continue;
-      d += gy[((n * g.ho + oh) * g.wo + ow) * g.c + c] * wt[(ki * g.k + kj) * g.c + c];
+      d += load_value(gy, ((n * g.ho + oh) * g.wo + ow) * g.c + c) * load_value(wt, (ki * g.k + kj) * g.c + c);
     }
   }
   return d;
@@ -61,8 +63,8 @@ PMPL_HD int64_t dw_weight_chunks(const DwShape& g) { return g.n * g.ho < 64 ? g.
 
 // Chunk `chunk`'s share of d weight[tap = ki * k + kj][c]: sum over its rows and all output
 // columns of dy * x.
-template <class T>
-PMPL_HD T dw_weight_grad_chunk(const T* x, const T* gy, const DwShape& g, int64_t chunk, int64_t ki, int64_t kj,
+template <class S, class T = compute_t<S>>
+PMPL_HD T dw_weight_grad_chunk(const S* x, const S* gy, const DwShape& g, int64_t chunk, int64_t ki, int64_t kj,
                                int64_t c) {
   const int64_t rows = g.n * g.ho, chunks = dw_weight_chunks(g);
   T acc = T(0);
@@ -73,7 +75,7 @@ PMPL_HD T dw_weight_grad_chunk(const T* x, const T* gy, const DwShape& g, int64_
     for (int64_t ow = 0; ow < g.wo; ++ow) {
       const int64_t iw = ow * g.stride - g.padding + kj;
       if (iw < 0 || iw >= g.w) continue;
-      acc += gy[(nh * g.wo + ow) * g.c + c] * x[((n * g.h + ih) * g.w + iw) * g.c + c];
+      acc += load_value(gy, (nh * g.wo + ow) * g.c + c) * load_value(x, ((n * g.h + ih) * g.w + iw) * g.c + c);
     }
   }
   return acc;

@@ -19,6 +19,7 @@
 #include <limits>
 
 #include "engine/hd.h"
+#include "engine/kernels/storage.h"
 
 namespace pmpl::kernels {
 
@@ -38,9 +39,10 @@ struct PoolMixBranches {
   int tap3, tap5, tap7;  // winning taps of the max windows (pool_mix_tap)
 };
 
-// The six pooling branches at output (n, oh, ow, channel ch) of x [N, H, W, C].
-template <class T>
-PMPL_HD PoolMixBranches<T> pool_mix_branches(const T* x, const PoolMixShape& s, int64_t n, int64_t oh, int64_t ow,
+// The six pooling branches at output (n, oh, ow, channel ch) of x [N, H, W, C] (stored as S,
+// computed in T = compute_t<S>).
+template <class S, class T = compute_t<S>>
+PMPL_HD PoolMixBranches<T> pool_mix_branches(const S* x, const PoolMixShape& s, int64_t n, int64_t oh, int64_t ow,
                                              int64_t ch) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   PoolMixBranches<T> b;
@@ -64,7 +66,7 @@ PMPL_HD PoolMixBranches<T> pool_mix_branches(const T* x, const PoolMixShape& s, 
       if (iw < 0 || iw >= s.w) continue;
       const int adx = dx < 0 ? -dx : dx;
       const int far = ady > adx ? ady : adx;
-      const T v = x[((n * s.h + ih) * s.w + iw) * s.c + ch];
+      const T v = load_value(x, ((n * s.h + ih) * s.w + iw) * s.c + ch);
       const int tap = pool_mix_tap(dy, dx);
       // Bitwise, as the separate op: a NaN wins over a number, the first maximum is kept.
       const bool nan = v != v;
@@ -110,8 +112,8 @@ PMPL_HD T pool_mix_value(T skip, T strip, const PoolMixBranches<T>& b, const T* 
 // caller's): every output within the 7x7 neighbourhood gives w_avg_k dy / k^2 for each average
 // window holding this input, and w_max_k dy for each max window this input won. `taps` holds
 // pass 1's winners, three bytes per output element (max3, max5, max7).
-template <class T>
-PMPL_HD T pool_mix_input_grad(const T* dy, const uint8_t* taps, const PoolMixShape& s, int64_t n, int64_t ih,
+template <class S, class T>
+PMPL_HD T pool_mix_input_grad(const S* dy, const uint8_t* taps, const PoolMixShape& s, int64_t n, int64_t ih,
                               int64_t iw, int64_t ch, const T* w) {
   const T a3 = w[5] * (T(1) / T(9)), a5 = w[6] * (T(1) / T(25)), a7 = w[7] * (T(1) / T(49));
   T g = T(0);
@@ -125,7 +127,7 @@ PMPL_HD T pool_mix_input_grad(const T* dy, const uint8_t* taps, const PoolMixSha
       const int aox = ox < 0 ? -ox : ox;
       const int far = aoy > aox ? aoy : aox;
       const int64_t o = ((n * s.h + oh) * s.w + ow) * s.c + ch;
-      const T d = dy[o];
+      const T d = load_value(dy, o);
       // This input seen from the output: offset (-oy, -ox).
       const int tap = pool_mix_tap(-oy, -ox);
       const uint8_t* t = taps + 3 * o;

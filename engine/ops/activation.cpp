@@ -12,11 +12,11 @@ namespace {
 #if PMPL_CUDA
 Tensor unary_cuda(const char* name, const Tensor& x, cuda::Unary op) {
   Tensor y = empty_like(x);
-  cuda::unary_forward(op, x.data<float>(), y.data<float>(), x.numel());
+  cuda::unary_forward(op, x.dtype(), x.raw_data(), y.raw_data(), x.numel());
   if (needs_grad({&x})) {
     record(name, {&x}, {y}, [xs = x.detach(), op](const Tensors& g) -> Tensors {
       Tensor dx = empty_like(xs);
-      cuda::unary_backward(op, xs.data<float>(), g[0].data<float>(), dx.data<float>(), xs.numel());
+      cuda::unary_backward(op, xs.dtype(), xs.raw_data(), g[0].raw_data(), dx.raw_data(), xs.numel());
       return {dx};
     });
   }

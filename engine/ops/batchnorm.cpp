@@ -54,16 +54,16 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   const Tensor stats = Tensor::empty(Shape{2 * c}, DType::kF64, x.device());
   float* rm = running_mean.defined() ? running_mean.data<float>() : nullptr;
   float* rv = running_var.defined() ? running_var.data<float>() : nullptr;
-  cuda::batchnorm_forward(x.data<float>(), gamma.data<float>(), beta.data<float>(), rm, rv, training, momentum, eps,
-                          relu6, y.data<float>(), stats.data<double>(), rows, c, scratch().data<double>());
+  cuda::batchnorm_forward(x.dtype(), x.raw_data(), gamma.data<float>(), beta.data<float>(), rm, rv, training,
+                          momentum, eps, relu6, y.raw_data(), stats.data<double>(), rows, c, scratch().data<double>());
   if (needs_grad({&x, &gamma, &beta})) {
     record("batch_norm", {&x, &gamma, &beta}, {y},
            [xs = x.detach(), gs = gamma.detach(), bs = beta.detach(), stats, training, relu6, rows, c, scratch,
             grad_x = x.requires_grad()](const Tensors& g) -> Tensors {
              Tensor gx = grad_x ? empty_like(xs) : Tensor();
              Tensor ggamma = empty_like(gs), gbeta = empty_like(gs);
-             cuda::batchnorm_backward(xs.data<float>(), gs.data<float>(), bs.data<float>(), g[0].data<float>(),
-                                      stats.data<double>(), training, relu6, grad_x ? gx.data<float>() : nullptr,
+             cuda::batchnorm_backward(xs.dtype(), xs.raw_data(), gs.data<float>(), bs.data<float>(), g[0].raw_data(),
+                                      stats.data<double>(), training, relu6, grad_x ? gx.raw_data() : nullptr,
                                       ggamma.data<float>(), gbeta.data<float>(), rows, c, scratch().data<double>());
              return {gx, ggamma, gbeta};
            });
@@ -78,7 +78,17 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                   Tensor running_var, bool training, double momentum, double eps,
                   BnActivation activation, const SumReducer* sync) {
   const bool relu6 = activation == BnActivation::kReLU6;
-  const bool gpu = detail::check_float("batch_norm", {&x, &gamma, &beta, &running_mean, &running_var});
+  // On a GPU the input may be bf16 or f16 (mixed precision) with f32 parameters and statistics.
+  const bool gpu = x.is_cuda();
+  if (gpu) {
+    detail::check_float("batch_norm", {&x});
+    detail::check_float("batch_norm", {&gamma, &beta, &running_mean, &running_var});
+    PMPL_CHECK(gamma.device() == x.device() && gamma.dtype() == DType::kF32,
+               "batch_norm: on a GPU the parameters must be f32 tensors on the input's device, got {} on {}",
+               dtype_name(gamma.dtype()), gamma.device().str());
+  } else {
+    detail::check_float("batch_norm", {&x, &gamma, &beta, &running_mean, &running_var});
+  }
   PMPL_CHECK(x.rank() >= 2, "batch_norm: input needs at least 2 dimensions [..., C], got {}",
              x.shape().str());
   const int64_t c = x.dim(-1), rows = detail::rows_of(x);

@@ -80,7 +80,7 @@ void apply_broadcast(const BroadcastPlan& p, const T* a, const T* b, T* y, F f) 
 Tensor binary_cuda(const char* name, const Tensor& a, const Tensor& b, cuda::Binary op) {
   if (a.shape() == b.shape()) {
     Tensor y = empty_like(a);
-    cuda::binary(op, a.data<float>(), b.data<float>(), y.data<float>(), a.numel(), nullptr);
+    cuda::binary(op, a.dtype(), a.raw_data(), b.raw_data(), y.raw_data(), a.numel(), nullptr);
     return y;
   }
   const BroadcastPlan plan = plan_broadcast(name, a.shape(), b.shape());
@@ -91,7 +91,7 @@ Tensor binary_cuda(const char* name, const Tensor& a, const Tensor& b, cuda::Bin
     p.b[i] = plan.b_strides[static_cast<size_t>(i)];
   }
   Tensor y = Tensor::empty(plan.out, a.dtype(), a.device());
-  cuda::binary(op, a.data<float>(), b.data<float>(), y.data<float>(), y.numel(), &p);
+  cuda::binary(op, a.dtype(), a.raw_data(), b.raw_data(), y.raw_data(), y.numel(), &p);
   return y;
 }
 #endif
@@ -188,7 +188,7 @@ Tensor scale(const Tensor& x, double factor) {
   const int64_t n = x.numel();
   if (detail::check_float("scale", {&x})) {
 #if PMPL_CUDA
-    cuda::scale(x.data<float>(), static_cast<float>(factor), y.data<float>(), n);
+    cuda::scale(x.dtype(), x.raw_data(), static_cast<float>(factor), y.raw_data(), n);
 #endif
   } else dispatch_float(x.dtype(), "scale", [&](auto tag) {
     using T = decltype(tag);
@@ -213,7 +213,7 @@ void axpy_(Tensor& dst, double alpha, const Tensor& src) {
   const int64_t n = dst.numel();
   if (gpu) {
 #if PMPL_CUDA
-    cuda::axpy(dst.data<float>(), static_cast<float>(alpha), src.data<float>(), n);
+    cuda::axpy(dst.dtype(), dst.raw_data(), static_cast<float>(alpha), src.raw_data(), n);
 #endif
     return;
   }
@@ -231,7 +231,7 @@ void scale_(const Tensor& x, double factor) {
   const int64_t n = x.numel();
   if (detail::check_float("scale_", {&x})) {
 #if PMPL_CUDA
-    cuda::scale(x.data<float>(), static_cast<float>(factor), x.data<float>(), n);
+    cuda::scale(x.dtype(), x.raw_data(), static_cast<float>(factor), x.raw_data(), n);
 #endif
     return;
   }

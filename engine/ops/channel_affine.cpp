@@ -65,15 +65,15 @@ Tensors channel_affine_grad_cuda(const Tensor& x, const Tensor& scale, const Ten
     const Tensor sums = Tensor::empty(Shape{2, c}, DType::kF64, x.device());
     const Tensor scratch =
         Tensor::empty(Shape{std::max<int64_t>(1, cuda::column_sums_scratch(rows, c))}, DType::kF64, x.device());
-    cuda::column_sums(d.data<float>(), x.data<float>(), rows, c, sums.data<double>(), sums.data<double>() + c,
+    cuda::column_sums(DType::kF32, d.raw_data(), x.raw_data(), rows, c, sums.data<double>(), sums.data<double>() + c,
                       scratch.data<double>());
     if (grad_t) {
       dt = Tensor::empty(Shape{c}, DType::kF32, x.device());
-      cuda::doubles_to_floats(sums.data<double>(), 1.0, dt.data<float>(), c);
+      cuda::doubles_to(sums.data<double>(), 1.0, dt.raw_data(), DType::kF32, c);
     }
     if (grad_s) {
       ds = Tensor::empty(Shape{c}, DType::kF32, x.device());
-      cuda::doubles_to_floats(sums.data<double>() + c, 1.0, ds.data<float>(), c);
+      cuda::doubles_to(sums.data<double>() + c, 1.0, ds.raw_data(), DType::kF32, c);
     }
   }
   return {dx, ds, dt};
@@ -84,6 +84,7 @@ Tensors channel_affine_grad_cuda(const Tensor& x, const Tensor& scale, const Ten
 
 Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, ChannelActivation act) {
   const bool gpu = detail::check_float("channel_affine", {&x, &scale, &shift});
+  detail::check_gpu_f32("channel_affine", x);
   PMPL_CHECK(x.rank() >= 1, "channel_affine: input needs a channel dimension, got {}", x.shape().str());
   const int64_t c = x.dim(-1), rows = detail::rows_of(x);
   PMPL_CHECK(shift.defined() && shift.rank() == 1 && shift.dim(0) == c, "channel_affine: shift must be [{}], got {}",

@@ -75,14 +75,16 @@ void col2im_add(const T* dcols, const ConvGeometry& g, int64_t images, T* dx) {
   }
 }
 
-// The three steps on the tensors' device: `gpu` is only ever true for float.
+// The three steps on the tensors' device: T is f32 or f64 on the CPU, and f32, bf16 or f16 on a
+// GPU (`gpu`).
+template <class T>
+constexpr bool kOnCpu = std::is_same_v<T, float> || std::is_same_v<T, double>;
+
 template <class T>
 void gemm_on(bool gpu, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
-             int64_t ldb, T beta, T* c, int64_t ldc) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (gpu) return blas::gemm_device(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-  }
-  blas::gemm<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, beta, c, ldc);
+             int64_t ldb, float beta, T* c, int64_t ldc) {
+  if (gpu) return blas::gemm_device(dtype_of<T>, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+  if constexpr (kOnCpu<T>) blas::gemm<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, static_cast<T>(beta), c, ldc);
 }
 
 #if PMPL_CUDA
@@ -94,11 +96,9 @@ cuda::ConvShape cuda_shape(const ConvGeometry& g) {
 template <class T>
 void im2col_on(bool gpu, const T* x, const ConvGeometry& g, int64_t images, T* cols) {
 #if PMPL_CUDA
-  if constexpr (std::is_same_v<T, float>) {
-    if (gpu) return cuda::im2col(x, cuda_shape(g), images, cols);
-  }
+  if (gpu) return cuda::im2col(dtype_of<T>, x, cuda_shape(g), images, cols);
 #endif
-  im2col(x, g, images, cols);
+  if constexpr (kOnCpu<T>) im2col(x, g, images, cols);
 }
 
 // dx of `images` whole images from their column gradients: the CPU adds into a zeroed dx, the
@@ -106,12 +106,12 @@ void im2col_on(bool gpu, const T* x, const ConvGeometry& g, int64_t images, T* c
 template <class T>
 void col2im_on(bool gpu, const T* dcols, const ConvGeometry& g, int64_t images, T* dx) {
 #if PMPL_CUDA
-  if constexpr (std::is_same_v<T, float>) {
-    if (gpu) return cuda::col2im(dcols, cuda_shape(g), images, dx);
-  }
+  if (gpu) return cuda::col2im(dtype_of<T>, dcols, cuda_shape(g), images, dx);
 #endif
-  std::fill(dx, dx + images * g.h * g.w * g.cin, T(0));
-  col2im_add(dcols, g, images, dx);
+  if constexpr (kOnCpu<T>) {
+    std::fill(dx, dx + images * g.h * g.w * g.cin, T(0));
+    col2im_add(dcols, g, images, dx);
+  }
 }
 
 int64_t images_per_chunk(const ConvGeometry& g, size_t elem) {
@@ -136,7 +136,7 @@ void conv_forward(Device dev, const T* x, const T* w, T* y, const ConvGeometry& 
       im2col_on(gpu, cols, g, images, cols_buffer.data<T>());
       cols = cols_buffer.data<T>();
     }
-    gemm_on<T>(gpu, false, true, rows, g.cout, g.k(), cols, g.k(), w, g.k(), T(0), y + n0 * g.ho * g.wo * g.cout,
+    gemm_on<T>(gpu, false, true, rows, g.cout, g.k(), cols, g.k(), w, g.k(), 0.0f, y + n0 * g.ho * g.wo * g.cout,
                g.cout);
   }
 }
@@ -158,15 +158,15 @@ void conv_backward(Device dev, const T* x, const T* w, const T* gy, T* gx, T* gw
         im2col_on(gpu, cols, g, images, cols_buffer.data<T>());
         cols = cols_buffer.data<T>();
       }
-      gemm_on<T>(gpu, true, false, g.cout, k, rows, gy_chunk, g.cout, cols, k, n0 == 0 ? T(0) : T(1), gw, k);
+      gemm_on<T>(gpu, true, false, g.cout, k, rows, gy_chunk, g.cout, cols, k, n0 == 0 ? 0.0f : 1.0f, gw, k);
     }
     if (gx != nullptr) {
       T* gx_chunk = gx + n0 * g.h * g.w * g.cin;
       if (g.is_identity_window()) {
-        gemm_on<T>(gpu, false, false, rows, k, g.cout, gy_chunk, g.cout, w, k, T(0), gx_chunk, k);
+        gemm_on<T>(gpu, false, false, rows, k, g.cout, gy_chunk, g.cout, w, k, 0.0f, gx_chunk, k);
       } else {
         T* dcols = dcols_buffer.data<T>();
-        gemm_on<T>(gpu, false, false, rows, k, g.cout, gy_chunk, g.cout, w, k, T(0), dcols, k);
+        gemm_on<T>(gpu, false, false, rows, k, g.cout, gy_chunk, g.cout, w, k, 0.0f, dcols, k);
         col2im_on(gpu, dcols, g, images, gx_chunk);
       }
     }
@@ -186,7 +186,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, int stride, int padding) {
   g.ho = detail::window_output_size("conv2d", g.h, static_cast<int>(g.kh), stride, padding);
   g.wo = detail::window_output_size("conv2d", g.w, static_cast<int>(g.kw), stride, padding);
   Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.cout}, x.dtype(), x.device());
-  dispatch_float(x.dtype(), "conv2d", [&](auto tag) {
+  detail::dispatch_device_float(x, "conv2d", [&](auto tag) {
     using T = decltype(tag);
     conv_forward(x.device(), x.data<T>(), weight.data<T>(), y.data<T>(), g);
   });
@@ -196,7 +196,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, int stride, int padding) {
            [xs = x.detach(), ws = weight.detach(), g, grad_x, grad_w](const Tensors& gr) -> Tensors {
              Tensor gx = grad_x ? empty_like(xs) : Tensor();
              Tensor gw = grad_w ? empty_like(ws) : Tensor();
-             dispatch_float(xs.dtype(), "conv2d", [&](auto tag) {
+             detail::dispatch_device_float(xs, "conv2d", [&](auto tag) {
                using T = decltype(tag);
                conv_backward(xs.device(), xs.data<T>(), ws.data<T>(), gr[0].data<T>(),
                              grad_x ? gx.data<T>() : nullptr, grad_w ? gw.data<T>() : nullptr, g);

@@ -11,6 +11,7 @@ namespace pmpl::ops {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing) {
   const bool gpu = detail::check_float("cross_entropy", {&logits});
+  detail::check_gpu_f32("cross_entropy", logits);
   detail::check_rank("cross_entropy", "logits", logits, 2, "N, K");
   PMPL_CHECK(labels.dtype() == DType::kI64 && labels.rank() == 1 && labels.dim(0) == logits.dim(0),
              "cross_entropy: labels must be i64 [{}], got {} {}", logits.dim(0),

@@ -129,32 +129,34 @@ DwGeometry geometry(const Tensor& x, const Tensor& weight, int stride, int paddi
 }
 
 #if PMPL_CUDA
-// The same op on a GPU (cuda_kernels/depthwise.cu): float32, both tensors on one device.
+// The same op on a GPU (cuda_kernels/depthwise.cu): both tensors on one device, of one dtype
+// (f32, bf16, f16).
 Tensor depthwise_conv2d_cuda(const Tensor& x, const Tensor& weight, const DwGeometry& g) {
-  PMPL_CHECK(x.dtype() == DType::kF32 && weight.dtype() == DType::kF32 && weight.device() == x.device(),
-             "depthwise_conv2d: on a GPU input and weight must be float32 on {}", x.device().str());
-  Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.c}, DType::kF32, x.device());
-  Tensor wt = Tensor::empty(Shape{g.k, g.k, g.c}, DType::kF32, x.device());
-  cuda::dw_transpose_weight(weight.data<float>(), wt.data<float>(), g.c, g.k * g.k, true);
-  cuda::dw_forward(x.data<float>(), wt.data<float>(), y.data<float>(), g);
+  detail::check_float("depthwise_conv2d", {&x, &weight});
+  const DType dtype = x.dtype();
+  Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.c}, dtype, x.device());
+  Tensor wt = Tensor::empty(Shape{g.k, g.k, g.c}, dtype, x.device());
+  cuda::dw_transpose_weight(dtype, weight.raw_data(), wt.raw_data(), g.c, g.k * g.k, true);
+  cuda::dw_forward(dtype, x.raw_data(), wt.raw_data(), y.raw_data(), g);
   if (needs_grad({&x, &weight})) {
     record("depthwise_conv2d", {&x, &weight}, {y},
            [xs = x.detach(), wt, shape_w = weight.shape(), g, grad_x = x.requires_grad(),
             grad_w = weight.requires_grad()](const Tensors& gr) -> Tensors {
              Tensor gx, gw;
+             const DType dtype = xs.dtype();
              if (grad_x) {
-               gx = Tensor::empty(xs.shape(), DType::kF32, xs.device());
-               cuda::dw_backward_data(gr[0].data<float>(), wt.data<float>(), gx.data<float>(), g);
+               gx = Tensor::empty(xs.shape(), dtype, xs.device());
+               cuda::dw_backward_data(dtype, gr[0].raw_data(), wt.raw_data(), gx.raw_data(), g);
              }
              if (grad_w) {
-               Tensor gwt = Tensor::empty(wt.shape(), DType::kF32, xs.device());
+               Tensor gwt = Tensor::empty(wt.shape(), dtype, xs.device());
                const Tensor partials =
                    Tensor::empty(Shape{std::max<int64_t>(1, kernels::dw_weight_chunks(g)) * wt.numel()}, DType::kF32,
                                  xs.device());
-               cuda::dw_backward_weight(xs.data<float>(), gr[0].data<float>(), gwt.data<float>(), partials.data<float>(),
+               cuda::dw_backward_weight(dtype, xs.raw_data(), gr[0].raw_data(), gwt.raw_data(), partials.data<float>(),
                                         g);
-               gw = Tensor::empty(shape_w, DType::kF32, xs.device());
-               cuda::dw_transpose_weight(gwt.data<float>(), gw.data<float>(), g.c, g.k * g.k, false);
+               gw = Tensor::empty(shape_w, dtype, xs.device());
+               cuda::dw_transpose_weight(dtype, gwt.raw_data(), gw.raw_data(), g.c, g.k * g.k, false);
              }
              return {gx, gw};
            });

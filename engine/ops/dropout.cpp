@@ -11,7 +11,7 @@ namespace {
 
 void apply_mask_cuda(const Tensor& in, Tensor& out, double p, uint64_t seed, uint64_t offset) {
 #if PMPL_CUDA
-  cuda::dropout(in.data<float>(), out.data<float>(), in.numel(), static_cast<float>(p),
+  cuda::dropout(in.dtype(), in.raw_data(), out.raw_data(), in.numel(), static_cast<float>(p),
                 static_cast<float>(1.0 / (1.0 - p)), seed, offset);
 #endif
 }

@@ -15,7 +15,7 @@ Tensor global_avg_pool(const Tensor& x) {
   Tensor y = Tensor::empty(Shape{n, c}, x.dtype(), x.device());
   if (gpu) {
 #if PMPL_CUDA
-    cuda::global_avg_pool(x.data<float>(), y.data<float>(), n, hw, c);
+    cuda::global_avg_pool(x.dtype(), x.raw_data(), y.raw_data(), n, hw, c);
 #endif
   } else dispatch_float(x.dtype(), "global_avg_pool", [&](auto tag) {
     using T = decltype(tag);
@@ -32,8 +32,8 @@ Tensor global_avg_pool(const Tensor& x) {
       const int64_t hw = shape[1] * shape[2];
 #if PMPL_CUDA
       if (g[0].is_cuda()) {
-        Tensor gx = Tensor::empty(shape, DType::kF32, g[0].device());
-        cuda::global_avg_pool_backward(g[0].data<float>(), gx.data<float>(), shape[0], hw, shape[3]);
+        Tensor gx = Tensor::empty(shape, g[0].dtype(), g[0].device());
+        cuda::global_avg_pool_backward(g[0].dtype(), g[0].raw_data(), gx.raw_data(), shape[0], hw, shape[3]);
         return {gx};
       }
 #endif
@@ -52,7 +52,7 @@ Tensor strip_pool(const Tensor& x) {
   Tensor y = Tensor::empty(Shape{n, h + w, c}, x.dtype(), x.device());
   if (gpu) {
 #if PMPL_CUDA
-    cuda::strip_pool(x.data<float>(), y.data<float>(), n, h, w, c);
+    cuda::strip_pool(x.dtype(), x.raw_data(), y.raw_data(), n, h, w, c);
 #endif
   } else dispatch_float(x.dtype(), "strip_pool", [&](auto tag) {
     using T = decltype(tag);
@@ -89,7 +89,7 @@ Tensor strip_pool(const Tensor& x) {
       Tensor gx = Tensor::empty(shape, dtype, g[0].device());
 #if PMPL_CUDA
       if (gx.is_cuda()) {
-        cuda::strip_pool_backward(g[0].data<float>(), gx.data<float>(), n, h, w, c);
+        cuda::strip_pool_backward(gx.dtype(), g[0].raw_data(), gx.raw_data(), n, h, w, c);
         return {gx};
       }
 #endif

@@ -21,10 +21,10 @@ Tensor gemm_forward(const char* name, const Tensor& a, const Tensor& b, bool ta,
     // The bias goes in as every row of y, then the product is added to it (beta 1).
     if (bias.defined()) {
       const cuda::Broadcast5 rows{{1, 1, 1, m, n}, {0, 0, 0, n, 1}, {0, 0, 0, 0, 1}};
-      cuda::binary(cuda::Binary::kSecond, y.data<float>(), bias.data<float>(), y.data<float>(), m * n, &rows);
+      cuda::binary(cuda::Binary::kSecond, y.dtype(), y.raw_data(), bias.raw_data(), y.raw_data(), m * n, &rows);
     }
-    blas::gemm_device(ta, tb, m, n, k, 1.0f, a.data<float>(), a.dim(1), b.data<float>(), b.dim(1),
-                      bias.defined() ? 1.0f : 0.0f, y.data<float>(), n);
+    blas::gemm_device(a.dtype(), ta, tb, m, n, k, 1.0f, a.raw_data(), a.dim(1), b.raw_data(), b.dim(1),
+                      bias.defined() ? 1.0f : 0.0f, y.raw_data(), n);
 #endif
     return y;
   }

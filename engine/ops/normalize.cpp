@@ -6,11 +6,13 @@
 
 namespace pmpl::ops {
 
-Tensor normalize_images(const Tensor& images, const float mean[3], const float stddev[3]) {
+Tensor normalize_images(const Tensor& images, const float mean[3], const float stddev[3], DType dtype) {
   PMPL_CHECK(images.dtype() == DType::kU8 && images.rank() == 4 && images.dim(3) == 3,
              "normalize_images: expected u8 [N, H, W, 3], got {} {}", dtype_name(images.dtype()),
              images.shape().str());
-  Tensor out = Tensor::empty(images.shape(), DType::kF32, images.device());
+  PMPL_CHECK(dtype == DType::kF32 || (images.is_cuda() && (dtype == DType::kBF16 || dtype == DType::kF16)),
+             "normalize_images: output dtype {} (f32 anywhere; bf16 or f16 on a GPU)", dtype_name(dtype));
+  Tensor out = Tensor::empty(images.shape(), dtype, images.device());
   float scale[3], shift[3];
   for (int c = 0; c < 3; ++c) {
     scale[c] = 1.0f / (255.0f * stddev[c]);
@@ -19,7 +21,7 @@ Tensor normalize_images(const Tensor& images, const float mean[3], const float s
   const int64_t pixels = images.numel() / 3;
   if (images.is_cuda()) {
 #if PMPL_CUDA
-    cuda::normalize_images(images.data<uint8_t>(), out.data<float>(), pixels, scale, shift);
+    cuda::normalize_images(images.data<uint8_t>(), out.raw_data(), dtype, pixels, scale, shift);
 #endif
     return out;
   }

@@ -31,11 +31,19 @@ bool check_float(const char* op, std::initializer_list<const Tensor*> tensors) {
     check_cpu_float(op, tensors);
     return false;
   }
+  const DType dtype = first->dtype();
+  PMPL_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
+             "{}: on a GPU this op takes f32, bf16 or f16 tensors, got {}", op, dtype_name(dtype));
   for (const Tensor* t : tensors) {
-    PMPL_CHECK(!t->defined() || t->dtype() == DType::kF32, "{}: on a GPU this op takes f32 tensors, got {}", op,
-               dtype_name(t->dtype()));
+    PMPL_CHECK(!t->defined() || t->dtype() == dtype, "{}: tensors of {} and {}; cast them to one dtype", op,
+               dtype_name(dtype), dtype_name(t->dtype()));
   }
   return true;
+}
+
+void check_gpu_f32(const char* op, const Tensor& x) {
+  PMPL_CHECK(!x.is_cuda() || x.dtype() == DType::kF32, "{}: on a GPU this op takes f32, got {}; cast it first", op,
+             dtype_name(x.dtype()));
 }
 
 void check_rank(const char* op, const char* what, const Tensor& x, int rank, const char* layout) {

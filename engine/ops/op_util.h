@@ -17,8 +17,27 @@ namespace pmpl::ops::detail {
 // All defined tensors are CPU tensors of one floating dtype (the first one's).
 void check_cpu_float(const char* op, std::initializer_list<const Tensor*> tensors);
 // For ops with a CUDA path: all defined tensors on one device, of one floating dtype (f32 or f64
-// on the CPU, f32 on a GPU). True when they are on a GPU.
+// on the CPU; f32, bf16 or f16 on a GPU). True when they are on a GPU.
 bool check_float(const char* op, std::initializer_list<const Tensor*> tensors);
+// Ops whose GPU kernels are f32 only (the loss, softmax, the CPU search's weighted sum): a clear
+// error for a low-precision tensor on a GPU, which mixed precision casts to f32 first.
+void check_gpu_f32(const char* op, const Tensor& x);
+// Runs f(T{}) for x's element type: f32 or f64 on the CPU; f32, bf16 or f16 on a GPU (where the
+// kernels compute in f32). For ops whose code is written once for both devices.
+template <class F>
+decltype(auto) dispatch_device_float(const Tensor& x, const char* op, F&& f) {
+  if (x.is_cuda()) {
+    switch (x.dtype()) {
+      case DType::kF32: return f(float{});
+      case DType::kBF16: return f(bf16{});
+      case DType::kF16: return f(f16{});
+      default: break;
+    }
+    throw_error(fmt::format("{}: dtype {} has no GPU kernels (use f32, bf16 or f16)", op, dtype_name(x.dtype())));
+  }
+  return dispatch_float(x.dtype(), op, std::forward<F>(f));
+}
+
 // `x` has `rank` dimensions; `layout` names them for the message ("N, H, W, C").
 void check_rank(const char* op, const char* what, const Tensor& x, int rank, const char* layout);
 // Output size of a window op, with a clear error when the window does not fit.

@@ -232,28 +232,27 @@ void backward_pass2(const T* gy, const uint8_t* taps, const T* w, T* gx, const P
 }
 
 #if PMPL_CUDA
-// The same op on a GPU (cuda_kernels/pool_mix.cu): float32, every tensor on one device.
+// The same op on a GPU (cuda_kernels/pool_mix.cu): x and strip of one dtype (f32, bf16, f16),
+// the weights f32, every tensor on one device.
 Tensor meta_pool_mix_cuda(const Tensor& x, const Tensor& strip, const Tensor& w, const PoolMixShape& s) {
-  for (const Tensor* t : {&strip, &w}) {
-    PMPL_CHECK(t->device() == x.device() && t->dtype() == DType::kF32,
-               "meta_pool_mix: on a GPU every input must be float32 on {}", x.device().str());
-  }
-  PMPL_CHECK(x.dtype() == DType::kF32, "meta_pool_mix: on a GPU the input must be float32, got {}",
-             dtype_name(x.dtype()));
-  Tensor y = Tensor::empty(x.shape(), DType::kF32, x.device());
-  cuda::pool_mix_forward(x.data<float>(), strip.data<float>(), w.data<float>(), y.data<float>(), s);
+  detail::check_float("meta_pool_mix", {&x, &strip});
+  PMPL_CHECK(w.device() == x.device() && w.dtype() == DType::kF32,
+             "meta_pool_mix: on a GPU the weights must be f32 on {}, got {} on {}", x.device().str(),
+             dtype_name(w.dtype()), w.device().str());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  cuda::pool_mix_forward(x.dtype(), x.raw_data(), strip.raw_data(), w.data<float>(), y.raw_data(), s);
   if (needs_grad({&x, &strip, &w})) {
     record("meta_pool_mix", {&x, &strip, &w}, {y},
            [xs = x.detach(), ss = strip.detach(), ws = w.detach(), s, grad_x = x.requires_grad(),
             grad_strip = strip.requires_grad(), grad_w = w.requires_grad()](const Tensors& g) -> Tensors {
              const Device device = xs.device();
-             Tensor gx = grad_x ? Tensor::empty(xs.shape(), DType::kF32, device) : Tensor();
-             Tensor gstrip = grad_strip ? Tensor::empty(xs.shape(), DType::kF32, device) : Tensor();
+             Tensor gx = grad_x ? Tensor::empty(xs.shape(), xs.dtype(), device) : Tensor();
+             Tensor gstrip = grad_strip ? Tensor::empty(xs.shape(), xs.dtype(), device) : Tensor();
              Tensor gw = grad_w ? Tensor::empty(ws.shape(), DType::kF32, device) : Tensor();
              const Tensor taps = Tensor::empty(Shape{3 * xs.numel()}, DType::kU8, device);
              const Tensor partials = Tensor::empty(Shape{cuda::pool_mix_partials(s)}, DType::kF64, device);
-             cuda::pool_mix_backward(xs.data<float>(), ss.data<float>(), ws.data<float>(), g[0].data<float>(),
-                                     grad_x ? gx.data<float>() : nullptr, grad_strip ? gstrip.data<float>() : nullptr,
+             cuda::pool_mix_backward(xs.dtype(), xs.raw_data(), ss.raw_data(), ws.data<float>(), g[0].raw_data(),
+                                     grad_x ? gx.raw_data() : nullptr, grad_strip ? gstrip.raw_data() : nullptr,
                                      grad_w ? gw.data<float>() : nullptr, taps.data<uint8_t>(),
                                      partials.data<double>(), s);
              return {gx, gstrip, gw};

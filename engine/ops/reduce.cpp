@@ -27,11 +27,12 @@ Tensor sum_block(const Tensor& x, int first, int last) {
       const Tensor sums = Tensor::empty(Shape{inner}, DType::kF64, x.device());
       const Tensor scratch = Tensor::empty(Shape{std::max<int64_t>(1, cuda::column_sums_scratch(reduced, inner))},
                                            DType::kF64, x.device());
-      cuda::column_sums(x.data<float>(), nullptr, reduced, inner, sums.data<double>(), nullptr, scratch.data<double>());
-      cuda::doubles_to_floats(sums.data<double>(), 1.0, y.data<float>(), inner);
+      cuda::column_sums(x.dtype(), x.raw_data(), nullptr, reduced, inner, sums.data<double>(), nullptr,
+                        scratch.data<double>());
+      cuda::doubles_to(sums.data<double>(), 1.0, y.raw_data(), y.dtype(), inner);
     } else {
       const int64_t in5[5] = {1, 1, outer, reduced, inner}, out5[5] = {1, 1, outer, 1, inner};
-      cuda::sum_to(x.data<float>(), in5, y.data<float>(), out5);
+      cuda::sum_to(x.dtype(), x.raw_data(), in5, y.raw_data(), out5);
     }
     return y;
   }

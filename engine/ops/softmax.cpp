@@ -32,6 +32,7 @@ void softmax_rows(const T* x, T* y, int64_t rows, int64_t k, bool log_out) {
 
 Tensor softmax_impl(const char* name, const Tensor& x, bool log_out) {
   const bool gpu = detail::check_float(name, {&x});
+  detail::check_gpu_f32(name, x);
   PMPL_CHECK(x.rank() >= 1 && x.dim(-1) > 0, "{}: needs a non-empty last axis, got shape {}", name,
              x.shape().str());
   Tensor y = empty_like(x);

@@ -27,11 +27,11 @@ Tensor weight_grad_cuda(const Tensor& gy, const Tensors& saved) {
   const Tensor scratch =
       Tensor::empty(Shape{std::max<int64_t>(1, cuda::column_sums_scratch(n, 1))}, DType::kF64, gy.device());
   for (int64_t j = 0; j < k; ++j) {
-    cuda::column_sums(gy.data<float>(), saved[static_cast<size_t>(j)].data<float>(), n, 1, sums.data<double>(),
+    cuda::column_sums(DType::kF32, gy.raw_data(), saved[static_cast<size_t>(j)].raw_data(), n, 1, sums.data<double>(),
                       dots.data<double>() + j, scratch.data<double>());
   }
   Tensor gw = Tensor::empty(Shape{k}, DType::kF32, gy.device());
-  cuda::doubles_to_floats(dots.data<double>(), 1.0, gw.data<float>(), k);
+  cuda::doubles_to(dots.data<double>(), 1.0, gw.raw_data(), DType::kF32, k);
   return gw;
 }
 #endif
@@ -43,6 +43,7 @@ Tensor weighted_sum(const Tensors& xs, const Tensor& w) {
   const auto k = static_cast<int64_t>(xs.size());
   PMPL_CHECK(w.rank() == 1 && w.dim(0) == k, "weighted_sum: weights must be [{}], got {}", k, w.shape().str());
   const bool gpu = detail::check_float("weighted_sum", {&w});
+  detail::check_gpu_f32("weighted_sum", w);
   for (const Tensor& x : xs) {
     detail::check_float("weighted_sum", {&w, &x});
     PMPL_CHECK(x.shape() == xs[0].shape(), "weighted_sum: shapes {} and {} differ", x.shape().str(),
