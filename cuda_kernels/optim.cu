@@ -49,7 +49,20 @@ __global__ void add_in_order_kernel(const double* partial, int64_t count, double
   *out += s;
 }
 
+__global__ void clip_kernel(float* g, int64_t begin, int64_t end, const double* sum_squares, double max_norm) {
+  const double norm = sqrt(*sum_squares);
+  if (!(norm > max_norm)) return;
+  const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
+  PMPL_FOR_RANGE(i, begin, end) g[i] *= factor;
+}
+
 }  // namespace
+
+void clip_by_norm(float* g, int64_t begin, int64_t end, const double* sum_squares, double max_norm) {
+  if (end <= begin) return;
+  clip_kernel<<<blocks_for(end - begin), kThreads>>>(g, begin, end, sum_squares, max_norm);
+  check_launch();
+}
 
 void sgd_step(float* w, const float* g, float* buf, int64_t begin, int64_t end, int64_t decay_end, float lr, float mu,
               float wd, bool nesterov, bool first) {

@@ -18,5 +18,8 @@ void adam_step(float* w, const float* g, float* m, float* v, int64_t begin, int6
 // then the blocks in order, so the same for every run. `scratch`: sum_squares_scratch(n) doubles.
 int64_t sum_squares_scratch(int64_t n);
 void sum_squares(const float* g, int64_t begin, int64_t end, double* out, double* scratch);
+// g[begin, end) *= max_norm / (norm + 1e-6) when norm = sqrt(*sum_squares) > max_norm, the factor
+// rounded to float as the CPU rounds it; decided on the device, so the host never waits.
+void clip_by_norm(float* g, int64_t begin, int64_t end, const double* sum_squares, double max_norm);
 
 }  // namespace pmpl::cuda

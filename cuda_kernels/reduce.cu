@@ -107,7 +107,12 @@ __global__ void cross_entropy_rows_kernel(const float* x, const int64_t* labels,
     }
     const double log_z = static_cast<double>(m) + log(total);
     for (int64_t j = 0; j < k; ++j) probs[r * k + j] = static_cast<float>(exp(xr[j] - log_z));
-    const double picked = static_cast<double>(xr[labels[r]]) - log_z;
+    const int64_t label = labels[r];
+    if (label < 0 || label >= k) {  // never read out of bounds: a NaN loss tells the caller
+      row_loss[r] = NAN;
+      continue;
+    }
+    const double picked = static_cast<double>(xr[label]) - log_z;
     const double mean_logp = logit_sum / static_cast<double>(k) - log_z;
     row_loss[r] = -(1.0 - eps) * picked - eps * mean_logp;
   }
@@ -127,7 +132,8 @@ __global__ void cross_entropy_backward_kernel(const float* probs, const int64_t*
   const float smooth = static_cast<float>(eps / static_cast<double>(k)), hit = static_cast<float>(1.0 - eps);
   PMPL_FOR_EACH(i, n * k) {
     const int64_t r = i / k, j = i % k;
-    const float q = smooth + (j == labels[r] ? hit : 0.0f);
+    const int64_t label = labels[r];
+    const float q = label >= 0 && label < k ? smooth + (j == label ? hit : 0.0f) : NAN;
     gx[i] = (probs[i] - q) * scale_by;
   }
 }

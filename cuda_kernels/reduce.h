@@ -32,7 +32,8 @@ void softmax_rows_backward(const float* y, const float* gy, float* gx, int64_t r
 
 // float: label-smoothed cross-entropy of [n, k] logits and n int64 labels: probs and the mean
 // loss (one float in device memory; `row_loss`: n doubles of scratch); backward:
-// gx = (probs - q) * (*gloss) / n.
+// gx = (probs - q) * (*gloss) / n. A label outside [0, k) makes the loss (and its row's
+// gradient) NaN instead of reading out of bounds.
 void cross_entropy(const float* logits, const int64_t* labels, int64_t n, int64_t k, double eps, float* probs,
                    float* loss, double* row_loss);
 void cross_entropy_backward(const float* probs, const int64_t* labels, const float* gloss, int64_t n, int64_t k,

@@ -5,7 +5,6 @@
 
 #include "engine/error.h"
 #if PMPL_CUDA
-#include "cuda_kernels/elementwise.h"
 #include "cuda_kernels/optim.h"
 #endif
 
@@ -70,47 +69,57 @@ void ParameterGroup::set_requires_grad(bool on) {
   for (const NamedParameter& p : params_) p.tensor.impl()->requires_grad = on;
 }
 
+namespace {
+
+#if PMPL_CUDA
+// The active gradients' sum of squares into a device double.
+Tensor device_sum_squares(const Tensor& grads, const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  int64_t longest = 0;
+  for (const auto& [begin, end] : ranges) longest = std::max(longest, end - begin);
+  const Tensor total = Tensor::zeros(Shape{1}, DType::kF64, grads.device());
+  const Tensor scratch =
+      Tensor::empty(Shape{std::max<int64_t>(1, cuda::sum_squares_scratch(longest))}, DType::kF64, grads.device());
+  for (const auto& [begin, end] : ranges) {
+    cuda::sum_squares(grads.data<float>(), begin, end, total.data<double>(), scratch.data<double>());
+  }
+  return total;
+}
+#endif
+
+}  // namespace
+
 double ParameterGroup::grad_sum_squares() const {
   if (empty()) return 0.0;
-  double sq = 0.0;
   if (grads_.is_cuda()) {
 #if PMPL_CUDA
-    int64_t longest = 0;
-    for (const auto& [begin, end] : ranges_) longest = std::max(longest, end - begin);
-    const Tensor total = Tensor::zeros(Shape{1}, DType::kF64, grads_.device());
-    const Tensor scratch = Tensor::empty(Shape{std::max<int64_t>(1, cuda::sum_squares_scratch(longest))}, DType::kF64,
-                                         grads_.device());
-    for (const auto& [begin, end] : ranges_) {
-      cuda::sum_squares(grads_.data<float>(), begin, end, total.data<double>(), scratch.data<double>());
-    }
-    sq = total.item();
+    return device_sum_squares(grads_, ranges_).item();
 #endif
-  } else {
-    const float* g = grads_.data<float>();
-    for (const auto& [begin, end] : ranges_) {
-      for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(g[i]) * g[i];
-    }
+  }
+  double sq = 0.0;
+  const float* g = grads_.data<float>();
+  for (const auto& [begin, end] : ranges_) {
+    for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(g[i]) * g[i];
   }
   return sq;
 }
 
-double ParameterGroup::clip_gradients(double max_norm) {
-  if (empty()) return 0.0;
-  const double norm = std::sqrt(grad_sum_squares());
-  if (max_norm > 0.0 && norm > max_norm) {
-    const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
-    float* w = grads_.data<float>();
-    for (const auto& [begin, end] : ranges_) {
-      if (grads_.is_cuda()) {
+void ParameterGroup::clip_gradients(double max_norm) {
+  if (empty() || max_norm <= 0.0) return;
+  float* g = grads_.data<float>();
+  if (grads_.is_cuda()) {
 #if PMPL_CUDA
-        cuda::scale(DType::kF32, w + begin, factor, w + begin, end - begin);
+    const Tensor total = device_sum_squares(grads_, ranges_);
+    for (const auto& [begin, end] : ranges_) cuda::clip_by_norm(g, begin, end, total.data<double>(), max_norm);
 #endif
-      } else {
-        for (int64_t i = begin; i < end; ++i) w[i] *= factor;
-      }
+    return;
+  }
+  const double norm = std::sqrt(grad_sum_squares());
+  if (norm > max_norm) {
+    const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
+    for (const auto& [begin, end] : ranges_) {
+      for (int64_t i = begin; i < end; ++i) g[i] *= factor;
     }
   }
-  return norm;
 }
 
 void ParameterGroup::zero_grad() {

@@ -40,10 +40,10 @@ class ParameterGroup {
   // Whether backward computes these parameters' gradients (off for the weights during the
   // architecture step, which needs only the alphas').
   void set_requires_grad(bool on);
-  // The global L2 norm of the active gradients, which are scaled down to max_norm when above it
-  // and max_norm > 0 (torch's clip_grad_norm_ with its 1e-6 guard). On a GPU: one wait for the
-  // norm.
-  double clip_gradients(double max_norm);
+  // Scales the active gradients down to global L2 norm max_norm when their norm is above it
+  // (torch's clip_grad_norm_ with its 1e-6 guard). On a GPU the decision is taken there: the host
+  // does not wait.
+  void clip_gradients(double max_norm);
   // The sum of squares of the active gradients (double): inf or NaN when any gradient is.
   double grad_sum_squares() const;
 

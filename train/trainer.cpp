@@ -274,7 +274,8 @@ Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
   const Tensor out =
       model_->forward(ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_));
   if (logits != nullptr) *logits = out;
-  return ops::cross_entropy(out, batch.labels, cfg_.label_smoothing);
+  // The labels go up with the images, so the loss needs no copy (and no wait) mid-step.
+  return ops::cross_entropy(out, batch.labels.to(device_), cfg_.label_smoothing);
 }
 
 // One Adam step on the open alphas: the weights are not differentiated (their part of the graph
@@ -499,11 +500,6 @@ TrainResult Trainer::run() {
       weights_->zero_grad();
       Tensor logits;
       const Tensor loss = forward_loss(*batch, &logits);
-      const double loss_value = loss.item();
-      PMPL_CHECK(std::isfinite(loss_value),
-                 "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "
-                 "good checkpoint, {}/checkpoint-last.safetensors, is intact",
-                 loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
       reducer_->backward(scaler_->scale(loss));
       interval_comm += reducer_->last_wait_seconds();
       arch_->set_requires_grad(true);
@@ -514,6 +510,13 @@ TrainResult Trainer::run() {
       } else {
         ++interval_skipped;
       }
+      // Read after the step is queued: on a GPU the host waits once per step, at its end. A
+      // non-finite loss stops before anything is saved, so the last checkpoint stays good.
+      const double loss_value = loss.item();
+      PMPL_CHECK(std::isfinite(loss_value),
+                 "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "
+                 "good checkpoint, {}/checkpoint-last.safetensors, is intact",
+                 loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
       if (searching()) {
         check_fixing();
         assert_same_genotype();

@@ -16,17 +16,21 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
   PMPL_CHECK(labels.dtype() == DType::kI64 && labels.rank() == 1 && labels.dim(0) == logits.dim(0),
              "cross_entropy: labels must be i64 [{}], got {} {}", logits.dim(0),
              dtype_name(labels.dtype()), labels.shape().str());
+  PMPL_CHECK(labels.device().is_cpu() || labels.device() == logits.device(),
+             "cross_entropy: labels on {} but logits on {}; move the labels to the CPU or the logits' device",
+             labels.device().str(), logits.device().str());
   PMPL_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
              "cross_entropy: label smoothing {} is outside [0, 1]", label_smoothing);
   const int64_t n = logits.dim(0), k = logits.dim(1);
   PMPL_CHECK(n > 0 && k > 0, "cross_entropy: empty logits {}", logits.shape().str());
-  // Labels are checked on the host (a GPU kernel would read out of bounds instead); the copy is
-  // a batch of integers.
-  const Tensor host_labels = labels.to(Device::cpu());
-  const int64_t* y = host_labels.data<int64_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    PMPL_CHECK(y[i] >= 0 && y[i] < k, "cross_entropy: label {} at position {} is outside [0, {})",
-               y[i], i, k);
+  // Host labels are checked here. Labels already on the GPU are not copied back for it (that
+  // would stall the host in the middle of a step): the kernel turns an out-of-range label into a
+  // NaN loss, which the trainer reports.
+  if (labels.device().is_cpu()) {
+    const int64_t* y = labels.data<int64_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      PMPL_CHECK(y[i] >= 0 && y[i] < k, "cross_entropy: label {} at position {} is outside [0, {})", y[i], i, k);
+    }
   }
   const double eps = label_smoothing;
   // Probabilities are kept for the backward; the loss sums in double.
@@ -52,6 +56,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     const T* x = logits.data<T>();
+    const int64_t* y = labels.data<int64_t>();
     T* p = probs.data<T>();
     std::vector<double> row_loss(static_cast<size_t>(n));
 #pragma omp parallel for if (n * k > 16384)
