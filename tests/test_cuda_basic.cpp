@@ -106,7 +106,7 @@ TEST(Cuda, DepthwiseMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
   for (int k : {3, 5, 7}) {
     for (int stride : {1, 2}) {
-      for (const Shape& shape : std::vector<Shape>{{2, 9, 7, 13}, {4, 28, 28, 96}, {1, 1, 1, 5}}) {
+      for (const Shape& shape : std::vector<Shape>{{2, 9, 7, 13}, {4, 28, 28, 96}, {1, 1, 1, 5}, {80, 28, 28, 8}}) {
         SCOPED_TRACE(testing::Message() << "k " << k << " stride " << stride << " " << shape.str());
         const Tensor x = test::random(shape, 1, false, 1.0, DType::kF32);
         const Tensor w = test::random({shape[3], k, k}, 2, false, 1.0, DType::kF32);

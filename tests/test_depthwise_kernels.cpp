@@ -11,7 +11,7 @@ namespace {
 TEST(DepthwiseKernels, EqualTheCpuOpOnEveryElement) {
   for (int k : {3, 5, 7}) {
     for (int stride : {1, 2}) {
-      for (const Shape& shape : std::vector<Shape>{{2, 9, 7, 13}, {1, 4, 11, 3}, {1, 1, 1, 5}}) {
+      for (const Shape& shape : std::vector<Shape>{{2, 9, 7, 13}, {1, 4, 11, 3}, {1, 1, 1, 5}, {40, 58, 5, 3}}) {
         SCOPED_TRACE(testing::Message() << "k " << k << " stride " << stride << " " << shape.str());
         const Tensor x = test::random(shape, 1, true, 1.0, DType::kF32);
         const Tensor w = test::random({shape[3], k, k}, 2, true, 1.0, DType::kF32);

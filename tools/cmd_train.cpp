@@ -2,9 +2,11 @@
 #include <fmt/format.h>
 
 #include "engine/comm.h"
+#include "engine/cuda_runtime.h"
 #include "layers/weights.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
+#include "train/amp.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
@@ -24,7 +26,7 @@ void run_train(const TrainConfig& config) {
 }
 
 struct EvalCommand {
-  std::string data, weights, split = "val";
+  std::string data, weights, split = "val", device = "cpu", amp = "auto";
   ModelFlags model;
   EvalOptions options;
 };
@@ -44,6 +46,10 @@ void run_eval(CLI::App* cmd, const EvalCommand& e) {
   const data::ImageFolder split(e.data, e.split);
   PMPL_CHECK(split.num_classes() == model->config().num_classes, "{} has {} classes, the network {}",
              split.directory(), split.num_classes(), model->config().num_classes);
+  const Device device = parse_device(e.device);
+  if (device.is_cuda()) cuda::set_device(device.index);
+  model->to(device);
+  model->set_compute_dtype(amp_dtype(e.amp, device));
   const EvalResult r = evaluate(*model, split, e.options);
   fmt::print("{}: {} images, top-1 {:.2f}%, top-5 {:.2f}%, loss {:.4f}\n", split.directory(), r.images,
              100 * r.top1, 100 * r.top5, r.loss);
@@ -131,6 +137,9 @@ void add_train_command(CLI::App& app, Runner& run) {
   ev->add_option("--input-size", e->options.image_size, "Image side in pixels")->capture_default_str();
   ev->add_option("--batch-size", e->options.batch_size, "Images per batch")->capture_default_str();
   ev->add_option("--workers", e->options.workers, "Loader threads")->capture_default_str();
+  ev->add_option("--device", e->device, "cpu, cuda or cuda:N")->capture_default_str();
+  ev->add_option("--amp", e->amp, "Mixed precision on a GPU: auto (bf16 where the GPU has it), bf16, fp16, off")
+      ->capture_default_str();
   ev->callback([&run, e, ev] { run = [e, ev] { run_eval(ev, *e); }; });
 }
 
