@@ -26,6 +26,14 @@ __global__ void add_kernel(int64_t* counter, int64_t delta) { *counter += delta;
 
 }  // namespace
 
+bool kernels_run_on_current_device() {
+  cudaFuncAttributes attributes{};
+  const cudaError_t status = cudaFuncGetAttributes(&attributes, fill_kernel<uint8_t>);
+  if (status == cudaSuccess) return true;
+  cudaGetLastError();  // clear it: the caller reports
+  return false;
+}
+
 void add_to_counter(int64_t* counter, int64_t delta) {
   add_kernel<<<1, 1>>>(counter, delta);
   CUDA_CHECK(cudaGetLastError());

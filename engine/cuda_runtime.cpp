@@ -3,6 +3,7 @@
 #include "engine/error.h"
 
 #ifdef PMPL_CUDA
+#include "cuda_kernels/fill.h"
 #include "engine/cuda_check.h"
 #endif
 
@@ -35,6 +36,10 @@ void require_device(int device) {
 void set_device(int device) {
   require_device(device);
   CUDA_CHECK(cudaSetDevice(device));
+  PMPL_CHECK(kernels_run_on_current_device(),
+             "cuda:{} ({}, compute capability {}) cannot run this build's kernels, compiled for sm_{}: rebuild with "
+             "-DCMAKE_CUDA_ARCHITECTURES={}",
+             device, device_name(), compute_capability(), PMPL_CUDA_ARCHS, compute_capability());
 }
 
 void* raw_malloc(size_t nbytes, int device) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "engine/hd.h"
@@ -84,13 +85,25 @@ struct f16 {
 template <class T>
 inline constexpr bool is_half_v = std::is_same_v<T, bf16> || std::is_same_v<T, f16>;
 
-// Value conversion between any two element types; the 16-bit floats go through f32.
+// Value conversion between any two element types; the 16-bit floats go through f32. Floating
+// to integer is defined everywhere (C++ leaves out-of-range values undefined, and x86 and GPUs
+// resolve it differently): NaN gives 0, values beyond the integer's range its nearest end, the
+// rest truncate toward zero.
 template <class D, class S>
 PMPL_HD D cast_value(S s) {
   if constexpr (is_half_v<S>) {
     return cast_value<D>(static_cast<float>(s));
   } else if constexpr (is_half_v<D>) {
     return D(static_cast<float>(s));
+  } else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) {
+    if (!(s == s)) return D(0);
+    // The integer range's ends as S: exact for the low end (0 or -2^k); the high end 2^k - 1 may
+    // round up to 2^k, hence >= rather than >.
+    const S low = static_cast<S>(std::numeric_limits<D>::lowest());
+    const S high = static_cast<S>(std::numeric_limits<D>::max());
+    if (s <= low) return std::numeric_limits<D>::lowest();
+    if (s >= high) return std::numeric_limits<D>::max();
+    return static_cast<D>(s);
   } else {
     return static_cast<D>(s);
   }

@@ -53,6 +53,10 @@ TEST(Amp, LossScalerSkipsOverflowsAndGrowsAfterGoodSteps) {
   grads.copy_(Tensor::from_vector<float>({std::nanf(""), 0.0f, 0.0f, 0.0f}, Shape{4}));
   EXPECT_FALSE(scaler.unscale(group));
   EXPECT_DOUBLE_EQ(scaler.value(), 256.0);
+  EXPECT_EQ(scaler.skipped_in_a_row(), 2);
+  grads.copy_(Tensor::from_vector<float>({1.0f, 0.0f, 0.0f, 0.0f}, Shape{4}));
+  ASSERT_TRUE(scaler.unscale(group));
+  EXPECT_EQ(scaler.skipped_in_a_row(), 0);
   for (int i = 0; i < 3; ++i) scaler.step_taken();
   EXPECT_DOUBLE_EQ(scaler.value(), 512.0);
   EXPECT_EQ(scaler.good_steps(), 0);

@@ -197,5 +197,16 @@ TEST(Rng, DropoutKeepsTheExpectedShare) {
   EXPECT_TRUE(ops::dropout(x, 0.25, false, gen).is_same(x));
 }
 
+// Float to integer conversion is defined for every value (C++ leaves out-of-range ones undefined,
+// and x86 and GPUs differ): NaN gives 0, out-of-range values the nearest end, the rest truncate.
+TEST(Tensor, FloatToIntegerConversionSaturates) {
+  const Tensor x = Tensor::from_vector<float>({NAN, INFINITY, -INFINITY, -1.5f, 255.5f, 300.0f, 3e9f, -3e9f, 7.9f},
+                                              Shape{9});
+  EXPECT_EQ(x.to(DType::kU8).to_vector<uint8_t>(), (std::vector<uint8_t>{0, 255, 0, 0, 255, 255, 255, 0, 7}));
+  EXPECT_EQ(x.to(DType::kI32).to_vector<int32_t>(),
+            (std::vector<int32_t>{0, INT32_MAX, INT32_MIN, -1, 255, 300, INT32_MAX, INT32_MIN, 7}));
+  EXPECT_EQ(x.to(DType::kF64).to(DType::kI64).to_vector<int64_t>()[6], 3000000000);
+}
+
 }  // namespace
 }  // namespace pmpl

@@ -6,6 +6,7 @@
 #include "tests/test_util.h"
 #include "train/parameters.h"
 #include "train/adam.h"
+#include "train/evaluate.h"
 #include "train/sgd.h"
 
 namespace pmpl {
@@ -102,6 +103,21 @@ TEST(Train, InactiveParametersAreFrozen) {
   EXPECT_EQ(a.to_vector<double>(), (std::vector<double>{1.0, 2.0}));
   EXPECT_NE(b.to_vector<double>()[0], 3.0);
   EXPECT_EQ(adam.first_moment().to_vector<double>()[0], 0.0);
+}
+
+// Top-k counts ties for the earlier class, and a row with a NaN or infinite logit is a miss
+// (NaN compares false, which would otherwise make an all-NaN network score 100%).
+TEST(Train, TopKCountsTiesFirstAndNonFiniteRowsAsMisses) {
+  const Tensor logits = Tensor::from_vector<float>({0.1f, 0.9f, 0.5f,     // label 1: top-1
+                                                    0.7f, 0.7f, 0.1f,     // label 1: tie lost to class 0
+                                                    0.2f, 0.3f, 0.1f,     // label 0: second
+                                                    NAN, NAN, NAN,        // label 2: miss
+                                                    0.1f, INFINITY, 0.2f},  // label 2: miss
+                                                   Shape{5, 3});
+  const Tensor labels = Tensor::from_vector<int64_t>({1, 1, 0, 2, 2}, Shape{5});
+  EXPECT_EQ(count_top_k(logits, labels, 1), 1);
+  EXPECT_EQ(count_top_k(logits, labels, 2), 3);
+  EXPECT_EQ(count_top_k(logits, labels, 3), 3);
 }
 
 }  // namespace

@@ -20,10 +20,15 @@ int64_t count_top_k(const Tensor& logits, const Tensor& labels, int k) {
   for (int64_t r = 0; r < n; ++r) {
     const float* row = p + r * classes;
     const float target = row[y[r]];
-    // The label is in the top k when fewer than k classes beat it (ties: earlier classes win).
+    // The label is in the top k when fewer than k classes beat it (ties: earlier classes win). A
+    // row with a NaN or infinite logit is a miss: NaN compares false, and would make it a hit.
     int64_t better = 0;
-    for (int64_t c = 0; c < classes; ++c) better += row[c] > target || (row[c] == target && c < y[r]);
-    hits += better < k;
+    bool finite = true;
+    for (int64_t c = 0; c < classes; ++c) {
+      better += row[c] > target || (row[c] == target && c < y[r]);
+      finite = finite && std::isfinite(row[c]);
+    }
+    hits += finite && better < k;
   }
   return hits;
 }

@@ -15,10 +15,12 @@ bool LossScaler::unscale(ParameterGroup& group) {
   if (!enabled_ || group.empty()) return true;
   // Checked before dividing: an overflow is an overflow at any scale.
   if (!std::isfinite(group.grad_sum_squares())) {
-    scale_ = std::max(1.0, scale_ / 2.0);
+    scale_ /= 2.0;  // no floor (as PyTorch): below 1 it still shrinks gradients that overflow
     good_steps_ = 0;
+    ++skipped_in_a_row_;
     return false;
   }
+  skipped_in_a_row_ = 0;
   ops::scale_(group.grads(), 1.0 / scale_);
   return true;
 }

@@ -19,6 +19,8 @@ class LossScaler {
   bool enabled() const { return enabled_; }
   double value() const { return scale_; }
   int64_t good_steps() const { return good_steps_; }
+  // Steps skipped in a row: the trainer stops when gradients keep overflowing at any scale.
+  int64_t skipped_in_a_row() const { return skipped_in_a_row_; }
   // loss * S (the loss itself when disabled).
   Tensor scale(const Tensor& loss) const;
   // Divides the group's gradients by S. False when any was inf or NaN: the caller skips the
@@ -34,6 +36,7 @@ class LossScaler {
   double scale_;
   int64_t growth_interval_;
   int64_t good_steps_ = 0;
+  int64_t skipped_in_a_row_ = 0;
 };
 
 }  // namespace pmpl

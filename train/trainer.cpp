@@ -509,6 +509,10 @@ TrainResult Trainer::run() {
         scaler_->step_taken();
       } else {
         ++interval_skipped;
+        PMPL_CHECK(scaler_->skipped_in_a_row() < 50,
+                   "fp16 gradients overflowed in {} steps in a row (loss scale now {:g}) at epoch {} step {}: use "
+                   "--amp bf16, or lower --lr",
+                   scaler_->skipped_in_a_row(), scaler_->value(), state_.epoch + 1, state_.batch + 1);
       }
       // Read after the step is queued: on a GPU the host waits once per step, at its end. A
       // non-finite loss stops before anything is saved, so the last checkpoint stays good.

@@ -64,7 +64,8 @@ PMPL_HD T dw_input_grad(const S* gy, const S* wt, const DwShape& g, int64_t n, i
 PMPL_HD int64_t dw_weight_chunks(const DwShape& g) {
   const int64_t rows = g.n * g.ho;
   if (rows < 64) return rows;
-  return rows / 32 > 64 ? rows / 32 : 64;
+  const int64_t chunks = rows / 32 > 64 ? rows / 32 : 64;
+  return chunks < 65535 ? chunks : 65535;  // a CUDA grid's y dimension
 }
 
 // Chunk `chunk`'s share of d weight[tap = ki * k + kj][c]: sum over its rows and all output

@@ -157,7 +157,9 @@ void avg_backward(const T* gy, T* gx, const PoolGeometry& g) {
 
 // On a GPU: the Meta-Pooling mixture kernels with a one-hot weight (the other terms add +0), so
 // the pools an enhancer is fixed to (stride 1, padding k / 2, k 3, 5 or 7) run there. Pools
-// outside that family are not on the GPU.
+// outside that family are not on the GPU. One difference from the CPU op: an infinite input
+// within the 7x7 neighbourhood makes 0 * inf = NaN of a zero-weighted branch (only an overflowed
+// fp16 activation can be infinite, and that run stops at its NaN loss anyway).
 Tensor pool_cuda(const char* name, const Tensor& x, int kernel, int stride, int padding, bool is_max) {
   PMPL_CHECK(stride == 1 && padding == kernel / 2 && (kernel == 3 || kernel == 5 || kernel == 7),
              "{}: on a GPU only stride 1, padding k / 2 and k 3, 5 or 7 (the enhancer's pools) are supported, got "
