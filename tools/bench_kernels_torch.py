@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The baseline for `pmpl bench kernels`: the same ops composed in PyTorch on the same GPU,
-float32, channels_last, forward + backward, median of --repeat after --warmup (CUDA events):
+float32 or bfloat16 (--dtype; the mixture weights stay float32 and the mixture is computed in
+bf16, as autocast would), channels_last, forward + backward, median of --repeat after --warmup
+(CUDA events):
   pool_mix_NxHxWxC      w0 x + w1 strip + sum_k w_k pool_k(x) over max/avg 3/5/7 (stride 1,
                         same padding, count_include_pad=True), as the Meta-Pooling search mixes
   depthwise_k3_sS_...   F.conv2d with groups=C (cuDNN's grouped convolution)
-Keys match `pmpl bench kernels`' rows.
+Keys match `pmpl bench kernels`' rows (bf16 rows end in _bf16).
 
 usage: python3 tools/bench_kernels_torch.py --batch-size 64 --out torch_kernels.json
 then:  build/pmpl bench kernels --batch-size 64 --baseline torch_kernels.json
@@ -51,8 +53,11 @@ def main():
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
+    suffix = "" if a.dtype == "f32" else "_" + a.dtype
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
     n = a.batch_size
@@ -60,29 +65,32 @@ def main():
 
     def nchw(shape):  # NHWC shape -> a channels_last NCHW tensor
         b, h, w, c = shape
-        return torch.randn(b, c, h, w, device=dev).contiguous(memory_format=torch.channels_last).requires_grad_()
+        t = torch.randn(b, c, h, w, device=dev, dtype=dtype)
+        return t.contiguous(memory_format=torch.channels_last).requires_grad_()
 
     for shape in [(n, 56, 56, 96), (n, 28, 28, 144), (n, 14, 14, 384), (n, 7, 7, 960)]:
         x, strip = nchw(shape), nchw(shape)
         w = torch.softmax(torch.randn(8, device=dev), 0).requires_grad_()
         dy = torch.randn_like(x)
+
+        def mix():
+            return pool_mix(x, strip, w.to(dtype))
         with torch.no_grad():
-            fwd = timed(lambda: pool_mix(x, strip, w), a.warmup, a.repeat)
-        both = timed(lambda: (fresh(x, strip, w), torch.autograd.backward(pool_mix(x, strip, w), dy)),
-                     a.warmup, a.repeat)
-        results.append({"key": "pool_mix_%dx%dx%dx%d" % shape, "fwd_ms": fwd, "fwd_bwd_ms": both})
+            fwd = timed(mix, a.warmup, a.repeat)
+        both = timed(lambda: (fresh(x, strip, w), torch.autograd.backward(mix(), dy)), a.warmup, a.repeat)
+        results.append({"key": "pool_mix_%dx%dx%dx%d" % shape + suffix, "fwd_ms": fwd, "fwd_bwd_ms": both})
     for shape, stride in [((n, 112, 112, 96), 2), ((n, 56, 56, 144), 1), ((n, 28, 28, 192), 1),
                           ((n, 14, 14, 576), 1), ((n, 14, 14, 576), 2), ((n, 7, 7, 960), 1)]:
         x = nchw(shape)
         c = shape[3]
-        weight = torch.randn(c, 1, 3, 3, device=dev).requires_grad_()
+        weight = torch.randn(c, 1, 3, 3, device=dev, dtype=dtype).requires_grad_()
         out = F.conv2d(x, weight, None, stride, 1, 1, c)
         dy = torch.randn_like(out)
         with torch.no_grad():
             fwd = timed(lambda: F.conv2d(x, weight, None, stride, 1, 1, c), a.warmup, a.repeat)
         both = timed(lambda: (fresh(x, weight), torch.autograd.backward(F.conv2d(x, weight, None, stride, 1, 1, c), dy)),
                      a.warmup, a.repeat)
-        results.append({"key": "depthwise_k3_s%d_%dx%dx%dx%d" % ((stride,) + shape), "fwd_ms": fwd,
+        results.append({"key": "depthwise_k3_s%d_%dx%dx%dx%d" % ((stride,) + shape) + suffix, "fwd_ms": fwd,
                         "fwd_bwd_ms": both})
     for r in results:
         print("%-34s fwd %8.3f ms  fwd+bwd %8.3f ms" % (r["key"], r["fwd_ms"], r["fwd_bwd_ms"]))

@@ -24,6 +24,7 @@ struct BenchKernelsOptions {
   int64_t batch = 64;
   int repeat = 20;
   int warmup = 3;
+  std::string dtype = "f32";
   std::string baseline;
   std::string json_out;
 };
@@ -61,6 +62,10 @@ void run_bench_kernels(const BenchKernelsOptions& opt) {
   PMPL_CHECK(cuda::device_count() > 0, "bench kernels needs a CUDA GPU ({})",
              cuda::built_with_cuda() ? "none is visible" : "this pmpl was built without CUDA");
   PMPL_CHECK(opt.batch > 0 && opt.repeat > 0 && opt.warmup >= 0, "bench kernels: --batch-size and --repeat must be positive");
+  const DType dtype = parse_dtype(opt.dtype);
+  PMPL_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
+             "bench kernels: --dtype f32, bf16 or f16, got {}", opt.dtype);
+  const std::string suffix = dtype == DType::kF32 ? "" : "_" + opt.dtype;
   const Baseline base = read_baseline(opt.baseline, "bench kernels", "tools/bench_kernels_torch.py");
   const double copy_gbs = copy_bandwidth(opt);
   const int64_t n = opt.batch;
@@ -68,32 +73,33 @@ void run_bench_kernels(const BenchKernelsOptions& opt) {
   // and its depthwise convs at the stride-1 and stride-2 shapes.
   std::vector<Case> cases;
   for (const Shape& s : std::vector<Shape>{{n, 56, 56, 96}, {n, 28, 28, 144}, {n, 14, 14, 384}, {n, 7, 7, 960}}) {
-    cases.push_back({fmt::format("pool_mix_{}x{}x{}x{}", s[0], s[1], s[2], s[3]), s, 7, 1, true});
+    cases.push_back({fmt::format("pool_mix_{}x{}x{}x{}{}", s[0], s[1], s[2], s[3], suffix), s, 7, 1, true});
   }
   for (const auto& [s, stride] : std::vector<std::pair<Shape, int>>{{{n, 112, 112, 96}, 2}, {{n, 56, 56, 144}, 1},
                                                                   {{n, 28, 28, 192}, 1}, {{n, 14, 14, 576}, 1},
                                                                   {{n, 14, 14, 576}, 2}, {{n, 7, 7, 960}, 1}}) {
-    cases.push_back({fmt::format("depthwise_k3_s{}_{}x{}x{}x{}", stride, s[0], s[1], s[2], s[3]), s, 3, stride, false});
+    cases.push_back(
+        {fmt::format("depthwise_k3_s{}_{}x{}x{}x{}{}", stride, s[0], s[1], s[2], s[3], suffix), s, 3, stride, false});
   }
-  fmt::print("pmpl bench kernels: {}, float32, median of {} after {} warm-up; copy bandwidth {:.0f} GB/s\n",
-             cuda::device_name(), opt.repeat, opt.warmup, copy_gbs);
+  fmt::print("pmpl bench kernels: {}, {}, median of {} after {} warm-up; copy bandwidth {:.0f} GB/s\n",
+             cuda::device_name(), dtype_name(dtype), opt.repeat, opt.warmup, copy_gbs);
   fmt::print("{:<34} {:>9} {:>11} {:>9} {:>8}", "kernel", "fwd ms", "fwd+bwd ms", "GB/s", "of copy");
   if (!opt.baseline.empty()) fmt::print(" {:>18} {:>7}", base.label + " fwd+bwd", "ratio");
   fmt::print("\n");
   nlohmann::json results = nlohmann::json::array();
   Generator gen(1);
   for (const Case& c : cases) {
-    Tensor x = Tensor::randn(c.shape, gen).to(Device::cuda()).set_requires_grad(true);
+    Tensor x = Tensor::randn(c.shape, gen).to(Device::cuda()).to(dtype).set_requires_grad(true);
     double bytes = 0.0;
     std::function<Tensor()> forward;
     Tensor strip, w, weight;
     if (c.pool_mix) {
-      strip = Tensor::randn(c.shape, gen).to(Device::cuda()).set_requires_grad(true);
+      strip = Tensor::randn(c.shape, gen).to(Device::cuda()).to(dtype).set_requires_grad(true);
       w = ops::softmax(Tensor::randn(Shape{8}, gen)).to(Device::cuda()).set_requires_grad(true);
       forward = [&] { return ops::meta_pool_mix(x, strip, w); };
       bytes = 8.0 * static_cast<double>(x.nbytes());  // fwd: x, strip, y; bwd: x, strip, dy, dx, dstrip
     } else {
-      weight = Tensor::randn(Shape{c.shape[3], c.k, c.k}, gen).to(Device::cuda()).set_requires_grad(true);
+      weight = Tensor::randn(Shape{c.shape[3], c.k, c.k}, gen).to(Device::cuda()).to(dtype).set_requires_grad(true);
       forward = [&] { return ops::depthwise_conv2d(x, weight, c.stride, c.k / 2); };
       const double out = static_cast<double>(x.nbytes()) / (c.stride * c.stride);
       bytes = 2.0 * static_cast<double>(x.nbytes()) + 3.0 * out;  // fwd: x, y; bwd: dy, x, dx (and dy again)
@@ -101,7 +107,7 @@ void run_bench_kernels(const BenchKernelsOptions& opt) {
     Tensor dy;
     {
       NoGradGuard no_grad;
-      dy = Tensor::randn(forward().shape(), gen).to(Device::cuda());
+      dy = Tensor::randn(forward().shape(), gen).to(Device::cuda()).to(dtype);
     }
     const double fwd = median_ms(opt.warmup, opt.repeat, [&] {
       NoGradGuard no_grad;
@@ -142,6 +148,8 @@ void add_bench_kernels_command(CLI::App* bench, Runner& run) {
   cmd->add_option("--batch-size", opt->batch, "Images per batch")->capture_default_str();
   cmd->add_option("--repeat", opt->repeat, "Timed runs (the median is reported)")->capture_default_str();
   cmd->add_option("--warmup", opt->warmup, "Untimed runs first")->capture_default_str();
+  cmd->add_option("--dtype", opt->dtype, "f32, bf16 or f16 activations (bf16/f16 rows' keys end in _bf16/_f16)")
+      ->capture_default_str();
   cmd->add_option("--baseline", opt->baseline, "JSON from tools/bench_kernels_torch.py: adds PyTorch's time");
   cmd->add_option("--json", opt->json_out, "Also write the results to this JSON file");
   cmd->callback([&run, opt] { run = [opt] { run_bench_kernels(*opt); }; });

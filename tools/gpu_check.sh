@@ -55,9 +55,10 @@ step torch_train 100 bash -c "set -e; for m in mobilenetv2 mobilenetv2_mp; do fo
 step pmpl_train 150 bash -c "set -e; for m in mobilenetv2 mobilenetv2_mp; do for amp in bf16 off; do \
   $bundle/pmpl bench train --device cuda --model \$m ${train_flags[*]} --amp \$amp \
   --baseline $out/torch_train_\$amp.json --json $out/pmpl_train_\${m}_\$amp.json; done; done"
-step torch_kernels 60 python3 tools/bench_kernels_torch.py --batch-size 64 --out "$out/torch_kernels.json"
-step pmpl_kernels 60 "$bundle/pmpl" bench kernels --batch-size 64 --baseline "$out/torch_kernels.json" \
-  --json "$out/pmpl_kernels.json"
+step torch_kernels 90 bash -c "set -e; for d in f32 bf16; do python3 tools/bench_kernels_torch.py --batch-size 64 \
+  --dtype \$d --out $out/torch_kernels_\$d.json; done"
+step pmpl_kernels 90 bash -c "set -e; for d in f32 bf16; do $bundle/pmpl bench kernels --batch-size 64 --dtype \$d \
+  --baseline $out/torch_kernels_\$d.json --json $out/pmpl_kernels_\$d.json; done"
 step sanitizer 120 compute-sanitizer --tool memcheck --error-exitcode 3 "$bundle/pmpl_tests" \
   --gtest_filter='Cuda.MetaPoolMix*:Cuda.Depthwise*:CudaOps.BatchNorm*:CudaOps.DenseConv2d:CudaOps.Optimizers*'
 
@@ -80,10 +81,12 @@ if os.path.exists(path):
         for case in suite.get("testsuite", []):
             if case.get("failures"):
                 print("  FAILED", suite["name"] + "." + case["name"])
-path = os.path.join(out, "pmpl_kernels.json")
-if os.path.exists(path):
+for dtype in ("f32", "bf16"):
+    path = os.path.join(out, "pmpl_kernels_%s.json" % dtype)
+    if not os.path.exists(path):
+        continue
     k = json.load(open(path))
-    summary["kernels"] = k
+    summary["kernels_" + dtype] = k
     print("  %-34s %11s %9s %8s" % ("kernel", "fwd+bwd ms", "torch ms", "speedup"))
     for r in k["results"]:
         base = r.get("baseline_fwd_bwd_ms")
