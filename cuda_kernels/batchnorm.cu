@@ -6,20 +6,25 @@
 namespace pmpl::cuda {
 namespace {
 
-// Per channel: mean and invstd from the sums (training) or the running statistics (eval), the
-// running statistics' update.
-__global__ void stats_kernel(const double* sums, const double* squares, float* running_mean, float* running_var,
-                             bool training, double momentum, double eps, int64_t rows, int64_t c, double* stats) {
+// sums[2c] = this process's row count (training), before any reduction adds the others'.
+__global__ void set_rows_kernel(double* sums, int64_t c, int64_t rows) { sums[2 * c] = static_cast<double>(rows); }
+
+// Per channel: mean and invstd from the sums (training; the row count over every process is
+// sums[2c]) or the running statistics (eval), the running statistics' update. stats[2c] keeps the
+// row count for the backward.
+__global__ void stats_kernel(const double* sums, float* running_mean, float* running_var, bool training,
+                             double momentum, double eps, int64_t local_rows, int64_t c, double* stats) {
+  const double rows = training ? sums[2 * c] : static_cast<double>(local_rows);
   PMPL_FOR_EACH(j, c) {
     double mean, invstd;
     if (training) {
-      const double inv_rows = 1.0 / static_cast<double>(rows);
+      const double inv_rows = 1.0 / rows;
       mean = sums[j] * inv_rows;
-      double var = squares[j] * inv_rows - mean * mean;
+      double var = sums[c + j] * inv_rows - mean * mean;
       var = var > 0.0 ? var : 0.0;
       invstd = 1.0 / sqrt(var + eps);
       if (running_mean != nullptr) {
-        const double unbias = static_cast<double>(rows) / static_cast<double>(rows - 1);
+        const double unbias = rows / (rows - 1.0);
         running_mean[j] = static_cast<float>((1.0 - momentum) * running_mean[j] + momentum * mean);
         running_var[j] = static_cast<float>((1.0 - momentum) * running_var[j] + momentum * var * unbias);
       }
@@ -29,6 +34,7 @@ __global__ void stats_kernel(const double* sums, const double* squares, float* r
     }
     stats[j] = mean;
     stats[c + j] = invstd;
+    if (j == 0) stats[2 * c] = rows;
   }
 }
 
@@ -84,20 +90,28 @@ struct MaskedGrad {
   }
 };
 
-// ggamma = sum dz * xhat, gbeta = sum dz; the per-channel factors of dx.
-__global__ void grad_params_kernel(const double* sum_dz, const double* sum_dz_x, const double* stats,
-                                   const float* gamma, bool training, int64_t rows, int64_t c, float* ggamma,
-                                   float* gbeta, float* k, float* slope, float* mean_gy) {
+// ggamma = sum dz * xhat and gbeta = sum dz, this process's own; sums[c + j] becomes sum dz * xhat,
+// the second sum dx needs (added up across processes next, with synchronised statistics).
+__global__ void grad_params_kernel(double* sums, const double* stats, int64_t c, float* ggamma, float* gbeta) {
   PMPL_FOR_EACH(j, c) {
     const double mean = stats[j], invstd = stats[c + j];
-    const double sum_dz_xhat = (sum_dz_x[j] - mean * sum_dz[j]) * invstd;
+    const double sum_dz_xhat = (sums[c + j] - mean * sums[j]) * invstd;
+    sums[c + j] = sum_dz_xhat;
     ggamma[j] = static_cast<float>(sum_dz_xhat);
-    gbeta[j] = static_cast<float>(sum_dz[j]);
-    const double inv_rows = 1.0 / static_cast<double>(rows);
+    gbeta[j] = static_cast<float>(sums[j]);
+  }
+}
+
+// The per-channel factors of dx, from the (possibly all-process) sums and row count.
+__global__ void grad_factors_kernel(const double* sums, const double* stats, const float* gamma, bool training,
+                                    int64_t c, float* k, float* slope, float* mean_gy) {
+  const double inv_rows = 1.0 / stats[2 * c];
+  PMPL_FOR_EACH(j, c) {
+    const double invstd = stats[c + j];
     const double kj = static_cast<double>(gamma[j]) * invstd;
     k[j] = static_cast<float>(kj);
-    slope[j] = training ? static_cast<float>(kj * invstd * sum_dz_xhat * inv_rows) : 0.0f;
-    mean_gy[j] = training ? static_cast<float>(sum_dz[j] * inv_rows) : 0.0f;
+    slope[j] = training ? static_cast<float>(kj * invstd * sums[c + j] * inv_rows) : 0.0f;
+    mean_gy[j] = training ? static_cast<float>(sums[j] * inv_rows) : 0.0f;
   }
 }
 
@@ -114,24 +128,31 @@ __global__ void input_grad_kernel(MaskedGrad<S> g, const float* k, const float* 
 
 }  // namespace
 
+int64_t batchnorm_stats(int64_t c) { return 2 * c + 1; }
+int64_t batchnorm_sums(int64_t c) { return 2 * c + 1; }
+
 int64_t batchnorm_scratch(int64_t rows, int64_t c) {
-  // the column sums' scratch, two double vectors, and three float vectors (in 2 * c doubles).
-  return column_scratch(column_plan(rows, c)) + 4 * c;
+  // the column sums' scratch, and three float vectors (in 2 * c doubles).
+  return column_scratch(column_plan(rows, c)) + 2 * c;
 }
 
 void batchnorm_forward(DType dtype, const void* x, const float* gamma, const float* beta, float* running_mean,
                        float* running_var, bool training, double momentum, double eps, bool relu6, void* y,
-                       double* stats, int64_t rows, int64_t c, double* scratch) {
+                       double* stats, int64_t rows, int64_t c, double* sums, double* scratch,
+                       const std::function<void()>& reduce_sums) {
   if (c == 0) return;
   const ColumnPlan plan = column_plan(rows, c);
-  double* sums = scratch + column_scratch(plan);
-  double* squares = sums + c;
   dispatch_storage(dtype, "batch_norm", [&](auto tag) {
     using S = decltype(tag);
     const auto* px = static_cast<const S*>(x);
-    if (training) column_sums_with<true>(Squares<S>{px, c}, plan, sums, squares, scratch);
-    stats_kernel<<<blocks_for(c), kThreads>>>(sums, squares, running_mean, running_var, training, momentum, eps, rows,
-                                              c, stats);
+    if (training) {
+      column_sums_with<true>(Squares<S>{px, c}, plan, sums, sums + c, scratch);
+      set_rows_kernel<<<1, 1>>>(sums, c, rows);
+      check_launch();
+      if (reduce_sums) reduce_sums();
+    }
+    stats_kernel<<<blocks_for(c), kThreads>>>(sums, running_mean, running_var, training, momentum, eps, rows, c,
+                                              stats);
     check_launch();
     if (rows * c == 0) return;
     normalize_kernel<<<blocks_for(rows * c), kThreads>>>(px, gamma, beta, stats, relu6, static_cast<S*>(y), rows * c,
@@ -142,25 +163,25 @@ void batchnorm_forward(DType dtype, const void* x, const float* gamma, const flo
 
 void batchnorm_backward(DType dtype, const void* x, const float* gamma, const float* beta, const void* gy,
                         const double* stats, bool training, bool relu6, void* gx, float* ggamma, float* gbeta,
-                        int64_t rows, int64_t c, double* scratch) {
+                        int64_t rows, int64_t c, double* sums, double* scratch,
+                        const std::function<void()>& reduce_sums) {
   if (c == 0) return;
   const ColumnPlan plan = column_plan(rows, c);
-  double* sum_dz = scratch + column_scratch(plan);
-  double* sum_dz_x = sum_dz + c;
-  float* k = reinterpret_cast<float*>(sum_dz_x + c);
+  float* k = reinterpret_cast<float*>(scratch + column_scratch(plan));
   float* slope = k + c;
   float* mean_gy = slope + c;
   dispatch_storage(dtype, "batch_norm", [&](auto tag) {
     using S = decltype(tag);
     const MaskedGrad<S> g{static_cast<const S*>(x), static_cast<const S*>(gy), gamma, beta, stats, relu6, c};
-    column_sums_with<true>(g, plan, sum_dz, sum_dz_x, scratch);
-    grad_params_kernel<<<blocks_for(c), kThreads>>>(sum_dz, sum_dz_x, stats, gamma, training, rows, c, ggamma, gbeta,
-                                                    k, slope, mean_gy);
+    column_sums_with<true>(g, plan, sums, sums + c, scratch);
+    grad_params_kernel<<<blocks_for(c), kThreads>>>(sums, stats, c, ggamma, gbeta);
     check_launch();
-    if (gx != nullptr && rows * c > 0) {
-      input_grad_kernel<<<blocks_for(rows * c), kThreads>>>(g, k, slope, mean_gy, static_cast<S*>(gx), rows * c);
-      check_launch();
-    }
+    if (gx == nullptr || rows * c == 0) return;
+    if (reduce_sums) reduce_sums();
+    grad_factors_kernel<<<blocks_for(c), kThreads>>>(sums, stats, gamma, training, c, k, slope, mean_gy);
+    check_launch();
+    input_grad_kernel<<<blocks_for(rows * c), kThreads>>>(g, k, slope, mean_gy, static_cast<S*>(gx), rows * c);
+    check_launch();
   });
 }
 

@@ -4,26 +4,37 @@
 // and recomputed in backward, where the masked gradient is never stored (the sums compute it on
 // the fly, the input-gradient pass again). x, y, dy and dx are of `dtype` (f32, bf16, f16);
 // gamma, beta, running statistics and their gradients are f32 (mixed precision keeps them so).
-// Synchronised statistics (--sync-bn) are not on the GPU yet. Written without a GPU: compiled
-// here, checked against the CPU op by CudaOps.BatchNormTrainingAndEval.
+// Synchronised statistics (--sync-bn): `reduce_sums` is called between the kernels, on the
+// device sums, to add the other processes' into them (NCCL). Written without a GPU: compiled
+// here, checked against the CPU op by CudaOps.BatchNormTrainingAndEval and
+// CudaOps.SynchronisedBatchNormMatchesTheCpu.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "engine/dtype.h"
 
 namespace pmpl::cuda {
 
-// stats: 2 * c doubles (mean, invstd) written here and kept for backward; scratch: doubles as
-// batchnorm_scratch(rows, c). Training updates running_mean/var (unbiased variance), eval reads
-// them.
+// Device doubles the caller provides: `stats` (mean, invstd, the row count over all processes),
+// written by forward and kept for backward; `sums` (training: per-channel sums, sums of squares
+// and the row count, which reduce_sums may add up across processes; backward: the sums behind dx);
+// `scratch`.
+int64_t batchnorm_stats(int64_t c);
+int64_t batchnorm_sums(int64_t c);
 int64_t batchnorm_scratch(int64_t rows, int64_t c);
+// Training updates running_mean/var (unbiased variance over all processes' rows), eval reads
+// them.
 void batchnorm_forward(DType dtype, const void* x, const float* gamma, const float* beta, float* running_mean,
                        float* running_var, bool training, double momentum, double eps, bool relu6, void* y,
-                       double* stats, int64_t rows, int64_t c, double* scratch);
-// gx may be null; ggamma and gbeta always written.
+                       double* stats, int64_t rows, int64_t c, double* sums, double* scratch,
+                       const std::function<void()>& reduce_sums);
+// gx may be null; ggamma and gbeta (this process's own sums) always written. reduce_sums sees the
+// first 2 * c doubles of `sums`: the sums of dz and dz * xhat.
 void batchnorm_backward(DType dtype, const void* x, const float* gamma, const float* beta, const void* gy,
                         const double* stats, bool training, bool relu6, void* gx, float* ggamma, float* gbeta,
-                        int64_t rows, int64_t c, double* scratch);
+                        int64_t rows, int64_t c, double* sums, double* scratch,
+                        const std::function<void()>& reduce_sums);
 
 }  // namespace pmpl::cuda

@@ -83,11 +83,12 @@ Tensor pointwise_conv(const Tensor& x, const Tensor& weight);
 //
 // Synchronised batchnorm (data-parallel --sync-bn): with `sync`, training sums the per-channel
 // sums behind the statistics, and in backward the sums behind dx, over every process (`sync`
-// adds the other processes' vectors into its argument, in place), so the statistics are those of
-// the union of all processes' batches. dgamma and dbeta stay this process's own sums: the
-// gradient all-reduce that follows adds them up.
+// adds the other processes' values into its argument, an f64 tensor on the input's device, in
+// place: MPI for host tensors, NCCL for GPU ones), so the statistics are those of the union of
+// all processes' batches. dgamma and dbeta stay this process's own sums: the gradient all-reduce
+// that follows adds them up.
 enum class BnActivation : uint8_t { kNone, kReLU6 };
-using SumReducer = std::function<void(std::vector<double>&)>;
+using SumReducer = std::function<void(const Tensor&)>;
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,
                   BnActivation activation = BnActivation::kNone, const SumReducer* sync = nullptr);

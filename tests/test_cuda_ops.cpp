@@ -247,6 +247,36 @@ TEST(CudaOps, BatchNormTrainingAndEval) {
   }
 }
 
+// --sync-bn on the GPU: the device sums go through the reducer between the kernels, as the CPU
+// path's do. The reducer here pretends a second process with the same batch (doubles every sum
+// and the row count), on the host for either device, so both paths see the same all-reduce.
+TEST(CudaOps, SynchronisedBatchNormMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const ops::SumReducer twice = [](const Tensor& sums) {
+    Tensor host = sums.to(Device::cpu()).clone();
+    ops::scale_(host, 2.0);
+    Tensor(sums).copy_(host);
+  };
+  const int64_t c = 24;
+  const Tensor x = ops::add(f32({4, 5, 7, c}, 1, 2.0), Tensor::full({c}, 1.5)).set_requires_grad(true);
+  Tensor running[2][2];
+  int call = 0;
+  expect_gpu_matches_cpu(
+      "synchronised batch_norm",
+      [&](const Tensors& t) {
+        running[call][0] = f32({c}, 4, 0.3).to(t[0].device());
+        running[call][1] = Tensor::ones({c}).to(t[0].device());
+        Tensor& mean = running[call][0];
+        Tensor& var = running[call][1];
+        ++call;
+        return ops::batch_norm(t[0], t[1], t[2], mean, var, true, 0.1, 1e-5, ops::BnActivation::kReLU6, &twice);
+      },
+      {x, grad_input({c}, 2), grad_input({c}, 3)}, kFloatSums, Tol{1e-5, 1e-4});
+  for (int i = 0; i < 2; ++i) {
+    test::expect_close(running[1][i].to(Device::cpu()), running[0][i], 1e-6, 1e-6, "running statistics");
+  }
+}
+
 TEST(CudaOps, MatmulLinearAndPointwiseConv) {
   SKIP_WITHOUT_GPU();
   for (bool ta : {false, true}) {

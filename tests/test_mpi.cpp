@@ -112,7 +112,7 @@ TEST(Mpi, BucketedGradientsEqualOneProcessOnTheUnion) {
 // rank's share, summing to the whole.
 TEST(Mpi, SyncBatchNormEqualsOneProcessOnTheUnion) {
   REQUIRE_TWO_PROCESSES(comm);
-  const ops::SumReducer sync = [&comm](std::vector<double>& v) { v = sum_over_processes(v, comm); };
+  const ops::SumReducer sync = [&comm](const Tensor& sums) { comm.all_reduce_sum(sums); };
   for (auto act : {ops::BnActivation::kNone, ops::BnActivation::kReLU6}) {
     SCOPED_TRACE(static_cast<int>(act));
     const Tensor x = ops::add(test::random({6, 3, 4, 5}, 3, false, 2.0), Tensor::full(Shape{5}, 1.5, DType::kF64));

@@ -66,12 +66,7 @@ void broadcast_state(Module& model, Communicator& comm) {
 
 void sync_batchnorm(Module& model, Communicator& comm) {
   if (comm.world() == 1) return;
-  auto reducer = std::make_shared<const ops::SumReducer>([&comm](std::vector<double>& values) {
-    Tensor t = Tensor::empty(Shape{static_cast<int64_t>(values.size())}, DType::kF64);
-    std::memcpy(t.raw_data(), values.data(), values.size() * sizeof(double));
-    comm.all_reduce_sum(t);
-    std::memcpy(values.data(), t.raw_data(), values.size() * sizeof(double));
-  });
+  auto reducer = std::make_shared<const ops::SumReducer>([&comm](const Tensor& sums) { comm.all_reduce_sum(sums); });
   std::vector<Module*> stack{&model};
   while (!stack.empty()) {
     Module* m = stack.back();

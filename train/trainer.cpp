@@ -167,7 +167,6 @@ void Trainer::choose_device() {
   if (device_.is_cpu()) return;
   if (cfg_.device == "cuda") device_ = Device::cuda(comm_.local_rank());
   cuda::set_device(device_.index);
-  PMPL_CHECK(!cfg_.sync_bn, "--sync-bn is not available on GPUs yet; leave it out (per-process statistics)");
   if (comm_.world() > 1) {
     PMPL_CHECK(built_with_nccl(), "training on GPUs with {} processes needs NCCL, and this pmpl was built without "
                                   "it: rebuild with -DPMPL_NCCL=ON, or run one process",
@@ -225,7 +224,7 @@ void Trainer::prepare() {
   arch_ = std::make_unique<ParameterGroup>(std::move(arch));
   sgd_ = std::make_unique<Sgd>(*weights_, SgdOptions{cfg_.momentum, cfg_.nesterov, cfg_.weight_decay});
   reducer_ = std::make_unique<GradientReducer>(*weights_, tensor_comm(), static_cast<int64_t>(cfg_.bucket_mb * (1 << 20)));
-  if (cfg_.sync_bn) sync_batchnorm(*model_, comm_);
+  if (cfg_.sync_bn) sync_batchnorm(*model_, tensor_comm());
   adam_ = std::make_unique<Adam>(*arch_, AdamOptions{cfg_.arch_lr, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd});
 }
 

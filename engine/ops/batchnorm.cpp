@@ -22,6 +22,14 @@
 namespace pmpl::ops {
 namespace {
 
+// The reducer works on tensors; the CPU path keeps its sums in vectors.
+void reduce_on_host(const SumReducer& sync, std::vector<double>& values) {
+  const Tensor t = Tensor::from_vector(values, Shape{static_cast<int64_t>(values.size())});
+  sync(t);
+  const double* p = t.data<double>();
+  std::copy(p, p + values.size(), values.begin());
+}
+
 // y = (x - mean) * scale + shift per channel, clamped to [0, 6] with a fused ReLU6.
 template <class T>
 void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T* y, int64_t rows,
@@ -41,30 +49,44 @@ void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T
 }
 
 #if PMPL_CUDA
-// The GPU path: the same arithmetic in cuda_kernels/batchnorm.cu; mean and invstd stay on the
-// device for the backward.
+// The GPU path: the same arithmetic in cuda_kernels/batchnorm.cu; mean, invstd and the row count
+// stay on the device for the backward. With `sync`, the device sums go through it (NCCL) between
+// the kernels, as the CPU path's do through MPI.
 Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                       const Tensor& running_var, bool training, double momentum, double eps, bool relu6) {
+                       const Tensor& running_var, bool training, double momentum, double eps, bool relu6,
+                       const SumReducer* sync) {
   const int64_t c = x.dim(-1), rows = detail::rows_of(x);
+  const Device device = x.device();
   // Captured by the backward, so by value.
-  const auto scratch = [device = x.device(), rows, c] {
+  const auto scratch = [device, rows, c] {
     return Tensor::empty(Shape{std::max<int64_t>(1, cuda::batchnorm_scratch(rows, c))}, DType::kF64, device);
   };
+  const SumReducer reducer = training && sync != nullptr ? *sync : SumReducer();
   Tensor y = empty_like(x);
-  const Tensor stats = Tensor::empty(Shape{2 * c}, DType::kF64, x.device());
+  const Tensor stats = Tensor::empty(Shape{cuda::batchnorm_stats(c)}, DType::kF64, device);
+  const Tensor sums = Tensor::empty(Shape{cuda::batchnorm_sums(c)}, DType::kF64, device);
+  const std::function<void()> reduce_sums = [&reducer, &sums] {
+    if (reducer) reducer(sums);
+  };
   float* rm = running_mean.defined() ? running_mean.data<float>() : nullptr;
   float* rv = running_var.defined() ? running_var.data<float>() : nullptr;
   cuda::batchnorm_forward(x.dtype(), x.raw_data(), gamma.data<float>(), beta.data<float>(), rm, rv, training,
-                          momentum, eps, relu6, y.raw_data(), stats.data<double>(), rows, c, scratch().data<double>());
+                          momentum, eps, relu6, y.raw_data(), stats.data<double>(), rows, c, sums.data<double>(),
+                          scratch().data<double>(), reduce_sums);
   if (needs_grad({&x, &gamma, &beta})) {
     record("batch_norm", {&x, &gamma, &beta}, {y},
            [xs = x.detach(), gs = gamma.detach(), bs = beta.detach(), stats, training, relu6, rows, c, scratch,
-            grad_x = x.requires_grad()](const Tensors& g) -> Tensors {
+            reducer, grad_x = x.requires_grad()](const Tensors& g) -> Tensors {
              Tensor gx = grad_x ? empty_like(xs) : Tensor();
              Tensor ggamma = empty_like(gs), gbeta = empty_like(gs);
+             const Tensor sums = Tensor::empty(Shape{cuda::batchnorm_sums(c)}, DType::kF64, xs.device());
+             const std::function<void()> reduce_sums = [&reducer, &sums, c] {
+               if (reducer) reducer(sums.view_slice(0, Shape{2 * c}));
+             };
              cuda::batchnorm_backward(xs.dtype(), xs.raw_data(), gs.data<float>(), bs.data<float>(), g[0].raw_data(),
                                       stats.data<double>(), training, relu6, grad_x ? gx.raw_data() : nullptr,
-                                      ggamma.data<float>(), gbeta.data<float>(), rows, c, scratch().data<double>());
+                                      ggamma.data<float>(), gbeta.data<float>(), rows, c, sums.data<double>(),
+                                      scratch().data<double>(), reduce_sums);
              return {gx, ggamma, gbeta};
            });
   }
@@ -103,10 +125,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
              "batch_norm: training needs more than one value per channel (input {})",
              x.shape().str());
   if (gpu) {
-    PMPL_CHECK(sync == nullptr, "batch_norm: synchronised statistics (--sync-bn) are not available on GPUs yet; "
-                                "leave out --sync-bn");
 #if PMPL_CUDA
-    return batch_norm_cuda(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu6);
+    return batch_norm_cuda(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu6, sync);
 #endif
   }
   int64_t total_rows = rows;  // with sync: every process's rows
@@ -126,7 +146,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
         std::vector<double> sums(mean, mean + c);
         sums.insert(sums.end(), sum_sq.begin(), sum_sq.end());
         sums.push_back(static_cast<double>(rows));
-        (*sync)(sums);
+        reduce_on_host(*sync, sums);
         std::copy(sums.begin(), sums.begin() + c, mean);
         std::copy(sums.begin() + c, sums.begin() + 2 * c, sum_sq.begin());
         total_rows = static_cast<int64_t>(std::llround(sums.back()));
@@ -227,7 +247,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                if (sync) {  // dx needs the sums over every process's rows
                  std::vector<double> sums = sum_gy;
                  sums.insert(sums.end(), sum_gy_xhat.begin(), sum_gy_xhat.end());
-                 sync(sums);
+                 reduce_on_host(sync, sums);
                  std::copy(sums.begin(), sums.begin() + c, sum_gy.begin());
                  std::copy(sums.begin() + c, sums.end(), sum_gy_xhat.begin());
                }
