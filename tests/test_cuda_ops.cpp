@@ -311,20 +311,29 @@ TEST(CudaOps, DenseConv2d) {
   }
 }
 
-TEST(CudaOps, MaxAndAvgPoolsOfTheEnhancer) {
+// Dedicated pool kernels (engine/kernels/pool.h, shared with the CPU op): forward, the max taps
+// and the gathered input gradients in the CPU's order, so bit for bit, for the enhancers' pools
+// and other strides and paddings, with ties (NaN handling is the shared function's, checked on
+// every element by PoolKernels.EqualTheCpuOpOnEveryElement).
+TEST(CudaOps, MaxAndAvgPools) {
   SKIP_WITHOUT_GPU();
-  for (int k : {3, 5, 7}) {
+  struct Case {
+    int k, stride, padding;
+  };
+  for (const Case& pc : std::vector<Case>{{3, 1, 1}, {5, 1, 2}, {7, 1, 3}, {3, 2, 1}, {2, 2, 0}}) {
     for (const Shape& shape : std::vector<Shape>{{2, 9, 11, 6}, {1, 2, 3, 5}}) {
-      const Tensors in = {grad_input(shape, static_cast<uint64_t>(k))};
-      expect_gpu_matches_cpu("max_pool2d k" + std::to_string(k) + " " + shape.str(),
-                             [k](const Tensors& x) { return ops::max_pool2d(x[0], k, 1, k / 2); }, in, kExact, kExact);
-      // dx: a gather on the GPU, a scatter on the CPU: float sums in another order.
-      expect_gpu_matches_cpu("avg_pool2d k" + std::to_string(k) + " " + shape.str(),
-                             [k](const Tensors& x) { return ops::avg_pool2d(x[0], k, 1, k / 2); }, in, kExact,
-                             kSumOrder);
+      std::vector<float> v = test::random(shape, static_cast<uint64_t>(pc.k), false, 2.0, DType::kF32).to_vector<float>();
+      for (float& e : v) e = std::round(e);  // ties in every window
+      const Tensors in = {Tensor::from_vector(v, shape).set_requires_grad(true)};
+      const std::string tag = " k" + std::to_string(pc.k) + " s" + std::to_string(pc.stride) + " " + shape.str();
+      expect_gpu_matches_cpu("max_pool2d" + tag,
+                             [pc](const Tensors& x) { return ops::max_pool2d(x[0], pc.k, pc.stride, pc.padding); }, in,
+                             kExact, kExact);
+      expect_gpu_matches_cpu("avg_pool2d" + tag,
+                             [pc](const Tensors& x) { return ops::avg_pool2d(x[0], pc.k, pc.stride, pc.padding); }, in,
+                             kExact, kExact);
     }
   }
-  EXPECT_THROW(ops::max_pool2d(f32({1, 8, 8, 4}, 1).to(Device::cuda()), 3, 2, 1), Error);
 }
 
 TEST(CudaOps, ConcatSplitAndPermute) {

@@ -60,7 +60,7 @@ step torch_kernels 90 bash -c "set -e; for d in f32 bf16; do python3 tools/bench
 step pmpl_kernels 90 bash -c "set -e; for d in f32 bf16; do $bundle/pmpl bench kernels --batch-size 64 --dtype \$d \
   --baseline $out/torch_kernels_\$d.json --json $out/pmpl_kernels_\$d.json; done"
 step sanitizer 120 compute-sanitizer --tool memcheck --error-exitcode 3 "$bundle/pmpl_tests" \
-  --gtest_filter='Cuda.MetaPoolMix*:Cuda.Depthwise*:CudaOps.BatchNorm*:CudaOps.DenseConv2d:CudaOps.Optimizers*'
+  --gtest_filter='Cuda.MetaPoolMix*:Cuda.Depthwise*:CudaOps.BatchNorm*:CudaOps.DenseConv2d:CudaOps.Optimizers*:CudaOps.MaxAndAvgPools'
 
 echo "== summary"
 for name in gpu tests torch_train pmpl_train torch_kernels pmpl_kernels sanitizer; do

@@ -1,40 +1,22 @@
-// Max and average pooling, k x k, NHWC, with PyTorch's semantics: max never picks padding and
+// Max and average pooling, k x k, NHWC, with PyTorch's semantics (engine/kernels/pool.h: the
+// geometry and per-element arithmetic, shared with the CUDA kernels): max never picks padding and
 // keeps the first maximum of a window (row-major scan), a NaN winning; avg divides by the window
 // clipped to the padded input (count_include_pad=True). Max records each output's winning tap
-// (one byte) for its backward; the fused CUDA enhancer will recompute it instead, where memory
-// is the constraint.
+// (one byte) for its backward. The CPU loops run channels innermost; the GPU runs the per-element
+// functions, one thread per element.
 #include <algorithm>
 #include <limits>
-#include <map>
 
+#include "engine/kernels/pool.h"
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/pool.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
 
-struct PoolGeometry {
-  int64_t n, h, w, c, ho, wo;
-  int k, stride, padding;
-  // Window rows/cols of output (oh, ow) clipped to the input, and PyTorch's avg divisor.
-  void window(int64_t oh, int64_t ow, int64_t& h0, int64_t& h1, int64_t& w0, int64_t& w1,
-              int64_t& divisor) const {
-    h0 = oh * stride - padding;
-    w0 = ow * stride - padding;
-    h1 = std::min(h0 + k, h + padding);
-    w1 = std::min(w0 + k, w + padding);
-    divisor = (h1 - h0) * (w1 - w0);
-    h0 = std::max<int64_t>(h0, 0);
-    w0 = std::max<int64_t>(w0, 0);
-    h1 = std::min(h1, h);
-    w1 = std::min(w1, w);
-  }
-  // The outputs [o0, o1] whose window [o * s - p, o * s - p + k) contains input index i (along
-  // one axis with `outputs` positions); empty when o0 > o1.
-  void covering(int64_t i, int64_t outputs, int64_t& o0, int64_t& o1) const {
-    o0 = std::max<int64_t>(0, (i + padding - k + stride) / stride);
-    o1 = std::min<int64_t>(outputs - 1, (i + padding) / stride);
-  }
-};
+using kernels::PoolGeometry;
 
 // Also records, when `taps` is given, each output's winning tap (ki * k + kj: one byte, k <= 15)
 // for the backward. The scan keeps taps in 32-bit lanes, the width of the float compares, and
@@ -155,38 +137,39 @@ void avg_backward(const T* gy, T* gx, const PoolGeometry& g) {
   }
 }
 
-// On a GPU: the Meta-Pooling mixture kernels with a one-hot weight (the other terms add +0), so
-// the pools an enhancer is fixed to (stride 1, padding k / 2, k 3, 5 or 7) run there. Pools
-// outside that family are not on the GPU. One difference from the CPU op: an infinite input
-// within the 7x7 neighbourhood makes 0 * inf = NaN of a zero-weighted branch (only an overflowed
-// fp16 activation can be infinite, and that run stops at its NaN loss anyway).
-Tensor pool_cuda(const char* name, const Tensor& x, int kernel, int stride, int padding, bool is_max) {
-  PMPL_CHECK(stride == 1 && padding == kernel / 2 && (kernel == 3 || kernel == 5 || kernel == 7),
-             "{}: on a GPU only stride 1, padding k / 2 and k 3, 5 or 7 (the enhancer's pools) are supported, got "
-             "k {} stride {} padding {}; run it on the CPU",
-             name, kernel, stride, padding);
-  // Made once per thread and device: a copy from pageable memory would wait for the GPU.
-  thread_local std::map<std::pair<int, int>, Tensor> weights;
-  const int slot = (is_max ? 2 : 5) + (kernel - 3) / 2;
-  Tensor& w = weights[{x.device().index, slot}];
-  if (!w.defined()) {
-    std::vector<float> one_hot(8, 0.0f);
-    one_hot[static_cast<size_t>(slot)] = 1.0f;
-    w = Tensor::from_vector(one_hot, Shape{8}, x.device());
+#if PMPL_CUDA
+Tensor pool_cuda(const char* name, const Tensor& x, const PoolGeometry& g, bool is_max) {
+  Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.c}, x.dtype(), x.device());
+  const bool grad = needs_grad({&x});
+  Tensor taps = is_max && grad ? Tensor::empty(y.shape(), DType::kU8, x.device()) : Tensor();
+  cuda::pool_forward(x.dtype(), is_max, x.raw_data(), y.raw_data(), grad && is_max ? taps.data<uint8_t>() : nullptr,
+                     g);
+  if (grad) {
+    record(name, {&x}, {y}, [taps, g, is_max, shape = x.shape()](const Tensors& gr) -> Tensors {
+      Tensor gx = Tensor::empty(shape, gr[0].dtype(), gr[0].device());
+      cuda::pool_backward(gx.dtype(), is_max, gr[0].raw_data(), is_max ? taps.data<uint8_t>() : nullptr,
+                          gx.raw_data(), g);
+      return {gx};
+    });
   }
-  return meta_pool_mix(x, x.detach(), w);
+  return y;
 }
+#endif
 
 Tensor pool(const char* name, const Tensor& x, int kernel, int stride, int padding, bool is_max) {
   const bool gpu = detail::check_float(name, {&x});
   detail::check_rank(name, "input", x, 4, "N, H, W, C");
-  if (gpu) return pool_cuda(name, x, kernel, stride, padding, is_max);
   PMPL_CHECK(padding <= kernel / 2, "{}: padding {} is more than half the kernel {}", name,
              padding, kernel);
   PMPL_CHECK(kernel <= 15, "{}: kernel {} is larger than the supported 15", name, kernel);
   PoolGeometry g{x.dim(0), x.dim(1), x.dim(2), x.dim(3), 0, 0, kernel, stride, padding};
   g.ho = detail::window_output_size(name, g.h, kernel, stride, padding);
   g.wo = detail::window_output_size(name, g.w, kernel, stride, padding);
+  if (gpu) {
+#if PMPL_CUDA
+    return pool_cuda(name, x, g, is_max);
+#endif
+  }
   Tensor y = Tensor::empty(Shape{g.n, g.ho, g.wo, g.c}, x.dtype(), x.device());
   const bool grad = needs_grad({&x});
   // Max keeps one byte per output for its backward (the winning tap), a quarter of y's size.
