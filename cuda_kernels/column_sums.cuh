@@ -6,36 +6,18 @@
 //   adds its rows in order, then the row lanes are added in order.
 //   Pass 2: a block per channel adds the chunks' partial sums in a fixed tree.
 // The chunking depends only on (rows, c), so a result never depends on timing: the same inputs
-// give the same bits on every run.
+// give the same bits on every run. The split itself is engine/kernels/column_plan.h, plain C++
+// that a CPU test checks covers every element once.
 #pragma once
 
 #include "cuda_kernels/launch.cuh"
+#include "engine/kernels/column_plan.h"
 
 namespace pmpl::cuda {
 
-struct ColumnPlan {
-  int64_t rows = 0, c = 0;
-  int lanes_c = 1, lanes_r = 1;  // threads per block: lanes_c * lanes_r <= kThreads
-  int64_t tiles = 0, chunks = 0, rows_per_chunk = 1;
-};
-
-inline ColumnPlan column_plan(int64_t rows, int64_t c) {
-  ColumnPlan p;
-  p.rows = rows;
-  p.c = c;
-  p.lanes_c = static_cast<int>(c < kThreads ? c : kThreads);
-  if (p.lanes_c < 1) p.lanes_c = 1;
-  p.lanes_r = kThreads / p.lanes_c;
-  p.tiles = (c + p.lanes_c - 1) / p.lanes_c;
-  if (rows == 0 || c == 0) return p;
-  // About 1024 blocks in pass 1 (enough to fill any current GPU), at least 64 rows per chunk.
-  const int64_t wanted = (1024 + p.tiles - 1) / p.tiles;
-  const int64_t most = (rows + 63) / 64;
-  const int64_t chunks = wanted < most ? wanted : most;
-  p.rows_per_chunk = (rows + chunks - 1) / chunks;
-  p.chunks = (rows + p.rows_per_chunk - 1) / p.rows_per_chunk;
-  return p;
-}
+using kernels::column_plan;
+using kernels::ColumnPlan;
+static_assert(kernels::kColumnThreads == kThreads, "the plan's block size is the launch's");
 
 // Doubles of scratch column_sums_with needs.
 inline int64_t column_scratch(const ColumnPlan& p) { return 2 * p.chunks * p.c; }
@@ -44,16 +26,13 @@ template <bool kTwo, class Get>
 __global__ void column_chunks_kernel(Get get, ColumnPlan p, double* partial_a, double* partial_b) {
   __shared__ double sa[kThreads];
   __shared__ double sb[kThreads];
-  const int lane_c = static_cast<int>(threadIdx.x) % p.lanes_c, lane_r = static_cast<int>(threadIdx.x) / p.lanes_c;
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * p.lanes_c + lane_c;
-  const int64_t chunk = blockIdx.y;
-  const int64_t r0 = chunk * p.rows_per_chunk;
-  const int64_t r1 = r0 + p.rows_per_chunk < p.rows ? r0 + p.rows_per_chunk : p.rows;
+  kernels::ColumnWork w;
+  const bool busy = kernels::column_work(p, blockIdx.x, blockIdx.y, static_cast<int>(threadIdx.x), w);
   double s = 0.0, d = 0.0;
-  if (lane_r < p.lanes_r && j < p.c) {
-    for (int64_t r = r0 + lane_r; r < r1; r += p.lanes_r) {
+  if (busy) {
+    for (int64_t r = w.r0; r < w.r1; r += w.step) {
       double a, b;
-      get(r, j, a, b);
+      get(r, w.j, a, b);
       s += a;
       if (kTwo) d += b;
     }
@@ -61,13 +40,13 @@ __global__ void column_chunks_kernel(Get get, ColumnPlan p, double* partial_a, d
   sa[threadIdx.x] = s;
   sb[threadIdx.x] = d;
   __syncthreads();
-  if (lane_r == 0 && j < p.c) {
+  if (w.lane_r == 0 && w.j < p.c) {
     for (int l = 1; l < p.lanes_r; ++l) {
-      s += sa[l * p.lanes_c + lane_c];
-      if (kTwo) d += sb[l * p.lanes_c + lane_c];
+      s += sa[l * p.lanes_c + w.lane_c];
+      if (kTwo) d += sb[l * p.lanes_c + w.lane_c];
     }
-    partial_a[chunk * p.c + j] = s;
-    if (kTwo) partial_b[chunk * p.c + j] = d;
+    partial_a[static_cast<int64_t>(blockIdx.y) * p.c + w.j] = s;
+    if (kTwo) partial_b[static_cast<int64_t>(blockIdx.y) * p.c + w.j] = d;
   }
 }
 
