@@ -47,13 +47,19 @@ __device__ __forceinline__ float pre_activation(float x, const double* stats, co
   return (x - m) * s + beta[j];
 }
 
+__device__ __forceinline__ float activate(float v, int act) {
+  return act == 1 ? math::relu6(v) : (act == 2 ? math::hardswish(v) : v);
+}
+__device__ __forceinline__ float activation_grad(float v, int act) {
+  return act == 1 ? math::relu6_grad(v) : (act == 2 ? math::hardswish_grad(v) : 1.0f);
+}
+
 template <class S>
-__global__ void normalize_kernel(const S* x, const float* gamma, const float* beta, const double* stats, bool relu6,
-                                 S* y, int64_t n, int64_t c) {
+__global__ void normalize_kernel(const S* x, const float* gamma, const float* beta, const double* stats, int act, S* y,
+                                 int64_t n, int64_t c) {
   PMPL_FOR_EACH(i, n) {
     const int64_t j = i % c;
-    const float v = pre_activation(load(x, i), stats, gamma, beta, j, c);
-    store(y, i, relu6 ? math::relu6(v) : v);
+    store(y, i, activate(pre_activation(load(x, i), stats, gamma, beta, j, c), act));
   }
 }
 
@@ -68,7 +74,7 @@ struct Squares {
   }
 };
 
-// dz = dy masked by the fused ReLU6, and dz * x: the terms of the backward's sums.
+// dz = dy times the fused activation's derivative, and dz * x: the terms of the backward's sums.
 template <class S>
 struct MaskedGrad {
   const S* x;
@@ -76,11 +82,11 @@ struct MaskedGrad {
   const float* gamma;
   const float* beta;
   const double* stats;
-  bool relu6;
+  int act;
   int64_t c;
   __device__ float dz(int64_t i, int64_t j, float xv) const {
     const float g = load(gy, i);
-    return relu6 ? g * math::relu6_grad(pre_activation(xv, stats, gamma, beta, j, c)) : g;
+    return act == 0 ? g : g * activation_grad(pre_activation(xv, stats, gamma, beta, j, c), act);
   }
   __device__ void operator()(int64_t r, int64_t j, double& a, double& b) const {
     const int64_t i = r * c + j;
@@ -137,7 +143,7 @@ int64_t batchnorm_scratch(int64_t rows, int64_t c) {
 }
 
 void batchnorm_forward(DType dtype, const void* x, const float* gamma, const float* beta, float* running_mean,
-                       float* running_var, bool training, double momentum, double eps, bool relu6, void* y,
+                       float* running_var, bool training, double momentum, double eps, int act, void* y,
                        double* stats, int64_t rows, int64_t c, double* sums, double* scratch,
                        const std::function<void()>& reduce_sums) {
   if (c == 0) return;
@@ -155,14 +161,13 @@ void batchnorm_forward(DType dtype, const void* x, const float* gamma, const flo
                                               stats);
     check_launch();
     if (rows * c == 0) return;
-    normalize_kernel<<<blocks_for(rows * c), kThreads>>>(px, gamma, beta, stats, relu6, static_cast<S*>(y), rows * c,
-                                                         c);
+    normalize_kernel<<<blocks_for(rows * c), kThreads>>>(px, gamma, beta, stats, act, static_cast<S*>(y), rows * c, c);
     check_launch();
   });
 }
 
 void batchnorm_backward(DType dtype, const void* x, const float* gamma, const float* beta, const void* gy,
-                        const double* stats, bool training, bool relu6, void* gx, float* ggamma, float* gbeta,
+                        const double* stats, bool training, int act, void* gx, float* ggamma, float* gbeta,
                         int64_t rows, int64_t c, double* sums, double* scratch,
                         const std::function<void()>& reduce_sums) {
   if (c == 0) return;
@@ -172,7 +177,7 @@ void batchnorm_backward(DType dtype, const void* x, const float* gamma, const fl
   float* mean_gy = slope + c;
   dispatch_storage(dtype, "batch_norm", [&](auto tag) {
     using S = decltype(tag);
-    const MaskedGrad<S> g{static_cast<const S*>(x), static_cast<const S*>(gy), gamma, beta, stats, relu6, c};
+    const MaskedGrad<S> g{static_cast<const S*>(x), static_cast<const S*>(gy), gamma, beta, stats, act, c};
     column_sums_with<true>(g, plan, sums, sums + c, scratch);
     grad_params_kernel<<<blocks_for(c), kThreads>>>(sums, stats, c, ggamma, gbeta);
     check_launch();

@@ -87,7 +87,10 @@ Tensor pointwise_conv(const Tensor& x, const Tensor& weight);
 // place: MPI for host tensors, NCCL for GPU ones), so the statistics are those of the union of
 // all processes' batches. dgamma and dbeta stay this process's own sums: the gradient all-reduce
 // that follows adds them up.
-enum class BnActivation : uint8_t { kNone, kReLU6 };
+// The activation fused after the normalisation (ReLU6 in MobileNetV2's blocks, hardswish in the
+// Meta-Pooling enhancer and its strip attention): one pass less each way, the same bits as the
+// separate op.
+enum class BnActivation : uint8_t { kNone, kReLU6, kHardswish };
 using SumReducer = std::function<void(const Tensor&)>;
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,

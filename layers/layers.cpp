@@ -56,7 +56,7 @@ Tensor DepthwiseConv2d::forward_impl(const Tensor& x) {
   return ops::depthwise_conv2d(x, ops::cast(weight_, x.dtype()), stride_, kernel_ / 2);
 }
 
-BatchNorm::BatchNorm(int64_t channels, bool fuse_relu6) : fuse_relu6_(fuse_relu6) {
+BatchNorm::BatchNorm(int64_t channels, ops::BnActivation fused) : fused_(fused) {
   weight_ = register_parameter("weight", Tensor::ones(Shape{channels}), ParamKind::kNoDecay);
   bias_ = register_parameter("bias", Tensor::zeros(Shape{channels}), ParamKind::kNoDecay);
   running_mean_ = register_buffer("running_mean", Tensor::zeros(Shape{channels}));
@@ -75,7 +75,7 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
     }
   }
   return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5,
-                         fuse_relu6_ ? ops::BnActivation::kReLU6 : ops::BnActivation::kNone, sync_.get());
+                         fused_, sync_.get());
 }
 
 Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen) {

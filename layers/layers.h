@@ -40,11 +40,12 @@ class DepthwiseConv2d : public Module {
 };
 
 // PyTorch's BatchNorm2d over the last (channel) dimension: momentum 0.1, eps 1e-5, and the
-// num_batches_tracked counter kept so state_dicts round-trip. With fuse_relu6 it also applies the
-// ReLU6 that follows it (ops::BnActivation::kReLU6); that ReLU6 module is then built `fused`.
+// num_batches_tracked counter kept so state_dicts round-trip. With `fused` it also applies the
+// activation that follows it (ops::BnActivation: a ReLU6 module after it is then built `fused`;
+// the enhancer's hardswish is no module).
 class BatchNorm : public Module {
  public:
-  explicit BatchNorm(int64_t channels, bool fuse_relu6 = false);
+  explicit BatchNorm(int64_t channels, ops::BnActivation fused = ops::BnActivation::kNone);
   std::string type_name() const override { return "BatchNorm"; }
   // Training statistics over every data-parallel process (--sync-bn); null: this process's own.
   void set_sync(std::shared_ptr<const ops::SumReducer> sync) { sync_ = std::move(sync); }
@@ -54,7 +55,7 @@ class BatchNorm : public Module {
 
  private:
   Tensor weight_, bias_, running_mean_, running_var_, batches_tracked_;
-  bool fuse_relu6_;
+  ops::BnActivation fused_;
   std::shared_ptr<const ops::SumReducer> sync_;
 };
 

@@ -51,7 +51,7 @@ Tensor run_pool_op(PoolOp op, const Tensor& x, Module* strip) {
 StripAttention::StripAttention(int64_t channels, Generator& gen) {
   const int64_t mid = std::max<int64_t>(8, channels / 32);
   conv1_ = register_module("conv1", std::make_shared<Conv2d>(channels, mid, 1, 1, true, gen));
-  bn1_ = register_module("bn1", std::make_shared<BatchNorm>(mid));
+  bn1_ = register_module("bn1", std::make_shared<BatchNorm>(mid, ops::BnActivation::kHardswish));
   conv_h_ = register_module("conv_h", std::make_shared<Conv2d>(mid, channels, 1, 1, true, gen));
   conv_w_ = register_module("conv_w", std::make_shared<Conv2d>(mid, channels, 1, 1, true, gen));
 }
@@ -61,7 +61,7 @@ Tensor StripAttention::forward_impl(const Tensor& x) {
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   // [N, H + W, C]: per-row means, then per-column means.
   const Tensor pooled = ops::strip_pool(x);
-  const Tensor mixed = ops::hardswish(bn1_->forward(conv1_->forward(pooled)));
+  const Tensor mixed = bn1_->forward(conv1_->forward(pooled));  // with its hardswish fused
   const Tensors parts = ops::split(mixed, {h, w}, 1);
   const Tensor a_h = ops::sigmoid(conv_h_->forward(parts[0])).reshape(Shape{n, h, 1, c});
   const Tensor a_w = ops::sigmoid(conv_w_->forward(parts[1])).reshape(Shape{n, 1, w, c});
@@ -71,7 +71,7 @@ Tensor StripAttention::forward_impl(const Tensor& x) {
 MetaPooling::MetaPooling(int64_t channels, Generator& gen) {
   alpha_ = register_parameter("alpha", init::normal(Shape{kNumPoolOps}, 1e-3, gen), ParamKind::kArch);
   strip_ = register_module("strip", std::make_shared<StripAttention>(channels, gen));
-  bn_ = register_module("bn", std::make_shared<BatchNorm>(channels));
+  bn_ = register_module("bn", std::make_shared<BatchNorm>(channels, ops::BnActivation::kHardswish));
 }
 
 MetaPooling::MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& gen)
@@ -80,7 +80,7 @@ MetaPooling::MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& g
   if (std::find(fixed_ops_.begin(), fixed_ops_.end(), PoolOp::kStrip) != fixed_ops_.end()) {
     strip_ = register_module("strip", std::make_shared<StripAttention>(channels, gen));
   }
-  bn_ = register_module("bn", std::make_shared<BatchNorm>(channels));
+  bn_ = register_module("bn", std::make_shared<BatchNorm>(channels, ops::BnActivation::kHardswish));
 }
 
 void MetaPooling::fix(std::vector<PoolOp> ops) {
@@ -121,7 +121,7 @@ Tensor MetaPooling::forward_impl(const Tensor& x) {
     for (int i = 0; i < kNumPoolOps; ++i) branches.push_back(run_pool_op(static_cast<PoolOp>(i), x, strip_.get()));
     mixed = ops::weighted_sum(branches, ops::softmax(alpha_));
   }
-  return ops::hardswish(bn_->forward(mixed));
+  return bn_->forward(mixed);  // batchnorm with the enhancer's hardswish fused
 }
 
 }  // namespace pmpl

@@ -29,7 +29,7 @@ constexpr std::array<StageSpec, 7> kStages = {{{1, 16, 1, 1},
 std::shared_ptr<Sequential> conv_bn_relu6(std::shared_ptr<Module> conv, int64_t channels) {
   auto block = std::make_shared<Sequential>();
   block->append(std::move(conv));
-  block->append(std::make_shared<BatchNorm>(channels, /*fuse_relu6=*/true));
+  block->append(std::make_shared<BatchNorm>(channels, ops::BnActivation::kReLU6));
   block->append(std::make_shared<ReLU6>(/*fused=*/true));
   return block;
 }

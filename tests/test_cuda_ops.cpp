@@ -220,7 +220,7 @@ TEST(CudaOps, BatchNormTrainingAndEval) {
   SKIP_WITHOUT_GPU();
   for (const Shape& shape : std::vector<Shape>{{4, 5, 7, 24}, {2, 3, 3, 13}, {300, 3}}) {
     for (bool training : {true, false}) {
-      for (bool relu6 : {false, true}) {
+      for (const auto act : {ops::BnActivation::kNone, ops::BnActivation::kReLU6, ops::BnActivation::kHardswish}) {
         const int64_t c = shape[shape.rank() - 1];
         // A mean far from zero (as after ReLU6) and gamma with both signs.
         const Tensor x = ops::add(f32(shape, 1, 2.0), Tensor::full({c}, 1.5)).set_requires_grad(true);
@@ -228,15 +228,15 @@ TEST(CudaOps, BatchNormTrainingAndEval) {
         Tensor running[2][2];
         int call = 0;
         expect_gpu_matches_cpu(
-            "batch_norm " + shape.str() + (training ? " train" : " eval") + (relu6 ? " relu6" : ""),
+            "batch_norm " + shape.str() + (training ? " train" : " eval") + " act " +
+                std::to_string(static_cast<int>(act)),
             [&](const Tensors& t) {
               Tensor& mean = running[call][0];
               Tensor& var = running[call][1];
               mean = f32({c}, 4, 0.3).to(t[0].device());
               var = ops::add(ops::mul(f32({c}, 5), f32({c}, 5)), Tensor::full({c}, 0.5)).to(t[0].device());
               ++call;
-              return ops::batch_norm(t[0], t[1], t[2], mean, var, training, 0.1, 1e-5,
-                                     relu6 ? ops::BnActivation::kReLU6 : ops::BnActivation::kNone);
+              return ops::batch_norm(t[0], t[1], t[2], mean, var, training, 0.1, 1e-5, act);
             },
             in, kFloatSums, Tol{1e-5, 1e-4});
         for (int i = 0; i < 2; ++i) {

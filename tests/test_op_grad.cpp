@@ -167,6 +167,17 @@ TEST(OpGrad, BatchNormReLU6) {
        ops::add(random({5}, 54, false), Tensor::full(Shape{5}, 2.0, DType::kF64)).set_requires_grad(true)});
 }
 
+TEST(OpGrad, BatchNormHardswish) {
+  // Spread so that values fall below -3, between -3 and 3, and above 3.
+  expect_gradients_match(
+      [](const Tensors& t) {
+        return ops::batch_norm(t[0], t[1], t[2], Tensor(), Tensor(), true, 0.1, 1e-5,
+                               ops::BnActivation::kHardswish);
+      },
+      {random({2, 3, 4, 5}, 55), ops::scale(random({5}, 56, false), 4.0).set_requires_grad(true),
+       random({5}, 57)});
+}
+
 TEST(OpGrad, BatchNormEval) {
   const Tensor running_mean = random({5}, 35, false);
   const Tensor running_var = ops::add(ops::mul(random({5}, 36, false), random({5}, 36, false)),

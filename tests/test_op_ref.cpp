@@ -194,27 +194,36 @@ TEST(OpRef, BatchNormTrain) {
   expect_close(rv, Tensor::from_vector(rv_expected, Shape{c}), kTol, kTol, "running_var");
 }
 
-// The fused activation is the same arithmetic as the two ops in a row, bit for bit.
-TEST(OpRef, BatchNormReLU6FusedEqualsSeparate) {
+// The fused activations are the same arithmetic as the two ops in a row, bit for bit.
+TEST(OpRef, BatchNormFusedActivationsEqualSeparate) {
   const Tensor x = f32(random({2, 5, 4, 7}, 20, false, 3.0));
   const Tensor gamma = f32(random({7}, 21, false, 3.0)), beta = f32(random({7}, 22, false, 2.0));
   const Tensor g = f32(random({2, 5, 4, 7}, 23, false));
-  Tensors grads[2];
-  std::vector<float> outputs[2];
-  for (int fused = 0; fused < 2; ++fused) {
-    Tensor xi = x.clone().set_requires_grad(true), gi = gamma.clone().set_requires_grad(true);
-    Tensor bi = beta.clone().set_requires_grad(true);
-    const Tensor y = fused ? ops::batch_norm(xi, gi, bi, Tensor(), Tensor(), true, 0.1, 1e-5, ops::BnActivation::kReLU6)
-                           : ops::relu6(ops::batch_norm(xi, gi, bi, Tensor(), Tensor(), true));
-    y.backward(g);
-    outputs[fused] = y.to_vector<float>();
-    grads[fused] = {xi.grad(), gi.grad(), bi.grad()};
+  for (const auto act : {ops::BnActivation::kReLU6, ops::BnActivation::kHardswish}) {
+    const bool relu6 = act == ops::BnActivation::kReLU6;
+    SCOPED_TRACE(relu6 ? "relu6" : "hardswish");
+    Tensors grads[2];
+    std::vector<float> outputs[2];
+    for (int fused = 0; fused < 2; ++fused) {
+      Tensor xi = x.clone().set_requires_grad(true), gi = gamma.clone().set_requires_grad(true);
+      Tensor bi = beta.clone().set_requires_grad(true);
+      Tensor y;
+      if (fused) {
+        y = ops::batch_norm(xi, gi, bi, Tensor(), Tensor(), true, 0.1, 1e-5, act);
+      } else {
+        const Tensor z = ops::batch_norm(xi, gi, bi, Tensor(), Tensor(), true);
+        y = relu6 ? ops::relu6(z) : ops::hardswish(z);
+      }
+      y.backward(g);
+      outputs[fused] = y.to_vector<float>();
+      grads[fused] = {xi.grad(), gi.grad(), bi.grad()};
+    }
+    EXPECT_EQ(outputs[0], outputs[1]);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(grads[0][i].to_vector<float>(), grads[1][i].to_vector<float>());
+    int saturated = 0;  // ReLU6: both edges of the clamp; hardswish: its zero below -3
+    for (float v : outputs[1]) saturated += v == 0.0f || (relu6 && v == 6.0f);
+    EXPECT_GT(saturated, 10) << "the input should reach the activation's flat parts";
   }
-  EXPECT_EQ(outputs[0], outputs[1]);
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(grads[0][i].to_vector<float>(), grads[1][i].to_vector<float>());
-  int clamped = 0;
-  for (float v : outputs[1]) clamped += v == 0.0f || v == 6.0f;
-  EXPECT_GT(clamped, 10) << "the input should reach both edges of the clamp";
 }
 
 // One pass of act(x * scale + shift) equals the separate ops it replaces, to rounding.

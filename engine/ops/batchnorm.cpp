@@ -12,6 +12,7 @@
 // forward (sums, sums of squares, row count) and one in backward (sums behind dx).
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "engine/math.h"
 #include "engine/ops/op_util.h"
@@ -30,21 +31,39 @@ void reduce_on_host(const SumReducer& sync, std::vector<double>& values) {
   std::copy(p, p + values.size(), values.begin());
 }
 
-// y = (x - mean) * scale + shift per channel, clamped to [0, 6] with a fused ReLU6.
-template <class T>
-void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T* y, int64_t rows,
-                    int64_t c, bool relu6) {
+// The fused activations as types, so each loop is one branch-free SIMD loop per activation.
+struct NoActivation {
+  template <class T> static T f(T v) { return v; }
+  template <class T> static T grad(T) { return T(1); }
+};
+struct ReLU6Activation {
+  template <class T> static T f(T v) { return math::relu6(v); }
+  template <class T> static T grad(T v) { return math::relu6_grad(v); }
+};
+struct HardswishActivation {
+  template <class T> static T f(T v) { return math::hardswish(v); }
+  template <class T> static T grad(T v) { return math::hardswish_grad(v); }
+};
+
+template <class F>
+decltype(auto) with_activation(BnActivation act, F&& f) {
+  switch (act) {
+    case BnActivation::kReLU6: return f(ReLU6Activation{});
+    case BnActivation::kHardswish: return f(HardswishActivation{});
+    case BnActivation::kNone: break;
+  }
+  return f(NoActivation{});
+}
+
+// y = act((x - mean) * scale + shift) per channel.
+template <class A, class T>
+void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T* y, int64_t rows, int64_t c) {
 #pragma omp parallel for if (rows * c > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     const T* xr = x + r * c;
     T* yr = y + r * c;
-    if (relu6) {
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j) yr[j] = math::relu6((xr[j] - mean[j]) * scale[j] + shift[j]);
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < c; ++j) yr[j] = (xr[j] - mean[j]) * scale[j] + shift[j];
-    }
+    for (int64_t j = 0; j < c; ++j) yr[j] = A::f((xr[j] - mean[j]) * scale[j] + shift[j]);
   }
 }
 
@@ -53,7 +72,7 @@ void normalize_rows(const T* x, const T* mean, const T* scale, const T* shift, T
 // stay on the device for the backward. With `sync`, the device sums go through it (NCCL) between
 // the kernels, as the CPU path's do through MPI.
 Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                       const Tensor& running_var, bool training, double momentum, double eps, bool relu6,
+                       const Tensor& running_var, bool training, double momentum, double eps, BnActivation act,
                        const SumReducer* sync) {
   const int64_t c = x.dim(-1), rows = detail::rows_of(x);
   const Device device = x.device();
@@ -71,11 +90,12 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   float* rm = running_mean.defined() ? running_mean.data<float>() : nullptr;
   float* rv = running_var.defined() ? running_var.data<float>() : nullptr;
   cuda::batchnorm_forward(x.dtype(), x.raw_data(), gamma.data<float>(), beta.data<float>(), rm, rv, training,
-                          momentum, eps, relu6, y.raw_data(), stats.data<double>(), rows, c, sums.data<double>(),
+                          momentum, eps, static_cast<int>(act), y.raw_data(), stats.data<double>(), rows, c,
+                          sums.data<double>(),
                           scratch().data<double>(), reduce_sums);
   if (needs_grad({&x, &gamma, &beta})) {
     record("batch_norm", {&x, &gamma, &beta}, {y},
-           [xs = x.detach(), gs = gamma.detach(), bs = beta.detach(), stats, training, relu6, rows, c, scratch,
+           [xs = x.detach(), gs = gamma.detach(), bs = beta.detach(), stats, training, act, rows, c, scratch,
             reducer, grad_x = x.requires_grad()](const Tensors& g) -> Tensors {
              Tensor gx = grad_x ? empty_like(xs) : Tensor();
              Tensor ggamma = empty_like(gs), gbeta = empty_like(gs);
@@ -84,7 +104,8 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                if (reducer) reducer(sums.view_slice(0, Shape{2 * c}));
              };
              cuda::batchnorm_backward(xs.dtype(), xs.raw_data(), gs.data<float>(), bs.data<float>(), g[0].raw_data(),
-                                      stats.data<double>(), training, relu6, grad_x ? gx.raw_data() : nullptr,
+                                      stats.data<double>(), training, static_cast<int>(act),
+                                      grad_x ? gx.raw_data() : nullptr,
                                       ggamma.data<float>(), gbeta.data<float>(), rows, c, sums.data<double>(),
                                       scratch().data<double>(), reduce_sums);
              return {gx, ggamma, gbeta};
@@ -99,7 +120,6 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& gamma, const Tensor& beta,
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum, double eps,
                   BnActivation activation, const SumReducer* sync) {
-  const bool relu6 = activation == BnActivation::kReLU6;
   // On a GPU the input may be bf16 or f16 (mixed precision) with f32 parameters and statistics.
   const bool gpu = x.is_cuda();
   if (gpu) {
@@ -126,7 +146,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
              x.shape().str());
   if (gpu) {
 #if PMPL_CUDA
-    return batch_norm_cuda(x, gamma, beta, running_mean, running_var, training, momentum, eps, relu6, sync);
+    return batch_norm_cuda(x, gamma, beta, running_mean, running_var, training, momentum, eps, activation, sync);
 #endif
   }
   int64_t total_rows = rows;  // with sync: every process's rows
@@ -179,14 +199,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       mean_t[j] = static_cast<T>(mean[j]);
       scale[j] = static_cast<T>(invstd[j] * pg[j]);
     }
-    normalize_rows(px, mean_t.data(), scale.data(), beta.data<T>(), y.data<T>(), rows, c, relu6);
+    with_activation(activation, [&](auto act) {
+      normalize_rows<decltype(act)>(px, mean_t.data(), scale.data(), beta.data<T>(), y.data<T>(), rows, c);
+    });
   });
 
   if (needs_grad({&x, &gamma, &beta})) {
     const bool grad_x = x.requires_grad();
     record("batch_norm", {&x, &gamma, &beta}, {y},
            [xs = x.detach(), gs = gamma.detach(), bs = beta.detach(), stats, training, grad_x,
-            relu6, rows, total_rows, c, sync = training && sync != nullptr ? *sync : SumReducer()](
+            activation, rows, total_rows, c, sync = training && sync != nullptr ? *sync : SumReducer()](
                const Tensors& g) -> Tensors {
              const double* mean = stats->data();
              const double* invstd = stats->data() + c;
@@ -207,33 +229,35 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                }
                const T* pm = mean_t.data();
                const T* ps = scale.data();
-               // dz = dy, masked by the fused ReLU6 where there is one.
+               // dz = dy, masked by the fused activation's derivative where there is one.
                std::vector<double> sum_gy(static_cast<size_t>(c)), sum_gy_x(static_cast<size_t>(c));
                double* const sums[2] = {sum_gy.data(), sum_gy_x.data()};
-               detail::chunked_column_sums<2>(rows, c, sums, [=](int64_t begin, int64_t end, double* acc) {
-                 double* s_dz = acc;
-                 double* s_dz_x = acc + c;
-                 // The masked row first, in T, then the double sums: kept apart, both loops
-                 // vectorise (mixed, GCC fell back to scalar code).
-                 std::vector<T> row(static_cast<size_t>(relu6 ? c : 0));
-                 T* dz_row = row.data();
-                 for (int64_t r = begin; r < end; ++r) {
-                   const T* xr = px + r * c;
-                   const T* dz = gy + r * c;
-                   if (relu6) {
+               with_activation(activation, [&](auto act) {
+                 using A = decltype(act);
+                 constexpr bool masked = !std::is_same_v<A, NoActivation>;
+                 detail::chunked_column_sums<2>(rows, c, sums, [=](int64_t begin, int64_t end, double* acc) {
+                   double* s_dz = acc;
+                   double* s_dz_x = acc + c;
+                   // The masked row first, in T, then the double sums: kept apart, both loops
+                   // vectorise (mixed, GCC fell back to scalar code).
+                   std::vector<T> row(static_cast<size_t>(masked ? c : 0));
+                   T* dz_row = row.data();
+                   for (int64_t r = begin; r < end; ++r) {
+                     const T* xr = px + r * c;
+                     const T* dz = gy + r * c;
+                     if constexpr (masked) {
+#pragma omp simd
+                       for (int64_t j = 0; j < c; ++j) dz_row[j] = dz[j] * A::grad((xr[j] - pm[j]) * ps[j] + shift[j]);
+                       dz = dz_row;
+                     }
 #pragma omp simd
                      for (int64_t j = 0; j < c; ++j) {
-                       dz_row[j] = dz[j] * math::relu6_grad((xr[j] - pm[j]) * ps[j] + shift[j]);
+                       const auto d = static_cast<double>(dz[j]);
+                       s_dz[j] += d;
+                       s_dz_x[j] += d * static_cast<double>(xr[j]);
                      }
-                     dz = dz_row;
                    }
-#pragma omp simd
-                   for (int64_t j = 0; j < c; ++j) {
-                     const auto d = static_cast<double>(dz[j]);
-                     s_dz[j] += d;
-                     s_dz_x[j] += d * static_cast<double>(xr[j]);
-                   }
-                 }
+                 });
                });
                T* pgg = ggamma.data<T>();
                T* pgb = gbeta.data<T>();
@@ -263,24 +287,20 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                  mean_gy[j] = training ? static_cast<T>(sum_gy[j] * inv_rows) : T(0);
                }
                T* pd = gx.data<T>();
+               with_activation(activation, [&](auto act) {
+                 using A = decltype(act);
 #pragma omp parallel for if (rows * c > 65536)
-               for (int64_t r = 0; r < rows; ++r) {
-                 const T* xr = px + r * c;
-                 const T* gr = gy + r * c;
-                 T* dr = pd + r * c;
-                 if (relu6) {
+                 for (int64_t r = 0; r < rows; ++r) {
+                   const T* xr = px + r * c;
+                   const T* gr = gy + r * c;
+                   T* dr = pd + r * c;
 #pragma omp simd
                    for (int64_t j = 0; j < c; ++j) {
-                     const T dz = gr[j] * math::relu6_grad((xr[j] - pm[j]) * ps[j] + shift[j]);
+                     const T dz = gr[j] * A::grad((xr[j] - pm[j]) * ps[j] + shift[j]);
                      dr[j] = k[j] * (dz - mean_gy[j]) - slope[j] * (xr[j] - pm[j]);
                    }
-                 } else {
-#pragma omp simd
-                   for (int64_t j = 0; j < c; ++j) {
-                     dr[j] = k[j] * (gr[j] - mean_gy[j]) - slope[j] * (xr[j] - pm[j]);
-                   }
                  }
-               }
+               });
              });
              return {gx, ggamma, gbeta};
            });
