@@ -39,7 +39,7 @@ def time_steps(a, device, amp_dtype=None):
     x = torch.randn(a.batch_size, 3, a.input_size, a.input_size, device=device)
     x = x.contiguous(memory_format=torch.channels_last)
     labels = torch.tensor([(i * 7919) % a.num_classes for i in range(a.batch_size)], device=device)
-    scaler = torch.cuda.amp.GradScaler() if amp_dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     cuda = torch.device(device).type == "cuda"
     times = []
     for i in range(a.warmup + a.steps):

@@ -62,6 +62,7 @@ void run_bench_kernels(const BenchKernelsOptions& opt) {
   PMPL_CHECK(cuda::device_count() > 0, "bench kernels needs a CUDA GPU ({})",
              cuda::built_with_cuda() ? "none is visible" : "this pmpl was built without CUDA");
   PMPL_CHECK(opt.batch > 0 && opt.repeat > 0 && opt.warmup >= 0, "bench kernels: --batch-size and --repeat must be positive");
+  cuda::set_device(0);  // checks that this build's kernels run on it
   const DType dtype = parse_dtype(opt.dtype);
   PMPL_CHECK(dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kF16,
              "bench kernels: --dtype f32, bf16 or f16, got {}", opt.dtype);
