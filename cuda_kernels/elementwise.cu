@@ -57,13 +57,8 @@ __global__ void binary_same_kernel(Binary op, const S* a, const S* b, S* y, int6
 template <class S>
 __global__ void binary_broadcast_kernel(Binary op, const S* a, const S* b, S* y, int64_t n, Broadcast5 p) {
   PMPL_FOR_EACH(i, n) {
-    int64_t rest = i, ao = 0, bo = 0;
-    for (int axis = 4; axis >= 0; --axis) {
-      const int64_t idx = rest % p.dims[axis];
-      rest /= p.dims[axis];
-      ao += idx * p.a[axis];
-      bo += idx * p.b[axis];
-    }
+    int64_t ao, bo;
+    kernels::broadcast_offsets(i, p, ao, bo);
     store(y, i, binary_value(op, load(a, ao), load(b, bo)));
   }
 }

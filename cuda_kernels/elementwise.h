@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "engine/dtype.h"
+#include "engine/kernels/indexing.h"
 
 namespace pmpl::cuda {
 
@@ -17,12 +18,7 @@ void unary_forward(Unary op, DType dtype, const void* x, void* y, int64_t n);
 void unary_backward(Unary op, DType dtype, const void* x, const void* gy, void* gx, int64_t n);
 
 enum class Binary : uint8_t { kAdd, kSub, kMul, kSecond };
-// Shapes right-aligned into five dimensions; element strides, 0 where an operand is broadcast.
-struct Broadcast5 {
-  int64_t dims[5];
-  int64_t a[5];
-  int64_t b[5];
-};
+using kernels::Broadcast5;
 // y[i] = op(a, b) over the broadcast (plan null: same shapes, n elements).
 void binary(Binary op, DType dtype, const void* a, const void* b, void* y, int64_t n, const Broadcast5* plan);
 

@@ -8,13 +8,11 @@
 #include <cstdint>
 
 #include "engine/dtype.h"
+#include "engine/kernels/indexing.h"
 
 namespace pmpl::cuda {
 
-struct ConvShape {
-  int64_t h, w, cin, kh, kw, ho, wo;
-  int stride, padding;
-};
+using kernels::ConvShape;
 
 // cols [images * ho * wo, kh * kw * cin] from x [images, h, w, cin].
 void im2col(DType dtype, const void* x, const ConvShape& g, int64_t images, void* cols);

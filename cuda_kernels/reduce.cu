@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "cuda_kernels/column_sums.cuh"
+#include "engine/kernels/indexing.h"
 
 namespace pmpl::cuda {
 namespace {
@@ -24,38 +25,11 @@ __global__ void doubles_to_kernel(const double* in, double factor, S* out, int64
   PMPL_FOR_EACH(i, n) store(out, i, static_cast<float>(in[i] * factor));
 }
 
-struct Dims5 {
-  int64_t in[5], out[5];
-};
+using kernels::Dims5;
 
 template <class S>
 __global__ void sum_to_kernel(const S* x, S* y, Dims5 d, int64_t outputs) {
-  PMPL_FOR_EACH(o, outputs) {
-    // Input strides, the output's own index per axis, and the reduced extent.
-    int64_t stride[5], kept[5], reduced = 1;
-    int64_t s = 1, rest = o;
-    for (int a = 4; a >= 0; --a) {
-      stride[a] = s;
-      s *= d.in[a];
-      kept[a] = rest % d.out[a];
-      rest /= d.out[a];
-      if (d.out[a] == 1 && d.in[a] != 1) reduced *= d.in[a];
-    }
-    double acc = 0.0;
-    for (int64_t r = 0; r < reduced; ++r) {
-      int64_t left = r, offset = 0;
-      for (int a = 4; a >= 0; --a) {
-        int64_t idx = kept[a];
-        if (d.out[a] == 1 && d.in[a] != 1) {
-          idx = left % d.in[a];
-          left /= d.in[a];
-        }
-        offset += idx * stride[a];
-      }
-      acc += static_cast<double>(load(x, offset));
-    }
-    store(y, o, static_cast<float>(acc));
-  }
+  PMPL_FOR_EACH(o, outputs) store(y, o, static_cast<float>(kernels::sum_to_value(x, d, o)));
 }
 
 // One thread per row (the rows here are short: classes, or eight alphas).
@@ -159,28 +133,12 @@ __global__ void global_pool_backward_kernel(const S* gy, S* gx, int64_t n, int64
 
 template <class S>
 __global__ void strip_pool_kernel(const S* x, S* y, int64_t n, int64_t h, int64_t w, int64_t c) {
-  PMPL_FOR_EACH(o, n * (h + w) * c) {
-    const int64_t j = o % c, pos = (o / c) % (h + w), i = o / ((h + w) * c);
-    double acc = 0.0;
-    if (pos < h) {
-      for (int64_t q = 0; q < w; ++q) acc += static_cast<double>(load(x, ((i * h + pos) * w + q) * c + j));
-      store(y, o, static_cast<float>(acc / static_cast<double>(w)));
-    } else {
-      const int64_t q = pos - h;
-      for (int64_t r = 0; r < h; ++r) acc += static_cast<double>(load(x, ((i * h + r) * w + q) * c + j));
-      store(y, o, static_cast<float>(acc / static_cast<double>(h)));
-    }
-  }
+  PMPL_FOR_EACH(o, n * (h + w) * c) store(y, o, static_cast<float>(kernels::strip_pool_value(x, h, w, c, o)));
 }
 
 template <class S>
 __global__ void strip_pool_backward_kernel(const S* gy, S* gx, int64_t n, int64_t h, int64_t w, int64_t c) {
-  const float inv_w = 1.0f / static_cast<float>(w), inv_h = 1.0f / static_cast<float>(h);
-  PMPL_FOR_EACH(e, n * h * w * c) {
-    const int64_t j = e % c, q = (e / c) % w, r = (e / (c * w)) % h, i = e / (c * w * h);
-    const S* rows = gy + i * (h + w) * c;
-    store(gx, e, load(rows, r * c + j) * inv_w + load(rows, (h + q) * c + j) * inv_h);
-  }
+  PMPL_FOR_EACH(e, n * h * w * c) store(gx, e, kernels::strip_pool_grad(gy, h, w, c, e));
 }
 
 }  // namespace

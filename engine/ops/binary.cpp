@@ -83,14 +83,8 @@ Tensor binary_cuda(const char* name, const Tensor& a, const Tensor& b, cuda::Bin
     cuda::binary(op, a.dtype(), a.raw_data(), b.raw_data(), y.raw_data(), a.numel(), nullptr);
     return y;
   }
-  const BroadcastPlan plan = plan_broadcast(name, a.shape(), b.shape());
-  cuda::Broadcast5 p;
-  for (int i = 0; i < kRank; ++i) {
-    p.dims[i] = plan.dims[static_cast<size_t>(i)];
-    p.a[i] = plan.a_strides[static_cast<size_t>(i)];
-    p.b[i] = plan.b_strides[static_cast<size_t>(i)];
-  }
-  Tensor y = Tensor::empty(plan.out, a.dtype(), a.device());
+  const kernels::Broadcast5 p = detail::broadcast5(name, a.shape(), b.shape());
+  Tensor y = Tensor::empty(plan_broadcast(name, a.shape(), b.shape()).out, a.dtype(), a.device());
   cuda::binary(op, a.dtype(), a.raw_data(), b.raw_data(), y.raw_data(), y.numel(), &p);
   return y;
 }
@@ -129,6 +123,18 @@ Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b, F f, i
 }  // namespace
 
 namespace detail {
+
+kernels::Broadcast5 broadcast5(const char* op, const Shape& a, const Shape& b) {
+  static_assert(kRank == 5, "kernels::Broadcast5 holds five dimensions");
+  const BroadcastPlan plan = plan_broadcast(op, a, b);
+  kernels::Broadcast5 p{};
+  for (int i = 0; i < kRank; ++i) {
+    p.dims[i] = plan.dims[static_cast<size_t>(i)];
+    p.a[i] = plan.a_strides[static_cast<size_t>(i)];
+    p.b[i] = plan.b_strides[static_cast<size_t>(i)];
+  }
+  return p;
+}
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;

@@ -9,6 +9,7 @@
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
+#include "engine/kernels/indexing.h"
 #include "engine/ops.h"
 #include "engine/tensor.h"
 
@@ -58,6 +59,10 @@ double contiguous_sum(const T* x, int64_t n, bool parallel);
 template <class T>
 void column_sum_and_dot(const T* a, const T* b, int64_t rows, int64_t channels, double* sum_a,
                         double* dot_ab);
+
+// The five-dimensional strides of a broadcast between shapes a and b, as the GPU kernels take
+// them (kernels::broadcast_offsets); a clear error when the shapes do not broadcast.
+kernels::Broadcast5 broadcast5(const char* op, const Shape& a, const Shape& b);
 
 // x repeated NumPy-style to `shape` (unrecorded; the forward of a broadcast's backward).
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
