@@ -2,8 +2,7 @@
 // with PMPL_NCCL (CUDA and NCCL found). The unique id that joins the processes goes out over
 // `bootstrap` (MPI under mpirun; a single process needs none). Collectives run on a stream of
 // their own after the work already queued on the legacy default stream (the engine's compute
-// stream until the CUDA backend, issue 6, brings its own), so backward can go on while a bucket
-// is reduced; wait() blocks the host until the result is in place, with the same deadline as
+// stream), so backward can go on while a bucket is reduced; wait() blocks the host until the result is in place, with the same deadline as
 // MPI, and NCCL's asynchronous errors end the job with NCCL's message.
 //
 // Written without a GPU: compiled and linked here, not yet run (see issue 7's note).

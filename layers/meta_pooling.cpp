@@ -116,7 +116,7 @@ Tensor MetaPooling::forward_impl(const Tensor& x) {
   } else {
     // On the CPU the separate ops are faster than ops::meta_pool_mix (measured: 165 vs 95 img/s
     // for the w0.25 search step at 28 px): its backward recomputes the pools, and the CPU is
-    // bound by compute, not memory. The fused op is the GPU's (issue 6).
+    // bound by compute, not memory. The fused op is the GPU's (the branch above).
     Tensors branches;
     for (int i = 0; i < kNumPoolOps; ++i) branches.push_back(run_pool_op(static_cast<PoolOp>(i), x, strip_.get()));
     mixed = ops::weighted_sum(branches, ops::softmax(alpha_));

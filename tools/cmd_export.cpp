@@ -88,8 +88,8 @@ struct InferCommand {
 };
 
 void run_infer(const InferCommand& c) {
-  PMPL_CHECK(c.device == "cpu", "--device {}: the runtime's CUDA path comes with the CUDA backend (issue 6); use cpu",
-             c.device);
+  PMPL_CHECK(c.device == "cpu", "--device {}: the deployment runtime runs on the CPU; use cpu (or pmpl eval "
+             "--device cuda with the checkpoint)", c.device);
   PMPL_CHECK(c.top >= 1, "--top must be at least 1");
   const deploy::Runtime runtime(c.model);
   data::EvalImageReader reader(runtime.input_size());

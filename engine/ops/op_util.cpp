@@ -9,7 +9,7 @@ void check_cpu_float(const char* op, std::initializer_list<const Tensor*> tensor
   for (const Tensor* t : tensors) {
     if (!t->defined()) continue;
     PMPL_CHECK(t->device().is_cpu(),
-               "{}: this op has no CUDA kernel yet (issue 6); move the tensors to the CPU", op);
+               "{}: this CPU kernel got a tensor on {}; move the tensors to the CPU", op, t->device().str());
     PMPL_CHECK(t->dtype() == DType::kF32 || t->dtype() == DType::kF64,
                "{}: dtype {} is not supported by CPU kernels (use f32 or f64)", op,
                dtype_name(t->dtype()));
