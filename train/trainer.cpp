@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "data/loader.h"
+#include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/comm.h"
 #include "engine/comm_nccl.h"
@@ -553,6 +554,9 @@ TrainResult Trainer::run() {
                                {"train_top1", static_cast<double>(interval_hits) / static_cast<double>(interval_images)},
                                {"img_per_s", img_s}, {"data_wait", interval_wait / std::max(elapsed, 1e-9)}};
         if (comm_.world() > 1) line["comm_wait"] = interval_comm / std::max(elapsed, 1e-9);
+        if (device_.is_cuda()) {  // the caching allocator's high-water mark: headroom for --batch-size
+          line["gpu_mem_peak_gib"] = static_cast<double>(cuda_allocator(device_.index).stats().peak_allocated) / (1 << 30);
+        }
         if (scaler_->enabled()) {
           line["loss_scale"] = scaler_->value();
           line["skipped_steps"] = interval_skipped;
