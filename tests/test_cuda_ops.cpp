@@ -414,14 +414,7 @@ void expect_network_matches(const std::string& name, MobileNetV2Config config) {
   test::expect_close(loss[1], loss[0], 1e-4, 1e-4, "training loss");
   std::vector<double> errors;
   for (size_t i = 0; i < params[0].size(); ++i) {
-    const std::vector<double> a = test::as_doubles(params[1][i].tensor.grad()), b = test::as_doubles(params[0][i].tensor.grad());
-    double diff = 0.0, norm = 0.0;
-    for (size_t j = 0; j < a.size(); ++j) {
-      ASSERT_TRUE(std::isfinite(a[j])) << params[0][i].name;
-      diff += (a[j] - b[j]) * (a[j] - b[j]);
-      norm += b[j] * b[j];
-    }
-    errors.push_back(std::sqrt(diff / std::max(norm, 1e-30)));
+    errors.push_back(test::relative_error(params[1][i].tensor.grad(), params[0][i].tensor.grad()));
   }
   std::sort(errors.begin(), errors.end());
   EXPECT_LT(errors[errors.size() / 2], 1e-2) << "median relative gradient error";
@@ -463,17 +456,6 @@ TEST(CudaOps, CastsMatchTheHost) {
   }
 }
 
-double relative_error(const Tensor& actual, const Tensor& expected) {
-  const std::vector<double> a = test::as_doubles(actual), b = test::as_doubles(expected);
-  double diff = 0.0, norm = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff += (a[i] - b[i]) * (a[i] - b[i]);
-    norm += b[i] * b[i];
-  }
-  return std::sqrt(diff / std::max(norm, 1e-30));
-}
-
 // fn on GPU copies of `inputs` in f32 and in `dtype` (floating inputs that require grad are
 // cast; `keep_f32` names inputs that stay f32, as batchnorm's parameters do): the output and the
 // gradients agree to `tol` in relative L2 norm. bf16 keeps 8 significant bits (a rounding error
@@ -504,9 +486,9 @@ void expect_low_precision_follows_f32(const std::string& what, const std::functi
       if (inputs[i].requires_grad()) grads[low].push_back(xs[i].grad().to(Device::cpu()).to(DType::kF32));
     }
   }
-  EXPECT_LT(relative_error(outputs[1], outputs[0]), tol) << "output";
+  EXPECT_LT(test::relative_error(outputs[1], outputs[0]), tol) << "output";
   for (size_t i = 0; i < grads[0].size(); ++i) {
-    EXPECT_LT(relative_error(grads[1][i], grads[0][i]), tol) << "gradient " << i;
+    EXPECT_LT(test::relative_error(grads[1][i], grads[0][i]), tol) << "gradient " << i;
   }
 }
 
@@ -576,12 +558,12 @@ TEST(CudaOps, MixedPrecisionNetworksFollowF32) {
       loss[low] = l.to(Device::cpu());
       params[low] = model->parameters();
     }
-    EXPECT_LT(relative_error(logits[1], logits[0]), 5e-2) << "eval logits";
-    EXPECT_LT(relative_error(loss[1], loss[0]), 2e-2) << "loss";
+    EXPECT_LT(test::relative_error(logits[1], logits[0]), 5e-2) << "eval logits";
+    EXPECT_LT(test::relative_error(loss[1], loss[0]), 2e-2) << "loss";
     std::vector<double> errors;
     for (size_t i = 0; i < params[0].size(); ++i) {
       ASSERT_EQ(params[1][i].tensor.grad().dtype(), DType::kF32) << params[1][i].name;
-      errors.push_back(relative_error(params[1][i].tensor.grad(), params[0][i].tensor.grad()));
+      errors.push_back(test::relative_error(params[1][i].tensor.grad(), params[0][i].tensor.grad()));
     }
     std::sort(errors.begin(), errors.end());
     EXPECT_LT(errors[errors.size() / 2], 0.1) << "median relative gradient error";

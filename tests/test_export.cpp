@@ -72,15 +72,7 @@ std::vector<int64_t> argmax_rows(const Tensor& logits) {
   return out;
 }
 
-double relative_error(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = test::as_doubles(a), y = test::as_doubles(b);
-  double d = 0, n = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    d += (x[i] - y[i]) * (x[i] - y[i]);
-    n += y[i] * y[i];
-  }
-  return std::sqrt(d / n);
-}
+using test::relative_error;
 
 TEST(Export, FoldedNetworkMatchesTheTrainingGraph) {
   auto model = trained_fixed_network();

@@ -31,12 +31,7 @@ double norm(const Tensor& t) {
   return std::sqrt(s);
 }
 
-double relative_error(const Tensor& actual, const Tensor& expected) {
-  const std::vector<double> a = test::as_doubles(actual), e = test::as_doubles(expected);
-  double diff = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) diff += (a[i] - e[i]) * (a[i] - e[i]);
-  return std::sqrt(diff) / std::max(norm(expected), 1e-300);
-}
+using test::relative_error;
 
 struct Fixture {
   TensorFile data;

@@ -139,29 +139,37 @@ std::map<std::string, std::vector<uint8_t>> checkpoint_bytes(const std::string& 
   return out;
 }
 
-// Killed mid-epoch (last checkpoint two steps back) or right after forced fixing, resumed: the
-// final weights, BN statistics and optimiser state are bit for bit those of a run never stopped.
-TEST(Pmpl, ResumedRunIsBitIdentical) {
-  TempRun full("full");
-  ASSERT_TRUE(run_training(tiny_search(full.dir)).completed);
+// Runs `base` (a tiny search; output set here) to the end, then again killed after each of
+// `kill_at` steps and resumed: the final weights, BN statistics and optimiser state must be
+// byte for byte those of the run never stopped.
+void expect_resumes_bit_identical(const TrainConfig& base, const std::vector<int64_t>& kill_at,
+                                  const std::string& name) {
+  TempRun full(name + "_full");
+  TrainConfig c = base;
+  c.output = full.dir;
+  ASSERT_TRUE(run_training(c).completed);
   const auto expected = checkpoint_bytes(full.dir + "/checkpoint-last.safetensors");
-  for (int64_t kill_at : {3, 6}) {
-    SCOPED_TRACE(testing::Message() << "killed after step " << kill_at);
-    TempRun broken("broken" + std::to_string(kill_at));
-    TrainConfig c = tiny_search(broken.dir);
-    c.max_steps = kill_at;
+  for (int64_t step : kill_at) {
+    SCOPED_TRACE(testing::Message() << "killed after step " << step);
+    TempRun broken(name + "_broken" + std::to_string(step));
+    c.output = broken.dir;
+    c.max_steps = step;
     EXPECT_FALSE(run_training(c).completed);
-    TrainConfig again = tiny_search("");
+    TrainConfig again = base;
+    again.output = "";
     again.resume = broken.dir;
     ASSERT_TRUE(run_training(again).completed);
     const auto resumed = checkpoint_bytes(broken.dir + "/checkpoint-last.safetensors");
     ASSERT_EQ(resumed.size(), expected.size());
-    for (const auto& [name, bytes] : expected) {
-      ASSERT_TRUE(resumed.count(name)) << name;
-      EXPECT_TRUE(resumed.at(name) == bytes) << name << " differs";
+    for (const auto& [tensor, bytes] : expected) {
+      ASSERT_TRUE(resumed.count(tensor)) << tensor;
+      EXPECT_TRUE(resumed.at(tensor) == bytes) << tensor << " differs";
     }
   }
 }
+
+// Killed mid-epoch (last checkpoint two steps back) or right after forced fixing, resumed.
+TEST(Pmpl, ResumedRunIsBitIdentical) { expect_resumes_bit_identical(tiny_search(""), {3, 6}, "cpu"); }
 
 TEST(Pmpl, BadRunsStopWithOneClearError) {
   TempRun run("bad");
@@ -232,47 +240,29 @@ TEST(CudaTrain, SearchOnTheGpuFollowsTheCpu) {
   std::vector<double> errors;
   for (const auto& [name, expected] : runs[0]) {
     ASSERT_TRUE(runs[1].count(name)) << name;
-    if (!is_floating(expected.dtype())) continue;
-    const std::vector<double> a = test::as_doubles(runs[1][name]), b = test::as_doubles(expected);
-    double diff = 0.0, norm = 0.0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      ASSERT_TRUE(std::isfinite(a[i])) << name;
-      diff += (a[i] - b[i]) * (a[i] - b[i]);
-      norm += b[i] * b[i];
-    }
-    errors.push_back(std::sqrt(diff / std::max(norm, 1e-30)));
+    if (is_floating(expected.dtype())) errors.push_back(test::relative_error(runs[1][name], expected));
   }
   std::sort(errors.begin(), errors.end());
   EXPECT_LT(errors[errors.size() / 2], 1e-4) << "median relative error per tensor";
   EXPECT_LT(errors.back(), 1e-2) << "worst relative error per tensor";
 }
 
-// The GPU run is deterministic: killed and resumed, it ends bit for bit where an uninterrupted
-// GPU run ends (fixed-order reductions everywhere, no atomics).
+// The GPU run is deterministic (fixed-order reductions everywhere, no atomics), in f32 and in
+// bf16 mixed precision: killed and resumed, it ends bit for bit where an uninterrupted run ends.
 TEST(CudaTrain, ResumedGpuRunIsBitIdentical) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
-  TempRun full("gpu_full"), broken("gpu_broken");
-  TrainConfig c = tiny_search(full.dir);
-  c.device = "cuda";
-  c.amp = "off";
-  ASSERT_TRUE(run_training(c).completed);
-  c.output = broken.dir;
-  c.max_steps = 3;
-  EXPECT_FALSE(run_training(c).completed);
-  TrainConfig again = tiny_search("");
-  again.device = "cuda";
-  again.amp = "off";
-  again.resume = broken.dir;
-  ASSERT_TRUE(run_training(again).completed);
-  const auto expected = checkpoint_bytes(full.dir + "/checkpoint-last.safetensors");
-  const auto resumed = checkpoint_bytes(broken.dir + "/checkpoint-last.safetensors");
-  ASSERT_EQ(resumed.size(), expected.size());
-  for (const auto& [name, bytes] : expected) EXPECT_TRUE(resumed.at(name) == bytes) << name << " differs";
+  for (const char* amp : {"off", "bf16"}) {
+    SCOPED_TRACE(amp);
+    TrainConfig c = tiny_search("");
+    c.device = "cuda";
+    c.amp = amp;
+    expect_resumes_bit_identical(c, {3, 6}, std::string("gpu_") + amp);
+  }
 }
 
 // Mixed precision in the trainer: bf16 and fp16 (with loss scaling) searches complete with a
-// finite loss and a complete genotype, and a killed bf16 run resumes bit for bit.
-TEST(CudaTrain, MixedPrecisionSearchesCompleteAndResume) {
+// finite loss and validation loss.
+TEST(CudaTrain, MixedPrecisionSearchesComplete) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
   for (const char* amp : {"bf16", "fp16"}) {
     SCOPED_TRACE(amp);
@@ -288,22 +278,6 @@ TEST(CudaTrain, MixedPrecisionSearchesCompleteAndResume) {
       if (line.contains("val_loss")) EXPECT_TRUE(std::isfinite(line["val_loss"].get<double>()));
     }
   }
-  TempRun full("amp_full"), broken("amp_broken");
-  TrainConfig c = tiny_search(full.dir);
-  c.device = "cuda";
-  c.amp = "bf16";
-  ASSERT_TRUE(run_training(c).completed);
-  c.output = broken.dir;
-  c.max_steps = 5;
-  EXPECT_FALSE(run_training(c).completed);
-  TrainConfig again = tiny_search("");
-  again.device = "cuda";
-  again.amp = "bf16";
-  again.resume = broken.dir;
-  ASSERT_TRUE(run_training(again).completed);
-  const auto expected = checkpoint_bytes(full.dir + "/checkpoint-last.safetensors");
-  const auto resumed = checkpoint_bytes(broken.dir + "/checkpoint-last.safetensors");
-  for (const auto& [name, bytes] : expected) EXPECT_TRUE(resumed.at(name) == bytes) << name << " differs";
 }
 
 }  // namespace

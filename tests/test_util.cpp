@@ -1,6 +1,8 @@
 #include "tests/test_util.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace pmpl::test {
 
@@ -23,6 +25,18 @@ MobileNetV2Config tiny_config(int64_t classes, double dropout) {
 }
 
 std::vector<double> as_doubles(const Tensor& t) { return t.to(DType::kF64).to_vector<double>(); }
+
+double relative_error(const Tensor& actual, const Tensor& expected) {
+  const std::vector<double> a = as_doubles(actual), e = as_doubles(expected);
+  EXPECT_EQ(a.size(), e.size()) << "relative_error of tensors of different sizes";
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < std::min(a.size(), e.size()); ++i) {
+    if (!std::isfinite(a[i])) return std::numeric_limits<double>::infinity();
+    diff += (a[i] - e[i]) * (a[i] - e[i]);
+    norm += e[i] * e[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-300));
+}
 
 void expect_close(const Tensor& actual, const Tensor& expected, double atol, double rtol,
                   const std::string& what) {

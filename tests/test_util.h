@@ -51,4 +51,8 @@ void expect_close(const Tensor& actual, const Tensor& expected, double atol, dou
 
 std::vector<double> as_doubles(const Tensor& t);
 
+// ||actual - expected|| / ||expected|| (L2, in double, on any device or float dtype); infinite
+// when actual holds a non-finite value.
+double relative_error(const Tensor& actual, const Tensor& expected);
+
 }  // namespace pmpl::test
