@@ -4,6 +4,7 @@
 
 #include "cuda_kernels/column_sums.cuh"
 #include "engine/kernels/indexing.h"
+#include "engine/kernels/softmax.h"
 
 namespace pmpl::cuda {
 namespace {
@@ -34,62 +35,17 @@ __global__ void sum_to_kernel(const S* x, S* y, Dims5 d, int64_t outputs) {
 
 // One thread per row (the rows here are short: classes, or eight alphas).
 __global__ void softmax_kernel(const float* x, float* y, int64_t rows, int64_t k, bool log_out) {
-  PMPL_FOR_EACH(r, rows) {
-    const float* xr = x + r * k;
-    float* yr = y + r * k;
-    float m = xr[0];
-    for (int64_t j = 1; j < k; ++j) m = xr[j] > m ? xr[j] : m;
-    double total = 0.0;
-    for (int64_t j = 0; j < k; ++j) total += exp(static_cast<double>(xr[j] - m));
-    if (log_out) {
-      const float shift = m + static_cast<float>(log(total));
-      for (int64_t j = 0; j < k; ++j) yr[j] = xr[j] - shift;
-    } else {
-      const double inv = 1.0 / total;
-      for (int64_t j = 0; j < k; ++j) yr[j] = static_cast<float>(exp(static_cast<double>(xr[j] - m)) * inv);
-    }
-  }
+  PMPL_FOR_EACH(r, rows) kernels::softmax_row(x + r * k, y + r * k, k, log_out);
 }
 
 __global__ void softmax_backward_kernel(const float* y, const float* gy, float* gx, int64_t rows, int64_t k,
                                         bool log_out) {
-  PMPL_FOR_EACH(r, rows) {
-    const float* yr = y + r * k;
-    const float* gr = gy + r * k;
-    float* dr = gx + r * k;
-    double dot = 0.0;
-    if (log_out) {
-      for (int64_t j = 0; j < k; ++j) dot += gr[j];
-      for (int64_t j = 0; j < k; ++j) dr[j] = gr[j] - expf(yr[j]) * static_cast<float>(dot);
-    } else {
-      for (int64_t j = 0; j < k; ++j) dot += static_cast<double>(gr[j]) * yr[j];
-      for (int64_t j = 0; j < k; ++j) dr[j] = yr[j] * (gr[j] - static_cast<float>(dot));
-    }
-  }
+  PMPL_FOR_EACH(r, rows) kernels::softmax_row_backward(y + r * k, gy + r * k, gx + r * k, k, log_out);
 }
 
 __global__ void cross_entropy_rows_kernel(const float* x, const int64_t* labels, int64_t n, int64_t k, double eps,
                                           float* probs, double* row_loss) {
-  PMPL_FOR_EACH(r, n) {
-    const float* xr = x + r * k;
-    float m = xr[0];
-    for (int64_t j = 1; j < k; ++j) m = xr[j] > m ? xr[j] : m;
-    double total = 0.0, logit_sum = 0.0;
-    for (int64_t j = 0; j < k; ++j) {
-      total += exp(static_cast<double>(xr[j] - m));
-      logit_sum += static_cast<double>(xr[j]);
-    }
-    const double log_z = static_cast<double>(m) + log(total);
-    for (int64_t j = 0; j < k; ++j) probs[r * k + j] = static_cast<float>(exp(xr[j] - log_z));
-    const int64_t label = labels[r];
-    if (label < 0 || label >= k) {  // never read out of bounds: a NaN loss tells the caller
-      row_loss[r] = NAN;
-      continue;
-    }
-    const double picked = static_cast<double>(xr[label]) - log_z;
-    const double mean_logp = logit_sum / static_cast<double>(k) - log_z;
-    row_loss[r] = -(1.0 - eps) * picked - eps * mean_logp;
-  }
+  PMPL_FOR_EACH(r, n) row_loss[r] = kernels::cross_entropy_row(x + r * k, labels[r], k, eps, probs + r * k);
 }
 
 // The rows' losses added in order by one thread: n is a batch size.
@@ -105,10 +61,8 @@ __global__ void cross_entropy_backward_kernel(const float* probs, const int64_t*
   const float scale_by = *gloss / static_cast<float>(n);
   const float smooth = static_cast<float>(eps / static_cast<double>(k)), hit = static_cast<float>(1.0 - eps);
   PMPL_FOR_EACH(i, n * k) {
-    const int64_t r = i / k, j = i % k;
-    const int64_t label = labels[r];
-    const float q = label >= 0 && label < k ? smooth + (j == label ? hit : 0.0f) : NAN;
-    gx[i] = (probs[i] - q) * scale_by;
+    const int64_t r = i / k;
+    gx[i] = kernels::cross_entropy_grad(probs[i], labels[r], i % k, k, smooth, hit, scale_by);
   }
 }
 

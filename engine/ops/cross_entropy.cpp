@@ -2,6 +2,7 @@
 // and more accurate than going through log_softmax.
 #include <cmath>
 
+#include "engine/kernels/softmax.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/reduce.h"
@@ -61,20 +62,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
     std::vector<double> row_loss(static_cast<size_t>(n));
 #pragma omp parallel for if (n * k > 16384)
     for (int64_t r = 0; r < n; ++r) {
-      const T* xr = x + r * k;
-      T m = xr[0];
-      for (int64_t j = 1; j < k; ++j) m = xr[j] > m ? xr[j] : m;
-      double total = 0.0, logit_sum = 0.0;
-      for (int64_t j = 0; j < k; ++j) {
-        total += std::exp(static_cast<double>(xr[j] - m));
-        logit_sum += static_cast<double>(xr[j]);
-      }
-      const double log_z = static_cast<double>(m) + std::log(total);
-      for (int64_t j = 0; j < k; ++j) p[r * k + j] = static_cast<T>(std::exp(xr[j] - log_z));
-      // -sum_j q_j (x_j - log_z) with q = (1 - eps) onehot + eps / K
-      const double picked = static_cast<double>(xr[y[r]]) - log_z;
-      const double mean_logp = logit_sum / static_cast<double>(k) - log_z;
-      row_loss[static_cast<size_t>(r)] = -(1.0 - eps) * picked - eps * mean_logp;
+      row_loss[static_cast<size_t>(r)] = kernels::cross_entropy_row(x + r * k, y[r], k, eps, p + r * k);
     }
     double total = 0.0;
     for (double v : row_loss) total += v;
@@ -95,8 +83,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
 #pragma omp parallel for if (n * k > 16384)
                for (int64_t r = 0; r < n; ++r) {
                  for (int64_t j = 0; j < k; ++j) {
-                   const T q = smooth + (j == y[r] ? hit : T(0));
-                   d[r * k + j] = (p[r * k + j] - q) * scale_by;
+                   d[r * k + j] = kernels::cross_entropy_grad(p[r * k + j], y[r], j, k, smooth, hit, scale_by);
                  }
                }
              });

@@ -1,6 +1,6 @@
-// softmax and log_softmax over the last axis, row by row, max-shifted for stability.
-#include <cmath>
-
+// softmax and log_softmax over the last axis, row by row, max-shifted for stability (the row
+// arithmetic: engine/kernels/softmax.h, shared with the CUDA kernels).
+#include "engine/kernels/softmax.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/reduce.h"
@@ -13,21 +13,7 @@ namespace {
 template <class T>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t k, bool log_out) {
 #pragma omp parallel for if (rows * k > 16384)
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * k;
-    T* yr = y + r * k;
-    T m = xr[0];
-    for (int64_t j = 1; j < k; ++j) m = xr[j] > m ? xr[j] : m;
-    double total = 0.0;
-    for (int64_t j = 0; j < k; ++j) total += std::exp(static_cast<double>(xr[j] - m));
-    if (log_out) {
-      const T shift = m + static_cast<T>(std::log(total));
-      for (int64_t j = 0; j < k; ++j) yr[j] = xr[j] - shift;
-    } else {
-      const double inv = 1.0 / total;
-      for (int64_t j = 0; j < k; ++j) yr[j] = static_cast<T>(std::exp(static_cast<double>(xr[j] - m)) * inv);
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r) kernels::softmax_row(x + r * k, y + r * k, k, log_out);
 }
 
 Tensor softmax_impl(const char* name, const Tensor& x, bool log_out) {
@@ -60,19 +46,7 @@ Tensor softmax_impl(const char* name, const Tensor& x, bool log_out) {
         const T* pg = g[0].data<T>();
         T* pd = gx.data<T>();
 #pragma omp parallel for if (rows * k > 16384)
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* yr = py + r * k;
-          const T* gr = pg + r * k;
-          T* dr = pd + r * k;
-          double dot = 0.0;
-          if (log_out) {
-            for (int64_t j = 0; j < k; ++j) dot += gr[j];
-            for (int64_t j = 0; j < k; ++j) dr[j] = gr[j] - std::exp(yr[j]) * static_cast<T>(dot);
-          } else {
-            for (int64_t j = 0; j < k; ++j) dot += static_cast<double>(gr[j]) * yr[j];
-            for (int64_t j = 0; j < k; ++j) dr[j] = yr[j] * (gr[j] - static_cast<T>(dot));
-          }
-        }
+        for (int64_t r = 0; r < rows; ++r) kernels::softmax_row_backward(py + r * k, pg + r * k, pd + r * k, k, log_out);
       });
       return {gx};
     });
