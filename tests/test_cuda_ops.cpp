@@ -428,7 +428,7 @@ TEST(CudaOps, MobileNetV2MatchesTheCpu) {
 
 TEST(CudaOps, MetaPoolingSearchNetworkMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
-  // On the GPU the search runs ops::meta_pool_mix; on the CPU the separate ops.
+  // Both devices search with ops::meta_pool_mix (CPU op vs CUDA kernels).
   expect_network_matches("mobilenetv2_mp", test::tiny_config(10));
 }
 

@@ -81,8 +81,10 @@ TEST(PoolMix, GradientMatchesFiniteDifferences) {
                          {random({1, 9, 8, 2}, 11), random({1, 9, 8, 2}, 12), random({8}, 13)});
 }
 
-// What a CUDA thread computes, per element, equals the CPU op: the forward value, and through
-// the recomputed taps, the input gradient.
+// What the CUDA kernels compute per element, emulated over every element, equals the CPU op bit
+// for bit: the forward value from the row and column stages, and through pass 1's winner bytes
+// and the row gradients, the input gradient (the kernels read the same values from shared-memory
+// tiles instead of global memory).
 TEST(PoolMix, KernelFunctionsEqualTheOpOnEveryElement) {
   for (const Shape& shape : kShapes) {
     SCOPED_TRACE(shape.str());
@@ -93,29 +95,44 @@ TEST(PoolMix, KernelFunctionsEqualTheOpOnEveryElement) {
     const Tensor y = ops::meta_pool_mix(x, strip, w);
     y.backward(dy);
     const kernels::PoolMixShape s{shape[0], shape[1], shape[2], shape[3]};
-    const float* px = x.data<float>();
-    const float* pw = w.data<float>();
-    std::vector<uint8_t> taps(static_cast<size_t>(3 * x.numel()));
-    std::vector<float> ky(static_cast<size_t>(x.numel())), kdx(static_cast<size_t>(x.numel()));
+    const float *px = x.data<float>(), *pw = w.data<float>(), *pd = dy.data<float>();
+    auto at = [&](int64_t n, int64_t h, int64_t ww, int64_t c) { return ((n * s.h + h) * s.w + ww) * s.c + c; };
+    const auto count = static_cast<size_t>(x.numel());
+    std::vector<uint8_t> rows_won(count), cols_won(count);
+    std::vector<float> ky(count), kdx(count);
     for (int64_t n = 0; n < s.n; ++n)
       for (int64_t h = 0; h < s.h; ++h)
         for (int64_t ww = 0; ww < s.w; ++ww)
           for (int64_t c = 0; c < s.c; ++c) {
-            const int64_t o = ((n * s.h + h) * s.w + ww) * s.c + c;
-            const auto b = kernels::pool_mix_branches(px, s, n, h, ww, c);
-            ky[static_cast<size_t>(o)] = kernels::pool_mix_value(px[o], strip.data<float>()[o], b, pw);
-            taps[static_cast<size_t>(3 * o)] = static_cast<uint8_t>(b.tap3);
-            taps[static_cast<size_t>(3 * o + 1)] = static_cast<uint8_t>(b.tap5);
-            taps[static_cast<size_t>(3 * o + 2)] = static_cast<uint8_t>(b.tap7);
+            int clo, chi, rlo, rhi;
+            kernels::pool_mix_span(ww, s.w, clo, chi);
+            kernels::pool_mix_span(h, s.h, rlo, rhi);
+            kernels::PoolMixRow<float> rows[7] = {};
+            for (int d = rlo; d <= rhi; ++d) {
+              rows[d + 3] = kernels::pool_mix_row<float>([&](int e) { return px[at(n, h + d, ww + e, c)]; }, clo, chi);
+            }
+            const auto b = kernels::pool_mix_column(rows, rlo, rhi);
+            const auto o = static_cast<size_t>(at(n, h, ww, c));
+            ky[o] = kernels::pool_mix_value(px[o], strip.data<float>()[o], b, pw);
+            rows_won[o] = kernels::pool_mix_pack(b.row);
+            cols_won[o] = kernels::pool_mix_pack(rows[3].at);
           }
     for (int64_t n = 0; n < s.n; ++n)
       for (int64_t h = 0; h < s.h; ++h)
         for (int64_t ww = 0; ww < s.w; ++ww)
           for (int64_t c = 0; c < s.c; ++c) {
-            const int64_t i = ((n * s.h + h) * s.w + ww) * s.c + c;
-            float g = kernels::pool_mix_input_grad(dy.data<float>(), taps.data(), s, n, h, ww, c, pw);
-            g += pw[0] * dy.data<float>()[i];
-            kdx[static_cast<size_t>(i)] = g;
+            int clo, chi, rlo, rhi;
+            kernels::pool_mix_span(ww, s.w, clo, chi);
+            kernels::pool_mix_span(h, s.h, rlo, rhi);
+            auto row_grad = [&](int e) {
+              return kernels::pool_mix_row_grad<float>([&](int f) { return pd[at(n, h + f, ww + e, c)]; },
+                                                       [&](int f) { return rows_won[at(n, h + f, ww + e, c)]; },
+                                                       rlo, rhi, pw);
+            };
+            const float g = kernels::pool_mix_input_grad<float>(
+                row_grad, [&](int e) { return cols_won[at(n, h, ww + e, c)]; }, clo, chi);
+            const auto i = static_cast<size_t>(at(n, h, ww, c));
+            kdx[i] = g + pw[0] * pd[i];
           }
     EXPECT_EQ(ky, y.to_vector<float>());
     EXPECT_EQ(kdx, x.grad().to_vector<float>());

@@ -88,6 +88,21 @@ std::vector<BenchCase> bench_cases(int64_t n) {
   cases.push_back({"strip_pool", act, [](Generator&, Tensors&) {
                      return OpFn([](const Tensor& x) { return ops::strip_pool(x); });
                    }});
+  // The Meta-Pooling search mixture of x, a strip branch (a parameter here) and the six pools:
+  // fused, and composed from the separate ops as the CPU search ran it before the fused op won.
+  for (bool fused : {true, false}) {
+    cases.push_back({fused ? "pool_mix" : "pool_mix_separate", act, [act, fused](Generator& gen, Tensors& p) {
+                       Tensor strip = parameter(act, gen, p), alpha = parameter(Shape{8}, gen, p);
+                       return OpFn([strip, alpha, fused](const Tensor& x) {
+                         const Tensor w = ops::softmax(alpha);
+                         if (fused) return ops::meta_pool_mix(x, strip, w);
+                         Tensors branches{x, strip};
+                         for (int k : {3, 5, 7}) branches.push_back(ops::max_pool2d(x, k, 1, k / 2));
+                         for (int k : {3, 5, 7}) branches.push_back(ops::avg_pool2d(x, k, 1, k / 2));
+                         return ops::weighted_sum(branches, w);
+                       });
+                     }});
+  }
   return cases;
 }
 

@@ -59,14 +59,18 @@ PMPL_HD T max_pool_value(const S* x, const PoolGeometry& g, int64_t n, int64_t o
   return best;
 }
 
-// The average of output (n, oh, ow, ch): the window's sum in row-major order, times 1 / divisor.
+// The average of output (n, oh, ow, ch): the sum of the window's row sums (each left to right,
+// the rows top to bottom: the order of the fused Meta-Pooling mixture's separable pools,
+// engine/kernels/pool_mix.h), times 1 / divisor.
 template <class S, class T = compute_t<S>>
 PMPL_HD T avg_pool_value(const S* x, const PoolGeometry& g, int64_t n, int64_t oh, int64_t ow, int64_t ch) {
   int64_t h0, h1, w0, w1, divisor;
   g.window(oh, ow, h0, h1, w0, w1, divisor);
   T sum = T(0);
   for (int64_t ih = h0; ih < h1; ++ih) {
-    for (int64_t iw = w0; iw < w1; ++iw) sum += load_value(x, ((n * g.h + ih) * g.w + iw) * g.c + ch);
+    T row = T(0);
+    for (int64_t iw = w0; iw < w1; ++iw) row += load_value(x, ((n * g.h + ih) * g.w + iw) * g.c + ch);
+    sum += row;
   }
   return sum * (T(1) / static_cast<T>(divisor));
 }

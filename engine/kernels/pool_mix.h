@@ -4,15 +4,21 @@
 //   y = w[0] x + w[1] strip + w[2] max3(x) + w[3] max5(x) + w[4] max7(x)
 //         + w[5] avg3(x) + w[6] avg5(x) + w[7] avg7(x)
 //
-// (weights in PoolOp order; pools stride 1, padding k / 2). One scan of the 7x7 window around
-// an output gives all six pools: the 3x3 and 5x5 windows are its centre, scanned in the same
-// row-major order, so every branch value (first maximum wins, a NaN wins; averages summed in
-// scan order, then times 1 / k^2, padding counted as PyTorch's count_include_pad=True) and the
-// mixture (accumulated in the order above) equal the separate ops bit for bit.
+// (weights in PoolOp order; pools stride 1, padding k / 2). The pools are separable: a row stage
+// takes, for one input row, the 3-, 5- and 7-wide windows around a column (sums left to right,
+// first maximum and its column); a column stage combines seven such rows top to bottom. That is
+// 7 loads per row result and 7 row results per output instead of 49 loads, and it is exactly the
+// separate ops' arithmetic: averages are sums of row sums (engine/kernels/pool.h sums the same
+// way), and the first maximum of the first row holding the window's maximum is the row-major
+// first maximum (a NaN wins: the first NaN in row-major order). So every branch equals the
+// separate op bit for bit, and the mixture (accumulated in the order above) equals weighted_sum's.
 //
-// Backward recomputes instead of storing: pass 1 recomputes each output's branches (for the
-// weights' gradient, dw_k = sum dy * branch_k) and the winning taps of its three max windows;
-// pass 2 gathers each input's gradient from the outputs whose windows cover it.
+// Backward recomputes instead of storing: pass 1 recomputes each output's branches (for dw_k =
+// sum dy * branch_k) and records its winners, one byte of row offsets (as an output) and one of
+// column offsets (as the centre of its own row's pools). Pass 2 runs the stages backwards: the
+// gradient reaching the pools of row r at column w gathers dy from the outputs of column w within
+// 3 rows (pool_mix_row_grad), and an input gathers from the 7 row results around it
+// (pool_mix_input_grad).
 #pragma once
 
 #include <cstdint>
@@ -25,120 +31,160 @@ namespace pmpl::kernels {
 
 inline constexpr int kPoolMixWeights = 8;  // PoolOp order: skip, strip, max3, max5, max7, avg3, avg5, avg7
 inline constexpr int kPoolMixRadius = 3;   // of the largest window, 7x7
+inline constexpr int kPoolMixWindows = 3;  // 3x3, 5x5, 7x7: window k has radius k + 1
 
 struct PoolMixShape {
   int64_t n, h, w, c;
 };
 
-// A tap of the 7x7 frame centred on an output: (dy + 3) * 7 + (dx + 3), dy, dx in [-3, 3].
-PMPL_HD int pool_mix_tap(int dy, int dx) { return (dy + kPoolMixRadius) * 7 + (dx + kPoolMixRadius); }
+// The offsets [lo, hi] within [-3, 3] of the positions p + d that lie in [0, len).
+PMPL_HD void pool_mix_span(int64_t p, int64_t len, int& lo, int& hi) {
+  lo = p < kPoolMixRadius ? static_cast<int>(-p) : -kPoolMixRadius;
+  hi = len - 1 - p < kPoolMixRadius ? static_cast<int>(len - 1 - p) : kPoolMixRadius;
+}
 
+// The max pools' rule, bitwise so it vectorises: a NaN wins over a number, otherwise only a
+// larger value, so the first maximum in scan order is kept.
 template <class T>
-struct PoolMixBranches {
-  T max3, max5, max7, avg3, avg5, avg7;
-  int tap3, tap5, tap7;  // winning taps of the max windows (pool_mix_tap)
+PMPL_HD bool pool_mix_wins(T v, T best) {
+  return (v > best) | ((v != v) & (best == best));
+}
+
+// Winner offsets of the three windows in one byte: offset + radius in 2, 3 and 3 bits.
+PMPL_HD uint8_t pool_mix_pack(const int* offsets) {
+  return static_cast<uint8_t>((offsets[0] + 1) | ((offsets[1] + 2) << 2) | ((offsets[2] + 3) << 5));
+}
+PMPL_HD int pool_mix_unpack(uint8_t packed, int k) {
+  return k == 0 ? (packed & 3) - 1 : k == 1 ? ((packed >> 2) & 7) - 2 : ((packed >> 5) & 7) - 3;
+}
+
+// The row stage: the windows 3, 5 and 7 wide around a column of one input row.
+template <class T>
+struct PoolMixRow {
+  T sum[kPoolMixWindows];  // in-bounds values, left to right from 0
+  T max[kPoolMixWindows];  // first maximum
+  int at[kPoolMixWindows];  // its column offset
 };
 
-// The six pooling branches at output (n, oh, ow, channel ch) of x [N, H, W, C] (stored as S,
-// computed in T = compute_t<S>).
-template <class S, class T = compute_t<S>>
-PMPL_HD PoolMixBranches<T> pool_mix_branches(const S* x, const PoolMixShape& s, int64_t n, int64_t oh, int64_t ow,
-                                             int64_t ch) {
-  const T neg_inf = -std::numeric_limits<T>::infinity();
-  PoolMixBranches<T> b;
-  b.max3 = b.max5 = b.max7 = neg_inf;
-  T sum3 = T(0), sum5 = T(0), sum7 = T(0);
-  // A window's winner starts at its first in-bounds tap (as the separate op's scan does).
-  auto first_tap = [&](int r) {
-    const int dy = static_cast<int>((oh - r < 0 ? 0 : oh - r) - oh);
-    const int dx = static_cast<int>((ow - r < 0 ? 0 : ow - r) - ow);
-    return pool_mix_tap(dy, dx);
-  };
-  b.tap3 = first_tap(1);
-  b.tap5 = first_tap(2);
-  b.tap7 = first_tap(3);
-  for (int dy = -kPoolMixRadius; dy <= kPoolMixRadius; ++dy) {
-    const int64_t ih = oh + dy;
-    if (ih < 0 || ih >= s.h) continue;
-    const int ady = dy < 0 ? -dy : dy;
-    for (int dx = -kPoolMixRadius; dx <= kPoolMixRadius; ++dx) {
-      const int64_t iw = ow + dx;
-      if (iw < 0 || iw >= s.w) continue;
-      const int adx = dx < 0 ? -dx : dx;
-      const int far = ady > adx ? ady : adx;
-      const T v = load_value(x, ((n * s.h + ih) * s.w + iw) * s.c + ch);
-      const int tap = pool_mix_tap(dy, dx);
-      // Bitwise, as the separate op: a NaN wins over a number, the first maximum is kept.
-      const bool nan = v != v;
-      bool wins = (v > b.max7) | (nan & (b.max7 == b.max7));
-      b.max7 = wins ? v : b.max7;
-      b.tap7 = wins ? tap : b.tap7;
-      sum7 += v;
-      if (far <= 2) {
-        wins = (v > b.max5) | (nan & (b.max5 == b.max5));
-        b.max5 = wins ? v : b.max5;
-        b.tap5 = wins ? tap : b.tap5;
-        sum5 += v;
-      }
-      if (far <= 1) {
-        wins = (v > b.max3) | (nan & (b.max3 == b.max3));
-        b.max3 = wins ? v : b.max3;
-        b.tap3 = wins ? tap : b.tap3;
-        sum3 += v;
-      }
+// x(d) is the value at column offset d; [lo, hi] the in-bounds offsets.
+template <class T, class Load>
+PMPL_HD PoolMixRow<T> pool_mix_row(const Load& x, int lo, int hi) {
+  PoolMixRow<T> r;
+  for (int k = 0; k < kPoolMixWindows; ++k) {
+    r.sum[k] = T(0);
+    r.max[k] = -std::numeric_limits<T>::infinity();
+    r.at[k] = lo > -(k + 1) ? lo : -(k + 1);  // a window of -inf keeps its first tap, as the separate op
+  }
+  for (int d = -kPoolMixRadius; d <= kPoolMixRadius; ++d) {
+    if (d < lo || d > hi) continue;
+    const T v = x(d);
+    const int far = d < 0 ? -d : d;
+    for (int k = 0; k < kPoolMixWindows; ++k) {
+      if (far > k + 1) continue;
+      const bool wins = pool_mix_wins(v, r.max[k]);
+      r.max[k] = wins ? v : r.max[k];
+      r.at[k] = wins ? d : r.at[k];
+      r.sum[k] += v;
     }
   }
-  b.avg3 = sum3 * (T(1) / T(9));
-  b.avg5 = sum5 * (T(1) / T(25));
-  b.avg7 = sum7 * (T(1) / T(49));
+  return r;
+}
+
+// The column stage: the six pools of one output and the row offsets of its max windows' winners.
+template <class T>
+struct PoolMixBranches {
+  T max[kPoolMixWindows], avg[kPoolMixWindows];
+  int row[kPoolMixWindows];
+};
+
+// rows[d + 3] is the row stage of input row oh + d at the output's column; [lo, hi] the in-bounds
+// row offsets.
+template <class T>
+PMPL_HD PoolMixBranches<T> pool_mix_column(const PoolMixRow<T>* rows, int lo, int hi) {
+  PoolMixBranches<T> b;
+  T sum[kPoolMixWindows];
+  for (int k = 0; k < kPoolMixWindows; ++k) {
+    sum[k] = T(0);
+    b.max[k] = -std::numeric_limits<T>::infinity();
+    b.row[k] = lo > -(k + 1) ? lo : -(k + 1);
+  }
+  for (int d = -kPoolMixRadius; d <= kPoolMixRadius; ++d) {
+    if (d < lo || d > hi) continue;
+    const PoolMixRow<T>& r = rows[d + kPoolMixRadius];
+    const int far = d < 0 ? -d : d;
+    for (int k = 0; k < kPoolMixWindows; ++k) {
+      if (far > k + 1) continue;
+      const bool wins = pool_mix_wins(r.max[k], b.max[k]);
+      b.max[k] = wins ? r.max[k] : b.max[k];
+      b.row[k] = wins ? d : b.row[k];
+      sum[k] += r.sum[k];
+    }
+  }
+  for (int k = 0; k < kPoolMixWindows; ++k) b.avg[k] = sum[k] * (T(1) / T((2 * k + 3) * (2 * k + 3)));
   return b;
+}
+
+// Branch k of the mixture (PoolOp order) at one element.
+template <class T>
+PMPL_HD T pool_mix_branch(T skip, T strip, const PoolMixBranches<T>& b, int k) {
+  return k == 0 ? skip : k == 1 ? strip : k < 5 ? b.max[k - 2] : b.avg[k - 5];
 }
 
 // The mixture at one element, accumulated in weight order (as ops::weighted_sum does).
 template <class T>
 PMPL_HD T pool_mix_value(T skip, T strip, const PoolMixBranches<T>& b, const T* w) {
   T y = w[0] * skip;
-  y += w[1] * strip;
-  y += w[2] * b.max3;
-  y += w[3] * b.max5;
-  y += w[4] * b.max7;
-  y += w[5] * b.avg3;
-  y += w[6] * b.avg5;
-  y += w[7] * b.avg7;
+  for (int k = 1; k < kPoolMixWeights; ++k) y += w[k] * pool_mix_branch(skip, strip, b, k);
   return y;
 }
 
-// The gradient reaching input (n, ih, iw, ch) from the pools (the skip and strip terms are the
-// caller's): every output within the 7x7 neighbourhood gives w_avg_k dy / k^2 for each average
-// window holding this input, and w_max_k dy for each max window this input won. `taps` holds
-// pass 1's winners, three bytes per output element (max3, max5, max7).
-template <class S, class T>
-PMPL_HD T pool_mix_input_grad(const S* dy, const uint8_t* taps, const PoolMixShape& s, int64_t n, int64_t ih,
-                              int64_t iw, int64_t ch, const T* w) {
-  const T a3 = w[5] * (T(1) / T(9)), a5 = w[6] * (T(1) / T(25)), a7 = w[7] * (T(1) / T(49));
-  T g = T(0);
-  for (int oy = -kPoolMixRadius; oy <= kPoolMixRadius; ++oy) {
-    const int64_t oh = ih + oy;
-    if (oh < 0 || oh >= s.h) continue;
-    const int aoy = oy < 0 ? -oy : oy;
-    for (int ox = -kPoolMixRadius; ox <= kPoolMixRadius; ++ox) {
-      const int64_t ow = iw + ox;
-      if (ow < 0 || ow >= s.w) continue;
-      const int aox = ox < 0 ? -ox : ox;
-      const int far = aoy > aox ? aoy : aox;
-      const int64_t o = ((n * s.h + oh) * s.w + ow) * s.c + ch;
-      const T d = load_value(dy, o);
-      // This input seen from the output: offset (-oy, -ox).
-      const int tap = pool_mix_tap(-oy, -ox);
-      const uint8_t* t = taps + 3 * o;
-      T from = a7;
-      if (far <= 2) from += a5;
-      if (far <= 1) from += a3;
-      if (t[2] == tap) from += w[4];
-      if (far <= 2 && t[1] == tap) from += w[3];
-      if (far <= 1 && t[0] == tap) from += w[2];
-      g += from * d;
+// Backward of the column stage: what reaches the pools of input row r at column w.
+template <class T>
+struct PoolMixRowGrad {
+  T avg[kPoolMixWindows];  // w_avg_k / k^2 times the dy of the outputs whose window k holds row r
+  T max[kPoolMixWindows];  // w_max_k times the dy of the outputs whose window k's winner is in row r
+};
+
+// dy(e) and rows(e) are the gradient and the row-offset byte of output (r + e, w); [lo, hi] the
+// in-bounds e. Sums run top to bottom from 0.
+template <class T, class LoadGrad, class LoadWinners>
+PMPL_HD PoolMixRowGrad<T> pool_mix_row_grad(const LoadGrad& dy, const LoadWinners& rows, int lo, int hi, const T* w) {
+  T avg[kPoolMixWindows], max[kPoolMixWindows];
+  for (int k = 0; k < kPoolMixWindows; ++k) avg[k] = max[k] = T(0);
+  for (int e = -kPoolMixRadius; e <= kPoolMixRadius; ++e) {
+    if (e < lo || e > hi) continue;
+    const T d = dy(e);
+    const uint8_t won = rows(e);
+    const int far = e < 0 ? -e : e;
+    for (int k = 0; k < kPoolMixWindows; ++k) {
+      if (far > k + 1) continue;
+      avg[k] += d;
+      // That output's winner sits at its row offset -e, i.e. in row r. (+0 keeps the sum: it starts
+      // at +0, so it is never -0.)
+      max[k] += pool_mix_unpack(won, k) == -e ? d : T(0);
     }
+  }
+  PoolMixRowGrad<T> g;
+  for (int k = 0; k < kPoolMixWindows; ++k) {
+    g.avg[k] = w[5 + k] * (T(1) / T((2 * k + 3) * (2 * k + 3))) * avg[k];
+    g.max[k] = w[2 + k] * max[k];
+  }
+  return g;
+}
+
+// Backward of the row stage: the pools' share of the gradient of input (r, iw). grad(e) is the
+// PoolMixRowGrad of row r at column iw + e, cols(e) the column-offset byte of element (r, iw + e);
+// [lo, hi] the in-bounds e. The caller adds w[0] dy for the skip branch.
+template <class T, class LoadRowGrad, class LoadWinners>
+PMPL_HD T pool_mix_input_grad(const LoadRowGrad& grad, const LoadWinners& cols, int lo, int hi) {
+  T g = T(0);
+  for (int e = -kPoolMixRadius; e <= kPoolMixRadius; ++e) {
+    if (e < lo || e > hi) continue;
+    const PoolMixRowGrad<T>& from = grad(e);
+    const uint8_t won = cols(e);
+    const int far = e < 0 ? -e : e;
+    for (int k = 0; k < kPoolMixWindows; ++k) g += far <= k + 1 ? from.avg[k] : T(0);
+    for (int k = 0; k < kPoolMixWindows; ++k) g += pool_mix_unpack(won, k) == -e ? from.max[k] : T(0);
   }
   return g;
 }

@@ -18,71 +18,79 @@ namespace {
 
 using kernels::PoolGeometry;
 
-// Also records, when `taps` is given, each output's winning tap (ki * k + kj: one byte, k <= 15)
-// for the backward. The scan keeps taps in 32-bit lanes, the width of the float compares, and
-// narrows them once per output pixel: mixing byte and float lanes in the scan is ~5x slower.
-template <class T>
-void max_forward(const T* x, T* y, uint8_t* taps, const PoolGeometry& g) {
+// Runs f(scratch, n, nh, oh, ow, h0, h1, w0, w1, divisor) for every output pixel, rows of
+// outputs in parallel; `scratch` is the thread's buffer of C values of type L.
+template <class L, class F>
+void for_each_window(const PoolGeometry& g, const F& f) {
 #pragma omp parallel if (g.n * g.ho * g.wo * g.c > 16384)
   {
-    std::vector<int32_t> tap_scratch(static_cast<size_t>(g.c));
-    int32_t* best_tap = tap_scratch.data();
+    std::vector<L> scratch(static_cast<size_t>(g.c));
 #pragma omp for
     for (int64_t nh = 0; nh < g.n * g.ho; ++nh) {
       const int64_t n = nh / g.ho, oh = nh % g.ho;
       for (int64_t ow = 0; ow < g.wo; ++ow) {
         int64_t h0, h1, w0, w1, divisor;
         g.window(oh, ow, h0, h1, w0, w1, divisor);
-        T* yr = y + (nh * g.wo + ow) * g.c;
-        const int64_t top = oh * g.stride - g.padding, left = ow * g.stride - g.padding;
-        std::fill(yr, yr + g.c, -std::numeric_limits<T>::infinity());
-        std::fill(best_tap, best_tap + g.c, static_cast<int32_t>((h0 - top) * g.k + (w0 - left)));
-        for (int64_t ih = h0; ih < h1; ++ih) {
-          for (int64_t iw = w0; iw < w1; ++iw) {
-            const T* xr = x + ((n * g.h + ih) * g.w + iw) * g.c;
-            const auto tap = static_cast<int32_t>((ih - top) * g.k + (iw - left));
-#pragma omp simd
-            for (int64_t c = 0; c < g.c; ++c) {
-              // Bitwise, not short-circuit: branch-free selects vectorise as blends (a branchy
-              // form becomes masked stores, which are microcoded on AMD cores).
-              const bool wins = (xr[c] > yr[c]) | ((xr[c] != xr[c]) & (yr[c] == yr[c]));
-              yr[c] = wins ? xr[c] : yr[c];
-              best_tap[c] = wins ? tap : best_tap[c];
-            }
-          }
-        }
-        if (taps != nullptr) {
-          uint8_t* tr = taps + (nh * g.wo + ow) * g.c;
-#pragma omp simd
-          for (int64_t c = 0; c < g.c; ++c) tr[c] = static_cast<uint8_t>(best_tap[c]);
-        }
+        f(scratch.data(), n, nh, oh, ow, h0, h1, w0, w1, divisor);
       }
     }
   }
 }
 
+// Also records, when `taps` is given, each output's winning tap (ki * k + kj: one byte, k <= 15)
+// for the backward. The scan keeps taps in 32-bit lanes, the width of the float compares, and
+// narrows them once per output pixel: mixing byte and float lanes in the scan is ~5x slower.
 template <class T>
-void avg_forward(const T* x, T* y, const PoolGeometry& g) {
-#pragma omp parallel for if (g.n * g.ho * g.wo * g.c > 16384)
-  for (int64_t nh = 0; nh < g.n * g.ho; ++nh) {
-    const int64_t n = nh / g.ho, oh = nh % g.ho;
-    for (int64_t ow = 0; ow < g.wo; ++ow) {
-      int64_t h0, h1, w0, w1, divisor;
-      g.window(oh, ow, h0, h1, w0, w1, divisor);
-      T* yr = y + (nh * g.wo + ow) * g.c;
-      std::fill(yr, yr + g.c, T(0));
-      for (int64_t ih = h0; ih < h1; ++ih) {
-        for (int64_t iw = w0; iw < w1; ++iw) {
-          const T* xr = x + ((n * g.h + ih) * g.w + iw) * g.c;
+void max_forward(const T* x, T* y, uint8_t* taps, const PoolGeometry& g) {
+  for_each_window<int32_t>(g, [&](int32_t* best_tap, int64_t n, int64_t nh, int64_t oh, int64_t ow, int64_t h0,
+                                  int64_t h1, int64_t w0, int64_t w1, int64_t) {
+    T* yr = y + (nh * g.wo + ow) * g.c;
+    const int64_t top = oh * g.stride - g.padding, left = ow * g.stride - g.padding;
+    std::fill(yr, yr + g.c, -std::numeric_limits<T>::infinity());
+    std::fill(best_tap, best_tap + g.c, static_cast<int32_t>((h0 - top) * g.k + (w0 - left)));
+    for (int64_t ih = h0; ih < h1; ++ih) {
+      for (int64_t iw = w0; iw < w1; ++iw) {
+        const T* xr = x + ((n * g.h + ih) * g.w + iw) * g.c;
+        const auto tap = static_cast<int32_t>((ih - top) * g.k + (iw - left));
 #pragma omp simd
-          for (int64_t c = 0; c < g.c; ++c) yr[c] += xr[c];
+        for (int64_t c = 0; c < g.c; ++c) {
+          // Bitwise, not short-circuit: branch-free selects vectorise as blends (a branchy
+          // form becomes masked stores, which are microcoded on AMD cores).
+          const bool wins = (xr[c] > yr[c]) | ((xr[c] != xr[c]) & (yr[c] == yr[c]));
+          yr[c] = wins ? xr[c] : yr[c];
+          best_tap[c] = wins ? tap : best_tap[c];
         }
       }
-      const T inv = T(1) / static_cast<T>(divisor);
-#pragma omp simd
-      for (int64_t c = 0; c < g.c; ++c) yr[c] *= inv;
     }
-  }
+    if (taps != nullptr) {
+      uint8_t* tr = taps + (nh * g.wo + ow) * g.c;
+#pragma omp simd
+      for (int64_t c = 0; c < g.c; ++c) tr[c] = static_cast<uint8_t>(best_tap[c]);
+    }
+  });
+}
+
+// Sums of row sums, as kernels::avg_pool_value.
+template <class T>
+void avg_forward(const T* x, T* y, const PoolGeometry& g) {
+  for_each_window<T>(g, [&](T* row, int64_t n, int64_t nh, int64_t, int64_t ow, int64_t h0, int64_t h1, int64_t w0,
+                            int64_t w1, int64_t divisor) {
+    T* yr = y + (nh * g.wo + ow) * g.c;
+    std::fill(yr, yr + g.c, T(0));
+    for (int64_t ih = h0; ih < h1; ++ih) {
+      std::fill(row, row + g.c, T(0));
+      for (int64_t iw = w0; iw < w1; ++iw) {
+        const T* xr = x + ((n * g.h + ih) * g.w + iw) * g.c;
+#pragma omp simd
+        for (int64_t c = 0; c < g.c; ++c) row[c] += xr[c];
+      }
+#pragma omp simd
+      for (int64_t c = 0; c < g.c; ++c) yr[c] += row[c];
+    }
+    const T inv = T(1) / static_cast<T>(divisor);
+#pragma omp simd
+    for (int64_t c = 0; c < g.c; ++c) yr[c] *= inv;
+  });
 }
 
 // Scatters each output's gradient to its recorded winner. Work is split by (image, channel
