@@ -1,5 +1,9 @@
 #include "cuda_kernels/depthwise.h"
 
+#include <cstdint>
+#include <initializer_list>
+#include <type_traits>
+
 #include "cuda_kernels/launch.cuh"
 
 namespace pmpl::cuda {
@@ -16,33 +20,47 @@ __global__ void dw_transpose_kernel(const S* src, S* dst, int64_t c, int64_t kk,
   }
 }
 
-// One thread per output element, channels fastest (coalesced loads of every tap).
+// Channels per thread: V consecutive channels move as one 16-byte access (4 f32, 8 bf16/f16) and
+// share one index computation; 1 where C (or a pointer) does not allow it.
 template <class S>
+constexpr int kVector = 16 / sizeof(S);
+
+// One thread per V channels of an output pixel, channel groups fastest (coalesced loads of every
+// tap).
+template <int V, class S>
 __global__ void dw_forward_kernel(const S* x, const S* wt, S* y, DwShape g) {
-  PMPL_FOR_EACH(i, g.n * g.ho * g.wo * g.c) {
-    const int64_t c = i % g.c, r = i / g.c, ow = r % g.wo, oh = (r / g.wo) % g.ho, n = r / (g.wo * g.ho);
-    store(y, i, kernels::dw_output(x, wt, g, n, oh, ow, c));
+  const int64_t groups = g.c / V;
+  PMPL_FOR_EACH(i, g.n * g.ho * g.wo * groups) {
+    const int64_t c = (i % groups) * V, r = i / groups, ow = r % g.wo, oh = (r / g.wo) % g.ho, n = r / (g.wo * g.ho);
+    float out[V];
+    kernels::dw_outputs<V>(x, wt, g, n, oh, ow, c, out);
+    kernels::store_channels<V>(y, r * g.c + c, out);
   }
 }
 
-// One thread per input element: it gathers from the outputs whose windows cover it.
-template <class S>
+// One thread per V channels of an input pixel: it gathers from the outputs whose windows cover it.
+template <int V, class S>
 __global__ void dw_backward_data_kernel(const S* gy, const S* wt, S* gx, DwShape g) {
-  PMPL_FOR_EACH(i, g.n * g.h * g.w * g.c) {
-    const int64_t c = i % g.c, r = i / g.c, iw = r % g.w, ih = (r / g.w) % g.h, n = r / (g.w * g.h);
-    store(gx, i, kernels::dw_input_grad(gy, wt, g, n, ih, iw, c));
+  const int64_t groups = g.c / V;
+  PMPL_FOR_EACH(i, g.n * g.h * g.w * groups) {
+    const int64_t c = (i % groups) * V, r = i / groups, iw = r % g.w, ih = (r / g.w) % g.h, n = r / (g.w * g.h);
+    float out[V];
+    kernels::dw_input_grads<V>(gy, wt, g, n, ih, iw, c, out);
+    kernels::store_channels<V>(gx, r * g.c + c, out);
   }
 }
 
-// grid.y = chunk: one thread per (tap, channel) sums the chunk's rows.
-template <class S>
+// grid.y = chunk: one thread per (tap, V channels) sums the chunk's rows.
+template <int V, class S>
 __global__ void dw_weight_chunks_kernel(const S* x, const S* gy, float* partials, DwShape g) {
-  const int64_t per_chunk = g.k * g.k * g.c;
+  const int64_t groups = g.c / V, per_chunk = g.k * g.k * g.c;
   const int64_t chunk = blockIdx.y;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < per_chunk;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < g.k * g.k * groups;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t c = i % g.c, tap = i / g.c;
-    partials[chunk * per_chunk + i] = kernels::dw_weight_grad_chunk(x, gy, g, chunk, tap / g.k, tap % g.k, c);
+    const int64_t c = (i % groups) * V, tap = i / groups;
+    float acc[V];
+    kernels::dw_weight_grad_chunks<V>(x, gy, g, chunk, tap / g.k, tap % g.k, c, acc);
+    kernels::store_channels<V>(partials, chunk * per_chunk + tap * g.c + c, acc);
   }
 }
 
@@ -54,6 +72,19 @@ __global__ void dw_weight_sum_kernel(const float* partials, S* gwt, int64_t chun
     for (int64_t chunk = 0; chunk < chunks; ++chunk) acc += partials[chunk * per_chunk + i];
     store(gwt, i, acc);
   }
+}
+
+// Runs f(std::integral_constant<int, V>) with the widest channel group that C and the pointers
+// allow. Every pointer must be aligned for V floats (16 bytes for f32, 32 for bf16/f16), which
+// covers the f32 weight-gradient partials too; fresh allocations are, views may not be.
+template <class S, class F>
+void with_vector(int64_t c, std::initializer_list<const void*> pointers, F&& f) {
+  bool aligned = c % kVector<S> == 0;
+  for (const void* p : pointers) {
+    aligned = aligned && reinterpret_cast<uintptr_t>(p) % (sizeof(float) * kVector<S>) == 0;
+  }
+  if (aligned) f(std::integral_constant<int, kVector<S>>{});
+  else f(std::integral_constant<int, 1>{});
 }
 
 }  // namespace
@@ -73,8 +104,11 @@ void dw_forward(DType dtype, const void* x, const void* wt, void* y, const DwSha
   if (count == 0) return;
   dispatch_storage(dtype, "depthwise_conv2d", [&](auto tag) {
     using S = decltype(tag);
-    dw_forward_kernel<<<blocks_for(count), kThreads>>>(static_cast<const S*>(x), static_cast<const S*>(wt),
-                                                       static_cast<S*>(y), g);
+    with_vector<S>(g.c, {x, wt, y}, [&](auto v) {
+      constexpr int V = decltype(v)::value;
+      dw_forward_kernel<V><<<blocks_for(count / V), kThreads>>>(static_cast<const S*>(x), static_cast<const S*>(wt),
+                                                                static_cast<S*>(y), g);
+    });
   });
   check_launch();
 }
@@ -84,8 +118,11 @@ void dw_backward_data(DType dtype, const void* gy, const void* wt, void* gx, con
   if (count == 0) return;
   dispatch_storage(dtype, "depthwise_conv2d", [&](auto tag) {
     using S = decltype(tag);
-    dw_backward_data_kernel<<<blocks_for(count), kThreads>>>(static_cast<const S*>(gy), static_cast<const S*>(wt),
-                                                             static_cast<S*>(gx), g);
+    with_vector<S>(g.c, {gy, wt, gx}, [&](auto v) {
+      constexpr int V = decltype(v)::value;
+      dw_backward_data_kernel<V><<<blocks_for(count / V), kThreads>>>(
+          static_cast<const S*>(gy), static_cast<const S*>(wt), static_cast<S*>(gx), g);
+    });
   });
   check_launch();
 }
@@ -99,9 +136,12 @@ void dw_backward_weight(DType dtype, const void* x, const void* gy, void* gwt, f
   }
   dispatch_storage(dtype, "depthwise_conv2d", [&](auto tag) {
     using S = decltype(tag);
-    const unsigned tiles = static_cast<unsigned>((per_chunk + kThreads - 1) / kThreads);
-    dw_weight_chunks_kernel<<<dim3(tiles, static_cast<unsigned>(chunks)), kThreads>>>(
-        static_cast<const S*>(x), static_cast<const S*>(gy), partials, g);
+    with_vector<S>(g.c, {x, gy, partials}, [&](auto v) {
+      constexpr int V = decltype(v)::value;
+      const unsigned tiles = static_cast<unsigned>((per_chunk / V + kThreads - 1) / kThreads);
+      dw_weight_chunks_kernel<V><<<dim3(tiles, static_cast<unsigned>(chunks)), kThreads>>>(
+          static_cast<const S*>(x), static_cast<const S*>(gy), partials, g);
+    });
     check_launch();
     dw_weight_sum_kernel<<<blocks_for(per_chunk), kThreads>>>(partials, static_cast<S*>(gwt), chunks, per_chunk);
   });

@@ -105,9 +105,10 @@ TEST(Cuda, MetaPoolMixMatchesTheCpu) {
 }
 
 // Depthwise convolution on the GPU against the CPU op: every kernel size and stride used, odd
-// sizes, C not a multiple of anything, a batch large enough for more than 64 weight-gradient
-// chunks. The GPU runs the CPU op's per-element arithmetic in its order, chunks included, without
-// FMA contraction: bit for bit.
+// sizes, C not a multiple of anything (one channel per thread) and multiples of 4 (4-channel
+// groups), a batch large enough for more than 64 weight-gradient chunks. The GPU runs the CPU
+// op's per-element arithmetic in its order, chunks included, without FMA contraction: bit for
+// bit.
 TEST(Cuda, DepthwiseMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
   for (int k : {3, 5, 7}) {

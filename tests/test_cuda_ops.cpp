@@ -513,9 +513,18 @@ TEST(CudaOps, LowPrecisionOpsFollowF32) {
     expect_low_precision_follows_f32(
         "depthwise_conv2d", [](const Tensors& x) { return ops::depthwise_conv2d(x[0], x[1], 2, 1); },
         {grad_input({2, 9, 7, 13}, 9), grad_input({13, 3, 3}, 10)}, dtype, tol);
+    // C = 16: the kernels' 8-channel (16-byte) groups of bf16 / f16; 13 above runs one channel each.
+    expect_low_precision_follows_f32(
+        "depthwise_conv2d channel groups", [](const Tensors& x) { return ops::depthwise_conv2d(x[0], x[1], 1, 2); },
+        {grad_input({2, 9, 7, 16}, 41), grad_input({16, 5, 5}, 42)}, dtype, tol);
     expect_low_precision_follows_f32(
         "meta_pool_mix", [](const Tensors& x) { return ops::meta_pool_mix(x[0], x[1], x[2]); },
         {grad_input({2, 9, 11, 6}, 11), grad_input({2, 9, 11, 6}, 12), grad_input({8}, 13)}, dtype, tol,
+        {false, false, true});
+    // Several row, column and channel tiles of the mixture's kernels.
+    expect_low_precision_follows_f32(
+        "meta_pool_mix tiles", [](const Tensors& x) { return ops::meta_pool_mix(x[0], x[1], x[2]); },
+        {grad_input({1, 20, 19, 18}, 43), grad_input({1, 20, 19, 18}, 44), grad_input({8}, 45)}, dtype, tol,
         {false, false, true});
     expect_low_precision_follows_f32(
         "conv2d stem", [](const Tensors& x) { return ops::conv2d(x[0], x[1], 2, 1); },

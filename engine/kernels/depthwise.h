@@ -1,7 +1,7 @@
 // Depthwise convolution's per-element arithmetic (NHWC, weight transposed to [k, k, C]), written
 // once for the CPU op (engine/ops/depthwise_conv.cpp, which runs it with channels innermost) and
-// the CUDA kernels (cuda_kernels/depthwise.cu, one thread per element). The sums run in the same
-// order in both (taps row-major; the weight gradient over rows in order, in fixed chunks), so
+// the CUDA kernels (cuda_kernels/depthwise.cu, one thread per group of V channels). The sums run
+// in the same order in both (taps row-major; the weight gradient over rows in order, in fixed chunks), so
 // the per-element functions equal the CPU op bit for bit where the compiler does not contract
 // multiply-adds.
 #pragma once
@@ -26,35 +26,57 @@ PMPL_HD int64_t dw_covering_output(int64_t i, int64_t t, int stride, int padding
   return o < outputs ? o : -1;
 }
 
-// S: the storage type of x and wt (T = compute_t<S> does the arithmetic).
-template <class S, class T = compute_t<S>>
-PMPL_HD T dw_output(const S* x, const S* wt, const DwShape& g, int64_t n, int64_t oh, int64_t ow, int64_t c) {
-  T y = T(0);
+// S: the storage type of x and wt (T = compute_t<S> does the arithmetic). Each function
+// computes V consecutive channels c .. c + V - 1 (the CUDA kernels' vector width; c and C
+// multiples of V), each channel's sum in the same order as for V = 1.
+template <int V, class S, class T = compute_t<S>>
+PMPL_HD void dw_outputs(const S* x, const S* wt, const DwShape& g, int64_t n, int64_t oh, int64_t ow, int64_t c,
+                        T (&y)[V]) {
+  for (int j = 0; j < V; ++j) y[j] = T(0);
   for (int64_t ki = 0; ki < g.k; ++ki) {
     const int64_t ih = oh * g.stride - g.padding + ki;
     if (ih < 0 || ih >= g.h) continue;
     for (int64_t kj = 0; kj < g.k; ++kj) {
       const int64_t iw = ow * g.stride - g.padding + kj;
       if (iw < 0 || iw >= g.w) continue;
-      y += load_value(x, ((n * g.h + ih) * g.w + iw) * g.c + c) * load_value(wt, (ki * g.k + kj) * g.c + c);
+      T xv[V], wv[V];
+      load_channels<V>(x, ((n * g.h + ih) * g.w + iw) * g.c + c, xv);
+      load_channels<V>(wt, (ki * g.k + kj) * g.c + c, wv);
+      for (int j = 0; j < V; ++j) y[j] += xv[j] * wv[j];
     }
   }
-  return y;
 }
 
 template <class S, class T = compute_t<S>>
-PMPL_HD T dw_input_grad(const S* gy, const S* wt, const DwShape& g, int64_t n, int64_t ih, int64_t iw, int64_t c) {
-  T d = T(0);
+PMPL_HD T dw_output(const S* x, const S* wt, const DwShape& g, int64_t n, int64_t oh, int64_t ow, int64_t c) {
+  T y[1];
+  dw_outputs<1>(x, wt, g, n, oh, ow, c, y);
+  return y[0];
+}
+
+template <int V, class S, class T = compute_t<S>>
+PMPL_HD void dw_input_grads(const S* gy, const S* wt, const DwShape& g, int64_t n, int64_t ih, int64_t iw, int64_t c,
+                            T (&d)[V]) {
+  for (int j = 0; j < V; ++j) d[j] = T(0);
   for (int64_t ki = 0; ki < g.k; ++ki) {
     const int64_t oh = dw_covering_output(ih, ki, g.stride, g.padding, g.ho);
     if (oh < 0) continue;
     for (int64_t kj = 0; kj < g.k; ++kj) {
       const int64_t ow = dw_covering_output(iw, kj, g.stride, g.padding, g.wo);
       if (ow < 0) continue;
-      d += load_value(gy, ((n * g.ho + oh) * g.wo + ow) * g.c + c) * load_value(wt, (ki * g.k + kj) * g.c + c);
+      T dv[V], wv[V];
+      load_channels<V>(gy, ((n * g.ho + oh) * g.wo + ow) * g.c + c, dv);
+      load_channels<V>(wt, (ki * g.k + kj) * g.c + c, wv);
+      for (int j = 0; j < V; ++j) d[j] += dv[j] * wv[j];
     }
   }
-  return d;
+}
+
+template <class S, class T = compute_t<S>>
+PMPL_HD T dw_input_grad(const S* gy, const S* wt, const DwShape& g, int64_t n, int64_t ih, int64_t iw, int64_t c) {
+  T d[1];
+  dw_input_grads<1>(gy, wt, g, n, ih, iw, c, d);
+  return d[0];
 }
 
 // The weight gradient's chunks: rows (n, oh) are cut into this many pieces, each summed apart,
@@ -68,13 +90,13 @@ PMPL_HD int64_t dw_weight_chunks(const DwShape& g) {
   return chunks < 65535 ? chunks : 65535;  // a CUDA grid's y dimension
 }
 
-// Chunk `chunk`'s share of d weight[tap = ki * k + kj][c]: sum over its rows and all output
-// columns of dy * x.
-template <class S, class T = compute_t<S>>
-PMPL_HD T dw_weight_grad_chunk(const S* x, const S* gy, const DwShape& g, int64_t chunk, int64_t ki, int64_t kj,
-                               int64_t c) {
+// Chunk `chunk`'s share of d weight[tap = ki * k + kj][c .. c + V - 1]: sums over its rows and
+// all output columns of dy * x.
+template <int V, class S, class T = compute_t<S>>
+PMPL_HD void dw_weight_grad_chunks(const S* x, const S* gy, const DwShape& g, int64_t chunk, int64_t ki, int64_t kj,
+                                   int64_t c, T (&acc)[V]) {
   const int64_t rows = g.n * g.ho, chunks = dw_weight_chunks(g);
-  T acc = T(0);
+  for (int j = 0; j < V; ++j) acc[j] = T(0);
   for (int64_t nh = chunk * rows / chunks; nh < (chunk + 1) * rows / chunks; ++nh) {
     const int64_t n = nh / g.ho, oh = nh % g.ho;
     const int64_t ih = oh * g.stride - g.padding + ki;
@@ -82,10 +104,20 @@ PMPL_HD T dw_weight_grad_chunk(const S* x, const S* gy, const DwShape& g, int64_
     for (int64_t ow = 0; ow < g.wo; ++ow) {
       const int64_t iw = ow * g.stride - g.padding + kj;
       if (iw < 0 || iw >= g.w) continue;
-      acc += load_value(gy, (nh * g.wo + ow) * g.c + c) * load_value(x, ((n * g.h + ih) * g.w + iw) * g.c + c);
+      T dv[V], xv[V];
+      load_channels<V>(gy, (nh * g.wo + ow) * g.c + c, dv);
+      load_channels<V>(x, ((n * g.h + ih) * g.w + iw) * g.c + c, xv);
+      for (int j = 0; j < V; ++j) acc[j] += dv[j] * xv[j];
     }
   }
-  return acc;
+}
+
+template <class S, class T = compute_t<S>>
+PMPL_HD T dw_weight_grad_chunk(const S* x, const S* gy, const DwShape& g, int64_t chunk, int64_t ki, int64_t kj,
+                               int64_t c) {
+  T acc[1];
+  dw_weight_grad_chunks<1>(x, gy, g, chunk, ki, kj, c, acc);
+  return acc[0];
 }
 
 }  // namespace pmpl::kernels
