@@ -25,28 +25,18 @@ __global__ void dw_transpose_kernel(const S* src, S* dst, int64_t c, int64_t kk,
 template <class S>
 constexpr int kVector = 16 / sizeof(S);
 
-// One thread per V channels of an output pixel, channel groups fastest (coalesced loads of every
-// tap).
-template <int V, class S>
-__global__ void dw_forward_kernel(const S* x, const S* wt, S* y, DwShape g) {
-  const int64_t groups = g.c / V;
-  PMPL_FOR_EACH(i, g.n * g.ho * g.wo * groups) {
-    const int64_t c = (i % groups) * V, r = i / groups, ow = r % g.wo, oh = (r / g.wo) % g.ho, n = r / (g.wo * g.ho);
-    float out[V];
-    kernels::dw_outputs<V>(x, wt, g, n, oh, ow, c, out);
-    kernels::store_channels<V>(y, r * g.c + c, out);
-  }
-}
-
-// One thread per V channels of an input pixel: it gathers from the outputs whose windows cover it.
-template <int V, class S>
-__global__ void dw_backward_data_kernel(const S* gy, const S* wt, S* gx, DwShape g) {
-  const int64_t groups = g.c / V;
-  PMPL_FOR_EACH(i, g.n * g.h * g.w * groups) {
-    const int64_t c = (i % groups) * V, r = i / groups, iw = r % g.w, ih = (r / g.w) % g.h, n = r / (g.w * g.h);
-    float out[V];
-    kernels::dw_input_grads<V>(gy, wt, g, n, ih, iw, c, out);
-    kernels::store_channels<V>(gx, r * g.c + c, out);
+// One thread per V channels of a pixel, channel groups fastest (coalesced loads of every tap):
+// of an output pixel (forward, from x) or, with kInputGrad, of an input pixel (backward-data: it
+// gathers from dy at the outputs whose windows cover it).
+template <int V, bool kInputGrad, class S>
+__global__ void dw_pixels_kernel(const S* in, const S* wt, S* out, DwShape g) {
+  const int64_t groups = g.c / V, rows = kInputGrad ? g.h : g.ho, cols = kInputGrad ? g.w : g.wo;
+  PMPL_FOR_EACH(i, g.n * rows * cols * groups) {
+    const int64_t c = (i % groups) * V, r = i / groups, col = r % cols, row = (r / cols) % rows, n = r / (cols * rows);
+    float values[V];
+    if constexpr (kInputGrad) kernels::dw_input_grads<V>(in, wt, g, n, row, col, c, values);
+    else kernels::dw_outputs<V>(in, wt, g, n, row, col, c, values);
+    kernels::store_channels<V>(out, r * g.c + c, values);
   }
 }
 
@@ -106,8 +96,8 @@ void dw_forward(DType dtype, const void* x, const void* wt, void* y, const DwSha
     using S = decltype(tag);
     with_vector<S>(g.c, {x, wt, y}, [&](auto v) {
       constexpr int V = decltype(v)::value;
-      dw_forward_kernel<V><<<blocks_for(count / V), kThreads>>>(static_cast<const S*>(x), static_cast<const S*>(wt),
-                                                                static_cast<S*>(y), g);
+      dw_pixels_kernel<V, false><<<blocks_for(count / V), kThreads>>>(
+          static_cast<const S*>(x), static_cast<const S*>(wt), static_cast<S*>(y), g);
     });
   });
   check_launch();
@@ -120,7 +110,7 @@ void dw_backward_data(DType dtype, const void* gy, const void* wt, void* gx, con
     using S = decltype(tag);
     with_vector<S>(g.c, {gy, wt, gx}, [&](auto v) {
       constexpr int V = decltype(v)::value;
-      dw_backward_data_kernel<V><<<blocks_for(count / V), kThreads>>>(
+      dw_pixels_kernel<V, true><<<blocks_for(count / V), kThreads>>>(
           static_cast<const S*>(gy), static_cast<const S*>(wt), static_cast<S*>(gx), g);
     });
   });
