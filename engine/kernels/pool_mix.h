@@ -50,12 +50,17 @@ PMPL_HD bool pool_mix_wins(T v, T best) {
   return (v > best) | ((v != v) & (best == best));
 }
 
-// Winner offsets of the three windows in one byte: offset + radius in 2, 3 and 3 bits.
-PMPL_HD uint8_t pool_mix_pack(const int* offsets) {
-  return static_cast<uint8_t>((offsets[0] + 1) | ((offsets[1] + 2) << 2) | ((offsets[2] + 3) << 5));
+// Winner offsets of the three windows in one byte: offset + radius in 2, 3 and 3 bits. (Plain
+// integer arithmetic, so the CPU's channel loops vectorise it.)
+PMPL_HD int pool_mix_pack(int offset3, int offset5, int offset7) {
+  return (offset3 + 1) | ((offset5 + 2) << 2) | ((offset7 + 3) << 5);
 }
-PMPL_HD int pool_mix_unpack(uint8_t packed, int k) {
-  return k == 0 ? (packed & 3) - 1 : k == 1 ? ((packed >> 2) & 7) - 2 : ((packed >> 5) & 7) - 3;
+PMPL_HD uint8_t pool_mix_pack(const int* offsets) {
+  return static_cast<uint8_t>(pool_mix_pack(offsets[0], offsets[1], offsets[2]));
+}
+PMPL_HD int pool_mix_unpack(int packed, int k) {
+  const int shift = k == 0 ? 0 : k == 1 ? 2 : 5;
+  return ((packed >> shift) & (k == 0 ? 3 : 7)) - (k + 1);
 }
 
 // The row stage: the windows 3, 5 and 7 wide around a column of one input row.

@@ -177,11 +177,11 @@ void forward(const T* x, const T* strip, const T* w, T* y, const PoolMixShape& s
   });
 }
 
-// Pass 1 of backward: each element's winner bytes (kernels::pool_mix_pack: [2 i] the row offsets
-// of output i's max windows, [2 i + 1] the column offsets of its row's pools) and dw = sum dy *
+// Pass 1 of backward: each element's winners (kernels::pool_mix_pack: low byte the row offsets of
+// output i's max windows, high byte the column offsets of its row's pools) and dw = sum dy *
 // branch, per work item, the items added in order.
 template <class T>
-void backward_pass1(const T* x, const T* strip, const T* gy, uint8_t* winners, double* dw, const PoolMixShape& s) {
+void backward_pass1(const T* x, const T* strip, const T* gy, uint16_t* winners, double* dw, const PoolMixShape& s) {
   const int64_t items = scan_items(s);
   const Tensor partial_buffer = detail::scratch<double>(items * kPoolMixWeights);
   double* partial = partial_buffer.data<double>();
@@ -205,15 +205,14 @@ void backward_pass1(const T* x, const T* strip, const T* gy, uint8_t* winners, d
     }
     const double d[kPoolMixWeights] = {d0, d1, d2, d3, d4, d5, d6, d7};
     for (int k = 0; k < kPoolMixWeights; ++k) partial[item * kPoolMixWeights + k] += d[k];
-    uint8_t* wr = winners + 2 * o;
+    uint16_t* wr = winners + o;
     const int32_t *r3 = b.row[0].data(), *r5 = b.row[1].data(), *r7 = b.row[2].data();
     const int32_t *c3 = centre.at[0].data() + ow * s.c, *c5 = centre.at[1].data() + ow * s.c;
     const int32_t* c7 = centre.at[2].data() + ow * s.c;
+#pragma omp simd
     for (int64_t j = 0; j < s.c; ++j) {
-      const int rows[kPoolMixWindows] = {r3[j], r5[j], r7[j]};
-      const int cols[kPoolMixWindows] = {c3[j], c5[j], c7[j]};
-      wr[2 * j] = kernels::pool_mix_pack(rows);
-      wr[2 * j + 1] = kernels::pool_mix_pack(cols);
+      wr[j] = static_cast<uint16_t>(kernels::pool_mix_pack(r3[j], r5[j], r7[j]) |
+                                    (kernels::pool_mix_pack(c3[j], c5[j], c7[j]) << 8));
     }
   });
   std::fill(dw, dw + kPoolMixWeights, 0.0);
@@ -225,13 +224,12 @@ void backward_pass1(const T* x, const T* strip, const T* gy, uint8_t* winners, d
 // Pass 2: per input row r, kernels::pool_mix_row_grad at every (column, channel), then
 // kernels::pool_mix_input_grad plus w[0] dy (channels innermost, in the functions' order).
 template <class T>
-void backward_pass2(const T* gy, const uint8_t* winners, const T* w, T* gx, const PoolMixShape& s) {
+void backward_pass2(const T* gy, const uint16_t* winners, const T* w, T* gx, const PoolMixShape& s) {
   const int64_t c = s.c;
 #pragma omp parallel if (s.n * s.h * s.w * s.c > 16384)
   {
     std::array<std::vector<T>, kPoolMixWindows> avg, max;
     resize_each(s.w * c, avg, max);
-    std::vector<int32_t> unpacked(c);
 #pragma omp for schedule(static)
     for (int64_t nr = 0; nr < s.n * s.h; ++nr) {
       const int64_t n = nr / s.h, r = nr % s.h;
@@ -245,17 +243,15 @@ void backward_pass2(const T* gy, const uint8_t* winners, const T* w, T* gx, cons
         for (int e = lo; e <= hi; ++e) {
           const int64_t o = ((n * s.h + r + e) * s.w + col) * c;
           const T* d = gy + o;
-          const uint8_t* won = winners + 2 * o;
+          const uint16_t* won = winners + o;
           const int far = std::abs(e);
           for (int k = 0; k < kPoolMixWindows; ++k) {
             if (far > k + 1) continue;
             T *pa = avg[k].data() + col * c, *pm = max[k].data() + col * c;
-            int32_t* u = unpacked.data();
-            for (int64_t j = 0; j < c; ++j) u[j] = kernels::pool_mix_unpack(won[2 * j], k);
 #pragma omp simd
             for (int64_t j = 0; j < c; ++j) {
               pa[j] += d[j];
-              pm[j] += u[j] == -e ? d[j] : T(0);
+              pm[j] += kernels::pool_mix_unpack(won[j] & 0xff, k) == -e ? d[j] : T(0);
             }
           }
         }
@@ -283,13 +279,11 @@ void backward_pass2(const T* gy, const uint8_t* winners, const T* w, T* gx, cons
 #pragma omp simd
             for (int64_t j = 0; j < c; ++j) g[j] += pa[j];
           }
-          const uint8_t* won = winners + 2 * (i + e * c) + 1;
+          const uint16_t* won = winners + i + e * c;
           for (int k = 0; k < kPoolMixWindows; ++k) {
             const T* pm = max[k].data() + (iw + e) * c;
-            int32_t* u = unpacked.data();
-            for (int64_t j = 0; j < c; ++j) u[j] = kernels::pool_mix_unpack(won[2 * j], k);
 #pragma omp simd
-            for (int64_t j = 0; j < c; ++j) g[j] += u[j] == -e ? pm[j] : T(0);
+            for (int64_t j = 0; j < c; ++j) g[j] += kernels::pool_mix_unpack(won[j] >> 8, k) == -e ? pm[j] : T(0);
           }
         }
         const T* d = gy + i;
@@ -362,16 +356,18 @@ Tensor meta_pool_mix(const Tensor& x, const Tensor& strip, const Tensor& w) {
              Tensor gx, gstrip, gw;
              dispatch_float(xs.dtype(), "meta_pool_mix", [&](auto tag) {
                using T = decltype(tag);
-               const Tensor winners = detail::scratch<uint8_t>(2 * xs.numel());
+               // Two bytes per element (uint16 lanes, as the CUDA kernels store them).
+               const Tensor winner_bytes = detail::scratch<uint8_t>(2 * xs.numel());
+               auto* winners = reinterpret_cast<uint16_t*>(winner_bytes.data<uint8_t>());
                double dw[kPoolMixWeights];
-               backward_pass1(xs.data<T>(), ss.data<T>(), g[0].data<T>(), winners.data<uint8_t>(), dw, s);
+               backward_pass1(xs.data<T>(), ss.data<T>(), g[0].data<T>(), winners, dw, s);
                if (grad_w) {
                  gw = empty_like(ws);
                  for (int k = 0; k < kPoolMixWeights; ++k) gw.data<T>()[k] = static_cast<T>(dw[k]);
                }
                if (grad_x) {
                  gx = empty_like(xs);
-                 backward_pass2(g[0].data<T>(), winners.data<uint8_t>(), ws.data<T>(), gx.data<T>(), s);
+                 backward_pass2(g[0].data<T>(), winners, ws.data<T>(), gx.data<T>(), s);
                }
              });
              if (grad_strip) gstrip = scale(g[0], ws.to(DType::kF64).to_vector<double>()[1]);
