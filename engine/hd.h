@@ -6,3 +6,11 @@
 #else
 #define PMPL_HD inline
 #endif
+
+// Full unrolling where nvcc compiles the loop (a register ring's shifts become renames); nothing
+// for the host compiler.
+#if defined(__CUDACC__)
+#define PMPL_UNROLL _Pragma("unroll")
+#else
+#define PMPL_UNROLL
+#endif

@@ -4,7 +4,10 @@
 // equal to the CPU op bit for bit.
 #include <cmath>
 
+#include <memory>
+
 #include "engine/kernels/pool_mix.h"
+#include "engine/kernels/pool_mix_tiles.h"
 #include "layers/meta_pooling.h"
 #include "tests/test_util.h"
 
@@ -136,6 +139,107 @@ TEST(PoolMix, KernelFunctionsEqualTheOpOnEveryElement) {
           }
     EXPECT_EQ(ky, y.to_vector<float>());
     EXPECT_EQ(kdx, x.grad().to_vector<float>());
+  }
+}
+
+// The CUDA kernels of the mixture emulated block by block and thread by thread from their
+// host-device parts (engine/kernels/pool_mix_tiles.h): each barrier ends a phase that every thread
+// of the block finishes first. Threads run in ascending or descending order: a thread reading
+// shared memory another writes in the same phase would make the two orders disagree.
+struct EmulatedMix {
+  std::vector<float> y, dx, dstrip, dw;
+};
+
+EmulatedMix emulate_kernels(const Tensor& x, const Tensor& strip, const Tensor& w, const Tensor& dy, bool descending) {
+  const kernels::PoolMixShape s{x.dim(0), x.dim(1), x.dim(2), x.dim(3)};
+  const auto count = static_cast<size_t>(x.numel());
+  const float *px = x.data<float>(), *ps = strip.data<float>(), *pw = w.data<float>(), *pd = dy.data<float>();
+  EmulatedMix out{std::vector<float>(count, NAN), std::vector<float>(count, NAN), std::vector<float>(count, NAN),
+                  std::vector<float>(8, 0.0f)};
+  std::vector<uint16_t> winners(count, 0xffff);
+  auto each_thread = [&](auto&& f) {
+    for (int i = 0; i < kernels::kMixThreads; ++i) f(descending ? kernels::kMixThreads - 1 - i : i);
+  };
+  double dw[8] = {};
+  struct ScanShared {
+    kernels::MixScanTile tile;
+  };
+  const auto scan = std::make_unique<ScanShared>();
+  int64_t gx, gy, gz;
+  kernels::mix_grid(s, kernels::kMixScanRows, gx, gy, gz);
+  for (int64_t bz = 0; bz < gz; ++bz)
+    for (int64_t by = 0; by < gy; ++by)
+      for (int64_t bx = 0; bx < gx; ++bx) {
+        const kernels::MixTile t = kernels::mix_tile(s, kernels::kMixScanRows, bx, by, bz);
+        each_thread([&](int th) {
+          kernels::mix_load_scan_tile(scan->tile, s, t, th, [&](int64_t i) { return px[i]; });
+        });
+        each_thread([&](int th) {  // forward and pass 1 share the scan
+          kernels::mix_scan_column(scan->tile, s, t, th, [&](int64_t o, float skip, const auto& b, const auto& centre) {
+            out.y[static_cast<size_t>(o)] = kernels::pool_mix_value(skip, ps[o], b, pw);
+            winners[static_cast<size_t>(o)] = kernels::mix_winners(b, centre);
+            for (int k = 0; k < 8; ++k) dw[k] += pd[o] * static_cast<double>(kernels::pool_mix_branch(skip, ps[o], b, k));
+          });
+        });
+      }
+  for (int k = 0; k < 8; ++k) out.dw[static_cast<size_t>(k)] = static_cast<float>(dw[k]);
+  const auto grad = std::make_unique<kernels::MixGradTiles>();
+  kernels::mix_grid(s, kernels::kMixGradRows, gx, gy, gz);
+  for (int64_t bz = 0; bz < gz; ++bz)
+    for (int64_t by = 0; by < gy; ++by)
+      for (int64_t bx = 0; bx < gx; ++bx) {
+        const kernels::MixTile t = kernels::mix_tile(s, kernels::kMixGradRows, bx, by, bz);
+        each_thread([&](int th) {
+          kernels::mix_load_grad_tiles(
+              *grad, s, t, th, [&](int64_t i) { return pd[i]; }, [&](int64_t i) { return winners[static_cast<size_t>(i)]; });
+        });
+        for (int i = 0; i < kernels::mix_grad_rows(s, t); ++i) {
+          each_thread([&](int th) { kernels::mix_row_grads(*grad, s, t, i, th, pw); });
+          each_thread([&](int th) {
+            kernels::mix_input_grad(*grad, s, t, i, th, pw, [&](int64_t o, float gx_value, float gstrip) {
+              out.dx[static_cast<size_t>(o)] = gx_value;
+              out.dstrip[static_cast<size_t>(o)] = gstrip;
+            });
+          });
+        }
+      }
+  return out;
+}
+
+// Tensors smaller than a tile, tile-sized, and spanning several row tiles of both kinds (16 and
+// 12 rows), several column tiles and partial channel tiles, with a NaN in x. y and dx bit for bit
+// with the CPU op (outputs poisoned with NaN first: every element written), dstrip = w[1] dy
+// exactly, dw summed in another order.
+TEST(PoolMixTiles, KernelsEmulatedBlockByBlockEqualTheCpuOp) {
+  for (const Shape& shape : std::vector<Shape>{
+           {2, 9, 11, 13}, {1, 2, 3, 5}, {3, 14, 14, 40}, {1, 1, 1, 3}, {2, 37, 35, 19}, {1, 16, 16, 16}, {1, 25, 33, 32}}) {
+    SCOPED_TRACE(shape.str());
+    Tensor x = coarse(shape, 21);
+    x.data<float>()[x.numel() / 2] = std::nanf("");  // a NaN wins its windows
+    x.set_requires_grad(true);
+    const Tensor strip = random(shape, 22, false, 1.0, DType::kF32).set_requires_grad(true);
+    const Tensor w = ops::softmax(random({8}, 23, false, 1.0, DType::kF32)).set_requires_grad(true);
+    const Tensor dy = random(shape, 24, false, 1.0, DType::kF32);
+    const Tensor y = ops::meta_pool_mix(x, strip, w);
+    y.backward(dy);
+    const std::vector<float> cpu_y = y.to_vector<float>(), cpu_dx = x.grad().to_vector<float>();
+    for (bool descending : {false, true}) {
+      SCOPED_TRACE(descending ? "threads in descending order" : "threads in ascending order");
+      const EmulatedMix gpu = emulate_kernels(x, strip, w, dy, descending);
+      ASSERT_EQ(gpu.y.size(), cpu_y.size());
+      for (size_t i = 0; i < cpu_y.size(); ++i) {
+        if (std::isnan(cpu_y[i])) ASSERT_TRUE(std::isnan(gpu.y[i])) << "y " << i;
+        else ASSERT_EQ(gpu.y[i], cpu_y[i]) << "y " << i;
+        if (std::isnan(cpu_dx[i])) ASSERT_TRUE(std::isnan(gpu.dx[i])) << "dx " << i;
+        else ASSERT_EQ(gpu.dx[i], cpu_dx[i]) << "dx " << i;
+      }
+      EXPECT_EQ(gpu.dstrip, strip.grad().to_vector<float>());
+      const std::vector<float> cpu_dw = w.grad().to_vector<float>();
+      for (size_t k = 0; k < cpu_dw.size(); ++k) {  // branches holding the NaN have a NaN weight gradient
+        if (std::isnan(cpu_dw[k])) EXPECT_TRUE(std::isnan(gpu.dw[k])) << "dw " << k;
+        else EXPECT_NEAR(gpu.dw[k], cpu_dw[k], 1e-6 * (1.0 + std::abs(cpu_dw[k]))) << "dw " << k;
+      }
+    }
   }
 }
 
