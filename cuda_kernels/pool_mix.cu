@@ -17,8 +17,9 @@ dim3 grid_for(const PoolMixShape& s, int rows) {
   kernels::mix_grid(s, rows, x, y, z);
   if (x > 0x7fffffff || y > 65535 || z > 65535) {
     throw_internal(__FILE__, __LINE__,
-                   "meta_pool_mix: tensor too large for the tiled kernels' grid (" + std::to_string(s.n) + " images of " +
-                       std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c) + ")");
+                   "meta_pool_mix: tensor too large for the tiled kernels' grid (" + std::to_string(s.n) +
+                       " images of " + std::to_string(s.h) + "x" + std::to_string(s.w) + "x" + std::to_string(s.c) +
+                       ")");
   }
   return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y), static_cast<unsigned>(z));
 }

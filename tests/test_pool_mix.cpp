@@ -143,9 +143,10 @@ TEST(PoolMix, KernelFunctionsEqualTheOpOnEveryElement) {
 }
 
 // The CUDA kernels of the mixture emulated block by block and thread by thread from their
-// host-device parts (engine/kernels/pool_mix_tiles.h): each barrier ends a phase that every thread
-// of the block finishes first. Threads run in ascending or descending order: a thread reading
-// shared memory another writes in the same phase would make the two orders disagree.
+// host-device parts (engine/kernels/pool_mix_tiles.h): each barrier of cuda_kernels/pool_mix.cu
+// ends a phase here that every thread of the block finishes first. Threads run in ascending or
+// descending order: a thread reading shared memory another writes in the same phase would make the
+// two orders disagree.
 struct EmulatedMix {
   std::vector<float> y, dx, dstrip, dw;
 };
@@ -160,49 +161,45 @@ EmulatedMix emulate_kernels(const Tensor& x, const Tensor& strip, const Tensor& 
   auto each_thread = [&](auto&& f) {
     for (int i = 0; i < kernels::kMixThreads; ++i) f(descending ? kernels::kMixThreads - 1 - i : i);
   };
+  auto each_block = [&](int rows, auto&& f) {
+    int64_t gx, gy, gz;
+    kernels::mix_grid(s, rows, gx, gy, gz);
+    for (int64_t bz = 0; bz < gz; ++bz)
+      for (int64_t by = 0; by < gy; ++by)
+        for (int64_t bx = 0; bx < gx; ++bx) f(kernels::mix_tile(s, rows, bx, by, bz));
+  };
   double dw[8] = {};
   struct ScanShared {
     kernels::MixScanTile tile;
   };
   const auto scan = std::make_unique<ScanShared>();
-  int64_t gx, gy, gz;
-  kernels::mix_grid(s, kernels::kMixScanRows, gx, gy, gz);
-  for (int64_t bz = 0; bz < gz; ++bz)
-    for (int64_t by = 0; by < gy; ++by)
-      for (int64_t bx = 0; bx < gx; ++bx) {
-        const kernels::MixTile t = kernels::mix_tile(s, kernels::kMixScanRows, bx, by, bz);
-        each_thread([&](int th) {
-          kernels::mix_load_scan_tile(scan->tile, s, t, th, [&](int64_t i) { return px[i]; });
-        });
-        each_thread([&](int th) {  // forward and pass 1 share the scan
-          kernels::mix_scan_column(scan->tile, s, t, th, [&](int64_t o, float skip, const auto& b, const auto& centre) {
-            out.y[static_cast<size_t>(o)] = kernels::pool_mix_value(skip, ps[o], b, pw);
-            winners[static_cast<size_t>(o)] = kernels::mix_winners(b, centre);
-            for (int k = 0; k < 8; ++k) dw[k] += pd[o] * static_cast<double>(kernels::pool_mix_branch(skip, ps[o], b, k));
-          });
-        });
-      }
+  each_block(kernels::kMixScanRows, [&](const kernels::MixTile& t) {
+    each_thread([&](int th) { kernels::mix_load_scan_tile(scan->tile, s, t, th, [&](int64_t i) { return px[i]; }); });
+    each_thread([&](int th) {  // forward and pass 1 share the scan
+      kernels::mix_scan_column(scan->tile, s, t, th, [&](int64_t o, float skip, const auto& b, const auto& centre) {
+        out.y[static_cast<size_t>(o)] = kernels::pool_mix_value(skip, ps[o], b, pw);
+        winners[static_cast<size_t>(o)] = kernels::mix_winners(b, centre);
+        for (int k = 0; k < 8; ++k) dw[k] += pd[o] * static_cast<double>(kernels::pool_mix_branch(skip, ps[o], b, k));
+      });
+    });
+  });
   for (int k = 0; k < 8; ++k) out.dw[static_cast<size_t>(k)] = static_cast<float>(dw[k]);
   const auto grad = std::make_unique<kernels::MixGradTiles>();
-  kernels::mix_grid(s, kernels::kMixGradRows, gx, gy, gz);
-  for (int64_t bz = 0; bz < gz; ++bz)
-    for (int64_t by = 0; by < gy; ++by)
-      for (int64_t bx = 0; bx < gx; ++bx) {
-        const kernels::MixTile t = kernels::mix_tile(s, kernels::kMixGradRows, bx, by, bz);
-        each_thread([&](int th) {
-          kernels::mix_load_grad_tiles(
-              *grad, s, t, th, [&](int64_t i) { return pd[i]; }, [&](int64_t i) { return winners[static_cast<size_t>(i)]; });
+  each_block(kernels::kMixGradRows, [&](const kernels::MixTile& t) {
+    each_thread([&](int th) {
+      kernels::mix_load_grad_tiles(*grad, s, t, th, [&](int64_t i) { return pd[i]; },
+                                   [&](int64_t i) { return winners[static_cast<size_t>(i)]; });
+    });
+    for (int i = 0; i < kernels::mix_grad_rows(s, t); ++i) {
+      each_thread([&](int th) { kernels::mix_row_grads(*grad, s, t, i, th, pw); });
+      each_thread([&](int th) {
+        kernels::mix_input_grad(*grad, s, t, i, th, pw, [&](int64_t o, float gx_value, float gstrip) {
+          out.dx[static_cast<size_t>(o)] = gx_value;
+          out.dstrip[static_cast<size_t>(o)] = gstrip;
         });
-        for (int i = 0; i < kernels::mix_grad_rows(s, t); ++i) {
-          each_thread([&](int th) { kernels::mix_row_grads(*grad, s, t, i, th, pw); });
-          each_thread([&](int th) {
-            kernels::mix_input_grad(*grad, s, t, i, th, pw, [&](int64_t o, float gx_value, float gstrip) {
-              out.dx[static_cast<size_t>(o)] = gx_value;
-              out.dstrip[static_cast<size_t>(o)] = gstrip;
-            });
-          });
-        }
-      }
+      });
+    }
+  });
   return out;
 }
 
@@ -211,8 +208,9 @@ EmulatedMix emulate_kernels(const Tensor& x, const Tensor& strip, const Tensor& 
 // with the CPU op (outputs poisoned with NaN first: every element written), dstrip = w[1] dy
 // exactly, dw summed in another order.
 TEST(PoolMixTiles, KernelsEmulatedBlockByBlockEqualTheCpuOp) {
-  for (const Shape& shape : std::vector<Shape>{
-           {2, 9, 11, 13}, {1, 2, 3, 5}, {3, 14, 14, 40}, {1, 1, 1, 3}, {2, 37, 35, 19}, {1, 16, 16, 16}, {1, 25, 33, 32}}) {
+  const std::vector<Shape> shapes = {{2, 9, 11, 13}, {1, 2, 3, 5},    {3, 14, 14, 40}, {1, 1, 1, 3},
+                                     {2, 37, 35, 19}, {1, 16, 16, 16}, {1, 25, 33, 32}};
+  for (const Shape& shape : shapes) {
     SCOPED_TRACE(shape.str());
     Tensor x = coarse(shape, 21);
     x.data<float>()[x.numel() / 2] = std::nanf("");  // a NaN wins its windows
