@@ -65,15 +65,16 @@ __global__ void dw_weight_sum_kernel(const float* partials, S* gwt, int64_t chun
 }
 
 // Runs f(std::integral_constant<int, V>) with the widest channel group that C and the pointers
-// allow. Every pointer must be aligned for V floats (16 bytes for f32, 32 for bf16/f16), which
-// covers the f32 weight-gradient partials too; fresh allocations are, views may not be.
+// allow: tensors of S aligned for V elements (16 bytes), f32 scratch for V floats (16 or 32
+// bytes). Fresh allocations always are; views may not be.
 template <class S, class F>
-void with_vector(int64_t c, std::initializer_list<const void*> pointers, F&& f) {
-  bool aligned = c % kVector<S> == 0;
-  for (const void* p : pointers) {
-    aligned = aligned && reinterpret_cast<uintptr_t>(p) % (sizeof(float) * kVector<S>) == 0;
-  }
-  if (aligned) f(std::integral_constant<int, kVector<S>>{});
+void with_vector(int64_t c, std::initializer_list<const void*> tensors, std::initializer_list<const float*> scratch,
+                 F&& f) {
+  constexpr int V = kVector<S>;
+  bool aligned = c % V == 0;
+  for (const void* p : tensors) aligned = aligned && reinterpret_cast<uintptr_t>(p) % (sizeof(S) * V) == 0;
+  for (const float* p : scratch) aligned = aligned && reinterpret_cast<uintptr_t>(p) % (sizeof(float) * V) == 0;
+  if (aligned) f(std::integral_constant<int, V>{});
   else f(std::integral_constant<int, 1>{});
 }
 
@@ -94,7 +95,7 @@ void dw_forward(DType dtype, const void* x, const void* wt, void* y, const DwSha
   if (count == 0) return;
   dispatch_storage(dtype, "depthwise_conv2d", [&](auto tag) {
     using S = decltype(tag);
-    with_vector<S>(g.c, {x, wt, y}, [&](auto v) {
+    with_vector<S>(g.c, {x, wt, y}, {}, [&](auto v) {
       constexpr int V = decltype(v)::value;
       dw_pixels_kernel<V, false><<<blocks_for(count / V), kThreads>>>(
           static_cast<const S*>(x), static_cast<const S*>(wt), static_cast<S*>(y), g);
@@ -108,7 +109,7 @@ void dw_backward_data(DType dtype, const void* gy, const void* wt, void* gx, con
   if (count == 0) return;
   dispatch_storage(dtype, "depthwise_conv2d", [&](auto tag) {
     using S = decltype(tag);
-    with_vector<S>(g.c, {gy, wt, gx}, [&](auto v) {
+    with_vector<S>(g.c, {gy, wt, gx}, {}, [&](auto v) {
       constexpr int V = decltype(v)::value;
       dw_pixels_kernel<V, true><<<blocks_for(count / V), kThreads>>>(
           static_cast<const S*>(gy), static_cast<const S*>(wt), static_cast<S*>(gx), g);
@@ -126,7 +127,7 @@ void dw_backward_weight(DType dtype, const void* x, const void* gy, void* gwt, f
   }
   dispatch_storage(dtype, "depthwise_conv2d", [&](auto tag) {
     using S = decltype(tag);
-    with_vector<S>(g.c, {x, gy, partials}, [&](auto v) {
+    with_vector<S>(g.c, {x, gy}, {partials}, [&](auto v) {
       constexpr int V = decltype(v)::value;
       const unsigned tiles = static_cast<unsigned>((per_chunk / V + kThreads - 1) / kThreads);
       dw_weight_chunks_kernel<V><<<dim3(tiles, static_cast<unsigned>(chunks)), kThreads>>>(

@@ -138,14 +138,20 @@ int64_t pool_mix_partials(const PoolMixShape& s) {
 
 void pool_mix_backward(DType dtype, const void* x, const void* strip, const float* w, const void* dy, void* dx,
                        void* dstrip, float* dw, uint8_t* winners, double* partials, const PoolMixShape& s) {
-  if (s.n * s.h * s.w * s.c == 0) return;
+  if (s.n * s.h * s.w * s.c == 0) {
+    if (dw != nullptr) CUDA_CHECK(cudaMemsetAsync(dw, 0, kWeights * sizeof(float)));  // a sum over nothing
+    return;
+  }
   auto* packed = reinterpret_cast<uint16_t*>(winners);
   const dim3 scan_grid = grid_for(s, kernels::kMixScanRows);
   dispatch_storage(dtype, "meta_pool_mix", [&](auto tag) {
     using S = decltype(tag);
-    pool_mix_winners_kernel<<<scan_grid, kThreads>>>(static_cast<const S*>(x), static_cast<const S*>(strip),
-                                                     static_cast<const S*>(dy), packed, partials, s);
-    check_launch();
+    // Pass 1 feeds dw and dx; dstrip alone is w[1] dy, pass 2's last step.
+    if (dw != nullptr || dx != nullptr) {
+      pool_mix_winners_kernel<<<scan_grid, kThreads>>>(static_cast<const S*>(x), static_cast<const S*>(strip),
+                                                       static_cast<const S*>(dy), packed, partials, s);
+      check_launch();
+    }
     if (dw != nullptr) {
       pool_mix_reduce_kernel<<<kWeights, kThreads>>>(partials, pool_mix_partials(s) / kWeights, dw);
       check_launch();

@@ -71,15 +71,16 @@ TEST(Cuda, NcclCommunicatorOnOneRank) {
 }
 
 // The fused Meta-Pooling mixture on the GPU against the CPU op, on coarse values (ties in every
-// window) and odd sizes: tensors smaller than one tile, and {2, 37, 35, 19}, which spans several
-// row tiles of every kernel (16 and 12 rows), three column tiles and a partial channel tile. y,
+// window) and odd sizes: tensors smaller than one tile, {2, 37, 35, 19}, which spans several row
+// tiles of every kernel (16 and 12 rows), three column tiles and a partial channel tile, and an
+// empty batch (dw = 0). y,
 // dx and dstrip are the shared per-element functions in the same order (nvcc builds with
 // -fmad=false): bit for bit. dw sums in double in another order (a block tree on the GPU, chunks
 // on the CPU), rounded once to float.
 TEST(Cuda, MetaPoolMixMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
   for (const Shape& shape :
-       std::vector<Shape>{{2, 9, 11, 13}, {1, 2, 3, 5}, {3, 14, 14, 40}, {1, 1, 1, 3}, {2, 37, 35, 19}}) {
+       std::vector<Shape>{{2, 9, 11, 13}, {1, 2, 3, 5}, {3, 14, 14, 40}, {1, 1, 1, 3}, {2, 37, 35, 19}, {0, 4, 5, 3}}) {
     SCOPED_TRACE(shape.str());
     std::vector<float> v = test::random(shape, 1, false, 2.0, DType::kF32).to_vector<float>();
     for (float& e : v) e = std::round(e * 2.0f) / 2.0f;

@@ -4,7 +4,9 @@
 // equal to the CPU op bit for bit.
 #include <cmath>
 
+#include <algorithm>
 #include <memory>
+#include <type_traits>
 
 #include "engine/kernels/pool_mix.h"
 #include "engine/kernels/pool_mix_tiles.h"
@@ -173,7 +175,16 @@ EmulatedMix emulate_kernels(const Tensor& x, const Tensor& strip, const Tensor& 
     kernels::MixScanTile tile;
   };
   const auto scan = std::make_unique<ScanShared>();
+  // Shared memory is poisoned before every block (and the row gradients before every row): a read
+  // of anything the block did not write would show.
+  auto poison = [](auto& array) {
+    using Element = std::remove_all_extents_t<std::remove_reference_t<decltype(array)>>;
+    Element* first = &array[0][0][0];
+    if constexpr (std::is_floating_point_v<Element>) std::fill(first, first + sizeof(array) / sizeof(Element), NAN);
+    else std::fill(first, first + sizeof(array) / sizeof(Element), static_cast<Element>(~0u));
+  };
   each_block(kernels::kMixScanRows, [&](const kernels::MixTile& t) {
+    poison(scan->tile);
     each_thread([&](int th) { kernels::mix_load_scan_tile(scan->tile, s, t, th, [&](int64_t i) { return px[i]; }); });
     each_thread([&](int th) {  // forward and pass 1 share the scan
       kernels::mix_scan_column(scan->tile, s, t, th, [&](int64_t o, float skip, const auto& b, const auto& centre) {
@@ -186,11 +197,15 @@ EmulatedMix emulate_kernels(const Tensor& x, const Tensor& strip, const Tensor& 
   for (int k = 0; k < 8; ++k) out.dw[static_cast<size_t>(k)] = static_cast<float>(dw[k]);
   const auto grad = std::make_unique<kernels::MixGradTiles>();
   each_block(kernels::kMixGradRows, [&](const kernels::MixTile& t) {
+    poison(grad->grad);
+    poison(grad->won);
     each_thread([&](int th) {
       kernels::mix_load_grad_tiles(*grad, s, t, th, [&](int64_t i) { return pd[i]; },
                                    [&](int64_t i) { return winners[static_cast<size_t>(i)]; });
     });
     for (int i = 0; i < kernels::mix_grad_rows(s, t); ++i) {
+      poison(grad->row_avg);
+      poison(grad->row_max);
       each_thread([&](int th) { kernels::mix_row_grads(*grad, s, t, i, th, pw); });
       each_thread([&](int th) {
         kernels::mix_input_grad(*grad, s, t, i, th, pw, [&](int64_t o, float gx_value, float gstrip) {
@@ -204,16 +219,16 @@ EmulatedMix emulate_kernels(const Tensor& x, const Tensor& strip, const Tensor& 
 }
 
 // Tensors smaller than a tile, tile-sized, and spanning several row tiles of both kinds (16 and
-// 12 rows), several column tiles and partial channel tiles, with a NaN in x. y and dx bit for bit
+// 12 rows), several column tiles and partial channel tiles, with a NaN in x; and an empty batch. y and dx bit for bit
 // with the CPU op (outputs poisoned with NaN first: every element written), dstrip = w[1] dy
 // exactly, dw summed in another order.
 TEST(PoolMixTiles, KernelsEmulatedBlockByBlockEqualTheCpuOp) {
-  const std::vector<Shape> shapes = {{2, 9, 11, 13}, {1, 2, 3, 5},    {3, 14, 14, 40}, {1, 1, 1, 3},
-                                     {2, 37, 35, 19}, {1, 16, 16, 16}, {1, 25, 33, 32}};
+  const std::vector<Shape> shapes = {{2, 9, 11, 13},  {1, 2, 3, 5},     {3, 14, 14, 40}, {1, 1, 1, 3},
+                                     {2, 37, 35, 19}, {1, 16, 16, 16}, {1, 25, 33, 32}, {0, 4, 5, 3}};
   for (const Shape& shape : shapes) {
     SCOPED_TRACE(shape.str());
     Tensor x = coarse(shape, 21);
-    x.data<float>()[x.numel() / 2] = std::nanf("");  // a NaN wins its windows
+    if (x.numel() > 0) x.data<float>()[x.numel() / 2] = std::nanf("");  // a NaN wins its windows
     x.set_requires_grad(true);
     const Tensor strip = random(shape, 22, false, 1.0, DType::kF32).set_requires_grad(true);
     const Tensor w = ops::softmax(random({8}, 23, false, 1.0, DType::kF32)).set_requires_grad(true);

@@ -3,6 +3,8 @@
 // rounded once when the caller stores the result.
 #pragma once
 
+#include <cstring>
+
 #include "engine/half.h"
 
 namespace pmpl::kernels {
@@ -34,9 +36,15 @@ struct alignas(sizeof(S) * V) ChannelPack {
   S v[V];
 };
 
+// (On the host, memcpy: the same bytes without aliasing S as a pack.)
 template <int V, class S, class T = compute_t<S>>
 PMPL_HD void load_channels(const S* p, int64_t i, T (&out)[V]) {
-  const ChannelPack<S, V> pack = *reinterpret_cast<const ChannelPack<S, V>*>(p + i);
+  ChannelPack<S, V> pack;
+#if defined(__CUDA_ARCH__)
+  pack = *reinterpret_cast<const ChannelPack<S, V>*>(p + i);
+#else
+  std::memcpy(&pack, p + i, sizeof(pack));
+#endif
   for (int j = 0; j < V; ++j) out[j] = static_cast<T>(pack.v[j]);
 }
 
@@ -44,7 +52,11 @@ template <int V, class S, class T>
 PMPL_HD void store_channels(S* p, int64_t i, const T (&values)[V]) {
   ChannelPack<S, V> pack;
   for (int j = 0; j < V; ++j) pack.v[j] = S(values[j]);
+#if defined(__CUDA_ARCH__)
   *reinterpret_cast<ChannelPack<S, V>*>(p + i) = pack;
+#else
+  std::memcpy(p + i, &pack, sizeof(pack));
+#endif
 }
 
 }  // namespace pmpl::kernels
