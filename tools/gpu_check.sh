@@ -12,7 +12,8 @@
 #      (PyTorch eager, channels_last) with the same precision (AMP bf16, or f32);
 #   4. pmpl bench kernels beside tools/bench_kernels_torch.py (the same ops in PyTorch, cuDNN for
 #      the depthwise convolution) on this card;
-#   5. compute-sanitizer memcheck on the depthwise, enhancer, batchnorm, conv and optimiser kernels;
+#   5. compute-sanitizer memcheck on the depthwise, enhancer, batchnorm, conv and optimiser kernels,
+#      then racecheck and synccheck on the enhancer's shared-memory kernels;
 #   6. a summary table, also written as JSON.
 # usage: tools/gpu_check.sh OUT_DIR      (with the device tool: tools/gpu_check.sh "$OUT")
 # Each step has its own time limit; a failing step is reported and the script goes on.
@@ -46,7 +47,7 @@ step gpu 30 bash -c "set -e; nvidia-smi --query-gpu=name,driver_version,memory.t
   nvcc --version | tail -1; python3 -c 'import torch; print(\"torch\", torch.__version__)'; \
   missing=\$(ldd $bundle/pmpl_tests $bundle/pmpl | grep 'not found' | sort -u); \
   if [[ -n \$missing ]]; then echo \"missing libraries: \$missing\"; exit 1; fi"
-step tests 200 "$bundle/pmpl_tests" --gtest_filter='Cuda.*:CudaOps.*:CudaTrain.*:PoolMix.*:DepthwiseKernels.*' \
+step tests 200 "$bundle/pmpl_tests" --gtest_filter='Cuda.*:CudaOps.*:CudaTrain.*:PoolMix*:DepthwiseKernels.*' \
   --gtest_output="json:$out/tests.json"
 train_flags=(--batch-size 256 --input-size 224 --steps 10 --warmup 3)
 step torch_train 100 bash -c "set -e; for m in mobilenetv2 mobilenetv2_mp; do for amp in bf16 off; do \
@@ -61,9 +62,12 @@ step pmpl_kernels 90 bash -c "set -e; for d in f32 bf16; do $bundle/pmpl bench k
   --baseline $out/torch_kernels_\$d.json --json $out/pmpl_kernels_\$d.json; done"
 step sanitizer 120 compute-sanitizer --tool memcheck --error-exitcode 3 "$bundle/pmpl_tests" \
   --gtest_filter='Cuda.MetaPoolMix*:Cuda.Depthwise*:CudaOps.BatchNorm*:CudaOps.DenseConv2d:CudaOps.Optimizers*:CudaOps.MaxAndAvgPools'
+# The mixture's kernels share tiles between threads: shared-memory races and barrier misuse.
+step racecheck 90 bash -c "set -e; for tool in racecheck synccheck; do compute-sanitizer --tool \$tool \
+  --error-exitcode 3 $bundle/pmpl_tests --gtest_filter='Cuda.MetaPoolMix*'; done"
 
 echo "== summary"
-for name in gpu tests torch_train pmpl_train torch_kernels pmpl_kernels sanitizer; do
+for name in gpu tests torch_train pmpl_train torch_kernels pmpl_kernels sanitizer racecheck; do
   printf '  %-14s %s\n' "$name" "${status[$name]:-not run}"
 done
 python3 - "$out" <<'PY'
