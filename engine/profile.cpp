@@ -19,7 +19,7 @@ ProfileRange::ProfileRange(const char*) {}
 ProfileRange::~ProfileRange() = default;
 #endif
 
-ProfileSteps ProfileSteps::parse(const std::string& text) {
+ProfileSteps ProfileSteps::parse(const std::string& text, const Device& device) {
   ProfileSteps s;
   if (text.empty()) return s;
   const size_t colon = text.find(':');
@@ -34,6 +34,9 @@ ProfileSteps ProfileSteps::parse(const std::string& text) {
 #if !PMPL_CUDA
   PMPL_CHECK(false, "--profile-steps needs a CUDA build (Nsight Systems' capture range); this pmpl has no CUDA");
 #endif
+  PMPL_CHECK(device.is_cuda(), "--profile-steps captures GPU work for Nsight Systems, but the run is on {}: add "
+                               "--device cuda, or drop --profile-steps",
+             device.str());
   return s;
 }
 

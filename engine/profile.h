@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/device.h"
+
 namespace pmpl {
 
 class ProfileRange {
@@ -20,10 +22,11 @@ class ProfileRange {
 };
 
 // The [first, last] steps (counted from 1, as the progress line shows them) to capture, parsed
-// from "A:B"; an empty text means none. A clear error for anything else.
+// from "A:B"; an empty text means none. A clear error for anything else, and for a run whose
+// `device` is not a GPU (the capture is of CUDA work).
 struct ProfileSteps {
   int64_t first = 0, last = -1;
-  static ProfileSteps parse(const std::string& text);
+  static ProfileSteps parse(const std::string& text, const Device& device);
   bool any() const { return first <= last; }
   // Call before step `step` starts and after it ends: starts and stops the capture.
   void before(int64_t step) const;

@@ -62,9 +62,13 @@ TEST(Amp, LossScalerSkipsOverflowsAndGrowsAfterGoodSteps) {
   EXPECT_EQ(scaler.good_steps(), 0);
   scaler.step_taken();
   LossScaler resumed(true);
-  resumed.restore(scaler.value(), scaler.good_steps());
+  resumed.restore(true, scaler.value(), scaler.good_steps());
   EXPECT_DOUBLE_EQ(resumed.value(), 512.0);
   EXPECT_EQ(resumed.good_steps(), 1);
+  // Resuming with fp16 from a run that did not scale (its checkpoint says 1): the initial scale.
+  LossScaler switched(true);
+  switched.restore(false, 1.0, 0);
+  EXPECT_DOUBLE_EQ(switched.value(), 65536.0);
   // Disabled (bf16, f32): the identity, never a skipped step.
   LossScaler off(false);
   grads.copy_(Tensor::from_vector<float>({std::nanf(""), 0.0f, 0.0f, 0.0f}, Shape{4}));

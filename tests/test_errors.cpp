@@ -59,17 +59,21 @@ TEST(Errors, MpiCheckDescribesTheCode) {
 #endif
 
 TEST(Errors, ProfileStepsAreAToBAndNeedCuda) {
-  EXPECT_FALSE(ProfileSteps::parse("").any());
+  const Device gpu = Device::cuda(0);
+  EXPECT_FALSE(ProfileSteps::parse("", gpu).any());
+  EXPECT_FALSE(ProfileSteps::parse("", Device::cpu()).any());
   for (const char* bad : {"5:3", "0:2", "3", "a:b", "3:", ":4", "1:2:3", "-1:2"}) {
-    EXPECT_NE(message_of([bad] { ProfileSteps::parse(bad); }).find("--profile-steps"), std::string::npos) << bad;
+    EXPECT_NE(message_of([&] { ProfileSteps::parse(bad, gpu); }).find("--profile-steps"), std::string::npos) << bad;
   }
 #if PMPL_CUDA
-  const ProfileSteps s = ProfileSteps::parse("20:30");
+  const ProfileSteps s = ProfileSteps::parse("20:30", gpu);
   EXPECT_TRUE(s.any());
   EXPECT_EQ(s.first, 20);
   EXPECT_EQ(s.last, 30);
+  // A CPU run has no GPU work to capture (and must not touch the CUDA profiler).
+  EXPECT_NE(message_of([] { ProfileSteps::parse("20:30", Device::cpu()); }).find("--device cuda"), std::string::npos);
 #else
-  EXPECT_NE(message_of([] { ProfileSteps::parse("20:30"); }).find("CUDA"), std::string::npos);
+  EXPECT_NE(message_of([&] { ProfileSteps::parse("20:30", gpu); }).find("CUDA"), std::string::npos);
 #endif
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -51,7 +52,7 @@ void run_bench_train(const BenchTrainOptions& opt) {
              "bench train: --batch-size and --steps must be positive, --input-size at least 16");
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const Device device = parse_device(opt.device);
-  const ProfileSteps profile = ProfileSteps::parse(opt.profile_steps);
+  const ProfileSteps profile = ProfileSteps::parse(opt.profile_steps, device);
   if (device.is_cuda()) cuda::set_device(device.index);
   CachingAllocator& allocator = device.is_cuda() ? cuda_allocator(device.index) : cpu_allocator();
   auto model = build_model_from_flags(opt.model);
@@ -76,7 +77,7 @@ void run_bench_train(const BenchTrainOptions& opt) {
   for (int it = 0; it < opt.warmup + opt.steps; ++it) {
     if (it == opt.warmup) system_allocs_before = allocator.stats().system_allocs;
     profile.before(it + 1);
-    const ProfileRange range("train step");
+    std::optional<ProfileRange> range(std::in_place, "train step");  // closed before the capture stops
     const auto t0 = std::chrono::steady_clock::now();
     params.zero_grad();
     const Tensor loss = ops::cross_entropy(model->forward(x), labels, 0.1);
@@ -85,6 +86,7 @@ void run_bench_train(const BenchTrainOptions& opt) {
     if (device.is_cuda()) cuda::synchronize();  // the step's kernels, not just their launches
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     last_loss = loss.item();
+    range.reset();
     profile.after(it + 1);
     if (it >= opt.warmup) step_ms.push_back(ms);
   }

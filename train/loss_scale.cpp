@@ -33,8 +33,8 @@ void LossScaler::step_taken() {
   }
 }
 
-void LossScaler::restore(double scale, int64_t good_steps) {
-  if (!enabled_) return;
+void LossScaler::restore(bool saved_enabled, double scale, int64_t good_steps) {
+  if (!enabled_ || !saved_enabled) return;
   scale_ = scale;
   good_steps_ = good_steps;
 }

@@ -28,8 +28,9 @@ class LossScaler {
   bool unscale(ParameterGroup& group);
   // Counts a step taken (S doubles after growth_interval in a row).
   void step_taken();
-  // For resuming: a checkpoint's scale and count of good steps.
-  void restore(double scale, int64_t good_steps);
+  // For resuming: a checkpoint's scale and count of good steps, taken only when the run that wrote
+  // it scaled (fp16); a checkpoint from a bf16, f32 or CPU run keeps the initial scale.
+  void restore(bool saved_enabled, double scale, int64_t good_steps);
 
  private:
   bool enabled_;

@@ -50,13 +50,26 @@ struct TrainerState {
   int64_t arch_batch = 0;
   double best_top1 = -1.0;
   uint64_t dropout_seed = 0, dropout_offset = 0;
-  double loss_scale = 1.0;  // fp16's dynamic loss scale and its good steps in a row
-  int64_t loss_scale_good = 0;
+  // fp16's dynamic loss scales (weights, and the architecture step's own) and their good steps in
+  // a row; loss_scaled says the run scaled at all (fp16), so another --amp restores none of it.
+  bool loss_scaled = false;
+  double loss_scale = 1.0, arch_loss_scale = 1.0;
+  int64_t loss_scale_good = 0, arch_loss_scale_good = 0;
 
   nlohmann::json to_json() const {
-    return {{"epoch", epoch}, {"batch", batch}, {"global_step", global_step}, {"arch_epoch", arch_epoch},
-            {"arch_batch", arch_batch}, {"best_top1", best_top1}, {"dropout_seed", dropout_seed},
-            {"dropout_offset", dropout_offset}, {"loss_scale", loss_scale}, {"loss_scale_good", loss_scale_good}};
+    return {{"epoch", epoch},
+            {"batch", batch},
+            {"global_step", global_step},
+            {"arch_epoch", arch_epoch},
+            {"arch_batch", arch_batch},
+            {"best_top1", best_top1},
+            {"dropout_seed", dropout_seed},
+            {"dropout_offset", dropout_offset},
+            {"loss_scaled", loss_scaled},
+            {"loss_scale", loss_scale},
+            {"loss_scale_good", loss_scale_good},
+            {"arch_loss_scale", arch_loss_scale},
+            {"arch_loss_scale_good", arch_loss_scale_good}};
   }
   static TrainerState from_json(const nlohmann::json& j) {
     TrainerState s;
@@ -68,8 +81,12 @@ struct TrainerState {
     s.best_top1 = j.at("best_top1");
     s.dropout_seed = j.at("dropout_seed");
     s.dropout_offset = j.at("dropout_offset");
-    s.loss_scale = j.value("loss_scale", 1.0);  // absent in checkpoints from before mixed precision
+    // Absent in older checkpoints: those resume with the initial scales.
+    s.loss_scaled = j.value("loss_scaled", false);
+    s.loss_scale = j.value("loss_scale", 1.0);
     s.loss_scale_good = j.value("loss_scale_good", int64_t{0});
+    s.arch_loss_scale = j.value("arch_loss_scale", 1.0);
+    s.arch_loss_scale_good = j.value("arch_loss_scale_good", int64_t{0});
     return s;
   }
 };
@@ -136,7 +153,9 @@ class Trainer {
   Communicator& comm_;
   Device device_ = Device::cpu();
   DType compute_dtype_ = DType::kF32;
-  std::unique_ptr<LossScaler> scaler_;
+  // fp16 loss scaling: the weight step's and the architecture step's, each with its own counts.
+  std::unique_ptr<LossScaler> scaler_, arch_scaler_;
+  int64_t arch_skipped_ = 0;  // architecture steps skipped since the last log line
   ProfileSteps profile_;
   std::unique_ptr<Communicator> device_comm_;
   Progress progress_;
@@ -166,6 +185,10 @@ bool Trainer::searching() const {
 void Trainer::choose_device() {
   device_ = parse_device(cfg_.device);
   if (device_.is_cpu()) return;
+  PMPL_CHECK(cfg_.device == "cuda" || comm_.world() == 1,
+             "--device {} puts all {} processes on one GPU: under mpirun use --device cuda (each process takes the "
+             "GPU of its local rank)",
+             cfg_.device, comm_.world());
   if (cfg_.device == "cuda") device_ = Device::cuda(comm_.local_rank());
   cuda::set_device(device_.index);
   if (comm_.world() > 1) {
@@ -186,7 +209,7 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.crop_scale > 0 && cfg_.crop_scale <= 1, "--crop-scale {} is outside (0, 1]", cfg_.crop_scale);
   PMPL_CHECK(!cfg_.output.empty(), "--output is required (the run's folder)");
   PMPL_CHECK(cfg_.bucket_mb > 0, "--bucket-mb must be positive, got {}", cfg_.bucket_mb);
-  profile_ = ProfileSteps::parse(cfg_.profile_steps);
+  profile_ = ProfileSteps::parse(cfg_.profile_steps, parse_device(cfg_.device));
   set_comm_timeout(cfg_.comm_timeout);
   check_same_config(cfg_.to_json(), comm_);
   choose_device();
@@ -217,6 +240,7 @@ void Trainer::prepare() {
   compute_dtype_ = amp_dtype(cfg_.amp, device_);
   model_->set_compute_dtype(compute_dtype_);
   scaler_ = std::make_unique<LossScaler>(compute_dtype_ == DType::kF16);
+  arch_scaler_ = std::make_unique<LossScaler>(compute_dtype_ == DType::kF16);
   search_ = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
 
   std::vector<NamedParameter> weights, arch;
@@ -292,14 +316,23 @@ void Trainer::architecture_step() {
   weights_->set_requires_grad(false);
   arch_->zero_grad();
   const Tensor loss = forward_loss(*batch, nullptr);
-  scaler_->scale(loss).backward();
+  arch_scaler_->scale(loss).backward();
   weights_->set_requires_grad(true);
   if (comm_.world() > 1) {
     tensor_comm().all_reduce_sum(arch_->grads());
     ops::scale_(arch_->grads(), 1.0 / comm_.world());
   }
   // The averaged gradients are the same on every rank, so every rank skips the same steps.
-  if (scaler_->unscale(*arch_)) adam_->step();
+  if (arch_scaler_->unscale(*arch_)) {
+    adam_->step();
+    arch_scaler_->step_taken();
+  } else {
+    ++arch_skipped_;
+    PMPL_CHECK(arch_scaler_->skipped_in_a_row() < 50,
+               "fp16 architecture gradients overflowed in {} steps in a row (loss scale now {:g}) at epoch {}: use "
+               "--amp bf16, or lower --arch-lr",
+               arch_scaler_->skipped_in_a_row(), arch_scaler_->value(), state_.epoch + 1);
+  }
   // Rank 0's alphas everywhere: the fixing decisions, taken on every rank, then agree by
   // construction even if an all-reduce rounded differently on some rank.
   if (comm_.world() > 1) tensor_comm().broadcast(arch_->values(), 0);
@@ -338,8 +371,11 @@ void Trainer::save(const std::string& file) {
   }
   state_.dropout_seed = model_->dropout_generator().seed();
   state_.dropout_offset = model_->dropout_generator().offset();
+  state_.loss_scaled = scaler_->enabled();
   state_.loss_scale = scaler_->value();
   state_.loss_scale_good = scaler_->good_steps();
+  state_.arch_loss_scale = arch_scaler_->value();
+  state_.arch_loss_scale_good = arch_scaler_->good_steps();
   nlohmann::json trainer = state_.to_json();
   trainer["sgd_steps"] = sgd_->steps();
   trainer["adam_steps"] = adam_->steps();
@@ -381,7 +417,8 @@ void Trainer::resume(const std::string& path_in) {
   sgd_->restore(file.find("optim.weights.momentum"), trainer.at("sgd_steps").get<int64_t>());
   if (!arch_->empty()) adam_->restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
   model_->dropout_generator().set_state(state_.dropout_seed, state_.dropout_offset);
-  scaler_->restore(state_.loss_scale, state_.loss_scale_good);
+  scaler_->restore(state_.loss_scaled, state_.loss_scale, state_.loss_scale_good);
+  arch_scaler_->restore(state_.loss_scaled, state_.arch_loss_scale, state_.arch_loss_scale_good);
 }
 
 void Trainer::write_config() {
@@ -503,7 +540,8 @@ TrainResult Trainer::run() {
       reducer_->backward(scaler_->scale(loss));
       interval_comm += reducer_->last_wait_seconds();
       arch_->set_requires_grad(true);
-      if (scaler_->unscale(*weights_)) {
+      const bool stepped = scaler_->unscale(*weights_);
+      if (stepped) {
         if (cfg_.clip_grad > 0) weights_->clip_gradients(cfg_.clip_grad);
         sgd_->step(lr);
         scaler_->step_taken();
@@ -515,9 +553,18 @@ TrainResult Trainer::run() {
                    scaler_->skipped_in_a_row(), scaler_->value(), state_.epoch + 1, state_.batch + 1);
       }
       // Read after the step is queued: on a GPU the host waits once per step, at its end. A
-      // non-finite loss stops before anything is saved, so the last checkpoint stays good.
+      // divergence stops before anything is saved, so the last checkpoint stays good. Gradients
+      // first: they are the same on every rank (averaged), so every rank stops at the same step.
+      // (With fp16 the scaler has checked them and skipped the step instead.)
       const double loss_value = loss.item();
-      PMPL_CHECK(std::isfinite(loss_value),
+      if (!scaler_->enabled()) {
+        const double squares = weights_->grad_sum_squares();
+        PMPL_CHECK(std::isfinite(squares),
+                   "the gradients became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the "
+                   "last good checkpoint, {}/checkpoint-last.safetensors, is intact",
+                   squares, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
+      }
+      PMPL_CHECK(!stepped || std::isfinite(loss_value),
                  "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "
                  "good checkpoint, {}/checkpoint-last.safetensors, is intact",
                  loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
@@ -560,6 +607,8 @@ TrainResult Trainer::run() {
         if (scaler_->enabled()) {
           line["loss_scale"] = scaler_->value();
           line["skipped_steps"] = interval_skipped;
+          if (searching() || arch_skipped_ > 0) line["arch_skipped_steps"] = arch_skipped_;
+          arch_skipped_ = 0;
         }
         if (search_) line["enhancers"] = enhancer_report(*model_);
         log(line);
