@@ -67,13 +67,17 @@ step racecheck 90 bash -c "set -e; for tool in racecheck synccheck; do compute-s
   --error-exitcode 3 $bundle/pmpl_tests --gtest_filter='Cuda.MetaPoolMix*'; done"
 
 echo "== summary"
+rm -f "$out/steps.txt"
 for name in gpu tests torch_train pmpl_train torch_kernels pmpl_kernels sanitizer racecheck; do
-  printf '  %-14s %s\n' "$name" "${status[$name]:-not run}"
+  printf '  %-14s %s\n' "$name" "${status[$name]:-not run}" | tee -a "$out/steps.txt"
 done
 python3 - "$out" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 summary = {"steps": {}}
+for line in open(os.path.join(out, "steps.txt")):
+    name, _, result = line.strip().partition(" ")
+    summary["steps"][name] = result.strip()
 for line in open(os.path.join(out, "gpu.log")):
     if line.strip():
         summary.setdefault("gpu", []).append(line.strip())
