@@ -60,7 +60,9 @@ EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const Ev
   int64_t top1 = 0, top5 = 0;
   double loss_sum = 0.0;
   while (auto batch = loader.next()) {
-    const Tensor logits = model.forward(ops::normalize_images(batch->images.to(device), kImageMean, kImageStd));
+    // One copy of the logits per batch (on a GPU, the batch's only wait); loss and counts on the host.
+    const Tensor logits =
+        model.forward(ops::normalize_images(batch->images.to(device), kImageMean, kImageStd)).to(Device::cpu());
     const int64_t n = logits.dim(0);
     loss_sum += ops::cross_entropy(logits, batch->labels, options.label_smoothing).item() * static_cast<double>(n);
     top1 += count_top_k(logits, batch->labels, 1);
