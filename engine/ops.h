@@ -98,11 +98,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 
 // ---- the Meta-Pooling search mixture (engine/ops/pool_mix.cpp) ----
 // sum_k w[k] * op_k(x) over the eight candidates in PoolOp order (skip, strip, max3, max5, max7,
-// avg3, avg5, avg7; pools stride 1, same padding): `strip` is the strip branch, computed by its
-// module; the six pools come from separable row and column stages over x, without temporaries.
-// x, strip [N, H, W, C], w [8].
-// Forward equals ops::weighted_sum over the separate ops bit for bit.
-Tensor meta_pool_mix(const Tensor& x, const Tensor& strip, const Tensor& w);
+// avg3, avg5, avg7; pools stride 1, same padding). The strip branch is (x * a_w) * a_h with its
+// module's attention a_h [N, H, 1, C] and a_w [N, 1, W, C], formed inside (never stored); the
+// six pools come from separable row and column stages over x, without temporaries.
+// x [N, H, W, C], w [8]. Forward equals ops::weighted_sum over the separate ops bit for bit.
+Tensor meta_pool_mix(const Tensor& x, const Tensor& a_h, const Tensor& a_w, const Tensor& w);
 
 // ---- per-channel affine (engine/ops/channel_affine.cpp) ----
 // act(x * scale + shift) over the last dimension in one pass; `scale` may be undefined (a bias).

@@ -57,6 +57,11 @@ StripAttention::StripAttention(int64_t channels, Generator& gen) {
 }
 
 Tensor StripAttention::forward_impl(const Tensor& x) {
+  const Tensors a = attention(x);
+  return ops::mul(ops::mul(x, a[1]), a[0]);
+}
+
+Tensors StripAttention::attention(const Tensor& x) {
   PMPL_CHECK(x.rank() == 4, "strip attention expects [N, H, W, C], got {}", x.shape().str());
   const int64_t n = x.dim(0), h = x.dim(1), w = x.dim(2), c = x.dim(3);
   // [N, H + W, C]: per-row means, then per-column means.
@@ -65,7 +70,7 @@ Tensor StripAttention::forward_impl(const Tensor& x) {
   const Tensors parts = ops::split(mixed, {h, w}, 1);
   const Tensor a_h = ops::sigmoid(conv_h_->forward(parts[0])).reshape(Shape{n, h, 1, c});
   const Tensor a_w = ops::sigmoid(conv_w_->forward(parts[1])).reshape(Shape{n, 1, w, c});
-  return ops::mul(ops::mul(x, a_w), a_h);
+  return {a_h, a_w};
 }
 
 MetaPooling::MetaPooling(int64_t channels, Generator& gen) {
@@ -111,10 +116,11 @@ Tensor MetaPooling::forward_impl(const Tensor& x) {
       mixed = mixed.defined() ? ops::add(mixed, y) : y;
     }
   } else {
-    // The fused op: the pools from one pass over x (separable row and column stages), only the
-    // mixture written. On the CPU too it beats the separate ops + weighted_sum (`pmpl bench ops
-    // --filter pool_mix`, [32, 56, 56, 144], fwd+bwd: 233 vs 321 ms).
-    mixed = ops::meta_pool_mix(x, strip_->forward(x), ops::softmax(alpha_));
+    // The fused op: the pools from one pass over x (separable row and column stages) and the
+    // strip branch formed from its attention, only the mixture written. On the CPU too it beats
+    // the separate ops + weighted_sum (`pmpl bench ops --filter pool_mix`).
+    const Tensors a = strip_->attention(x);
+    mixed = ops::meta_pool_mix(x, a[0], a[1], ops::softmax(alpha_));
   }
   return bn_->forward(mixed);  // batchnorm with the enhancer's hardswish fused
 }

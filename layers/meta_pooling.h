@@ -27,6 +27,9 @@ class StripAttention : public Module {
  public:
   StripAttention(int64_t channels, Generator& gen);
   std::string type_name() const override { return "StripAttention"; }
+  // The attention of x [N, H, W, C]: {a_h [N, H, 1, C], a_w [N, 1, W, C]}; forward is
+  // (x * a_w) * a_h, which the search's ops::meta_pool_mix forms itself from these.
+  Tensors attention(const Tensor& x);
 
  protected:
   Tensor forward_impl(const Tensor& x) override;

@@ -73,10 +73,9 @@ TEST(Cuda, NcclCommunicatorOnOneRank) {
 // The fused Meta-Pooling mixture on the GPU against the CPU op, on coarse values (ties in every
 // window) and odd sizes: tensors smaller than one tile, {2, 37, 35, 19}, which spans several row
 // tiles of every kernel (16 and 12 rows), three column tiles and a partial channel tile, and an
-// empty batch (dw = 0). y,
-// dx and dstrip are the shared per-element functions in the same order (nvcc builds with
-// -fmad=false): bit for bit. dw sums in double in another order (a block tree on the GPU, chunks
-// on the CPU), rounded once to float.
+// empty batch (zero sums). y and dx are the shared per-element functions in the same order (nvcc
+// builds with -fmad=false): bit for bit. The strip attention's and the weights' gradients sum in
+// double in another order (tiles and blocks on the GPU), rounded once to float.
 TEST(Cuda, MetaPoolMixMatchesTheCpu) {
   SKIP_WITHOUT_GPU();
   for (const Shape& shape :
@@ -85,23 +84,25 @@ TEST(Cuda, MetaPoolMixMatchesTheCpu) {
     std::vector<float> v = test::random(shape, 1, false, 2.0, DType::kF32).to_vector<float>();
     for (float& e : v) e = std::round(e * 2.0f) / 2.0f;
     const Tensor x = Tensor::from_vector(v, shape);
-    const Tensor strip = test::random(shape, 2, false, 1.0, DType::kF32);
+    const Tensor a_h = ops::sigmoid(test::random({shape[0], shape[1], 1, shape[3]}, 2, false, 1.0, DType::kF32));
+    const Tensor a_w = ops::sigmoid(test::random({shape[0], 1, shape[2], shape[3]}, 5, false, 1.0, DType::kF32));
     const Tensor w = ops::softmax(test::random({8}, 3, false, 1.0, DType::kF32));
     const Tensor dy = test::random(shape, 4, false, 1.0, DType::kF32);
     Tensors results[2];
     for (int gpu = 0; gpu < 2; ++gpu) {
       const Device d = gpu ? Device::cuda() : Device::cpu();
-      Tensor xi = x.to(d).set_requires_grad(true), si = strip.to(d).set_requires_grad(true);
-      Tensor wi = w.to(d).set_requires_grad(true);
-      const Tensor y = ops::meta_pool_mix(xi, si, wi);
+      Tensor xi = x.to(d).set_requires_grad(true), hi = a_h.to(d).set_requires_grad(true);
+      Tensor wi_ = a_w.to(d).set_requires_grad(true), wi = w.to(d).set_requires_grad(true);
+      const Tensor y = ops::meta_pool_mix(xi, hi, wi_, wi);
       y.backward(dy.to(d));
-      results[gpu] = {y.to(Device::cpu()), xi.grad().to(Device::cpu()), si.grad().to(Device::cpu()),
-                      wi.grad().to(Device::cpu())};
+      results[gpu] = {y.to(Device::cpu()), xi.grad().to(Device::cpu()), hi.grad().to(Device::cpu()),
+                      wi_.grad().to(Device::cpu()), wi.grad().to(Device::cpu())};
     }
     test::expect_close(results[1][0], results[0][0], 0, 0, "y");
     test::expect_close(results[1][1], results[0][1], 0, 0, "dx");
-    test::expect_close(results[1][2], results[0][2], 0, 0, "dstrip");
-    test::expect_close(results[1][3], results[0][3], 1e-6, 1e-6, "dw");
+    test::expect_close(results[1][2], results[0][2], 1e-6, 1e-6, "da_h");
+    test::expect_close(results[1][3], results[0][3], 1e-6, 1e-6, "da_w");
+    test::expect_close(results[1][4], results[0][4], 1e-6, 1e-6, "dw");
   }
 }
 

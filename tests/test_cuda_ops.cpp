@@ -517,15 +517,15 @@ TEST(CudaOps, LowPrecisionOpsFollowF32) {
     expect_low_precision_follows_f32(
         "depthwise_conv2d channel groups", [](const Tensors& x) { return ops::depthwise_conv2d(x[0], x[1], 1, 2); },
         {grad_input({2, 9, 7, 16}, 41), grad_input({16, 5, 5}, 42)}, dtype, tol);
-    expect_low_precision_follows_f32(
-        "meta_pool_mix", [](const Tensors& x) { return ops::meta_pool_mix(x[0], x[1], x[2]); },
-        {grad_input({2, 9, 11, 6}, 11), grad_input({2, 9, 11, 6}, 12), grad_input({8}, 13)}, dtype, tol,
-        {false, false, true});
-    // Several row, column and channel tiles of the mixture's kernels.
-    expect_low_precision_follows_f32(
-        "meta_pool_mix tiles", [](const Tensors& x) { return ops::meta_pool_mix(x[0], x[1], x[2]); },
-        {grad_input({1, 20, 19, 18}, 43), grad_input({1, 20, 19, 18}, 44), grad_input({8}, 45)}, dtype, tol,
-        {false, false, true});
+    // The mixture (and, with {1, 20, 19, 18}, several row, column and channel tiles of its
+    // kernels): x, the strip attention a_h / a_w, and the f32 weights.
+    for (const Shape& shape : std::vector<Shape>{{2, 9, 11, 6}, {1, 20, 19, 18}}) {
+      expect_low_precision_follows_f32(
+          "meta_pool_mix", [](const Tensors& x) { return ops::meta_pool_mix(x[0], x[1], x[2], x[3]); },
+          {grad_input(shape, 11), grad_input({shape[0], shape[1], 1, shape[3]}, 12),
+           grad_input({shape[0], 1, shape[2], shape[3]}, 43), grad_input({8}, 13)},
+          dtype, tol, {false, false, false, true});
+    }
     expect_low_precision_follows_f32(
         "conv2d stem", [](const Tensors& x) { return ops::conv2d(x[0], x[1], 2, 1); },
         {grad_input({2, 17, 15, 3}, 14), grad_input({8, 3, 3, 3}, 15)}, dtype, tol);

@@ -3,8 +3,9 @@
 float32 or bfloat16 (--dtype; the mixture weights stay float32 and the mixture is computed in
 bf16, as autocast would), channels_last, forward + backward, median of --repeat after --warmup
 (CUDA events):
-  pool_mix_NxHxWxC      w0 x + w1 strip + sum_k w_k pool_k(x) over max/avg 3/5/7 (stride 1,
-                        same padding, count_include_pad=True), as the Meta-Pooling search mixes
+  pool_mix_NxHxWxC      w0 x + w1 (x * a_w) * a_h + sum_k w_k pool_k(x) over max/avg 3/5/7
+                        (stride 1, same padding, count_include_pad=True; a_h [N, C, H, 1], a_w
+                        [N, C, 1, W] the strip attention), as the Meta-Pooling search mixes
   depthwise_k3_sS_...   F.conv2d with groups=C (cuDNN's grouped convolution)
 Keys match `pmpl bench kernels`' rows (bf16 rows end in _bf16).
 
@@ -39,8 +40,8 @@ def fresh(*tensors):
         t.grad = None
 
 
-def pool_mix(x, strip, w):
-    y = w[0] * x + w[1] * strip
+def pool_mix(x, a_h, a_w, w):
+    y = w[0] * x + w[1] * (x * a_w * a_h)
     for i, k in enumerate((3, 5, 7)):
         y = y + w[2 + i] * F.max_pool2d(x, k, 1, k // 2)
     for i, k in enumerate((3, 5, 7)):
@@ -69,15 +70,18 @@ def main():
         return t.contiguous(memory_format=torch.channels_last).requires_grad_()
 
     for shape in [(n, 56, 56, 96), (n, 28, 28, 144), (n, 14, 14, 384), (n, 7, 7, 960)]:
-        x, strip = nchw(shape), nchw(shape)
+        x = nchw(shape)
+        b, h, wd, c = shape
+        a_h = torch.rand(b, c, h, 1, device=dev, dtype=dtype).requires_grad_()
+        a_w = torch.rand(b, c, 1, wd, device=dev, dtype=dtype).requires_grad_()
         w = torch.softmax(torch.randn(8, device=dev), 0).requires_grad_()
         dy = torch.randn_like(x)
 
         def mix():
-            return pool_mix(x, strip, w.to(dtype))
+            return pool_mix(x, a_h, a_w, w.to(dtype))
         with torch.no_grad():
             fwd = timed(mix, a.warmup, a.repeat)
-        both = timed(lambda: (fresh(x, strip, w), torch.autograd.backward(mix(), dy)), a.warmup, a.repeat)
+        both = timed(lambda: (fresh(x, a_h, a_w, w), torch.autograd.backward(mix(), dy)), a.warmup, a.repeat)
         results.append({"key": "pool_mix_%dx%dx%dx%d" % shape + suffix, "fwd_ms": fwd, "fwd_bwd_ms": both})
     for shape, stride in [((n, 112, 112, 96), 2), ((n, 56, 56, 144), 1), ((n, 28, 28, 192), 1),
                           ((n, 14, 14, 576), 1), ((n, 14, 14, 576), 2), ((n, 7, 7, 960), 1)]:

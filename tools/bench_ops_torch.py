@@ -40,16 +40,17 @@ def cases(n):
                           F.adaptive_avg_pool2d(x, (1, w)).permute(0, 1, 3, 2)], dim=2)
     out.append(("strip_pool", act, [], strip))
 
-    # The Meta-Pooling search mixture as PyTorch composes it (the reference's way); pmpl's fused
-    # op and its own composition are both timed against it.
-    def pool_mix(x, strip_branch, alpha):
+    # The Meta-Pooling search mixture as PyTorch composes it (the reference's way), the strip
+    # branch (x * a_w) * a_h from its attention; pmpl's fused op and its own composition are both
+    # timed against it.
+    def pool_mix(x, a_h, a_w, alpha):
         w = torch.softmax(alpha, 0)
-        branches = [x, strip_branch]
+        branches = [x, x * a_w * a_h]
         branches += [F.max_pool2d(x, k, 1, k // 2) for k in (3, 5, 7)]
         branches += [F.avg_pool2d(x, k, 1, k // 2) for k in (3, 5, 7)]
         return sum(wi * b for wi, b in zip(w, branches))
     for name in ("pool_mix", "pool_mix_separate"):
-        out.append((name, act, [act, (8,)], pool_mix))
+        out.append((name, act, [(n, 144, 56, 1), (n, 144, 1, 56), (8,)], pool_mix))
     return out
 
 

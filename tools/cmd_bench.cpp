@@ -88,15 +88,18 @@ std::vector<BenchCase> bench_cases(int64_t n) {
   cases.push_back({"strip_pool", act, [](Generator&, Tensors&) {
                      return OpFn([](const Tensor& x) { return ops::strip_pool(x); });
                    }});
-  // The Meta-Pooling search mixture of x, a strip branch (a parameter here) and the six pools:
-  // fused, and composed from the separate ops as the CPU search ran it before the fused op won.
+  // The Meta-Pooling search mixture of x, the strip branch (x * a_w) * a_h (its attention a
+  // parameter here) and the six pools: fused, and composed from the separate ops as the CPU
+  // search ran it before the fused op won.
   for (bool fused : {true, false}) {
     cases.push_back({fused ? "pool_mix" : "pool_mix_separate", act, [act, fused](Generator& gen, Tensors& p) {
-                       Tensor strip = parameter(act, gen, p), alpha = parameter(Shape{8}, gen, p);
-                       return OpFn([strip, alpha, fused](const Tensor& x) {
+                       Tensor a_h = parameter(Shape{act[0], act[1], 1, act[3]}, gen, p);
+                       Tensor a_w = parameter(Shape{act[0], 1, act[2], act[3]}, gen, p);
+                       Tensor alpha = parameter(Shape{8}, gen, p);
+                       return OpFn([a_h, a_w, alpha, fused](const Tensor& x) {
                          const Tensor w = ops::softmax(alpha);
-                         if (fused) return ops::meta_pool_mix(x, strip, w);
-                         Tensors branches{x, strip};
+                         if (fused) return ops::meta_pool_mix(x, a_h, a_w, w);
+                         Tensors branches{x, ops::mul(ops::mul(x, a_w), a_h)};
                          for (int k : {3, 5, 7}) branches.push_back(ops::max_pool2d(x, k, 1, k / 2));
                          for (int k : {3, 5, 7}) branches.push_back(ops::avg_pool2d(x, k, 1, k / 2));
                          return ops::weighted_sum(branches, w);

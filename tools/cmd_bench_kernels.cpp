@@ -93,12 +93,16 @@ void run_bench_kernels(const BenchKernelsOptions& opt) {
     Tensor x = Tensor::randn(c.shape, gen).to(Device::cuda()).to(dtype).set_requires_grad(true);
     double bytes = 0.0;
     std::function<Tensor()> forward;
-    Tensor strip, w, weight;
+    Tensor a_h, a_w, w, weight;
     if (c.pool_mix) {
-      strip = Tensor::randn(c.shape, gen).to(Device::cuda()).to(dtype).set_requires_grad(true);
+      auto attention = [&](const Shape& shape) {
+        return ops::sigmoid(Tensor::randn(shape, gen)).to(Device::cuda()).to(dtype).set_requires_grad(true);
+      };
+      a_h = attention(Shape{c.shape[0], c.shape[1], 1, c.shape[3]});
+      a_w = attention(Shape{c.shape[0], 1, c.shape[2], c.shape[3]});
       w = ops::softmax(Tensor::randn(Shape{8}, gen)).to(Device::cuda()).set_requires_grad(true);
-      forward = [&] { return ops::meta_pool_mix(x, strip, w); };
-      bytes = 8.0 * static_cast<double>(x.nbytes());  // fwd: x, strip, y; bwd: x, strip, dy, dx, dstrip
+      forward = [&] { return ops::meta_pool_mix(x, a_h, a_w, w); };
+      bytes = 5.0 * static_cast<double>(x.nbytes());  // fwd: x, y; bwd: x, dy, dx (the attention is small)
     } else {
       weight = Tensor::randn(Shape{c.shape[3], c.k, c.k}, gen).to(Device::cuda()).to(dtype).set_requires_grad(true);
       forward = [&] { return ops::depthwise_conv2d(x, weight, c.stride, c.k / 2); };
@@ -115,7 +119,7 @@ void run_bench_kernels(const BenchKernelsOptions& opt) {
       forward();
     });
     const double both = median_ms(opt.warmup, opt.repeat, [&] {
-      for (Tensor* t : std::initializer_list<Tensor*>{&x, &strip, &w, &weight}) {
+      for (Tensor* t : std::initializer_list<Tensor*>{&x, &a_h, &a_w, &w, &weight}) {
         if (t->defined()) t->zero_grad(false);  // each backward starts the leaves' gradients afresh
       }
       forward().backward(dy);

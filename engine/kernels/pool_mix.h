@@ -2,9 +2,11 @@
 // (engine/ops/pool_mix.cpp) and the CUDA kernels (cuda_kernels/pool_mix.cu):
 //
 //   y = w[0] x + w[1] strip + w[2] max3(x) + w[3] max5(x) + w[4] max7(x)
-//         + w[5] avg3(x) + w[6] avg5(x) + w[7] avg7(x)
+//         + w[5] avg3(x) + w[6] avg5(x) + w[7] avg7(x),   strip = (x * a_w) * a_h
 //
-// (weights in PoolOp order; pools stride 1, padding k / 2). The pools are separable: a row stage
+// (weights in PoolOp order; pools stride 1, padding k / 2; a_h per (image, row, channel) and a_w
+// per (image, column, channel) are the strip branch's attention, so its product is formed here
+// instead of being written and read as two more full tensors). The pools are separable: a row stage
 // takes, for one input row, the 3-, 5- and 7-wide windows around a column (sums left to right,
 // first maximum and its column); a column stage combines seven such rows top to bottom. That is
 // 7 loads per row result and 7 row results per output instead of 49 loads, and it is exactly the
@@ -129,6 +131,26 @@ PMPL_HD PoolMixBranches<T> pool_mix_column(const PoolMixRow<T>* rows, int lo, in
   return b;
 }
 
+// The strip branch at one element, in ops::mul(ops::mul(x, a_w), a_h)'s order.
+template <class T>
+PMPL_HD T pool_mix_strip(T x, T a_w, T a_h) {
+  return (x * a_w) * a_h;
+}
+
+// Backward of the strip branch at one element, given d = dy and the strip weight w1 (the chain
+// rule of the two products, in their order): what reaches a_h (summed over the row), a_w (summed
+// over the column) and x.
+template <class T>
+struct PoolMixStripGrad {
+  T a_h, a_w, x;
+};
+template <class T>
+PMPL_HD PoolMixStripGrad<T> pool_mix_strip_grad(T d, T w1, T x, T a_w, T a_h) {
+  const T ds = w1 * d;       // d strip
+  const T dt = ds * a_h;     // d (x * a_w)
+  return {ds * (x * a_w), dt * x, dt * a_w};
+}
+
 // Branch k of the mixture (PoolOp order) at one element.
 template <class T>
 PMPL_HD T pool_mix_branch(T skip, T strip, const PoolMixBranches<T>& b, int k) {
@@ -179,7 +201,7 @@ PMPL_HD PoolMixRowGrad<T> pool_mix_row_grad(const LoadGrad& dy, const LoadWinner
 
 // Backward of the row stage: the pools' share of the gradient of input (r, iw). grad(e) is the
 // PoolMixRowGrad of row r at column iw + e, cols(e) the column-offset byte of element (r, iw + e);
-// [lo, hi] the in-bounds e. The caller adds w[0] dy for the skip branch.
+// [lo, hi] the in-bounds e. pool_mix_dx adds the skip and strip branches.
 template <class T, class LoadRowGrad, class LoadWinners>
 PMPL_HD T pool_mix_input_grad(const LoadRowGrad& grad, const LoadWinners& cols, int lo, int hi) {
   T g = T(0);
@@ -192,6 +214,12 @@ PMPL_HD T pool_mix_input_grad(const LoadRowGrad& grad, const LoadWinners& cols, 
     for (int k = 0; k < kPoolMixWindows; ++k) g += pool_mix_unpack(won, k) == -e ? from.max[k] : T(0);
   }
   return g;
+}
+
+// The whole input gradient: the pools' share g, then w[0] dy (skip), then the strip branch's.
+template <class T>
+PMPL_HD T pool_mix_dx(T g, T d, T strip_dx, const T* w) {
+  return (g + w[0] * d) + strip_dx;
 }
 
 }  // namespace pmpl::kernels

@@ -26,7 +26,7 @@ inline constexpr int kMixHaloW = kMixTileW + 2 * kMixHalo;
 // of reduction space).
 inline constexpr int kMixScanRows = 16;
 // Input rows per block of pass 2, whose tiles are dy (as float) and the winners with their halo,
-// plus one row of row gradients: 46 KB at 12 rows.
+// plus one row of row gradients and of d a_h terms: 47.4 KB at 12 rows (static limit 48 KB).
 inline constexpr int kMixGradRows = 12;
 
 struct MixTile {
@@ -68,10 +68,16 @@ PMPL_HD void mix_load_scan_tile(MixScanTile& tile, const PoolMixShape& s, const 
   mix_load_tile<kMixScanRows + 2 * kMixHalo, kMixHaloW>(tile, s, t, t.h0 - kMixHalo, t.w0 - kMixHalo, thread, at);
 }
 
+// An output's position: flat index o, and where its strip attention lives (a_h[n, h, c] at
+// attention_h, a_w[n, w, c] at attention_w, as flat indices of [N, H, C] and [N, W, C]).
+struct MixPixel {
+  int64_t o, attention_h, attention_w;
+};
+
 // After the tile is loaded: thread `thread` walks its column top to bottom, keeping the row
 // stages of the last 7 input rows (a ring; unrolled on the GPU, so its shifts are renames), and
-// calls visit(o, skip, branches, centre) for every output inside the tensor: o its flat index,
-// skip its input value, centre the row stage of its own row.
+// calls visit(pixel, skip, branches, centre) for every output inside the tensor: skip its input
+// value, centre the row stage of its own row.
 template <class Visit>
 PMPL_HD void mix_scan_column(const MixScanTile& x, const PoolMixShape& s, const MixTile& t, int thread,
                              const Visit& visit) {
@@ -90,8 +96,9 @@ PMPL_HD void mix_scan_column(const MixScanTile& x, const PoolMixShape& s, const 
     if (i >= 2 * kMixHalo && oh < s.h) {
       int rlo, rhi;
       pool_mix_span(oh, s.h, rlo, rhi);
-      visit(((t.n * s.h + oh) * s.w + ow) * s.c + ch, x[i - kMixHalo][tw + kMixHalo][tc],
-            pool_mix_column(ring, rlo, rhi), ring[kMixHalo]);
+      const MixPixel pixel{((t.n * s.h + oh) * s.w + ow) * s.c + ch, (t.n * s.h + oh) * s.c + ch,
+                           (t.n * s.w + ow) * s.c + ch};
+      visit(pixel, x[i - kMixHalo][tw + kMixHalo][tc], pool_mix_column(ring, rlo, rhi), ring[kMixHalo]);
     }
   }
 }
@@ -103,14 +110,33 @@ PMPL_HD uint16_t mix_winners(const PoolMixBranches<float>& b, const PoolMixRow<f
 }
 
 // Pass 2's shared memory: dy (as float) and the winners of the tile's rows with their halo (from
-// row h0 - 3, column w0 - 3), and the row gradients of one row (arrays per window:
-// conflict-free across the 16 channels of a half-warp).
+// row h0 - 3, column w0 - 3), the row gradients of one row (arrays per window: conflict-free
+// across the 16 channels of a half-warp), and one row's d a_h terms per (column, channel).
 struct MixGradTiles {
   float grad[kMixGradRows + 2 * kMixHalo][kMixHaloW][kMixTileC];
   uint16_t won[kMixGradRows + 2 * kMixHalo][kMixHaloW][kMixTileC];
   float row_avg[kPoolMixWindows][kMixHaloW][kMixTileC];
   float row_max[kPoolMixWindows][kMixHaloW][kMixTileC];
+  double a_h_terms[kMixTileW][kMixTileC];
 };
+
+// Where pass 2 leaves the strip attention's partial gradients (doubles): d a_h per (image, row,
+// column tile, channel), d a_w per (image, row tile, column, channel); the tiles are then added
+// in order (pool_mix_strip_partials).
+struct MixStripPartials {
+  int64_t column_tiles, row_tiles;
+  PMPL_HD int64_t a_h_index(const PoolMixShape& s, int64_t n, int64_t h, int64_t tile, int64_t c) const {
+    return ((n * s.h + h) * column_tiles + tile) * s.c + c;
+  }
+  PMPL_HD int64_t a_w_index(const PoolMixShape& s, int64_t n, int64_t tile, int64_t w, int64_t c) const {
+    return ((n * row_tiles + tile) * s.w + w) * s.c + c;
+  }
+  PMPL_HD int64_t a_h_count(const PoolMixShape& s) const { return s.n * s.h * column_tiles * s.c; }
+  PMPL_HD int64_t a_w_count(const PoolMixShape& s) const { return s.n * row_tiles * s.w * s.c; }
+};
+PMPL_HD MixStripPartials mix_strip_partials(const PoolMixShape& s) {
+  return {(s.w + kMixTileW - 1) / kMixTileW, (s.h + kMixGradRows - 1) / kMixGradRows};
+}
 
 template <class LoadGrad, class LoadWinners>
 PMPL_HD void mix_load_grad_tiles(MixGradTiles& tiles, const PoolMixShape& s, const MixTile& t, int thread,
@@ -147,12 +173,16 @@ PMPL_HD void mix_row_grads(MixGradTiles& tiles, const PoolMixShape& s, const Mix
 }
 
 // Pass 2, row i, after that barrier: thread (tw, tc)'s input, if inside the tensor, gathers from
-// the 7 row gradients beside it; visit(o, dx, dstrip) gets dx = that + w[0] dy and dstrip = w[1] dy.
-template <class Visit>
-PMPL_HD void mix_input_grad(const MixGradTiles& tiles, const PoolMixShape& s, const MixTile& t, int i, int thread,
-                            const float* w, const Visit& visit) {
+// the 7 row gradients beside it and adds the skip and strip branches (x(o), a_h(i), a_w(i) load
+// flat elements); visit(o, dx) gets its gradient. Its d a_h term goes to a_h_terms (0 outside)
+// and its d a_w term is added to `a_w_sum`, the thread's sum over its column's rows.
+template <class LoadX, class LoadAttention, class Visit>
+PMPL_HD void mix_input_grad(MixGradTiles& tiles, const PoolMixShape& s, const MixTile& t, int i, int thread,
+                            const float* w, const LoadX& x, const LoadAttention& a_h, const LoadAttention& a_w,
+                            double& a_w_sum, const Visit& visit) {
   const int tw = thread / kMixTileC, tc = thread % kMixTileC;
-  const int64_t iw = t.w0 + tw, ch = t.c0 + tc;
+  const int64_t iw = t.w0 + tw, ch = t.c0 + tc, r = t.h0 + i;
+  tiles.a_h_terms[tw][tc] = 0.0;
   if (iw >= s.w || ch >= s.c) return;
   int clo, chi;
   pool_mix_span(iw, s.w, clo, chi);
@@ -167,7 +197,33 @@ PMPL_HD void mix_input_grad(const MixGradTiles& tiles, const PoolMixShape& s, co
       },
       [&](int e) { return tiles.won[i + kMixHalo][tw + kMixHalo + e][tc] >> 8; }, clo, chi);
   const float d = tiles.grad[i + kMixHalo][tw + kMixHalo][tc];
-  visit(((t.n * s.h + t.h0 + i) * s.w + iw) * s.c + ch, g + w[0] * d, w[1] * d);
+  const int64_t o = ((t.n * s.h + r) * s.w + iw) * s.c + ch;
+  const auto strip = pool_mix_strip_grad<float>(d, w[1], x(o), a_w((t.n * s.w + iw) * s.c + ch),
+                                                a_h((t.n * s.h + r) * s.c + ch));
+  tiles.a_h_terms[tw][tc] = strip.a_h;
+  a_w_sum += strip.a_w;
+  visit(o, pool_mix_dx(g, d, strip.x, w));
+}
+
+// Pass 2, row i, after the next barrier: the row's d a_h terms summed over the tile's columns in
+// order, by the threads of column 0; visit(index, sum) for the partial's flat index
+// (MixStripPartials::a_h_index).
+template <class Visit>
+PMPL_HD void mix_row_a_h(const MixGradTiles& tiles, const PoolMixShape& s, const MixTile& t, int i, int thread,
+                         const Visit& visit) {
+  const int tw = thread / kMixTileC, tc = thread % kMixTileC;
+  if (tw != 0 || t.c0 + tc >= s.c) return;
+  double sum = 0.0;
+  for (int col = 0; col < kMixTileW; ++col) sum += tiles.a_h_terms[col][tc];
+  visit(mix_strip_partials(s).a_h_index(s, t.n, t.h0 + i, t.w0 / kMixTileW, t.c0 + tc), sum);
+}
+
+// After the last row: thread (tw, tc)'s d a_w partial and its flat index, if inside the tensor.
+template <class Visit>
+PMPL_HD void mix_column_a_w(const PoolMixShape& s, const MixTile& t, int thread, double a_w_sum, const Visit& visit) {
+  const int tw = thread / kMixTileC, tc = thread % kMixTileC;
+  if (t.w0 + tw >= s.w || t.c0 + tc >= s.c) return;
+  visit(mix_strip_partials(s).a_w_index(s, t.n, t.h0 / kMixGradRows, t.w0 + tw, t.c0 + tc), a_w_sum);
 }
 
 }  // namespace pmpl::kernels

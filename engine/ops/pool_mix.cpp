@@ -153,19 +153,27 @@ void scan_outputs(const T* x, const PoolMixShape& s, const Visit& visit) {
 
 int64_t scan_items(const PoolMixShape& s) { return s.n * ((s.h + kChunkRows - 1) / kChunkRows); }
 
+// The strip branch's attention: a_h [N, H, C] and a_w [N, W, C] (as [N, H, 1, C] and [N, 1, W, C]).
 template <class T>
-void forward(const T* x, const T* strip, const T* w, T* y, const PoolMixShape& s) {
+struct StripAttention {
+  const T *a_h, *a_w;
+  const T* row(const PoolMixShape& s, int64_t n, int64_t h) const { return a_h + (n * s.h + h) * s.c; }
+  const T* column(const PoolMixShape& s, int64_t n, int64_t w) const { return a_w + (n * s.w + w) * s.c; }
+};
+
+template <class T>
+void forward(const T* x, const StripAttention<T>& att, const T* w, T* y, const PoolMixShape& s) {
   scan_outputs(x, s, [&](int64_t, int64_t n, int64_t oh, int64_t ow, const PixelBranches<T>& b, const RowPools<T>&) {
     const int64_t o = ((n * s.h + oh) * s.w + ow) * s.c;
-    const T *xr = x + o, *sr = strip + o;
+    const T *xr = x + o, *ah = att.row(s, n, oh), *aw = att.column(s, n, ow);
     const T *m3 = b.max[0].data(), *m5 = b.max[1].data(), *m7 = b.max[2].data();
     const T *a3 = b.avg[0].data(), *a5 = b.avg[1].data(), *a7 = b.avg[2].data();
     T* yr = y + o;
 #pragma omp simd
     for (int64_t j = 0; j < s.c; ++j) {
-      // kernels::pool_mix_value, in its order.
+      // kernels::pool_mix_value, in its order (the strip branch as kernels::pool_mix_strip).
       T v = w[0] * xr[j];
-      v += w[1] * sr[j];
+      v += w[1] * ((xr[j] * aw[j]) * ah[j]);
       v += w[2] * m3[j];
       v += w[3] * m5[j];
       v += w[4] * m7[j];
@@ -181,7 +189,8 @@ void forward(const T* x, const T* strip, const T* w, T* y, const PoolMixShape& s
 // output i's max windows, high byte the column offsets of its row's pools) and dw = sum dy *
 // branch, per work item, the items added in order.
 template <class T>
-void backward_pass1(const T* x, const T* strip, const T* gy, uint16_t* winners, double* dw, const PoolMixShape& s) {
+void backward_pass1(const T* x, const StripAttention<T>& att, const T* gy, uint16_t* winners, double* dw,
+                    const PoolMixShape& s) {
   const int64_t items = scan_items(s);
   const Tensor partial_buffer = detail::scratch<double>(items * kPoolMixWeights);
   double* partial = partial_buffer.data<double>();
@@ -189,13 +198,13 @@ void backward_pass1(const T* x, const T* strip, const T* gy, uint16_t* winners, 
   scan_outputs(x, s, [&](int64_t item, int64_t n, int64_t oh, int64_t ow, const PixelBranches<T>& b,
                          const RowPools<T>& centre) {
     const int64_t o = ((n * s.h + oh) * s.w + ow) * s.c;
-    const T *xr = x + o, *sr = strip + o, *g = gy + o;
+    const T *xr = x + o, *g = gy + o, *ah = att.row(s, n, oh), *aw = att.column(s, n, ow);
     double d0 = 0, d1 = 0, d2 = 0, d3 = 0, d4 = 0, d5 = 0, d6 = 0, d7 = 0;
 #pragma omp simd reduction(+ : d0, d1, d2, d3, d4, d5, d6, d7)
     for (int64_t j = 0; j < s.c; ++j) {
       const double gj = static_cast<double>(g[j]);
       d0 += gj * static_cast<double>(xr[j]);
-      d1 += gj * static_cast<double>(sr[j]);
+      d1 += gj * static_cast<double>((xr[j] * aw[j]) * ah[j]);
       d2 += gj * static_cast<double>(b.max[0][j]);
       d3 += gj * static_cast<double>(b.max[1][j]);
       d4 += gj * static_cast<double>(b.max[2][j]);
@@ -224,7 +233,8 @@ void backward_pass1(const T* x, const T* strip, const T* gy, uint16_t* winners, 
 // Pass 2: per input row r, kernels::pool_mix_row_grad at every (column, channel), then
 // kernels::pool_mix_input_grad plus w[0] dy (channels innermost, in the functions' order).
 template <class T>
-void backward_pass2(const T* gy, const uint16_t* winners, const T* w, T* gx, const PoolMixShape& s) {
+void backward_pass2(const StripAttention<T>& att, const T* gy, const uint16_t* winners, const T* w, T* gx,
+                    const PoolMixShape& s) {
   const int64_t c = s.c;
 #pragma omp parallel if (s.n * s.h * s.w * s.c > 16384)
   {
@@ -286,39 +296,90 @@ void backward_pass2(const T* gy, const uint16_t* winners, const T* w, T* gx, con
             for (int64_t j = 0; j < c; ++j) g[j] += kernels::pool_mix_unpack(won[j] >> 8, k) == -e ? pm[j] : T(0);
           }
         }
-        const T* d = gy + i;
+        const T *d = gy + i, *ah = att.row(s, n, r), *aw = att.column(s, n, iw);
 #pragma omp simd
-        for (int64_t j = 0; j < c; ++j) g[j] += w[0] * d[j];
+        for (int64_t j = 0; j < c; ++j) {
+          // kernels::pool_mix_dx with kernels::pool_mix_strip_grad's x term.
+          g[j] = (g[j] + w[0] * d[j]) + ((w[1] * d[j]) * ah[j]) * aw[j];
+        }
       }
     }
   }
 }
 
+// The strip attention's gradients (kernels::pool_mix_strip_grad): d a_h[n, h, c] sums over the
+// row's columns, d a_w[n, w, c] over the column's rows, in double, images in parallel and each
+// image's elements in order (the same for any thread count).
+template <class T>
+void strip_attention_grads(const T* x, const StripAttention<T>& att, const T* gy, T w1, T* ga_h, T* ga_w,
+                           const PoolMixShape& s) {
+  const int64_t c = s.c;
+#pragma omp parallel if (s.n * s.h * s.w * s.c > 16384)
+  {
+    std::vector<double> sum_h(static_cast<size_t>(c)), sum_w(static_cast<size_t>(s.w * c));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < s.n; ++n) {
+      std::fill(sum_w.begin(), sum_w.end(), 0.0);
+      for (int64_t h = 0; h < s.h; ++h) {
+        std::fill(sum_h.begin(), sum_h.end(), 0.0);
+        const T* ah = att.row(s, n, h);
+        for (int64_t w = 0; w < s.w; ++w) {
+          const int64_t o = ((n * s.h + h) * s.w + w) * c;
+          const T *xr = x + o, *d = gy + o, *aw = att.column(s, n, w);
+          double* sw = sum_w.data() + w * c;
+#pragma omp simd
+          for (int64_t j = 0; j < c; ++j) {
+            const auto g = kernels::pool_mix_strip_grad(d[j], w1, xr[j], aw[j], ah[j]);
+            sum_h[static_cast<size_t>(j)] += static_cast<double>(g.a_h);
+            sw[j] += static_cast<double>(g.a_w);
+          }
+        }
+        for (int64_t j = 0; j < c; ++j) ga_h[(n * s.h + h) * c + j] = static_cast<T>(sum_h[static_cast<size_t>(j)]);
+      }
+      for (int64_t j = 0; j < s.w * c; ++j) ga_w[n * s.w * c + j] = static_cast<T>(sum_w[static_cast<size_t>(j)]);
+    }
+  }
+}
+
+// The attention's shapes: a_h [N, H, 1, C] and a_w [N, 1, W, C] for x [N, H, W, C].
+void check_shapes(const Tensor& x, const Tensor& a_h, const Tensor& a_w, const Tensor& w) {
+  detail::check_rank("meta_pool_mix", "x", x, 4, "N, H, W, C");
+  const Shape want_h{x.dim(0), x.dim(1), 1, x.dim(3)}, want_w{x.dim(0), 1, x.dim(2), x.dim(3)};
+  PMPL_CHECK(a_h.shape() == want_h && a_w.shape() == want_w,
+             "meta_pool_mix: the strip attention must be a_h {} and a_w {} for x {}, got {} and {}", want_h.str(),
+             want_w.str(), x.shape().str(), a_h.shape().str(), a_w.shape().str());
+  PMPL_CHECK(w.rank() == 1 && w.dim(0) == kPoolMixWeights, "meta_pool_mix: weights must be [{}], got {}",
+             kPoolMixWeights, w.shape().str());
+}
+
 #if PMPL_CUDA
-// The same op on a GPU (cuda_kernels/pool_mix.cu): x and strip of one dtype (f32, bf16, f16),
+// The same op on a GPU (cuda_kernels/pool_mix.cu): x, a_h and a_w of one dtype (f32, bf16, f16),
 // the weights f32, every tensor on one device.
-Tensor meta_pool_mix_cuda(const Tensor& x, const Tensor& strip, const Tensor& w, const PoolMixShape& s) {
-  detail::check_float("meta_pool_mix", {&x, &strip});
+Tensor meta_pool_mix_cuda(const Tensor& x, const Tensor& a_h, const Tensor& a_w, const Tensor& w,
+                          const PoolMixShape& s) {
+  detail::check_float("meta_pool_mix", {&x, &a_h, &a_w});
   PMPL_CHECK(w.device() == x.device() && w.dtype() == DType::kF32,
              "meta_pool_mix: on a GPU the weights must be f32 on {}, got {} on {}", x.device().str(),
              dtype_name(w.dtype()), w.device().str());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  cuda::pool_mix_forward(x.dtype(), x.raw_data(), strip.raw_data(), w.data<float>(), y.raw_data(), s);
-  if (needs_grad({&x, &strip, &w})) {
-    record("meta_pool_mix", {&x, &strip, &w}, {y},
-           [xs = x.detach(), ss = strip.detach(), ws = w.detach(), s, grad_x = x.requires_grad(),
-            grad_strip = strip.requires_grad(), grad_w = w.requires_grad()](const Tensors& g) -> Tensors {
+  cuda::pool_mix_forward(x.dtype(), x.raw_data(), a_h.raw_data(), a_w.raw_data(), w.data<float>(), y.raw_data(), s);
+  if (needs_grad({&x, &a_h, &a_w, &w})) {
+    record("meta_pool_mix", {&x, &a_h, &a_w, &w}, {y},
+           [xs = x.detach(), hs = a_h.detach(), ws_ = a_w.detach(), ws = w.detach(), s, grad_x = x.requires_grad(),
+            grad_att = a_h.requires_grad() || a_w.requires_grad(), grad_w = w.requires_grad()](const Tensors& g) -> Tensors {
              const Device device = xs.device();
              Tensor gx = grad_x ? Tensor::empty(xs.shape(), xs.dtype(), device) : Tensor();
-             Tensor gstrip = grad_strip ? Tensor::empty(xs.shape(), xs.dtype(), device) : Tensor();
+             Tensor ga_h = grad_att ? Tensor::empty(hs.shape(), xs.dtype(), device) : Tensor();
+             Tensor ga_w = grad_att ? Tensor::empty(ws_.shape(), xs.dtype(), device) : Tensor();
              Tensor gw = grad_w ? Tensor::empty(ws.shape(), DType::kF32, device) : Tensor();
              const Tensor winners = Tensor::empty(Shape{2 * xs.numel()}, DType::kU8, device);
              const Tensor partials = Tensor::empty(Shape{cuda::pool_mix_partials(s)}, DType::kF64, device);
-             cuda::pool_mix_backward(xs.dtype(), xs.raw_data(), ss.raw_data(), ws.data<float>(), g[0].raw_data(),
-                                     grad_x ? gx.raw_data() : nullptr, grad_strip ? gstrip.raw_data() : nullptr,
+             cuda::pool_mix_backward(xs.dtype(), xs.raw_data(), hs.raw_data(), ws_.raw_data(), ws.data<float>(),
+                                     g[0].raw_data(), grad_x ? gx.raw_data() : nullptr,
+                                     grad_att ? ga_h.raw_data() : nullptr, grad_att ? ga_w.raw_data() : nullptr,
                                      grad_w ? gw.data<float>() : nullptr, winners.data<uint8_t>(),
                                      partials.data<double>(), s);
-             return {gx, gstrip, gw};
+             return {gx, ga_h, ga_w, gw};
            });
   }
   return y;
@@ -327,51 +388,47 @@ Tensor meta_pool_mix_cuda(const Tensor& x, const Tensor& strip, const Tensor& w,
 
 }  // namespace
 
-Tensor meta_pool_mix(const Tensor& x, const Tensor& strip, const Tensor& w) {
-#if PMPL_CUDA
-  if (x.is_cuda()) {
-    detail::check_rank("meta_pool_mix", "x", x, 4, "N, H, W, C");
-    PMPL_CHECK(strip.shape() == x.shape() && w.rank() == 1 && w.dim(0) == kPoolMixWeights,
-               "meta_pool_mix: strip must be shaped as x {} and w [8], got {} and {}", x.shape().str(),
-               strip.shape().str(), w.shape().str());
-    return meta_pool_mix_cuda(x, strip, w, PoolMixShape{x.dim(0), x.dim(1), x.dim(2), x.dim(3)});
-  }
-#endif
-  detail::check_cpu_float("meta_pool_mix", {&x, &strip, &w});
-  detail::check_rank("meta_pool_mix", "x", x, 4, "N, H, W, C");
-  PMPL_CHECK(strip.shape() == x.shape(), "meta_pool_mix: the strip branch {} must be shaped as x {}",
-             strip.shape().str(), x.shape().str());
-  PMPL_CHECK(w.rank() == 1 && w.dim(0) == kPoolMixWeights, "meta_pool_mix: weights must be [{}], got {}",
-             kPoolMixWeights, w.shape().str());
+Tensor meta_pool_mix(const Tensor& x, const Tensor& a_h, const Tensor& a_w, const Tensor& w) {
+  check_shapes(x, a_h, a_w, w);
   const PoolMixShape s{x.dim(0), x.dim(1), x.dim(2), x.dim(3)};
+#if PMPL_CUDA
+  if (x.is_cuda()) return meta_pool_mix_cuda(x, a_h, a_w, w, s);
+#endif
+  detail::check_cpu_float("meta_pool_mix", {&x, &a_h, &a_w, &w});
   Tensor y = empty_like(x);
   dispatch_float(x.dtype(), "meta_pool_mix", [&](auto tag) {
     using T = decltype(tag);
-    forward(x.data<T>(), strip.data<T>(), w.data<T>(), y.data<T>(), s);
+    forward(x.data<T>(), StripAttention<T>{a_h.data<T>(), a_w.data<T>()}, w.data<T>(), y.data<T>(), s);
   });
-  if (needs_grad({&x, &strip, &w})) {
-    record("meta_pool_mix", {&x, &strip, &w}, {y},
-           [xs = x.detach(), ss = strip.detach(), ws = w.detach(), s, grad_x = x.requires_grad(),
-            grad_strip = strip.requires_grad(), grad_w = w.requires_grad()](const Tensors& g) -> Tensors {
-             Tensor gx, gstrip, gw;
+  if (needs_grad({&x, &a_h, &a_w, &w})) {
+    record("meta_pool_mix", {&x, &a_h, &a_w, &w}, {y},
+           [xs = x.detach(), hs = a_h.detach(), ws_ = a_w.detach(), ws = w.detach(), s, grad_x = x.requires_grad(),
+            grad_att = a_h.requires_grad() || a_w.requires_grad(), grad_w = w.requires_grad()](const Tensors& g) -> Tensors {
+             Tensor gx, ga_h, ga_w, gw;
              dispatch_float(xs.dtype(), "meta_pool_mix", [&](auto tag) {
                using T = decltype(tag);
+               const StripAttention<T> att{hs.data<T>(), ws_.data<T>()};
                // Two bytes per element (uint16 lanes, as the CUDA kernels store them).
                const Tensor winner_bytes = detail::scratch<uint8_t>(2 * xs.numel());
                auto* winners = reinterpret_cast<uint16_t*>(winner_bytes.data<uint8_t>());
                double dw[kPoolMixWeights];
-               backward_pass1(xs.data<T>(), ss.data<T>(), g[0].data<T>(), winners, dw, s);
+               backward_pass1(xs.data<T>(), att, g[0].data<T>(), winners, dw, s);
                if (grad_w) {
                  gw = empty_like(ws);
                  for (int k = 0; k < kPoolMixWeights; ++k) gw.data<T>()[k] = static_cast<T>(dw[k]);
                }
                if (grad_x) {
                  gx = empty_like(xs);
-                 backward_pass2(g[0].data<T>(), winners, ws.data<T>(), gx.data<T>(), s);
+                 backward_pass2(att, g[0].data<T>(), winners, ws.data<T>(), gx.data<T>(), s);
+               }
+               if (grad_att) {
+                 ga_h = empty_like(hs);
+                 ga_w = empty_like(ws_);
+                 strip_attention_grads(xs.data<T>(), att, g[0].data<T>(), ws.data<T>()[1], ga_h.data<T>(),
+                                       ga_w.data<T>(), s);
                }
              });
-             if (grad_strip) gstrip = scale(g[0], ws.to(DType::kF64).to_vector<double>()[1]);
-             return {gx, gstrip, gw};
+             return {gx, ga_h, ga_w, gw};
            });
   }
   return y;
