@@ -103,9 +103,12 @@ void MetaPooling::fix(std::vector<PoolOp> ops) {
 
 std::vector<double> MetaPooling::probabilities() const {
   if (!alpha_.defined()) return {};
+  return probabilities_of(alpha_.detach().to(Device::cpu()));
+}
+
+std::vector<double> MetaPooling::probabilities_of(const Tensor& alpha) {
   NoGradGuard no_grad;
-  const Tensor p = ops::softmax(alpha_.detach().to(Device::cpu()).to(DType::kF64));
-  return p.to_vector<double>();
+  return ops::softmax(alpha.to(DType::kF64)).to_vector<double>();
 }
 
 Tensor MetaPooling::forward_impl(const Tensor& x) {

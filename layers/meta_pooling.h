@@ -55,6 +55,8 @@ class MetaPooling : public Module {
   void fix(std::vector<PoolOp> ops);
   // softmax(alpha) as plain numbers; empty for an enhancer built fixed.
   std::vector<double> probabilities() const;
+  // The same from a copy of alpha on the host (callers holding all alphas copy them once).
+  static std::vector<double> probabilities_of(const Tensor& alpha);
   const Tensor& alpha() const { return alpha_; }
 
  protected:

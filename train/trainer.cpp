@@ -270,10 +270,22 @@ void Trainer::fix(const std::string& name, MetaPooling* enhancer, const std::vec
   if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
 }
 
+// One copy of all alphas per step (on a GPU one wait, not one per enhancer); each open enhancer's
+// probabilities from its part of it, computed as MetaPooling::probabilities does.
 void Trainer::check_fixing() {
+  const std::vector<double> alphas = arch_->values().to(Device::cpu()).to(DType::kF64).to_vector<double>();
   for (const auto& [name, e] : model_->enhancers()) {
     if (e->fixed()) continue;
-    if (const auto op = fix_decision(e->probabilities(), cfg_.fix_threshold)) fix(name, e, {*op}, "threshold");
+    std::vector<double> probs;
+    for (size_t i = 0; i < arch_->params().size(); ++i) {
+      const Tensor& alpha = arch_->params()[i].tensor;
+      if (alpha.raw_data() != e->alpha().raw_data()) continue;
+      const auto first = alphas.begin() + arch_->offset(i);
+      probs = MetaPooling::probabilities_of(
+          Tensor::from_vector(std::vector<double>(first, first + alpha.numel()), alpha.shape()));
+    }
+    PMPL_ASSERT(!probs.empty(), "{}: its alpha is not in the architecture parameters", name);
+    if (const auto op = fix_decision(probs, cfg_.fix_threshold)) fix(name, e, {*op}, "threshold");
   }
 }
 
