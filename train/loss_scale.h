@@ -19,8 +19,10 @@ class LossScaler {
   bool enabled() const { return enabled_; }
   double value() const { return scale_; }
   int64_t good_steps() const { return good_steps_; }
-  // Steps skipped in a row: the trainer stops when gradients keep overflowing at any scale.
+  // Steps skipped in a row, and whether that is too many: gradients that keep overflowing at any
+  // scale will not recover, so the trainer stops.
   int64_t skipped_in_a_row() const { return skipped_in_a_row_; }
+  bool gave_up() const { return skipped_in_a_row_ >= 50; }
   // loss * S (the loss itself when disabled).
   Tensor scale(const Tensor& loss) const;
   // Divides the group's gradients by S. False when any was inf or NaN: the caller skips the

@@ -88,11 +88,11 @@ Tensor device_sum_squares(const Tensor& grads, const std::vector<std::pair<int64
 
 }  // namespace
 
-double ParameterGroup::grad_sum_squares() const {
-  if (empty()) return 0.0;
+Tensor ParameterGroup::grad_sum_squares_on_device() const {
+  if (empty()) return Tensor::zeros(Shape{1}, DType::kF64);
   if (grads_.is_cuda()) {
 #if PMPL_CUDA
-    return device_sum_squares(grads_, ranges_).item();
+    return device_sum_squares(grads_, ranges_);
 #endif
   }
   double sq = 0.0;
@@ -100,26 +100,29 @@ double ParameterGroup::grad_sum_squares() const {
   for (const auto& [begin, end] : ranges_) {
     for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(g[i]) * g[i];
   }
-  return sq;
+  return Tensor::full(Shape{1}, sq, DType::kF64);
 }
 
-void ParameterGroup::clip_gradients(double max_norm) {
-  if (empty() || max_norm <= 0.0) return;
+double ParameterGroup::grad_sum_squares() const { return grad_sum_squares_on_device().item(); }
+
+Tensor ParameterGroup::clip_gradients(double max_norm) {
+  if (empty() || max_norm <= 0.0) return Tensor();
+  const Tensor total = grad_sum_squares_on_device();
   float* g = grads_.data<float>();
   if (grads_.is_cuda()) {
 #if PMPL_CUDA
-    const Tensor total = device_sum_squares(grads_, ranges_);
     for (const auto& [begin, end] : ranges_) cuda::clip_by_norm(g, begin, end, total.data<double>(), max_norm);
 #endif
-    return;
+    return total;
   }
-  const double norm = std::sqrt(grad_sum_squares());
+  const double norm = std::sqrt(total.item());
   if (norm > max_norm) {
     const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
     for (const auto& [begin, end] : ranges_) {
       for (int64_t i = begin; i < end; ++i) g[i] *= factor;
     }
   }
+  return total;
 }
 
 void ParameterGroup::zero_grad() {

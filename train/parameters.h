@@ -42,8 +42,11 @@ class ParameterGroup {
   void set_requires_grad(bool on);
   // Scales the active gradients down to global L2 norm max_norm when their norm is above it
   // (torch's clip_grad_norm_ with its 1e-6 guard). On a GPU the decision is taken there: the host
-  // does not wait.
-  void clip_gradients(double max_norm);
+  // does not wait. Returns the sum of squares it measured before clipping (grad_sum_squares_on_device),
+  // undefined when it measured nothing (max_norm <= 0, no gradients).
+  Tensor clip_gradients(double max_norm);
+  // The sum of squares of the active gradients: one f64 value on their device, read when needed.
+  Tensor grad_sum_squares_on_device() const;
   // The sum of squares of the active gradients (double): inf or NaN when any gradient is.
   double grad_sum_squares() const;
 

@@ -140,6 +140,7 @@ class Trainer {
   bool searching() const;
   Tensor forward_loss(const data::Batch& batch, Tensor* logits);
   void architecture_step();
+  void check_overflows(const LossScaler& scaler, const char* what, const char* lr_flag) const;
   void save(const std::string& file);
   void log(const nlohmann::json& line);
 
@@ -316,6 +317,14 @@ Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
 
 // One Adam step on the open alphas: the weights are not differentiated (their part of the graph
 // is not even recorded up to the first enhancer).
+// One clear stop when a loss scaler gives up (LossScaler::gave_up).
+void Trainer::check_overflows(const LossScaler& scaler, const char* what, const char* lr_flag) const {
+  PMPL_CHECK(!scaler.gave_up(),
+             "fp16 {} overflowed in {} steps in a row (loss scale now {:g}) at epoch {} step {}: use --amp bf16, or "
+             "lower {}",
+             what, scaler.skipped_in_a_row(), scaler.value(), state_.epoch + 1, state_.batch + 1, lr_flag);
+}
+
 void Trainer::architecture_step() {
   const ProfileRange range("architecture step");
   std::optional<data::Batch> batch = arch_loader_->next();
@@ -340,10 +349,7 @@ void Trainer::architecture_step() {
     arch_scaler_->step_taken();
   } else {
     ++arch_skipped_;
-    PMPL_CHECK(arch_scaler_->skipped_in_a_row() < 50,
-               "fp16 architecture gradients overflowed in {} steps in a row (loss scale now {:g}) at epoch {}: use "
-               "--amp bf16, or lower --arch-lr",
-               arch_scaler_->skipped_in_a_row(), arch_scaler_->value(), state_.epoch + 1);
+    check_overflows(*arch_scaler_, "architecture gradients", "--arch-lr");
   }
   // Rank 0's alphas everywhere: the fixing decisions, taken on every rank, then agree by
   // construction even if an all-reduce rounded differently on some rank.
@@ -553,16 +559,14 @@ TrainResult Trainer::run() {
       interval_comm += reducer_->last_wait_seconds();
       arch_->set_requires_grad(true);
       const bool stepped = scaler_->unscale(*weights_);
+      Tensor squares;  // the gradients' sum of squares, if clipping measured it (read below)
       if (stepped) {
-        if (cfg_.clip_grad > 0) weights_->clip_gradients(cfg_.clip_grad);
+        squares = weights_->clip_gradients(cfg_.clip_grad);
         sgd_->step(lr);
         scaler_->step_taken();
       } else {
         ++interval_skipped;
-        PMPL_CHECK(scaler_->skipped_in_a_row() < 50,
-                   "fp16 gradients overflowed in {} steps in a row (loss scale now {:g}) at epoch {} step {}: use "
-                   "--amp bf16, or lower --lr",
-                   scaler_->skipped_in_a_row(), scaler_->value(), state_.epoch + 1, state_.batch + 1);
+        check_overflows(*scaler_, "gradients", "--lr");
       }
       // Read after the step is queued: on a GPU the host waits once per step, at its end. A
       // divergence stops before anything is saved, so the last checkpoint stays good. Gradients
@@ -570,11 +574,11 @@ TrainResult Trainer::run() {
       // (With fp16 the scaler has checked them and skipped the step instead.)
       const double loss_value = loss.item();
       if (!scaler_->enabled()) {
-        const double squares = weights_->grad_sum_squares();
-        PMPL_CHECK(std::isfinite(squares),
+        const double sum = squares.defined() ? squares.item() : weights_->grad_sum_squares();
+        PMPL_CHECK(std::isfinite(sum),
                    "the gradients became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the "
                    "last good checkpoint, {}/checkpoint-last.safetensors, is intact",
-                   squares, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
+                   sum, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
       }
       PMPL_CHECK(!stepped || std::isfinite(loss_value),
                  "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "

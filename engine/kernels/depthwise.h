@@ -26,6 +26,15 @@ PMPL_HD int64_t dw_covering_output(int64_t i, int64_t t, int stride, int padding
   return o < outputs ? o : -1;
 }
 
+// acc[j] += a[ai + j] * b[bi + j] for V channels (one 16-byte load of each on a GPU).
+template <int V, class S, class T>
+PMPL_HD void dw_add_products(const S* a, int64_t ai, const S* b, int64_t bi, T (&acc)[V]) {
+  T av[V], bv[V];
+  load_channels<V>(a, ai, av);
+  load_channels<V>(b, bi, bv);
+  for (int j = 0; j < V; ++j) acc[j] += av[j] * bv[j];
+}
+
 // S: the storage type of x and wt (T = compute_t<S> does the arithmetic). Each function
 // computes V consecutive channels c .. c + V - 1 (the CUDA kernels' vector width; c and C
 // multiples of V), each channel's sum in the same order as for V = 1.
@@ -39,10 +48,7 @@ PMPL_HD void dw_outputs(const S* x, const S* wt, const DwShape& g, int64_t n, in
     for (int64_t kj = 0; kj < g.k; ++kj) {
       const int64_t iw = ow * g.stride - g.padding + kj;
       if (iw < 0 || iw >= g.w) continue;
-      T xv[V], wv[V];
-      load_channels<V>(x, ((n * g.h + ih) * g.w + iw) * g.c + c, xv);
-      load_channels<V>(wt, (ki * g.k + kj) * g.c + c, wv);
-      for (int j = 0; j < V; ++j) y[j] += xv[j] * wv[j];
+      dw_add_products<V>(x, ((n * g.h + ih) * g.w + iw) * g.c + c, wt, (ki * g.k + kj) * g.c + c, y);
     }
   }
 }
@@ -64,10 +70,7 @@ PMPL_HD void dw_input_grads(const S* gy, const S* wt, const DwShape& g, int64_t 
     for (int64_t kj = 0; kj < g.k; ++kj) {
       const int64_t ow = dw_covering_output(iw, kj, g.stride, g.padding, g.wo);
       if (ow < 0) continue;
-      T dv[V], wv[V];
-      load_channels<V>(gy, ((n * g.ho + oh) * g.wo + ow) * g.c + c, dv);
-      load_channels<V>(wt, (ki * g.k + kj) * g.c + c, wv);
-      for (int j = 0; j < V; ++j) d[j] += dv[j] * wv[j];
+      dw_add_products<V>(gy, ((n * g.ho + oh) * g.wo + ow) * g.c + c, wt, (ki * g.k + kj) * g.c + c, d);
     }
   }
 }
@@ -104,10 +107,7 @@ PMPL_HD void dw_weight_grad_chunks(const S* x, const S* gy, const DwShape& g, in
     for (int64_t ow = 0; ow < g.wo; ++ow) {
       const int64_t iw = ow * g.stride - g.padding + kj;
       if (iw < 0 || iw >= g.w) continue;
-      T dv[V], xv[V];
-      load_channels<V>(gy, (nh * g.wo + ow) * g.c + c, dv);
-      load_channels<V>(x, ((n * g.h + ih) * g.w + iw) * g.c + c, xv);
-      for (int j = 0; j < V; ++j) acc[j] += dv[j] * xv[j];
+      dw_add_products<V>(gy, (nh * g.wo + ow) * g.c + c, x, ((n * g.h + ih) * g.w + iw) * g.c + c, acc);
     }
   }
 }

@@ -408,11 +408,12 @@ Tensor meta_pool_mix(const Tensor& x, const Tensor& a_h, const Tensor& a_w, cons
              dispatch_float(xs.dtype(), "meta_pool_mix", [&](auto tag) {
                using T = decltype(tag);
                const StripAttention<T> att{hs.data<T>(), ws_.data<T>()};
-               // Two bytes per element (uint16 lanes, as the CUDA kernels store them).
-               const Tensor winner_bytes = detail::scratch<uint8_t>(2 * xs.numel());
+               // Pass 1 feeds dw and dx (its winners: two bytes per element, uint16 lanes as the
+               // CUDA kernels store them); the attention's gradients need neither.
+               const Tensor winner_bytes = detail::scratch<uint8_t>(grad_x || grad_w ? 2 * xs.numel() : 0);
                auto* winners = reinterpret_cast<uint16_t*>(winner_bytes.data<uint8_t>());
                double dw[kPoolMixWeights];
-               backward_pass1(xs.data<T>(), att, g[0].data<T>(), winners, dw, s);
+               if (grad_x || grad_w) backward_pass1(xs.data<T>(), att, g[0].data<T>(), winners, dw, s);
                if (grad_w) {
                  gw = empty_like(ws);
                  for (int k = 0; k < kPoolMixWeights; ++k) gw.data<T>()[k] = static_cast<T>(dw[k]);
