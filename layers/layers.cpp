@@ -56,15 +56,21 @@ Tensor DepthwiseConv2d::forward_impl(const Tensor& x) {
   return ops::depthwise_conv2d(x, ops::cast(weight_, x.dtype()), stride_, kernel_ / 2);
 }
 
-BatchNorm::BatchNorm(int64_t channels, ops::BnActivation fused) : fused_(fused) {
-  weight_ = register_parameter("weight", Tensor::ones(Shape{channels}), ParamKind::kNoDecay);
-  bias_ = register_parameter("bias", Tensor::zeros(Shape{channels}), ParamKind::kNoDecay);
+BatchNorm::BatchNorm(int64_t channels, ops::BnActivation fused, double weight_init, double bias_init) : fused_(fused) {
+  weight_ = register_parameter("weight", Tensor::full(Shape{channels}, weight_init), ParamKind::kNoDecay);
+  bias_ = register_parameter("bias", Tensor::full(Shape{channels}, bias_init), ParamKind::kNoDecay);
   running_mean_ = register_buffer("running_mean", Tensor::zeros(Shape{channels}));
   running_var_ = register_buffer("running_var", Tensor::ones(Shape{channels}));
   batches_tracked_ = register_buffer("num_batches_tracked", Tensor::zeros(Shape{}, DType::kI64));
 }
 
 Tensor BatchNorm::forward_impl(const Tensor& x) {
+  if (training() && recalibrated_ >= 0) {
+    // The k-th batch since the start weighs 1/k: the statistics are the mean over the batches.
+    ++recalibrated_;
+    return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, true,
+                           1.0 / static_cast<double>(recalibrated_), 1e-5, fused_, sync_.get());
+  }
   if (training()) {
     if (batches_tracked_.is_cuda()) {
 #if PMPL_CUDA

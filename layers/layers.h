@@ -45,10 +45,18 @@ class DepthwiseConv2d : public Module {
 // the enhancer's hardswish is no module).
 class BatchNorm : public Module {
  public:
-  explicit BatchNorm(int64_t channels, ops::BnActivation fused = ops::BnActivation::kNone);
+  // weight (gamma) and bias (beta) start at `weight_init` and `bias_init`.
+  explicit BatchNorm(int64_t channels, ops::BnActivation fused = ops::BnActivation::kNone, double weight_init = 1.0,
+                     double bias_init = 0.0);
   std::string type_name() const override { return "BatchNorm"; }
   // Training statistics over every data-parallel process (--sync-bn); null: this process's own.
   void set_sync(std::shared_ptr<const ops::SumReducer> sync) { sync_ = std::move(sync); }
+  // Re-estimates the running statistics after the network before this layer changed (a fixed
+  // Meta-Pooling enhancer): from begin_recalibration() to end_recalibration() every batch seen in
+  // training mode weighs equally (PyTorch's momentum=None) and the earlier statistics are
+  // forgotten; those batches are not counted in num_batches_tracked.
+  void begin_recalibration() { recalibrated_ = 0; }
+  void end_recalibration() { recalibrated_ = -1; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -57,6 +65,7 @@ class BatchNorm : public Module {
   Tensor weight_, bias_, running_mean_, running_var_, batches_tracked_;
   ops::BnActivation fused_;
   std::shared_ptr<const ops::SumReducer> sync_;
+  int64_t recalibrated_ = -1;  // batches averaged since begin_recalibration(); -1: not recalibrating
 };
 
 class Linear : public Module {

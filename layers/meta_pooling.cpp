@@ -73,10 +73,20 @@ Tensors StripAttention::attention(const Tensor& x) {
   return {a_h, a_w};
 }
 
+// The enhancer's batchnorm starts with gamma = 0.1, beta = 3.5: every normalised value above -5
+// standard deviations lands where hardswish is the identity (>= 3), so a fresh enhancer is an
+// affine map of its mixture (which the projection's batchnorm absorbs) and the block computes
+// what plain MobileNetV2's does; training moves it into hardswish's curve where that helps.
+// PyTorch's default (1, 0) puts every channel on hardswish's bend; on the main job's budget the
+// all-skip network then scores 1.7-4.0 points lower (docs/PMPL.md, "The enhancer at initialisation").
+std::shared_ptr<BatchNorm> MetaPooling::make_batchnorm(int64_t channels) {
+  return std::make_shared<BatchNorm>(channels, ops::BnActivation::kHardswish, kBatchNormWeightInit, kBatchNormBiasInit);
+}
+
 MetaPooling::MetaPooling(int64_t channels, Generator& gen) {
   alpha_ = register_parameter("alpha", init::normal(Shape{kNumPoolOps}, 1e-3, gen), ParamKind::kArch);
   strip_ = register_module("strip", std::make_shared<StripAttention>(channels, gen));
-  bn_ = register_module("bn", std::make_shared<BatchNorm>(channels, ops::BnActivation::kHardswish));
+  bn_ = register_module("bn", make_batchnorm(channels));
 }
 
 MetaPooling::MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& gen)
@@ -85,7 +95,7 @@ MetaPooling::MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& g
   if (std::find(fixed_ops_.begin(), fixed_ops_.end(), PoolOp::kStrip) != fixed_ops_.end()) {
     strip_ = register_module("strip", std::make_shared<StripAttention>(channels, gen));
   }
-  bn_ = register_module("bn", std::make_shared<BatchNorm>(channels, ops::BnActivation::kHardswish));
+  bn_ = register_module("bn", make_batchnorm(channels));
 }
 
 void MetaPooling::fix(std::vector<PoolOp> ops) {

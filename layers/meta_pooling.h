@@ -41,6 +41,10 @@ class StripAttention : public Module {
 
 class MetaPooling : public Module {
  public:
+  // The batchnorm's initial gamma and beta (meta_pooling.cpp says why).
+  static constexpr double kBatchNormWeightInit = 0.1;
+  static constexpr double kBatchNormBiasInit = 3.5;
+
   // Searching over all eight candidates; alpha starts at 1e-3 * N(0, 1).
   MetaPooling(int64_t channels, Generator& gen);
   // Built fixed (from a genotype): runs `ops` summed; no alpha, and strip only if chosen.
@@ -58,11 +62,15 @@ class MetaPooling : public Module {
   // The same from a copy of alpha on the host (callers holding all alphas copy them once).
   static std::vector<double> probabilities_of(const Tensor& alpha);
   const Tensor& alpha() const { return alpha_; }
+  // The batchnorm after the mixture (or the fixed ops).
+  BatchNorm& batchnorm() { return *bn_; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
  private:
+  static std::shared_ptr<BatchNorm> make_batchnorm(int64_t channels);
+
   Tensor alpha_;
   std::shared_ptr<StripAttention> strip_;
   std::shared_ptr<BatchNorm> bn_;

@@ -1,7 +1,9 @@
 // `pmpl train` and `pmpl eval`.
 #include <fmt/format.h>
 
+#include "data/loader.h"
 #include "engine/comm.h"
+#include "engine/ops.h"
 #include "engine/cuda_runtime.h"
 #include "layers/weights.h"
 #include "tools/commands.h"
@@ -9,6 +11,9 @@
 #include "train/amp.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
+#include "train/pmpl.h"
+#include "train/recalibrate.h"
+#include "train/search.h"
 #include "train/trainer.h"
 
 namespace pmpl::cli {
@@ -29,6 +34,8 @@ struct EvalCommand {
   std::string data, weights, split = "val", device = "cpu", amp = "auto";
   ModelFlags model;
   EvalOptions options;
+  bool fix_remaining = false;
+  int recalibrate_bn = 0;  // training batches to re-estimate batchnorm statistics on (0: none)
 };
 
 void run_eval(CLI::App* cmd, const EvalCommand& e) {
@@ -50,6 +57,39 @@ void run_eval(CLI::App* cmd, const EvalCommand& e) {
   if (device.is_cuda()) cuda::set_device(device.index);
   model->to(device);
   model->set_compute_dtype(amp_dtype(e.amp, device));
+  // Batchnorm statistics are re-estimated on the training split with the training transform: the
+  // batches batchnorm sees while training.
+  std::unique_ptr<data::ImageFolder> train_split;
+  std::unique_ptr<data::Loader> train_loader;
+  const auto next_input = [&] {
+    if (!train_loader) {
+      train_split = std::make_unique<data::ImageFolder>(e.data, "train");
+      data::LoaderOptions lo;
+      lo.batch_size = e.options.batch_size;
+      lo.image_size = e.options.image_size;
+      lo.workers = e.options.workers;
+      train_loader = std::make_unique<data::Loader>(*train_split, lo);
+      train_loader->start_epoch(0);
+    }
+    std::optional<data::Batch> batch = train_loader->next();
+    PMPL_CHECK(batch.has_value(), "{} has too few images for a batchnorm re-estimate of {} batches of {}",
+               train_split->directory(), std::max(e.recalibrate_bn, kRecalibrationBatches), e.options.batch_size);
+    return ops::normalize_images(batch->images.to(device), kImageMean, kImageStd);
+  };
+  if (e.fix_remaining) {
+    // As the trainer's forced fixing does: each open enhancer to its most probable op, its
+    // batchnorm re-estimated (the statistics it has are the search mixture's).
+    std::vector<BatchNorm*> fixed;
+    for (const auto& [name, enhancer] : model->enhancers()) {
+      if (enhancer->fixed()) continue;
+      const PoolOp op = top_ops(enhancer->probabilities(), 1)[0];
+      fmt::print("{} was still searching: fixed to its most probable op, {}\n", name, pool_op_name(op));
+      enhancer->fix({op});
+      fixed.push_back(&enhancer->batchnorm());
+    }
+    recalibrate_batchnorm(*model, fixed, kRecalibrationBatches, next_input);
+  }
+  if (e.recalibrate_bn > 0) recalibrate_batchnorm(*model, batchnorms(*model), e.recalibrate_bn, next_input);
   const EvalResult r = evaluate(*model, split, e.options);
   fmt::print("{}: {} images, top-1 {:.2f}%, top-5 {:.2f}%, loss {:.4f}\n", split.directory(), r.images,
              100 * r.top1, 100 * r.top5, r.loss);
@@ -91,12 +131,17 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--crop-scale", c->crop_scale, "Smallest area fraction of RandomResizedCrop")->capture_default_str();
   cmd->add_option("--workers", c->workers, "Loader threads")->capture_default_str();
   cmd->add_option("--seed", c->seed, "Seed of initialisation, data order, crops, dropout")->capture_default_str();
-  cmd->add_option("--arch-lr", c->arch_lr, "Adam learning rate of the alphas")->capture_default_str();
+  auto arch_lr = std::make_shared<std::string>("auto");
+  cmd->add_option("--arch-lr", *arch_lr,
+                  "Adam learning rate of the alphas: auto (0.4 / sqrt(the search's architecture steps), docs/PMPL.md) "
+                  "or a number (the reference code's: 3e-4)")
+      ->capture_default_str();
   auto betas = std::make_shared<std::vector<double>>(std::vector<double>{c->arch_beta1, c->arch_beta2});
   cmd->add_option("--arch-betas", *betas, "Adam betas of the alphas (two numbers)")
       ->expected(2)
       ->default_str("0.5 0.999");
-  cmd->add_option("--arch-wd", c->arch_wd, "Adam weight decay of the alphas")->capture_default_str();
+  cmd->add_option("--arch-wd", c->arch_wd, "Adam weight decay of the alphas (the reference code's: 1e-3)")
+      ->capture_default_str();
   cmd->add_option("--arch-split", c->arch_split, "Share of train/ held out for the alphas")->capture_default_str();
   cmd->add_option("--fix-threshold", c->fix_threshold, "Fix an enhancer when its top probability leads by this")
       ->capture_default_str();
@@ -119,7 +164,13 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "Under mpirun: seconds a collective may wait for the other processes before the job is ended")
       ->capture_default_str();
   cmd->add_flag("--quiet", c->quiet, "No progress output");
-  cmd->callback([&run, c, betas] {
+  cmd->callback([&run, c, betas, arch_lr] {
+    if (*arch_lr != "auto") {
+      char* end = nullptr;
+      c->arch_lr = std::strtod(arch_lr->c_str(), &end);
+      PMPL_CHECK(end != arch_lr->c_str() && *end == '\0' && c->arch_lr > 0,
+                 "--arch-lr must be auto or a positive number, got '{}'", *arch_lr);
+    }
     PMPL_CHECK(!c->output.empty() || !c->resume.empty(), "pass --output DIR (or --resume DIR)");
     PMPL_CHECK((*betas)[0] >= 0 && (*betas)[0] < 1 && (*betas)[1] >= 0 && (*betas)[1] < 1,
                "--arch-betas must both be in [0, 1)");
@@ -140,6 +191,11 @@ void add_train_command(CLI::App& app, Runner& run) {
   ev->add_option("--device", e->device, "cpu, cuda or cuda:N")->capture_default_str();
   ev->add_option("--amp", e->amp, "Mixed precision on a GPU: auto (bf16 where the GPU has it), bf16, fp16, off")
       ->capture_default_str();
+  ev->add_flag("--fix-remaining", e->fix_remaining,
+               "A search checkpoint: first fix the enhancers still searching to their most probable op, as forced "
+               "fixing does (their batchnorm statistics re-estimated on training batches)");
+  ev->add_option("--recalibrate-bn", e->recalibrate_bn,
+                 "First re-estimate every batchnorm's statistics on N training batches (training transform)");
   ev->callback([&run, e, ev] { run = [e, ev] { run_eval(ev, *e); }; });
 }
 

@@ -46,6 +46,9 @@ class MetaPooling(nn.Module):
         if ops is None or "strip" in ops:
             self.strip = StripAttention(channels)
         self.bn = nn.BatchNorm2d(channels)
+        # pmpl's initialisation (layers/meta_pooling.cpp): hardswish starts in its linear part.
+        nn.init.constant_(self.bn.weight, 0.1)
+        nn.init.constant_(self.bn.bias, 3.5)
 
     def run(self, name, x):
         if name == "skip":

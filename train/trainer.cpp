@@ -31,6 +31,7 @@
 #include "train/pmpl.h"
 #include "train/progress.h"
 #include "train/schedule.h"
+#include "train/search.h"
 #include "train/sgd.h"
 
 namespace pmpl {
@@ -103,26 +104,6 @@ std::vector<int64_t> permutation(int64_t n, uint64_t seed) {
   return p;
 }
 
-nlohmann::json enhancer_report(MobileNetV2& model) {
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& [name, e] : model.enhancers()) {
-    nlohmann::json probs = nlohmann::json::object();
-    const std::vector<double> p = e->probabilities();
-    for (size_t i = 0; i < p.size(); ++i) probs[std::string(pool_op_name(static_cast<PoolOp>(i)))] = p[i];
-    nlohmann::json fixed = nullptr;
-    if (e->fixed()) {
-      if (e->fixed_ops().size() == 1) {
-        fixed = std::string(pool_op_name(e->fixed_ops()[0]));
-      } else {
-        fixed = nlohmann::json::array();
-        for (PoolOp op : e->fixed_ops()) fixed.push_back(std::string(pool_op_name(op)));
-      }
-    }
-    list.push_back({{"name", name}, {"probs", probs}, {"fixed", fixed}});
-  }
-  return list;
-}
-
 class Trainer {
  public:
   explicit Trainer(const TrainConfig& config)
@@ -131,14 +112,14 @@ class Trainer {
 
  private:
   void prepare();
+  void make_loaders(bool search);
   void resume(const std::string& path);
   void write_config();
-  void fix(const std::string& name, MetaPooling* enhancer, const std::vector<PoolOp>& ops, const char* why);
-  void check_fixing();
-  void force_fix();
+  void fix(const std::vector<FixDecision>& decisions, const char* why);
   void assert_same_genotype();
-  bool searching() const;
+  bool searching() const { return search_ && search_->open(); }
   Tensor forward_loss(const data::Batch& batch, Tensor* logits);
+  data::Batch next_arch_batch();
   void architecture_step();
   void check_overflows(const LossScaler& scaler, const char* what, const char* lr_flag) const;
   void save(const std::string& file);
@@ -154,8 +135,8 @@ class Trainer {
   Communicator& comm_;
   Device device_ = Device::cpu();
   DType compute_dtype_ = DType::kF32;
-  // fp16 loss scaling: the weight step's and the architecture step's, each with its own counts.
-  std::unique_ptr<LossScaler> scaler_, arch_scaler_;
+  // fp16 loss scaling of the weight step (the architecture step has its own, in search_).
+  std::unique_ptr<LossScaler> scaler_;
   int64_t arch_skipped_ = 0;  // architecture steps skipped since the last log line
   ProfileSteps profile_;
   std::unique_ptr<Communicator> device_comm_;
@@ -165,21 +146,14 @@ class Trainer {
   std::unique_ptr<ParameterGroup> weights_, arch_;
   std::unique_ptr<Sgd> sgd_;
   std::unique_ptr<GradientReducer> reducer_;
-  std::unique_ptr<Adam> adam_;
+  std::unique_ptr<ArchitectureSearch> search_;  // null unless searching
   std::unique_ptr<data::Loader> loader_, arch_loader_;
+  int64_t train_images_ = 0, arch_images_ = 0, steps_per_epoch_ = 0;
+  double arch_lr_ = 0.0;  // resolved (--arch-lr auto)
   TrainerState state_;
   ModelDescription description_;
-  bool search_ = false;
   std::ofstream log_;
 };
-
-bool Trainer::searching() const {
-  if (!search_) return false;
-  for (const auto& [name, e] : model_->enhancers()) {
-    if (!e->fixed()) return true;
-  }
-  return false;
-}
 
 // --device cuda takes the GPU of this process's local rank (one GPU per process under mpirun);
 // cuda:N names one.
@@ -241,8 +215,6 @@ void Trainer::prepare() {
   compute_dtype_ = amp_dtype(cfg_.amp, device_);
   model_->set_compute_dtype(compute_dtype_);
   scaler_ = std::make_unique<LossScaler>(compute_dtype_ == DType::kF16);
-  arch_scaler_ = std::make_unique<LossScaler>(compute_dtype_ == DType::kF16);
-  search_ = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
 
   std::vector<NamedParameter> weights, arch;
   for (NamedParameter& p : model_->parameters()) (p.kind == ParamKind::kArch ? arch : weights).push_back(p);
@@ -251,43 +223,84 @@ void Trainer::prepare() {
   sgd_ = std::make_unique<Sgd>(*weights_, SgdOptions{cfg_.momentum, cfg_.nesterov, cfg_.weight_decay});
   reducer_ = std::make_unique<GradientReducer>(*weights_, tensor_comm(), static_cast<int64_t>(cfg_.bucket_mb * (1 << 20)));
   if (cfg_.sync_bn) sync_batchnorm(*model_, tensor_comm());
-  adam_ = std::make_unique<Adam>(*arch_, AdamOptions{cfg_.arch_lr, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd});
-}
-
-void Trainer::fix(const std::string& name, MetaPooling* enhancer, const std::vector<PoolOp>& ops, const char* why) {
-  const std::vector<double> probs = enhancer->probabilities();
-  enhancer->fix(ops);
-  arch_->deactivate(name + ".alpha");
-  if (std::find(ops.begin(), ops.end(), PoolOp::kStrip) == ops.end()) weights_->deactivate(name + ".strip.");
-  std::string chosen;
-  for (PoolOp op : ops) {
-    if (!chosen.empty()) chosen += '+';
-    chosen += pool_op_name(op);
+  const bool search = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
+  make_loaders(search);
+  if (search) {
+    // The alphas move from the first step to the force-fix epoch (or the end).
+    const int64_t search_steps = steps_per_epoch_ * std::min(cfg_.force_fix_epoch, cfg_.epochs);
+    arch_lr_ = cfg_.arch_lr > 0 ? cfg_.arch_lr : auto_arch_lr(search_steps);
+    SearchOptions so;
+    so.adam = AdamOptions{arch_lr_, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd};
+    so.fix_threshold = cfg_.fix_threshold;
+    so.fix_top = cfg_.fix_top;
+    search_ = std::make_unique<ArchitectureSearch>(*model_, model_->enhancers(), *arch_, *weights_, so,
+                                                   compute_dtype_ == DType::kF16, tensor_comm());
   }
-  progress_.line(fmt::format("fixed {} to {} ({}, epoch {}, step {})", name, chosen, why, state_.epoch + 1,
-                             state_.global_step));
-  log({{"event", "fixed"}, {"name", name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
-       {"step", state_.global_step}, {"probs", probs}});
-  if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
 }
 
-// One copy of all alphas per step (on a GPU one wait, not one per enhancer); each open enhancer's
-// probabilities from its part of it, computed as MetaPooling::probabilities does.
-void Trainer::check_fixing() {
-  const std::vector<double> alphas = arch_->values().to(Device::cpu()).to(DType::kF64).to_vector<double>();
-  for (const auto& [name, e] : model_->enhancers()) {
-    if (e->fixed()) continue;
-    std::vector<double> probs;
-    for (size_t i = 0; i < arch_->params().size(); ++i) {
-      const Tensor& alpha = arch_->params()[i].tensor;
-      if (alpha.raw_data() != e->alpha().raw_data()) continue;
-      const auto first = alphas.begin() + arch_->offset(i);
-      probs = MetaPooling::probabilities_of(
-          Tensor::from_vector(std::vector<double>(first, first + alpha.numel()), alpha.shape()));
+// The training split: a seeded permutation; a search holds its first arch_split out for the
+// alphas (never the validation set); --limit-train keeps a prefix of what remains.
+void Trainer::make_loaders(bool search) {
+  std::vector<int64_t> order = permutation(train_set_->size(), cfg_.seed ^ 0xA5A5A5A5ull);
+  std::vector<int64_t> arch_part;
+  if (search) {
+    const auto held = std::max<int64_t>(1, static_cast<int64_t>(std::llround(cfg_.arch_split * static_cast<double>(order.size()))));
+    arch_part.assign(order.begin(), order.begin() + held);
+    order.erase(order.begin(), order.begin() + held);
+  }
+  if (cfg_.limit_train > 0 && cfg_.limit_train < static_cast<int64_t>(order.size())) {
+    order.resize(static_cast<size_t>(cfg_.limit_train));
+    if (search) {
+      const auto arch_keep = std::max<int64_t>(cfg_.batch_size, static_cast<int64_t>(cfg_.arch_split * cfg_.limit_train));
+      if (arch_keep < static_cast<int64_t>(arch_part.size())) arch_part.resize(static_cast<size_t>(arch_keep));
     }
-    PMPL_ASSERT(!probs.empty(), "{}: its alpha is not in the architecture parameters", name);
-    if (const auto op = fix_decision(probs, cfg_.fix_threshold)) fix(name, e, {*op}, "threshold");
   }
+  data::LoaderOptions lo;
+  lo.batch_size = cfg_.batch_size;
+  lo.image_size = cfg_.input_size;
+  lo.min_crop_scale = cfg_.crop_scale;
+  lo.workers = cfg_.workers;
+  lo.seed = cfg_.seed;
+  lo.rank = comm_.rank();
+  lo.world = comm_.world();
+  lo.subset = order;
+  loader_ = std::make_unique<data::Loader>(*train_set_, lo);
+  loader_->start_epoch(0);
+  steps_per_epoch_ = loader_->batches_per_epoch();
+  train_images_ = static_cast<int64_t>(order.size());
+  arch_images_ = static_cast<int64_t>(arch_part.size());
+  PMPL_CHECK(steps_per_epoch_ > 0, "{} training images make no full batch of {} per process: lower --batch-size",
+             order.size(), cfg_.batch_size * comm_.world());
+  if (search) {
+    data::LoaderOptions ao = lo;
+    ao.subset = arch_part;
+    ao.seed = cfg_.seed + 1;
+    arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
+    PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size * comm_.world(),
+               "the architecture split has {} images, fewer than one batch of {}: raise --arch-split",
+               arch_part.size(), cfg_.batch_size * comm_.world());
+  }
+}
+
+// Fixes the decided enhancers (their batchnorms re-estimated on architecture batches), logs each.
+void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
+  if (decisions.empty()) return;
+  search_->fix(decisions, [&] {
+    const data::Batch batch = next_arch_batch();
+    return ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_);
+  });
+  for (const FixDecision& d : decisions) {
+    std::string chosen;
+    for (PoolOp op : d.ops) {
+      if (!chosen.empty()) chosen += '+';
+      chosen += pool_op_name(op);
+    }
+    progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, epoch {}, step {})", d.name, chosen, why,
+                               d.probs[static_cast<size_t>(d.ops[0])], state_.epoch + 1, state_.global_step));
+    log({{"event", "fixed"}, {"name", d.name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
+         {"step", state_.global_step}, {"probs", d.probs}});
+  }
+  if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
 }
 
 // Every rank takes its fixing decisions alone, from identical alphas; after each searching step
@@ -299,12 +312,6 @@ void Trainer::assert_same_genotype() {
   const std::vector<double> sums = sum_over_processes({mine, mine * mine}, comm_);
   PMPL_ASSERT(sums[0] * sums[0] == comm_.world() * sums[1], "rank {}: the ranks fixed different ops (step {})",
               comm_.rank(), state_.global_step);
-}
-
-void Trainer::force_fix() {
-  for (const auto& [name, e] : model_->enhancers()) {
-    if (!e->fixed()) fix(name, e, top_ops(e->probabilities(), cfg_.fix_top), "forced");
-  }
 }
 
 Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
@@ -325,8 +332,8 @@ void Trainer::check_overflows(const LossScaler& scaler, const char* what, const 
              what, scaler.skipped_in_a_row(), scaler.value(), state_.epoch + 1, state_.batch + 1, lr_flag);
 }
 
-void Trainer::architecture_step() {
-  const ProfileRange range("architecture step");
+// The architecture split's next batch; its loader starts another epoch when one runs out.
+data::Batch Trainer::next_arch_batch() {
   std::optional<data::Batch> batch = arch_loader_->next();
   if (!batch) {
     arch_loader_->start_epoch(++state_.arch_epoch);
@@ -334,26 +341,15 @@ void Trainer::architecture_step() {
     batch = arch_loader_->next();
   }
   ++state_.arch_batch;
-  weights_->set_requires_grad(false);
-  arch_->zero_grad();
-  const Tensor loss = forward_loss(*batch, nullptr);
-  arch_scaler_->scale(loss).backward();
-  weights_->set_requires_grad(true);
-  if (comm_.world() > 1) {
-    tensor_comm().all_reduce_sum(arch_->grads());
-    ops::scale_(arch_->grads(), 1.0 / comm_.world());
-  }
-  // The averaged gradients are the same on every rank, so every rank skips the same steps.
-  if (arch_scaler_->unscale(*arch_)) {
-    adam_->step();
-    arch_scaler_->step_taken();
-  } else {
+  return std::move(*batch);
+}
+
+void Trainer::architecture_step() {
+  const data::Batch batch = next_arch_batch();
+  if (!search_->step([&] { return forward_loss(batch, nullptr); })) {
     ++arch_skipped_;
-    check_overflows(*arch_scaler_, "architecture gradients", "--arch-lr");
+    check_overflows(search_->scaler(), "architecture gradients", "--arch-lr");
   }
-  // Rank 0's alphas everywhere: the fixing decisions, taken on every rank, then agree by
-  // construction even if an all-reduce rounded differently on some rank.
-  if (comm_.world() > 1) tensor_comm().broadcast(arch_->values(), 0);
 }
 
 void Trainer::log(const nlohmann::json& line) {
@@ -383,20 +379,22 @@ void Trainer::save(const std::string& file) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const NamedTensor& t : model_->state()) tensors.emplace_back(t.name, t.tensor);
   tensors.emplace_back("optim.weights.momentum", sgd_->momentum_buffer());
-  if (!arch_->empty()) {
-    tensors.emplace_back("optim.arch.m", adam_->first_moment());
-    tensors.emplace_back("optim.arch.v", adam_->second_moment());
+  if (search_) {
+    tensors.emplace_back("optim.arch.m", search_->adam().first_moment());
+    tensors.emplace_back("optim.arch.v", search_->adam().second_moment());
   }
   state_.dropout_seed = model_->dropout_generator().seed();
   state_.dropout_offset = model_->dropout_generator().offset();
   state_.loss_scaled = scaler_->enabled();
   state_.loss_scale = scaler_->value();
   state_.loss_scale_good = scaler_->good_steps();
-  state_.arch_loss_scale = arch_scaler_->value();
-  state_.arch_loss_scale_good = arch_scaler_->good_steps();
+  if (search_) {
+    state_.arch_loss_scale = search_->scaler().value();
+    state_.arch_loss_scale_good = search_->scaler().good_steps();
+  }
   nlohmann::json trainer = state_.to_json();
   trainer["sgd_steps"] = sgd_->steps();
-  trainer["adam_steps"] = adam_->steps();
+  trainer["adam_steps"] = search_ ? search_->adam().steps() : 0;
   std::map<std::string, std::string> meta = {{"pmpl.model", description_.to_json().dump()},
                                              {"pmpl.trainer", trainer.dump()},
                                              {"pmpl.classes", nlohmann::json(train_set_->classes()).dump()},
@@ -418,31 +416,25 @@ void Trainer::resume(const std::string& path_in) {
              "--small-input, --dropout, --seed and --genotype", path, saved.to_json().dump());
   if (file.metadata.count("pmpl.fixed")) {
     const Genotype fixed = Genotype::from_json(nlohmann::json::parse(file.metadata.at("pmpl.fixed")), path);
-    const auto enhancers = model_->enhancers();
     apply_fixed(*model_, fixed, path);
-    for (size_t i = 0; i < enhancers.size(); ++i) {
-      const std::vector<PoolOp>& ops = fixed.enhancers[i].ops;
-      if (ops.empty()) continue;
-      arch_->deactivate(enhancers[i].first + ".alpha");
-      if (std::find(ops.begin(), ops.end(), PoolOp::kStrip) == ops.end()) {
-        weights_->deactivate(enhancers[i].first + ".strip.");
-      }
-    }
+    PMPL_ASSERT(search_ != nullptr, "{}: a search's checkpoint for a network that does not search", path);
+    search_->deactivate_fixed();
   }
   load_weights(*model_, file, path);
   const nlohmann::json trainer = nlohmann::json::parse(file.metadata.at("pmpl.trainer"));
   state_ = TrainerState::from_json(trainer);
   sgd_->restore(file.find("optim.weights.momentum"), trainer.at("sgd_steps").get<int64_t>());
-  if (!arch_->empty()) adam_->restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
+  if (search_) search_->adam().restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
   model_->dropout_generator().set_state(state_.dropout_seed, state_.dropout_offset);
   scaler_->restore(state_.loss_scaled, state_.loss_scale, state_.loss_scale_good);
-  arch_scaler_->restore(state_.loss_scaled, state_.arch_loss_scale, state_.arch_loss_scale_good);
+  if (search_) search_->scaler().restore(state_.loss_scaled, state_.arch_loss_scale, state_.arch_loss_scale_good);
 }
 
 void Trainer::write_config() {
   nlohmann::json j = cfg_.to_json();
   j["version"] = PMPL_VERSION;
   j["classes"] = train_set_->classes();
+  if (search_) j["arch_lr_resolved"] = arch_lr_;
   if (!writer()) return;
   std::ofstream out(cfg_.output + "/config.json.tmp");
   out << j.dump(2) << "\n";
@@ -466,46 +458,8 @@ TrainResult Trainer::run() {
     PMPL_CHECK(log_.good(), "cannot write {}/log.jsonl", cfg_.output);
   }
 
-  // The training split: a seeded permutation; a search holds its first arch_split out for the
-  // alphas (never the validation set); --limit-train keeps a prefix of what remains.
-  std::vector<int64_t> order = permutation(train_set_->size(), cfg_.seed ^ 0xA5A5A5A5ull);
-  std::vector<int64_t> arch_part;
-  if (search_) {
-    const auto held = std::max<int64_t>(1, static_cast<int64_t>(std::llround(cfg_.arch_split * static_cast<double>(order.size()))));
-    arch_part.assign(order.begin(), order.begin() + held);
-    order.erase(order.begin(), order.begin() + held);
-  }
-  if (cfg_.limit_train > 0 && cfg_.limit_train < static_cast<int64_t>(order.size())) {
-    order.resize(static_cast<size_t>(cfg_.limit_train));
-    if (search_) {
-      const auto arch_keep = std::max<int64_t>(cfg_.batch_size, static_cast<int64_t>(cfg_.arch_split * cfg_.limit_train));
-      if (arch_keep < static_cast<int64_t>(arch_part.size())) arch_part.resize(static_cast<size_t>(arch_keep));
-    }
-  }
-  data::LoaderOptions lo;
-  lo.batch_size = cfg_.batch_size;
-  lo.image_size = cfg_.input_size;
-  lo.min_crop_scale = cfg_.crop_scale;
-  lo.workers = cfg_.workers;
-  lo.seed = cfg_.seed;
-  lo.rank = comm_.rank();
-  lo.world = comm_.world();
-  lo.subset = order;
-  loader_ = std::make_unique<data::Loader>(*train_set_, lo);
-  loader_->start_epoch(0);
-  const int64_t steps_per_epoch = loader_->batches_per_epoch();
-  PMPL_CHECK(steps_per_epoch > 0, "{} training images make no full batch of {} per process: lower --batch-size",
-             order.size(), cfg_.batch_size * comm_.world());
-  if (search_) {
-    data::LoaderOptions ao = lo;
-    ao.subset = arch_part;
-    ao.seed = cfg_.seed + 1;
-    arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
-    PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size * comm_.world(),
-               "the architecture split has {} images, fewer than one batch of {}: raise --arch-split",
-               arch_part.size(), cfg_.batch_size * comm_.world());
-    arch_loader_->start_epoch(state_.arch_epoch, state_.arch_batch);
-  }
+  if (search_) arch_loader_->start_epoch(state_.arch_epoch, state_.arch_batch);
+  const int64_t steps_per_epoch = steps_per_epoch_;
   const auto warmup = static_cast<int64_t>(std::llround(cfg_.warmup_epochs * static_cast<double>(steps_per_epoch)));
   const CosineSchedule schedule(cfg_.lr, cfg_.min_lr, warmup, cfg_.epochs * steps_per_epoch);
   EvalOptions eo;
@@ -518,7 +472,7 @@ TrainResult Trainer::run() {
   progress_.line(fmt::format("pmpl train: {} {}{} on {} ({} classes; {} training images{}), {} epochs of {} steps, "
                              "batch {}, output {}{}",
                              cfg_.model, cfg_.width, cfg_.small_input ? " small-input" : "", cfg_.data, cfg_.num_classes,
-                             order.size(), search_ ? fmt::format(", {} for the search", arch_part.size()) : "",
+                             train_images_, search_ ? fmt::format(", {} for the search, arch-lr {:.3g}", arch_images_, arch_lr_) : "",
                              cfg_.epochs, steps_per_epoch,
                              comm_.world() == 1 ? std::to_string(cfg_.batch_size)
                                                 : fmt::format("{} ({} per process x {} processes, {}{})", global_batch,
@@ -536,7 +490,7 @@ TrainResult Trainer::run() {
   TrainResult result;
   EvalResult last_eval;
   while (state_.epoch < cfg_.epochs) {
-    if (search_ && state_.epoch >= cfg_.force_fix_epoch) force_fix();
+    if (searching() && state_.epoch >= cfg_.force_fix_epoch) fix(search_->forced_decisions(), "forced");
     loader_->start_epoch(state_.epoch, state_.batch);
     double interval_loss = 0.0, interval_wait = 0.0, interval_comm = 0.0, epoch_loss = 0.0;
     int64_t interval_steps = 0, interval_hits = 0, interval_images = 0, epoch_steps = 0, interval_skipped = 0;
@@ -585,7 +539,7 @@ TrainResult Trainer::run() {
                  "good checkpoint, {}/checkpoint-last.safetensors, is intact",
                  loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
       if (searching()) {
-        check_fixing();
+        fix(search_->threshold_decisions(), "threshold");
         assert_same_genotype();
       }
       ++state_.global_step;
@@ -626,7 +580,7 @@ TrainResult Trainer::run() {
           if (searching() || arch_skipped_ > 0) line["arch_skipped_steps"] = arch_skipped_;
           arch_skipped_ = 0;
         }
-        if (search_) line["enhancers"] = enhancer_report(*model_);
+        if (search_) line["enhancers"] = search_->report(true);
         log(line);
         if (!progress_.tty()) {
           progress_.line(fmt::format("epoch {}/{} step {}/{}  loss {:.4f}  top-1 {:.1f}%  lr {:.4g}  {:.0f} img/s  ETA {}",
@@ -645,7 +599,7 @@ TrainResult Trainer::run() {
       if (cfg_.save_interval > 0 && state_.global_step % cfg_.save_interval == 0) save("checkpoint-last.safetensors");
     }
     const bool last = state_.epoch + 1 == cfg_.epochs;
-    if (search_ && last) force_fix();  // the final genotype is complete
+    if (searching() && last) fix(search_->forced_decisions(), "forced");  // the final genotype is complete
     if (comm_.world() > 1) epoch_loss = sum_over_processes({epoch_loss}, comm_)[0] / comm_.world();
     spread_state();
     nlohmann::json line = {{"type", "epoch"}, {"epoch", state_.epoch}, {"step", state_.global_step},
@@ -659,7 +613,7 @@ TrainResult Trainer::run() {
       line["val_top5"] = last_eval.top5;
       line["val_loss"] = last_eval.loss;
     }
-    if (search_) line["enhancers"] = enhancer_report(*model_);
+    if (search_) line["enhancers"] = search_->report(false);
     log(line);
     progress_.line(fmt::format("epoch {}/{} done in {}: train loss {:.4f}{}", state_.epoch + 1, cfg_.epochs,
                                format_duration(seconds_since(epoch_start)), epoch_loss / std::max<int64_t>(epoch_steps, 1),
@@ -690,7 +644,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"warmup_epochs", warmup_epochs}, {"min_lr", min_lr}, {"weight_decay", weight_decay},
           {"momentum", momentum}, {"nesterov", nesterov}, {"label_smoothing", label_smoothing},
           {"clip_grad", clip_grad}, {"input_size", input_size}, {"crop_scale", crop_scale}, {"workers", workers}, {"seed", seed},
-          {"arch_lr", arch_lr}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
+          {"arch_lr", arch_lr > 0 ? nlohmann::json(arch_lr) : nlohmann::json("auto")}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
           {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"force_fix_epoch", force_fix_epoch},
           {"fix_top", fix_top}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
           {"save_interval", save_interval}, {"limit_train", limit_train}, {"limit_val", limit_val}, {"amp", amp},

@@ -53,11 +53,11 @@ struct TrainConfig {
   bool sync_bn = false;        // batchnorm statistics over all processes' batches
   double bucket_mb = 4.0;      // gradient all-reduce bucket size
   double comm_timeout = 300.0; // seconds a collective may take before the job is ended
-  // PMPL.
-  double arch_lr = 3e-4;
+  // PMPL (docs/PMPL.md says why these defaults; the reference code's are 3e-4, 0.5/0.999, 1e-3).
+  double arch_lr = 0.0;  // 0: auto, kArchLrScale / sqrt(the search's architecture steps)
   double arch_beta1 = 0.5;
   double arch_beta2 = 0.999;
-  double arch_wd = 1e-3;
+  double arch_wd = 0.0;
   double arch_split = 0.1;
   double fix_threshold = 0.2;
   int64_t force_fix_epoch = -1;  // -1: half the epochs, rounded up

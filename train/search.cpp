@@ -1,0 +1,162 @@
+#include "train/search.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "engine/profile.h"
+#include "train/pmpl.h"
+#include "train/recalibrate.h"
+
+namespace pmpl {
+
+double auto_arch_lr(int64_t steps) { return kArchLrScale / std::sqrt(static_cast<double>(std::max<int64_t>(steps, 1))); }
+
+ArchitectureSearch::ArchitectureSearch(Module& network, Enhancers enhancers, ParameterGroup& arch,
+                                       ParameterGroup& weights, const SearchOptions& options, bool fp16,
+                                       Communicator& comm)
+    : network_(network),
+      enhancers_(std::move(enhancers)),
+      arch_(arch),
+      weights_(weights),
+      options_(options),
+      adam_(arch, options.adam),
+      scaler_(fp16),
+      comm_(comm) {}
+
+bool ArchitectureSearch::open() const {
+  return std::any_of(enhancers_.begin(), enhancers_.end(), [](const auto& e) { return !e.second->fixed(); });
+}
+
+bool ArchitectureSearch::step(const std::function<Tensor()>& loss) {
+  const ProfileRange range("architecture step");
+  weights_.set_requires_grad(false);
+  arch_.zero_grad();
+  scaler_.scale(loss()).backward();
+  weights_.set_requires_grad(true);
+  if (comm_.world() > 1) {
+    comm_.all_reduce_sum(arch_.grads());
+    ops::scale_(arch_.grads(), 1.0 / comm_.world());
+  }
+  // The averaged gradients are the same on every rank, so every rank skips the same steps.
+  const bool stepped = scaler_.unscale(arch_);
+  if (stepped) {
+    const Tensor& g = arch_.grads();
+    grad_sum_ = grad_sum_.defined() ? ops::add(grad_sum_, g) : g.clone();
+    grad_squares_ = grad_squares_.defined() ? ops::add(grad_squares_, ops::mul(g, g)) : ops::mul(g, g);
+    ++grad_steps_;
+    adam_.step();
+    scaler_.step_taken();
+  }
+  // Rank 0's alphas everywhere: the fixing decisions, taken on every rank, then agree by
+  // construction even if an all-reduce rounded differently on some rank.
+  if (comm_.world() > 1) comm_.broadcast(arch_.values(), 0);
+  return stepped;
+}
+
+std::vector<std::vector<double>> ArchitectureSearch::open_probabilities() const {
+  // One copy of all alphas (on a GPU one wait, not one per enhancer); each open enhancer's
+  // probabilities from its part, computed as MetaPooling::probabilities does.
+  const std::vector<double> alphas = arch_.values().to(Device::cpu()).to(DType::kF64).to_vector<double>();
+  std::vector<std::vector<double>> out;
+  for (const auto& [name, e] : enhancers_) {
+    std::vector<double> probs;
+    if (!e->fixed()) {
+      for (size_t i = 0; i < arch_.params().size(); ++i) {
+        const Tensor& alpha = arch_.params()[i].tensor;
+        if (alpha.raw_data() != e->alpha().raw_data()) continue;
+        const auto first = alphas.begin() + arch_.offset(i);
+        probs = MetaPooling::probabilities_of(
+            Tensor::from_vector(std::vector<double>(first, first + alpha.numel()), alpha.shape()));
+      }
+      PMPL_ASSERT(!probs.empty(), "{}: its alpha is not in the architecture parameters", name);
+    }
+    out.push_back(std::move(probs));
+  }
+  return out;
+}
+
+std::vector<FixDecision> ArchitectureSearch::threshold_decisions() const {
+  const std::vector<std::vector<double>> probs = open_probabilities();
+  std::vector<FixDecision> out;
+  for (size_t i = 0; i < enhancers_.size(); ++i) {
+    if (probs[i].empty()) continue;
+    if (const auto op = fix_decision(probs[i], options_.fix_threshold)) {
+      out.push_back({enhancers_[i].first, enhancers_[i].second, {*op}, probs[i]});
+    }
+  }
+  return out;
+}
+
+std::vector<FixDecision> ArchitectureSearch::forced_decisions() const {
+  const std::vector<std::vector<double>> probs = open_probabilities();
+  std::vector<FixDecision> out;
+  for (size_t i = 0; i < enhancers_.size(); ++i) {
+    if (probs[i].empty()) continue;
+    out.push_back({enhancers_[i].first, enhancers_[i].second, top_ops(probs[i], options_.fix_top), probs[i]});
+  }
+  return out;
+}
+
+void ArchitectureSearch::deactivate(const std::string& name, const std::vector<PoolOp>& ops) {
+  arch_.deactivate(name + ".alpha");
+  if (std::find(ops.begin(), ops.end(), PoolOp::kStrip) == ops.end()) weights_.deactivate(name + ".strip.");
+}
+
+void ArchitectureSearch::fix(const std::vector<FixDecision>& decisions, const std::function<Tensor()>& next_input) {
+  std::vector<BatchNorm*> recalibrate;
+  for (const FixDecision& d : decisions) {
+    d.enhancer->fix(d.ops);
+    deactivate(d.name, d.ops);
+    recalibrate.push_back(&d.enhancer->batchnorm());
+  }
+  recalibrate_batchnorm(network_, recalibrate, kRecalibrationBatches, next_input);
+}
+
+void ArchitectureSearch::deactivate_fixed() {
+  for (const auto& [name, e] : enhancers_) {
+    if (e->fixed() && e->alpha().defined()) deactivate(name, e->fixed_ops());
+  }
+}
+
+nlohmann::json ArchitectureSearch::report(bool take_gradients) {
+  std::vector<double> sums, squares;
+  if (take_gradients && grad_steps_ > 0) {
+    sums = grad_sum_.to(Device::cpu()).to(DType::kF64).to_vector<double>();
+    squares = grad_squares_.to(Device::cpu()).to(DType::kF64).to_vector<double>();
+  }
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [name, e] : enhancers_) {
+    nlohmann::json probs = nlohmann::json::object();
+    const std::vector<double> p = e->probabilities();
+    for (size_t i = 0; i < p.size(); ++i) probs[std::string(pool_op_name(static_cast<PoolOp>(i)))] = p[i];
+    nlohmann::json entry = {{"name", name}, {"probs", probs}, {"fixed", nullptr}};
+    if (e->fixed()) {
+      nlohmann::json fixed = nlohmann::json::array();
+      for (PoolOp op : e->fixed_ops()) fixed.push_back(std::string(pool_op_name(op)));
+      entry["fixed"] = fixed.size() == 1 ? fixed[0] : fixed;
+    }
+    if (!e->fixed() && !sums.empty()) {
+      for (size_t i = 0; i < arch_.params().size(); ++i) {
+        if (arch_.params()[i].tensor.raw_data() != e->alpha().raw_data()) continue;
+        std::vector<double> mean, rms;
+        for (int k = 0; k < kNumPoolOps; ++k) {
+          const auto at = static_cast<size_t>(arch_.offset(i) + k);
+          mean.push_back(sums[at] / static_cast<double>(grad_steps_));
+          rms.push_back(std::sqrt(squares[at] / static_cast<double>(grad_steps_)));
+        }
+        entry["grad_mean"] = mean;
+        entry["grad_rms"] = rms;
+      }
+    }
+    list.push_back(std::move(entry));
+  }
+  if (take_gradients) {
+    grad_sum_ = grad_squares_ = Tensor();
+    grad_steps_ = 0;
+  }
+  return list;
+}
+
+}  // namespace pmpl
