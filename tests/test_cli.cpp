@@ -120,6 +120,8 @@ TEST(Cli, TrainRefusesBadInputInOneLine) {
   for (const char* args : {"train --data /nonexistent/data --output /tmp/pmpl_cli_never",
                            "train --data /tmp --output /tmp/pmpl_cli_never --epochs 0",
                            "train --data /tmp --output /tmp/pmpl_cli_never --arch-betas 0.5 1.5",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --arch-lr fast",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --arch-lr -1",
                            "train --data /tmp --output /tmp/pmpl_cli_never --device cuda",
                            "eval --data /nonexistent/data --weights /nonexistent.safetensors"}) {
     const Result r = run_cli(args);

@@ -9,6 +9,8 @@
 // must not cost the network its accuracy either (the fixed enhancer's batchnorm is re-estimated).
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -115,10 +117,20 @@ class PlantedNet : public Module {
   std::shared_ptr<MetaPooling> enhancer_;
 };
 
+// The planted network's tensors are tiny (8 channels of 24 x 24): OpenMP's fork and join cost more
+// than the work, and under ctest -j2 two processes of two threads spin against each other
+// (measured: 74 s per test, 16 s on one thread).
+struct OneThread {
+  int saved = omp_get_max_threads();
+  OneThread() { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(saved); }
+};
+
 // A planted search: the trainer's alternation (an architecture step on one fresh batch, then an
 // SGD step on the weights on another) for `steps` steps, the architecture learning rate as
 // --arch-lr auto sets it for that many steps.
 struct PlantedSearch {
+  OneThread one_thread;
   Generator gen;
   PlantedNet net;
   ParameterGroup weights, arch;

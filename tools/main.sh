@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The README's main command: installs what is missing, builds pmpl, and runs the main job on
 # Debian's Fashion-MNIST (converted to the ImageNet folder layout): a short PMPL search with the
-# small-input MobileNetV2-MP, training of the architecture it found, evaluation, the chosen op
-# per layer, and deployment: export to a .pmpl file and inference on test images with it. About
-# 6 minutes on 2 cores.
+# small-input MobileNetV2-MP, training of the architecture it found and of plain MobileNetV2 on the
+# same budget, evaluation of both, the chosen op per layer with its probability, and deployment:
+# export to a .pmpl file and inference on test images with it. About 8 minutes on 2 cores.
 #   PMPL_RUN=DIR      where the run goes (default runs/main-<date>)
 #   PMPL_QUICK=1      a 1-minute smoke version
 set -euo pipefail
@@ -30,13 +30,30 @@ echo "== PMPL search (MobileNetV2-MP, small input, width 0.25) on $search_images
 echo "== training the found architecture on $train_images images"
 ./build/pmpl train "${common[@]}" --model mobilenetv2_mp --genotype "$run/search/genotype.json" \
   --epochs "$train_epochs" --limit-train "$train_images" --output "$run/train"
+echo "== plain MobileNetV2 with the same budget, for comparison"
+./build/pmpl train "${common[@]}" --model mobilenetv2 --epochs "$train_epochs" --limit-train "$train_images" \
+  --output "$run/plain"
 echo "== evaluation on all of $data/val"
-./build/pmpl eval --data "$data" --weights "$run/train/checkpoint-best.safetensors" --input-size 28
+mp=$(./build/pmpl eval --data "$data" --weights "$run/train/checkpoint-best.safetensors" --input-size 28)
+plain=$(./build/pmpl eval --data "$data" --weights "$run/plain/checkpoint-best.safetensors" --input-size 28)
+echo "  MobileNetV2-MP (searched): ${mp#*: }"
+echo "  MobileNetV2 (plain):       ${plain#*: }"
+top1() { sed -E 's/.*top-1 ([0-9.]+)%.*/\1/' <<<"$1"; }
+python3 -c "import sys; print(f'  searched - plain: {float(sys.argv[1]) - float(sys.argv[2]):+.2f} top-1 (one seed: see README, \"Does the search pay?\", for the spread)')" \
+  "$(top1 "$mp")" "$(top1 "$plain")"
 echo "== the architecture found (genotype: $run/search/genotype.json)"
-python3 - "$run/search/genotype.json" <<'PY'
-import json, sys
-for e in json.load(open(sys.argv[1]))["enhancers"]:
-    print(f"  {e['name']:<22} {' + '.join(e['ops'])}")
+python3 - "$run/search/log.jsonl" <<'PY'
+import json, math, sys
+OPS = ["skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"]
+fixes = [json.loads(l) for l in open(sys.argv[1]) if '"event"' in l]
+fixes = {f["name"]: f for f in fixes if f.get("event") == "fixed"}
+uniform = math.log2(len(OPS))
+print(f"  {'enhancer':<22} {'op':<6} {'p':>5}  entropy (bits; {uniform:.0f} = undecided)  fixed by")
+for name in sorted(fixes, key=lambda n: int(n.split(".")[1])):
+    f = fixes[name]
+    h = -sum(p * math.log2(p) for p in f["probs"] if p > 0)
+    p = max(f["probs"])
+    print(f"  {name:<22} {f['ops']:<6} {p:5.2f}  {h:4.2f} (-{uniform - h:.2f})  {f['why']} at step {f['step']}")
 PY
 if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   /usr/bin/python3 tools/plot_run.py "$run/search"

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "engine/error.h"
 #include "engine/ops.h"
@@ -55,48 +56,40 @@ bool ArchitectureSearch::step(const std::function<Tensor()>& loss) {
   return stepped;
 }
 
-std::vector<std::vector<double>> ArchitectureSearch::open_probabilities() const {
+int64_t ArchitectureSearch::alpha_offset(const MetaPooling& e) const {
+  for (size_t i = 0; i < arch_.params().size(); ++i) {
+    if (arch_.params()[i].tensor.raw_data() == e.alpha().raw_data()) return arch_.offset(i);
+  }
+  PMPL_ASSERT(false, "an enhancer's alpha is not in the architecture parameters");
+  return -1;
+}
+
+std::vector<FixDecision> ArchitectureSearch::decide(
+    const std::function<std::vector<PoolOp>(const std::vector<double>&)>& rule) const {
   // One copy of all alphas (on a GPU one wait, not one per enhancer); each open enhancer's
   // probabilities from its part, computed as MetaPooling::probabilities does.
   const std::vector<double> alphas = arch_.values().to(Device::cpu()).to(DType::kF64).to_vector<double>();
-  std::vector<std::vector<double>> out;
+  std::vector<FixDecision> out;
   for (const auto& [name, e] : enhancers_) {
-    std::vector<double> probs;
-    if (!e->fixed()) {
-      for (size_t i = 0; i < arch_.params().size(); ++i) {
-        const Tensor& alpha = arch_.params()[i].tensor;
-        if (alpha.raw_data() != e->alpha().raw_data()) continue;
-        const auto first = alphas.begin() + arch_.offset(i);
-        probs = MetaPooling::probabilities_of(
-            Tensor::from_vector(std::vector<double>(first, first + alpha.numel()), alpha.shape()));
-      }
-      PMPL_ASSERT(!probs.empty(), "{}: its alpha is not in the architecture parameters", name);
-    }
-    out.push_back(std::move(probs));
+    if (e->fixed()) continue;
+    const auto first = alphas.begin() + alpha_offset(*e);
+    const std::vector<double> probs = MetaPooling::probabilities_of(
+        Tensor::from_vector(std::vector<double>(first, first + kNumPoolOps), Shape{kNumPoolOps}));
+    std::vector<PoolOp> ops = rule(probs);
+    if (!ops.empty()) out.push_back({name, e, std::move(ops), probs});
   }
   return out;
 }
 
 std::vector<FixDecision> ArchitectureSearch::threshold_decisions() const {
-  const std::vector<std::vector<double>> probs = open_probabilities();
-  std::vector<FixDecision> out;
-  for (size_t i = 0; i < enhancers_.size(); ++i) {
-    if (probs[i].empty()) continue;
-    if (const auto op = fix_decision(probs[i], options_.fix_threshold)) {
-      out.push_back({enhancers_[i].first, enhancers_[i].second, {*op}, probs[i]});
-    }
-  }
-  return out;
+  return decide([&](const std::vector<double>& probs) {
+    const std::optional<PoolOp> op = fix_decision(probs, options_.fix_threshold);
+    return op ? std::vector<PoolOp>{*op} : std::vector<PoolOp>{};
+  });
 }
 
 std::vector<FixDecision> ArchitectureSearch::forced_decisions() const {
-  const std::vector<std::vector<double>> probs = open_probabilities();
-  std::vector<FixDecision> out;
-  for (size_t i = 0; i < enhancers_.size(); ++i) {
-    if (probs[i].empty()) continue;
-    out.push_back({enhancers_[i].first, enhancers_[i].second, top_ops(probs[i], options_.fix_top), probs[i]});
-  }
-  return out;
+  return decide([&](const std::vector<double>& probs) { return top_ops(probs, options_.fix_top); });
 }
 
 void ArchitectureSearch::deactivate(const std::string& name, const std::vector<PoolOp>& ops) {
@@ -138,17 +131,14 @@ nlohmann::json ArchitectureSearch::report(bool take_gradients) {
       entry["fixed"] = fixed.size() == 1 ? fixed[0] : fixed;
     }
     if (!e->fixed() && !sums.empty()) {
-      for (size_t i = 0; i < arch_.params().size(); ++i) {
-        if (arch_.params()[i].tensor.raw_data() != e->alpha().raw_data()) continue;
-        std::vector<double> mean, rms;
-        for (int k = 0; k < kNumPoolOps; ++k) {
-          const auto at = static_cast<size_t>(arch_.offset(i) + k);
-          mean.push_back(sums[at] / static_cast<double>(grad_steps_));
-          rms.push_back(std::sqrt(squares[at] / static_cast<double>(grad_steps_)));
-        }
-        entry["grad_mean"] = mean;
-        entry["grad_rms"] = rms;
+      std::vector<double> mean, rms;
+      for (int k = 0; k < kNumPoolOps; ++k) {
+        const auto at = static_cast<size_t>(alpha_offset(*e) + k);
+        mean.push_back(sums[at] / static_cast<double>(grad_steps_));
+        rms.push_back(std::sqrt(squares[at] / static_cast<double>(grad_steps_)));
       }
+      entry["grad_mean"] = mean;
+      entry["grad_rms"] = rms;
     }
     list.push_back(std::move(entry));
   }

@@ -86,8 +86,10 @@ class ArchitectureSearch {
 
  private:
   void deactivate(const std::string& name, const std::vector<PoolOp>& ops);
-  // Each open enhancer's probabilities, from one host copy of the alphas.
-  std::vector<std::vector<double>> open_probabilities() const;
+  // Where an enhancer's alpha starts in the architecture group's flat buffers.
+  int64_t alpha_offset(const MetaPooling& e) const;
+  // The open enhancers whose probabilities `rule` gives ops for (none: stays open).
+  std::vector<FixDecision> decide(const std::function<std::vector<PoolOp>(const std::vector<double>&)>& rule) const;
 
   Module& network_;
   Enhancers enhancers_;

@@ -22,13 +22,11 @@
 #include "engine/profile.h"
 #include "engine/rng.h"
 #include "layers/weights.h"
-#include "train/adam.h"
 #include "train/amp.h"
 #include "train/checkpoint.h"
 #include "train/data_parallel.h"
 #include "train/evaluate.h"
 #include "train/loss_scale.h"
-#include "train/pmpl.h"
 #include "train/progress.h"
 #include "train/schedule.h"
 #include "train/search.h"
@@ -322,8 +320,6 @@ Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
   return ops::cross_entropy(out, batch.labels.to(device_), cfg_.label_smoothing);
 }
 
-// One Adam step on the open alphas: the weights are not differentiated (their part of the graph
-// is not even recorded up to the first enhancer).
 // One clear stop when a loss scaler gives up (LossScaler::gave_up).
 void Trainer::check_overflows(const LossScaler& scaler, const char* what, const char* lr_flag) const {
   PMPL_CHECK(!scaler.gave_up(),
@@ -344,6 +340,8 @@ data::Batch Trainer::next_arch_batch() {
   return std::move(*batch);
 }
 
+// One Adam step on the open alphas from an architecture batch: the weights are not differentiated
+// (their part of the graph is not even recorded up to the first enhancer).
 void Trainer::architecture_step() {
   const data::Batch batch = next_arch_batch();
   if (!search_->step([&] { return forward_loss(batch, nullptr); })) {

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Does PMPL find an architecture worth having? Trains, at one budget and over several seeds:
+  plain      MobileNetV2
+  pmpl       MobileNetV2-MP with the genotype a PMPL search found (the search runs first, its
+             cost reported apart), trained from scratch
+  random     MobileNetV2-MP with a random genotype (one op per enhancer, uniformly, per seed)
+  max3       MobileNetV2-MP with every enhancer max3
+  skip       MobileNetV2-MP with every enhancer skip (the enhancer without pooling; --no-skip drops it)
+and prints a table (mean +- std of val top-1/top-5, params, MACs, training img/s), writes
+fidelity.json and, per search, the enhancers' probabilities over it (plot_run.py's enhancers.png).
+
+Every run is `pmpl train` with the same flags but the model's; the validation split is only ever
+evaluated, never used to choose anything (the defaults were chosen on a split of train/).
+
+usage: /usr/bin/python3 tools/bench_fidelity.py --data DIR --out DIR [options]   (--help)
+"""
+import argparse
+import json
+import math
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPS = ["skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"]
+ARMS = ["plain", "pmpl", "random", "max3", "skip"]
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="ImageNet-layout dataset (ROOT/{train,val}/<class>/)")
+    p.add_argument("--out", required=True, help="folder for the runs, fidelity.json and the plots")
+    p.add_argument("--pmpl", default=os.path.join(HERE, "..", "build", "pmpl"), help="the pmpl binary")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--input-size", type=int, default=56)
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--epochs", type=int, default=2, help="training epochs of every arm")
+    p.add_argument("--train-images", type=int, default=15000, help="--limit-train of every arm")
+    p.add_argument("--search-epochs", type=int, default=1)
+    p.add_argument("--search-images", type=int, default=12000, help="--limit-train of the search")
+    p.add_argument("--val-images", type=int, default=0, help="--limit-val (0: the whole split)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time (each gets cores / jobs threads)")
+    p.add_argument("--no-skip", action="store_true", help="leave out the all-skip arm")
+    p.add_argument("--extra", default="", help="more pmpl train flags for every run, as one string")
+    return p.parse_args()
+
+
+def genotype_file(path, ops):
+    names = [f"features.{i}.enhancer" for i in range(2, 18)]
+    with open(path, "w") as f:
+        json.dump({"format": "pmpl-genotype", "version": 1,
+                   "enhancers": [{"name": n, "ops": [op]} for n, op in zip(names, ops)]}, f)
+    return path
+
+
+def read_log(run):
+    return [json.loads(l) for l in open(os.path.join(run, "log.jsonl")) if l.strip()]
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.threads = max(1, (os.cpu_count() or 2) // a.jobs)
+        os.makedirs(a.out, exist_ok=True)
+        self.common = ["--data", a.data, "--width", str(a.width), "--small-input", "--input-size", str(a.input_size),
+                       "--crop-scale", "0.5", "--batch-size", str(a.batch_size), "--lr", str(a.lr),
+                       "--workers", str(self.threads), "--quiet"]
+        if a.val_images:
+            self.common += ["--limit-val", str(a.val_images)]
+        self.common += a.extra.split()
+
+    def train(self, name, flags):
+        run = os.path.join(self.a.out, name)
+        if os.path.exists(os.path.join(run, "log.jsonl")) and any(
+                l.get("type") == "epoch" and "val_top1" in l and l["epoch"] + 1 == self.epochs_of(flags)
+                for l in read_log(run)):
+            return run  # done by an earlier, interrupted invocation
+        if os.path.exists(run):
+            subprocess.run(["rm", "-rf", run], check=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
+        start = time.time()
+        done = subprocess.run([self.a.pmpl, "train", *self.common, *flags, "--output", run], env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"bench_fidelity: {name} failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+        print(f"  {name}: {time.time() - start:.0f} s", flush=True)
+        return run
+
+    @staticmethod
+    def epochs_of(flags):
+        return int(flags[flags.index("--epochs") + 1])
+
+    def summary(self, model_flags):
+        out = subprocess.run([self.a.pmpl, "summary", *model_flags, "--width", str(self.a.width), "--small-input",
+                              "--input-size", str(self.a.input_size), "--num-classes", str(self.classes)],
+                             capture_output=True, text=True, check=True).stdout
+        return int(re.search(r"params: (\d+)", out).group(1)), int(re.search(r"macs: (\d+)", out).group(1))
+
+    def arm_flags(self, arm, seed):
+        base = ["--epochs", str(self.a.epochs), "--limit-train", str(self.a.train_images), "--seed", str(seed)]
+        if arm == "plain":
+            return ["--model", "mobilenetv2", *base]
+        if arm == "pmpl":
+            search = os.path.join(self.a.out, f"search-s{seed}", "genotype.json")
+            return ["--model", "mobilenetv2_mp", "--genotype", search, *base]
+        rng = random.Random(1000 + seed)
+        ops = [rng.choice(OPS) for _ in range(16)] if arm == "random" else [arm] * 16
+        return ["--model", "mobilenetv2_mp", "--genotype",
+                genotype_file(os.path.join(self.a.out, f"{arm}-s{seed}.genotype.json"), ops), *base]
+
+    def run(self):
+        a = self.a
+        self.classes = len([d for d in os.listdir(os.path.join(a.data, "train"))])
+        arms = [x for x in ARMS if not (a.no_skip and x == "skip")]
+        seeds = list(range(a.seeds))
+        t0 = time.time()
+        print(f"bench_fidelity: {a.seeds} seeds x {arms} at {a.input_size} px, width {a.width}, {a.epochs} epochs of "
+              f"{a.train_images} images; searches of {a.search_epochs} epoch(s) on {a.search_images}; {a.jobs} runs at a "
+              f"time, {self.threads} thread(s) each", flush=True)
+        search_flags = lambda s: ["--model", "mobilenetv2_mp", "--epochs", str(a.search_epochs), "--limit-train",
+                                  str(a.search_images), "--seed", str(s)]
+        jobs = [(f"search-s{s}", search_flags(s)) for s in seeds]
+        jobs += [(f"{arm}-s{s}", None) for s in seeds for arm in arms if arm != "pmpl"]
+        results = {}
+        with ThreadPoolExecutor(a.jobs) as pool:
+            # The searches first; each searched arm starts as soon as its search is done.
+            futures = {}
+            for name, flags in jobs:
+                arm, seed = name.rsplit("-s", 1)
+                flags = flags or self.arm_flags(arm, int(seed))
+                futures[name] = pool.submit(self.train, name, flags)
+            for s in seeds:
+                futures[f"search-s{s}"].result()
+                futures[f"pmpl-s{s}"] = pool.submit(self.train, f"pmpl-s{s}", self.arm_flags("pmpl", s))
+            runs = {name: f.result() for name, f in futures.items()}
+        for name, run in runs.items():
+            log = read_log(run)
+            last = [l for l in log if l.get("type") == "epoch" and "val_top1" in l][-1]
+            speeds = sorted(l["img_per_s"] for l in log if l.get("type") == "step")
+            results[name] = {"val_top1": last["val_top1"], "val_top5": last["val_top5"],
+                             "img_per_s": speeds[len(speeds) // 2] if speeds else None,
+                             "seconds": sum(l["seconds"] for l in log if l.get("type") == "epoch")}
+        table = []
+        for arm in arms:
+            rows = [results[f"{arm}-s{s}"] for s in seeds]
+            if arm == "plain":
+                sizes = [self.summary(["--model", "mobilenetv2"])] * len(seeds)
+            else:
+                sizes = [self.summary(["--model", "mobilenetv2_mp", "--genotype",
+                                       self.arm_flags(arm, s)[self.arm_flags(arm, s).index("--genotype") + 1]])
+                         for s in seeds]
+            top1 = [100 * r["val_top1"] for r in rows]
+            top5 = [100 * r["val_top5"] for r in rows]
+            table.append({"arm": arm, "top1": top1, "top5": top5, "params": statistics.mean(p for p, _ in sizes),
+                          "macs": statistics.mean(m for _, m in sizes),
+                          "img_per_s": statistics.mean(r["img_per_s"] for r in rows),
+                          "train_seconds": statistics.mean(r["seconds"] for r in rows)})
+        searches = []
+        for s in seeds:
+            run = os.path.join(a.out, f"search-s{s}")
+            fixes = sorted((l for l in read_log(run) if l.get("event") == "fixed"),
+                           key=lambda l: int(l["name"].split(".")[1]))
+            searches.append({"seed": s, "seconds": results[f"search-s{s}"]["seconds"],
+                             "genotype": [f["ops"] for f in fixes],
+                             "fixed_p": [max(f["probs"]) for f in fixes],
+                             "entropy_bits": [-sum(p * math.log2(p) for p in f["probs"] if p > 0) for f in fixes],
+                             "why": [f["why"] for f in fixes]})
+            plot = os.path.join(HERE, "plot_run.py")
+            subprocess.run([sys.executable, plot, run], capture_output=True)
+        report = {"config": vars(a), "arms": table, "searches": searches, "runs": results,
+                  "wall_seconds": time.time() - t0}
+        with open(os.path.join(a.out, "fidelity.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        print_table(report)
+
+
+def mean_std(xs):
+    return f"{statistics.mean(xs):.2f} +- {statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f}"
+
+
+def print_table(report):
+    a = report["config"]
+    print(f"\n{a['seeds']} seeds, {a['input_size']} px, width {a['width']}, {a['epochs']} epochs of {a['train_images']} "
+          f"images, val top-1/top-5 in %, mean +- std over seeds\n")
+    print("| arm | top-1 | top-5 | params | MACs | train img/s |")
+    print("|---|---|---|---|---|---|")
+    for r in report["arms"]:
+        print(f"| {r['arm']} | {mean_std(r['top1'])} | {mean_std(r['top5'])} | {r['params']:,.0f} | "
+              f"{r['macs'] / 1e6:.1f}M | {r['img_per_s']:.0f} |")
+    plain = statistics.mean(report["arms"][0]["top1"])
+    for r in report["arms"][1:]:
+        print(f"{r['arm']} - plain: {statistics.mean(r['top1']) - plain:+.2f} top-1")
+    for s in report["searches"]:
+        print(f"search seed {s['seed']} ({s['seconds']:.0f} s): " + ", ".join(
+            f"{op} ({p:.2f})" for op, p in zip(s["genotype"], s["fixed_p"])))
+    print(f"wall time {report['wall_seconds'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    Bench(parse_args()).run()
