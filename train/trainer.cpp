@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -27,6 +28,7 @@
 #include "train/data_parallel.h"
 #include "train/evaluate.h"
 #include "train/loss_scale.h"
+#include "train/pmpl.h"
 #include "train/progress.h"
 #include "train/schedule.h"
 #include "train/search.h"
@@ -293,10 +295,18 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
       if (!chosen.empty()) chosen += '+';
       chosen += pool_op_name(op);
     }
-    progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, epoch {}, step {})", d.name, chosen, why,
-                               d.probs[static_cast<size_t>(d.ops[0])], state_.epoch + 1, state_.global_step));
+    const std::vector<PoolOp> top = top_ops(d.probs, 2);
+    const double lead = d.probs[static_cast<size_t>(top[0])] - d.probs[static_cast<size_t>(top[1])];
+    progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, lead {:.3f}, epoch {}, step {})", d.name, chosen, why,
+                               d.probs[static_cast<size_t>(d.ops[0])], lead, state_.epoch + 1, state_.global_step));
     log({{"event", "fixed"}, {"name", d.name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
          {"step", state_.global_step}, {"probs", d.probs}});
+  }
+  if (std::string_view(why) == "forced") {
+    progress_.line(fmt::format("{} enhancers were fixed before their lead reached --fix-threshold {}: their ops are "
+                               "the search's best guess so far; a longer search (more epochs or images) gathers more "
+                               "evidence (docs/PMPL.md)",
+                               decisions.size(), cfg_.fix_threshold));
   }
   if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
 }
