@@ -1,7 +1,7 @@
 #include "cuda_kernels/batchnorm.h"
 
 #include "cuda_kernels/column_sums.cuh"
-#include "engine/math.h"
+#include "core/math.h"
 
 namespace pmpl::cuda {
 namespace {

@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "engine/dtype.h"
+#include "core/dtype.h"
 
 namespace pmpl::cuda {
 

@@ -6,12 +6,12 @@
 //   adds its rows in order, then the row lanes are added in order.
 //   Pass 2: a block per channel adds the chunks' partial sums in a fixed tree.
 // The chunking depends only on (rows, c), so a result never depends on timing: the same inputs
-// give the same bits on every run. The split itself is engine/kernels/column_plan.h, plain C++
+// give the same bits on every run. The split itself is core/kernels/column_plan.h, plain C++
 // that a CPU test checks covers every element once.
 #pragma once
 
 #include "cuda_kernels/launch.cuh"
-#include "engine/kernels/column_plan.h"
+#include "core/kernels/column_plan.h"
 
 namespace pmpl::cuda {
 

@@ -1,4 +1,4 @@
-// CUDA kernels of ops::depthwise_conv2d (arithmetic: engine/kernels/depthwise.h), NHWC, weight
+// CUDA kernels of ops::depthwise_conv2d (arithmetic: core/kernels/depthwise.h), NHWC, weight
 // transposed to [k, k, C], on the legacy default stream. Tensors of `dtype` (f32, bf16, f16:
 // computed in f32); the weight gradient's partial sums are f32. Written without a GPU: compiled
 // here, checked against the CPU op by Cuda.DepthwiseMatchesTheCpu where a GPU is present.
@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
-#include "engine/dtype.h"
-#include "engine/kernels/depthwise.h"
+#include "core/dtype.h"
+#include "core/kernels/depthwise.h"
 
 namespace pmpl::cuda {
 

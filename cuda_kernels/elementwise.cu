@@ -1,8 +1,8 @@
 #include "cuda_kernels/elementwise.h"
 
 #include "cuda_kernels/launch.cuh"
-#include "engine/math.h"
-#include "engine/rng.h"
+#include "core/math.h"
+#include "core/rng.h"
 
 namespace pmpl::cuda {
 namespace {

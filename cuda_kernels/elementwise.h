@@ -1,14 +1,14 @@
 // Elementwise CUDA kernels (legacy default stream), the device side of
 // engine/ops/{activation,binary,weighted_sum,normalize,dropout,channel_affine}.cpp. Tensors of
 // `dtype` (f32, bf16, f16: computed in f32, rounded once when stored) unless a function says
-// float. Per-element math is engine/math.h's, shared with the CPU. Written without a GPU: compiled
+// float. Per-element math is core/math.h's, shared with the CPU. Written without a GPU: compiled
 // here, checked against the CPU ops by the CudaOps.* tests where a GPU is present.
 #pragma once
 
 #include <cstdint>
 
-#include "engine/dtype.h"
-#include "engine/kernels/indexing.h"
+#include "core/dtype.h"
+#include "core/kernels/indexing.h"
 
 namespace pmpl::cuda {
 

@@ -1,6 +1,6 @@
 #include "cuda_kernels/fill.h"
 
-#include "engine/cuda_check.h"
+#include "core/cuda_check.h"
 
 namespace pmpl::cuda {
 namespace {

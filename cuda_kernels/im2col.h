@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "engine/dtype.h"
-#include "engine/kernels/indexing.h"
+#include "core/dtype.h"
+#include "core/kernels/indexing.h"
 
 namespace pmpl::cuda {
 

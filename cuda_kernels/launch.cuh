@@ -7,8 +7,8 @@
 
 #include <string>
 
-#include "engine/cuda_check.h"
-#include "engine/dtype.h"
+#include "core/cuda_check.h"
+#include "core/dtype.h"
 
 namespace pmpl::cuda {
 

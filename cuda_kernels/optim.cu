@@ -1,7 +1,7 @@
 #include "cuda_kernels/optim.h"
 
 #include "cuda_kernels/launch.cuh"
-#include "engine/kernels/optim.h"
+#include "core/kernels/optim.h"
 
 namespace pmpl::cuda {
 namespace {

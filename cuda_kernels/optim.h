@@ -1,6 +1,6 @@
 // Optimiser steps and the gradient norm on the GPU (float32, legacy default stream), over one
 // contiguous range [begin, end) of a ParameterGroup's flat buffers; arithmetic from
-// engine/kernels/optim.h. Written without a GPU: compiled here, checked against the CPU
+// core/kernels/optim.h. Written without a GPU: compiled here, checked against the CPU
 // optimisers by CudaOps.OptimizersMatchTheCpu where a GPU is present.
 #pragma once
 

@@ -1,4 +1,4 @@
-// CUDA kernels of ops::max_pool2d and ops::avg_pool2d (arithmetic: engine/kernels/pool.h), any
+// CUDA kernels of ops::max_pool2d and ops::avg_pool2d (arithmetic: core/kernels/pool.h), any
 // k <= 15, stride and padding <= k / 2, on the legacy default stream, tensors of `dtype` (f32,
 // bf16, f16: computed in f32): one thread per output in forward (max records its winning tap),
 // one per input in backward (a gather in the CPU's order: the same sums bit for bit). Written
@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "engine/dtype.h"
-#include "engine/kernels/pool.h"
+#include "core/dtype.h"
+#include "core/kernels/pool.h"
 
 namespace pmpl::cuda {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "cuda_kernels/launch.cuh"
-#include "engine/kernels/pool_mix_tiles.h"
+#include "core/kernels/pool_mix_tiles.h"
 
 namespace pmpl::cuda {
 namespace {
@@ -13,7 +13,7 @@ using kernels::PoolMixShape;
 constexpr int kWeights = kernels::kPoolMixWeights;
 static_assert(kernels::kMixThreads == kThreads, "one thread per (column, channel) of a tile");
 
-// The tiling (engine/kernels/pool_mix_tiles.h) as a CUDA grid.
+// The tiling (core/kernels/pool_mix_tiles.h) as a CUDA grid.
 dim3 grid_for(const PoolMixShape& s, int rows) {
   int64_t x, y, z;
   kernels::mix_grid(s, rows, x, y, z);
@@ -102,7 +102,7 @@ __global__ void pool_mix_reduce_kernel(const double* partials, int64_t count, fl
 
 // Pass 2, one input row of the tile at a time: the row gradients of the row's 22 columns, then
 // each input's gradient (pools, skip and strip branches) and its strip attention terms; d a_h
-// partials per row, d a_w partials per column at the end (engine/kernels/pool_mix_tiles.h).
+// partials per row, d a_w partials per column at the end (core/kernels/pool_mix_tiles.h).
 template <class S>
 __global__ void __launch_bounds__(kThreads) pool_mix_input_grad_kernel(const S* x, const S* a_h, const S* a_w,
                                                                         const S* dy, const uint16_t* winners,

@@ -1,4 +1,4 @@
-// CUDA kernels of ops::meta_pool_mix (arithmetic: engine/kernels/pool_mix.h: separable row and
+// CUDA kernels of ops::meta_pool_mix (arithmetic: core/kernels/pool_mix.h: separable row and
 // column stages, from one shared-memory tile per block; the strip branch formed from its
 // attention), on the legacy default stream. x, the attention, y and their gradients of `dtype`
 // (f32, bf16, f16: computed in f32); the weights and their gradient f32. Written without a GPU: compiled here, checked against the
@@ -7,8 +7,8 @@
 
 #include <cstdint>
 
-#include "engine/dtype.h"
-#include "engine/kernels/pool_mix.h"
+#include "core/dtype.h"
+#include "core/kernels/pool_mix.h"
 
 namespace pmpl::cuda {
 

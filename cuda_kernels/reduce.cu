@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "cuda_kernels/column_sums.cuh"
-#include "engine/kernels/indexing.h"
-#include "engine/kernels/softmax.h"
+#include "core/kernels/indexing.h"
+#include "core/kernels/softmax.h"
 
 namespace pmpl::cuda {
 namespace {

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "engine/dtype.h"
+#include "core/dtype.h"
 
 namespace pmpl::cuda {
 

@@ -10,7 +10,7 @@
 #include "data/transform.h"
 #include "engine/error.h"
 #include "engine/profile.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 
 namespace pmpl::data {
 namespace {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/rng.h"
+#include "core/rng.h"
 
 namespace pmpl::data {
 namespace {

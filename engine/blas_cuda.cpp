@@ -8,7 +8,7 @@
 #if PMPL_CUDA
 #include <climits>
 
-#include "engine/cuda_check.h"
+#include "core/cuda_check.h"
 #endif
 
 namespace pmpl::blas {

@@ -11,7 +11,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
-#include "engine/cuda_check.h"
+#include "core/cuda_check.h"
 #endif
 
 namespace pmpl {

@@ -5,7 +5,7 @@
 // stream), so backward can go on while a bucket is reduced; wait() blocks the host until the result is in place, with the same deadline as
 // MPI, and NCCL's asynchronous errors end the job with NCCL's message.
 //
-// Written without a GPU: compiled and linked here, not yet run (see issue 7's note).
+// Written without a GPU: compiled and linked here, not yet run on one.
 #pragma once
 
 #include <memory>

@@ -4,7 +4,7 @@
 
 #ifdef PMPL_CUDA
 #include "cuda_kernels/fill.h"
-#include "engine/cuda_check.h"
+#include "core/cuda_check.h"
 #endif
 
 namespace pmpl::cuda {

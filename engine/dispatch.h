@@ -5,7 +5,7 @@
 
 #include <type_traits>
 
-#include "engine/dtype.h"
+#include "core/dtype.h"
 #include "engine/error.h"
 
 namespace pmpl {

@@ -1,10 +1,10 @@
 // PMPL_CHECK (user errors, pmpl::Error, exit 2) and PMPL_ASSERT (bugs, pmpl::InternalError,
-// exit 1), with fmt-style messages. The types live in engine/error_core.h.
+// exit 1), with fmt-style messages. The types live in core/error_core.h.
 #pragma once
 
 #include <fmt/format.h>
 
-#include "engine/error_core.h"
+#include "core/error_core.h"
 
 #define PMPL_CHECK(cond, ...)                                           \
   do {                                                                  \

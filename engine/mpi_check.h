@@ -1,10 +1,10 @@
 // MPI_CHECK: MPI returns plain ints, so they are wrapped in a type of their own before going
-// through the shared status template (engine/error_core.h). Include only from code built with PMPL_MPI.
+// through the shared status template (core/error_core.h). Include only from code built with PMPL_MPI.
 #pragma once
 
 #include <mpi.h>
 
-#include "engine/error_core.h"
+#include "core/error_core.h"
 
 namespace pmpl {
 

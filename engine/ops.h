@@ -30,6 +30,9 @@ Tensor weighted_sum(const Tensors& xs, const Tensor& w);
 void axpy_(Tensor& dst, double alpha, const Tensor& src);
 // x *= factor, in place and unrecorded (averaging all-reduced gradients).
 void scale_(const Tensor& x, double factor);
+// counter += delta for a one-element i64 tensor, in place and unrecorded; on a GPU queued like a
+// kernel, so the host does not wait (batchnorm's num_batches_tracked).
+void increment_(const Tensor& counter, int64_t delta);
 
 Tensor relu(const Tensor& x);
 Tensor relu6(const Tensor& x);

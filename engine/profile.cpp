@@ -6,7 +6,7 @@
 #include <cuda_profiler_api.h>
 #include <nvtx3/nvToolsExt.h>
 
-#include "engine/cuda_check.h"
+#include "core/cuda_check.h"
 #endif
 
 namespace pmpl {

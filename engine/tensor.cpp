@@ -7,7 +7,7 @@
 #include "engine/cuda_runtime.h"
 #include "engine/dispatch.h"
 #include "engine/ops.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 
 #ifdef PMPL_CUDA
 #include "cuda_kernels/convert.h"

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "engine/device.h"
-#include "engine/dtype.h"
+#include "core/dtype.h"
 #include "engine/error.h"
 #include "engine/shape.h"
 
@@ -61,7 +61,7 @@ class Tensor {
   static Tensor ones(const Shape& shape, DType dtype = DType::kF32, Device device = Device::cpu());
   static Tensor full(const Shape& shape, double value, DType dtype = DType::kF32,
                      Device device = Device::cpu());
-  // Standard normal / uniform [lo, hi) samples from a counter-based generator (engine/rng.h).
+  // Standard normal / uniform [lo, hi) samples from a counter-based generator (core/rng.h).
   static Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::kF32,
                       Device device = Device::cpu());
   static Tensor uniform(const Shape& shape, double lo, double hi, Generator& gen,

@@ -4,7 +4,7 @@
 // values differ from PyTorch's while the distributions match.
 #pragma once
 
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "engine/tensor.h"
 
 namespace pmpl::init {

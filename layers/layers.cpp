@@ -5,9 +5,6 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "layers/init.h"
-#if PMPL_CUDA
-#include "cuda_kernels/fill.h"
-#endif
 
 namespace pmpl {
 
@@ -71,15 +68,7 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
     return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, true,
                            1.0 / static_cast<double>(recalibrated_), 1e-5, fused_, sync_.get());
   }
-  if (training()) {
-    if (batches_tracked_.is_cuda()) {
-#if PMPL_CUDA
-      cuda::add_to_counter(batches_tracked_.data<int64_t>(), 1);
-#endif
-    } else {
-      *batches_tracked_.data<int64_t>() += 1;
-    }
-  }
+  if (training()) ops::increment_(batches_tracked_, 1);
   return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5,
                          fused_, sync_.get());
 }

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "engine/ops.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "layers/module.h"
 
 namespace pmpl {

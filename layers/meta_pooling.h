@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "layers/layers.h"
 
 namespace pmpl {

@@ -1,5 +1,5 @@
 // The GPU's deterministic column sums split a [rows, c] array among blocks and threads by
-// engine/kernels/column_plan.h; enumerating every (block, thread) as the kernel does must visit
+// core/kernels/column_plan.h; enumerating every (block, thread) as the kernel does must visit
 // every (row, channel) exactly once, and each channel's partial slot once per chunk, for shapes
 // around every boundary (c below, at and above the 256-thread block; rows below and above the
 // 64-row minimum chunk; rows not a multiple of anything).
@@ -7,7 +7,7 @@
 
 #include <vector>
 
-#include "engine/kernels/column_plan.h"
+#include "core/kernels/column_plan.h"
 
 namespace pmpl {
 namespace {

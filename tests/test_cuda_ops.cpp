@@ -14,7 +14,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "layers/meta_pooling.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
@@ -311,7 +311,7 @@ TEST(CudaOps, DenseConv2d) {
   }
 }
 
-// Dedicated pool kernels (engine/kernels/pool.h, shared with the CPU op): forward, the max taps
+// Dedicated pool kernels (core/kernels/pool.h, shared with the CPU op): forward, the max taps
 // and the gathered input gradients in the CPU's order, so bit for bit, for the enhancers' pools
 // and other strides and paddings, with ties (NaN handling is the shared function's, checked on
 // every element by PoolKernels.EqualTheCpuOpOnEveryElement).
@@ -351,7 +351,7 @@ TEST(CudaOps, ConcatSplitAndPermute) {
                          kExact);
 }
 
-// Optimiser steps share their per-element arithmetic (engine/kernels/optim.h): equal bit for
+// Optimiser steps share their per-element arithmetic (core/kernels/optim.h): equal bit for
 // bit, with an inactive parameter left alone and weight decay only on the weights. The gradient
 // norm is a double sum in another order.
 TEST(CudaOps, OptimizersMatchTheCpu) {

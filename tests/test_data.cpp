@@ -21,7 +21,7 @@
 #include "data/resample.h"
 #include "data/transform.h"
 #include "engine/error.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 
 namespace pmpl::data {
 namespace {

@@ -1,9 +1,9 @@
-// The depthwise convolution's per-element functions (engine/kernels/depthwise.h), which the CUDA
+// The depthwise convolution's per-element functions (core/kernels/depthwise.h), which the CUDA
 // kernels run one thread per group of channels, emulated here over every element and equal to
 // the CPU op bit for bit: forward, input gradient and, chunk by chunk, weight gradient, for every
 // kernel size and stride MobileNetV2 and the enhancers use, on odd sizes; and the channel groups
 // the GPU loads as one 16-byte access equal one channel at a time.
-#include "engine/kernels/depthwise.h"
+#include "core/kernels/depthwise.h"
 #include "tests/test_util.h"
 
 namespace pmpl {

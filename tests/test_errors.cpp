@@ -6,7 +6,7 @@
 #include "engine/profile.h"
 
 #ifdef PMPL_CUDA
-#include "engine/cuda_check.h"
+#include "core/cuda_check.h"
 #endif
 #ifdef PMPL_MPI
 #include "engine/mpi_check.h"

@@ -1,10 +1,10 @@
-// The index arithmetic of the simpler CUDA kernels (engine/kernels/indexing.h), run on the CPU
+// The index arithmetic of the simpler CUDA kernels (core/kernels/indexing.h), run on the CPU
 // over every element and compared with the CPU ops: broadcasting, sum_to, im2col/col2im (through
 // a plain matrix product, against ops::conv2d) and strip pooling. The GPU runs these same
 // functions one thread per element; what it adds (launches, races) is CudaOps.*'s.
 #include <cmath>
 
-#include "engine/kernels/indexing.h"
+#include "core/kernels/indexing.h"
 #include "engine/ops/op_util.h"
 #include "tests/test_util.h"
 

@@ -18,7 +18,7 @@
 #include "engine/autograd.h"
 #include "engine/comm.h"
 #include "engine/ops.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "layers/layers.h"
 #include "layers/meta_pooling.h"
 #include "train/parameters.h"

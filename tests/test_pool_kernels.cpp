@@ -1,11 +1,11 @@
-// The pooling kernels' per-element functions (engine/kernels/pool.h), emulated on every element
+// The pooling kernels' per-element functions (core/kernels/pool.h), emulated on every element
 // on the CPU, equal the CPU op bit for bit: forward values and max taps (ties: the first wins; a
 // NaN wins), and the input gradients gathered in the op's order. What a GPU adds beyond this
 // (launch configuration, races) is CudaOps.MaxAndAvgPools's.
 #include <cmath>
 #include <cstring>
 
-#include "engine/kernels/pool.h"
+#include "core/kernels/pool.h"
 #include "tests/test_util.h"
 
 namespace pmpl {

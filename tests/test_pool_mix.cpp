@@ -1,6 +1,6 @@
 // The fused Meta-Pooling mixture (ops::meta_pool_mix): equal to the separate ops in forward bit
 // for bit (ties and NaNs included), a finite-difference gradient, and the per-element kernel
-// functions the CUDA kernels run (engine/kernels/pool_mix.h), emulated here over every element,
+// functions the CUDA kernels run (core/kernels/pool_mix.h), emulated here over every element,
 // equal to the CPU op bit for bit.
 #include <cmath>
 
@@ -8,8 +8,8 @@
 #include <memory>
 #include <type_traits>
 
-#include "engine/kernels/pool_mix.h"
-#include "engine/kernels/pool_mix_tiles.h"
+#include "core/kernels/pool_mix.h"
+#include "core/kernels/pool_mix_tiles.h"
 #include "layers/meta_pooling.h"
 #include "tests/test_util.h"
 
@@ -160,7 +160,7 @@ TEST(PoolMix, KernelFunctionsEqualTheOpOnEveryElement) {
 }
 
 // The CUDA kernels of the mixture emulated block by block and thread by thread from their
-// host-device parts (engine/kernels/pool_mix_tiles.h): each barrier of cuda_kernels/pool_mix.cu
+// host-device parts (core/kernels/pool_mix_tiles.h): each barrier of cuda_kernels/pool_mix.cu
 // ends a phase here that every thread of the block finishes first. Threads run in ascending or
 // descending order: a thread reading shared memory another writes in the same phase would make the
 // two orders disagree.

@@ -9,7 +9,7 @@
 #include "engine/autograd.h"
 #include "engine/cuda_runtime.h"
 #include "engine/ops.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "models/mobilenetv2.h"
 
 // GPU tests skip (not pass) where no GPU is visible, saying why.

@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """The GPU baseline for `pmpl bench train --device cuda`: the same training step in PyTorch
-eager on this machine's GPU, channels_last, with automatic mixed precision (--amp bf16, the
-issue's reference, or fp16 with a GradScaler) or in float32 (--amp off, what pmpl runs until its
-mixed precision lands), median step time over --steps after --warmup, the GPU synchronised at
+eager on this machine's GPU, channels_last, with automatic mixed precision (--amp bf16, pmpl's
+default where the GPU has it, or fp16 with a GradScaler) or in float32 (--amp off), median step time over --steps after --warmup, the GPU synchronised at
 the end of every step. cuDNN's autotuner is on (benchmark mode), as a tuned PyTorch run has it.
 
 usage: python3 tools/bench_torch_gpu.py --model mobilenetv2 --batch-size 256 --input-size 224 \\

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/autograd.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "models/deploy/export.h"
 #include "models/deploy/runtime.h"
 #include "tools/bench_baseline.h"

@@ -13,7 +13,7 @@
 #include "engine/autograd.h"
 #include "engine/cuda_runtime.h"
 #include "engine/ops.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "tools/bench_baseline.h"
 #include "tools/commands.h"
 

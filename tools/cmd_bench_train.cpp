@@ -16,7 +16,7 @@
 #include "engine/cuda_runtime.h"
 #include "engine/ops.h"
 #include "engine/profile.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 #include "tools/bench_baseline.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"

@@ -4,9 +4,7 @@
 #include <cmath>
 
 #include "engine/error.h"
-#if PMPL_CUDA
-#include "cuda_kernels/optim.h"
-#endif
+#include "engine/flat_update.h"
 
 namespace pmpl {
 
@@ -69,38 +67,9 @@ void ParameterGroup::set_requires_grad(bool on) {
   for (const NamedParameter& p : params_) p.tensor.impl()->requires_grad = on;
 }
 
-namespace {
-
-#if PMPL_CUDA
-// The active gradients' sum of squares into a device double.
-Tensor device_sum_squares(const Tensor& grads, const std::vector<std::pair<int64_t, int64_t>>& ranges) {
-  int64_t longest = 0;
-  for (const auto& [begin, end] : ranges) longest = std::max(longest, end - begin);
-  const Tensor total = Tensor::zeros(Shape{1}, DType::kF64, grads.device());
-  const Tensor scratch =
-      Tensor::empty(Shape{std::max<int64_t>(1, cuda::sum_squares_scratch(longest))}, DType::kF64, grads.device());
-  for (const auto& [begin, end] : ranges) {
-    cuda::sum_squares(grads.data<float>(), begin, end, total.data<double>(), scratch.data<double>());
-  }
-  return total;
-}
-#endif
-
-}  // namespace
-
 Tensor ParameterGroup::grad_sum_squares_on_device() const {
   if (empty()) return Tensor::zeros(Shape{1}, DType::kF64);
-  if (grads_.is_cuda()) {
-#if PMPL_CUDA
-    return device_sum_squares(grads_, ranges_);
-#endif
-  }
-  double sq = 0.0;
-  const float* g = grads_.data<float>();
-  for (const auto& [begin, end] : ranges_) {
-    for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(g[i]) * g[i];
-  }
-  return Tensor::full(Shape{1}, sq, DType::kF64);
+  return flat::sum_squares(grads_, ranges_);
 }
 
 double ParameterGroup::grad_sum_squares() const { return grad_sum_squares_on_device().item(); }
@@ -108,20 +77,7 @@ double ParameterGroup::grad_sum_squares() const { return grad_sum_squares_on_dev
 Tensor ParameterGroup::clip_gradients(double max_norm) {
   if (empty() || max_norm <= 0.0) return Tensor();
   const Tensor total = grad_sum_squares_on_device();
-  float* g = grads_.data<float>();
-  if (grads_.is_cuda()) {
-#if PMPL_CUDA
-    for (const auto& [begin, end] : ranges_) cuda::clip_by_norm(g, begin, end, total.data<double>(), max_norm);
-#endif
-    return total;
-  }
-  const double norm = std::sqrt(total.item());
-  if (norm > max_norm) {
-    const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
-    for (const auto& [begin, end] : ranges_) {
-      for (int64_t i = begin; i < end; ++i) g[i] *= factor;
-    }
-  }
+  flat::clip_by_norm(grads_, ranges_, total, max_norm);
   return total;
 }
 

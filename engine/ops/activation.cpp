@@ -1,6 +1,6 @@
-// Activations: y = f(x), dx = f'(x) * dy, with f and f' from engine/math.h (shared with CUDA:
+// Activations: y = f(x), dx = f'(x) * dy, with f and f' from core/math.h (shared with CUDA:
 // cuda_kernels/elementwise.cu runs the same functions).
-#include "engine/math.h"
+#include "core/math.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/elementwise.h"

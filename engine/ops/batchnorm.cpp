@@ -14,7 +14,7 @@
 #include <cmath>
 #include <type_traits>
 
-#include "engine/math.h"
+#include "core/math.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/batchnorm.h"

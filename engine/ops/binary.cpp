@@ -5,6 +5,7 @@
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/elementwise.h"
+#include "cuda_kernels/fill.h"
 #endif
 
 namespace pmpl::ops {
@@ -248,6 +249,18 @@ void scale_(const Tensor& x, double factor) {
 #pragma omp parallel for simd if (parallel: n > 65536)
     for (int64_t i = 0; i < n; ++i) p[i] *= f;
   });
+}
+
+void increment_(const Tensor& counter, int64_t delta) {
+  PMPL_ASSERT(counter.dtype() == DType::kI64 && counter.numel() == 1, "increment_ takes one i64 element, got {} {}",
+              dtype_name(counter.dtype()), counter.shape().str());
+  if (counter.is_cuda()) {
+#if PMPL_CUDA
+    cuda::add_to_counter(counter.data<int64_t>(), delta);
+#endif
+    return;
+  }
+  *counter.data<int64_t>() += delta;
 }
 
 }  // namespace pmpl::ops

@@ -3,7 +3,7 @@
 // the add and the activation would each read and write the whole tensor again.
 // Backward, with z = x * scale + shift recomputed and d = dy * act'(z):
 //   dx = d * scale, dscale = sum over rows of d * x, dshift = sum over rows of d.
-#include "engine/math.h"
+#include "core/math.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/elementwise.h"

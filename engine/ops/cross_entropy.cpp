@@ -2,7 +2,7 @@
 // and more accurate than going through log_softmax.
 #include <cmath>
 
-#include "engine/kernels/softmax.h"
+#include "core/kernels/softmax.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/reduce.h"

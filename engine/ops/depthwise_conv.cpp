@@ -1,11 +1,11 @@
-// Depthwise conv, NHWC (per-element arithmetic: engine/kernels/depthwise.h, which the CUDA kernels
+// Depthwise conv, NHWC (per-element arithmetic: core/kernels/depthwise.h, which the CUDA kernels
 // run one thread per element): every loop here runs innermost over channels, which are contiguous in both
 // the activations and the transposed weight [k, k, C]. Backward-data gathers (each input pixel
 // sums the outputs whose window covers it), so threads never write the same pixel; the weight
 // gradient sums fixed row chunks in order, so it does not depend on the thread count.
 #include <algorithm>
 
-#include "engine/kernels/depthwise.h"
+#include "core/kernels/depthwise.h"
 #if PMPL_CUDA
 #include "cuda_kernels/depthwise.h"
 #endif

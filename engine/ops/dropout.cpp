@@ -1,7 +1,7 @@
 // Dropout with a counter-based mask: element i is kept when the i-th uniform of the generator's
 // range is >= p. The backward recomputes the mask from (seed, offset) instead of storing it.
 #include "engine/ops/op_util.h"
-#include "engine/rng.h"
+#include "core/rng.h"
 #if PMPL_CUDA
 #include "cuda_kernels/elementwise.h"
 #endif

@@ -9,7 +9,7 @@
 
 #include "engine/autograd.h"
 #include "engine/dispatch.h"
-#include "engine/kernels/indexing.h"
+#include "core/kernels/indexing.h"
 #include "engine/ops.h"
 #include "engine/tensor.h"
 

@@ -1,4 +1,4 @@
-// meta_pool_mix: the Meta-Pooling search mixture in one op (arithmetic: engine/kernels/pool_mix.h,
+// meta_pool_mix: the Meta-Pooling search mixture in one op (arithmetic: core/kernels/pool_mix.h,
 // whose per-element functions the CUDA kernels run). On the CPU the same arithmetic runs with
 // channels innermost, so every loop vectorises: the row stage of a whole input row at once (kept
 // in a ring of seven rows per thread, so each is computed once per chunk of output rows), then
@@ -10,7 +10,7 @@
 #include <array>
 #include <limits>
 
-#include "engine/kernels/pool_mix.h"
+#include "core/kernels/pool_mix.h"
 #if PMPL_CUDA
 #include "cuda_kernels/pool_mix.h"
 #endif

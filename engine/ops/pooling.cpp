@@ -1,4 +1,4 @@
-// Max and average pooling, k x k, NHWC, with PyTorch's semantics (engine/kernels/pool.h: the
+// Max and average pooling, k x k, NHWC, with PyTorch's semantics (core/kernels/pool.h: the
 // geometry and per-element arithmetic, shared with the CUDA kernels): max never picks padding and
 // keeps the first maximum of a window (row-major scan), a NaN winning; avg divides by the window
 // clipped to the padded input (count_include_pad=True). Max records each output's winning tap
@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <limits>
 
-#include "engine/kernels/pool.h"
+#include "core/kernels/pool.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/pool.h"

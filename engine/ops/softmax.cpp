@@ -1,6 +1,6 @@
 // softmax and log_softmax over the last axis, row by row, max-shifted for stability (the row
-// arithmetic: engine/kernels/softmax.h, shared with the CUDA kernels).
-#include "engine/kernels/softmax.h"
+// arithmetic: core/kernels/softmax.h, shared with the CUDA kernels).
+#include "core/kernels/softmax.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
 #include "cuda_kernels/reduce.h"

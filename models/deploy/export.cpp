@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/error.h"
-#include "engine/half.h"
+#include "core/half.h"
 #include "models/deploy/format.h"
 
 namespace pmpl::deploy {

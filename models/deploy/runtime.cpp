@@ -4,7 +4,7 @@
 
 #include "engine/autograd.h"
 #include "engine/error.h"
-#include "engine/half.h"
+#include "core/half.h"
 #include "engine/ops.h"
 #include "layers/meta_pooling.h"
 #include "models/deploy/format.h"

@@ -1,6 +1,8 @@
-#include "engine/dtype.h"
+#include "core/dtype.h"
 
-#include "engine/error.h"
+#include <string>
+
+#include "core/error_core.h"
 
 namespace pmpl {
 
@@ -14,7 +16,7 @@ size_t dtype_size(DType dtype) {
     case DType::kI64: return 8;
     case DType::kU8: return 1;
   }
-  PMPL_ASSERT(false, "unknown dtype {}", static_cast<int>(dtype));
+  throw_internal(__FILE__, __LINE__, "unknown dtype " + std::to_string(static_cast<int>(dtype)));
 }
 
 std::string_view dtype_name(DType dtype) {
@@ -27,7 +29,7 @@ std::string_view dtype_name(DType dtype) {
     case DType::kI64: return "i64";
     case DType::kU8: return "u8";
   }
-  PMPL_ASSERT(false, "unknown dtype {}", static_cast<int>(dtype));
+  throw_internal(__FILE__, __LINE__, "unknown dtype " + std::to_string(static_cast<int>(dtype)));
 }
 
 DType parse_dtype(std::string_view name) {
@@ -35,8 +37,7 @@ DType parse_dtype(std::string_view name) {
                   DType::kU8}) {
     if (dtype_name(d) == name) return d;
   }
-  PMPL_CHECK(false, "unknown dtype '{}': use one of f32, f64, bf16, f16, i32, i64, u8", name);
-  return DType::kF32;
+  throw_error("unknown dtype '" + std::string(name) + "': use one of f32, f64, bf16, f16, i32, i64, u8");
 }
 
 bool is_floating(DType dtype) {

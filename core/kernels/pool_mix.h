@@ -10,7 +10,7 @@
 // takes, for one input row, the 3-, 5- and 7-wide windows around a column (sums left to right,
 // first maximum and its column); a column stage combines seven such rows top to bottom. That is
 // 7 loads per row result and 7 row results per output instead of 49 loads, and it is exactly the
-// separate ops' arithmetic: averages are sums of row sums (engine/kernels/pool.h sums the same
+// separate ops' arithmetic: averages are sums of row sums (core/kernels/pool.h sums the same
 // way), and the first maximum of the first row holding the window's maximum is the row-major
 // first maximum (a NaN wins: the first NaN in row-major order). So every branch equals the
 // separate op bit for bit, and the mixture (accumulated in the order above) equals weighted_sum's.
@@ -26,8 +26,8 @@
 #include <cstdint>
 #include <limits>
 
-#include "engine/hd.h"
-#include "engine/kernels/storage.h"
+#include "core/hd.h"
+#include "core/kernels/storage.h"
 
 namespace pmpl::kernels {
 

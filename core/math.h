@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "engine/hd.h"
+#include "core/hd.h"
 
 namespace pmpl::math {
 

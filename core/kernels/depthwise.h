@@ -8,8 +8,8 @@
 
 #include <cstdint>
 
-#include "engine/hd.h"
-#include "engine/kernels/storage.h"
+#include "core/hd.h"
+#include "core/kernels/storage.h"
 
 namespace pmpl::kernels {
 

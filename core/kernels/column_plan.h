@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "engine/hd.h"
+#include "core/hd.h"
 
 namespace pmpl::kernels {
 

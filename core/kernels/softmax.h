@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "engine/hd.h"
-#include "engine/math.h"
+#include "core/hd.h"
+#include "core/math.h"
 
 namespace pmpl::kernels {
 

@@ -7,7 +7,7 @@
 #include <limits>
 #include <type_traits>
 
-#include "engine/hd.h"
+#include "core/hd.h"
 
 namespace pmpl {
 

@@ -1,7 +1,7 @@
 // How the CUDA kernels of the Meta-Pooling mixture (cuda_kernels/pool_mix.cu) split the work:
 // blocks, shared-memory tiles and what each thread does between barriers, as host-device
 // functions of (block, thread), so a CPU test (PoolMixTiles.*) can run every block and thread
-// and check the kernels' indexing without a GPU. The arithmetic is engine/kernels/pool_mix.h's.
+// and check the kernels' indexing without a GPU. The arithmetic is core/kernels/pool_mix.h's.
 //
 // A block owns 16 channels x 16 columns x some rows; thread t is (tw, tc) = (t / 16, t % 16).
 // 16 channels of bf16 are 32 bytes per pixel, one memory sector, and neighbouring threads read
@@ -10,8 +10,8 @@
 
 #include <cstdint>
 
-#include "engine/hd.h"
-#include "engine/kernels/pool_mix.h"
+#include "core/hd.h"
+#include "core/kernels/pool_mix.h"
 
 namespace pmpl::kernels {
 

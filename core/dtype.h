@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "engine/half.h"
+#include "core/half.h"
 
 namespace pmpl {
 

@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <limits>
 
-#include "engine/hd.h"
-#include "engine/kernels/storage.h"
+#include "core/hd.h"
+#include "core/kernels/storage.h"
 
 namespace pmpl::kernels {
 
@@ -61,7 +61,7 @@ PMPL_HD T max_pool_value(const S* x, const PoolGeometry& g, int64_t n, int64_t o
 
 // The average of output (n, oh, ow, ch): the sum of the window's row sums (each left to right,
 // the rows top to bottom: the order of the fused Meta-Pooling mixture's separable pools,
-// engine/kernels/pool_mix.h), times 1 / divisor.
+// core/kernels/pool_mix.h), times 1 / divisor.
 template <class S, class T = compute_t<S>>
 PMPL_HD T avg_pool_value(const S* x, const PoolGeometry& g, int64_t n, int64_t oh, int64_t ow, int64_t ch) {
   int64_t h0, h1, w0, w1, divisor;

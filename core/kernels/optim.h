@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "engine/hd.h"
+#include "core/hd.h"
 
 namespace pmpl::kernels {
 

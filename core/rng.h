@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "engine/hd.h"
+#include "core/hd.h"
 
 namespace pmpl {
 

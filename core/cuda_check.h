@@ -1,11 +1,11 @@
-// CUDA_CHECK, CUBLAS_CHECK, CUDNN_CHECK, NCCL_CHECK: one template (engine/error_core.h), one traits
+// CUDA_CHECK, CUBLAS_CHECK, CUDNN_CHECK, NCCL_CHECK: one template (core/error_core.h), one traits
 // specialisation per library. Include only from code built with PMPL_CUDA.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "engine/error_core.h"
+#include "core/error_core.h"
 
 #if __has_include(<cudnn.h>)
 #include <cudnn.h>

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "engine/half.h"
+#include "core/half.h"
 
 namespace pmpl::kernels {
 

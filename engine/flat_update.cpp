@@ -1,0 +1,108 @@
+#include "engine/flat_update.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/kernels/optim.h"
+#include "engine/dispatch.h"
+#include "engine/error.h"
+#if PMPL_CUDA
+#include "cuda_kernels/optim.h"
+#endif
+
+namespace pmpl::flat {
+
+void sgd_step(const Tensor& w, const Tensor& g, const Tensor& buffer, const Ranges& ranges, int64_t decay_end,
+              double lr, double momentum, double weight_decay, bool nesterov, bool first) {
+  if (w.is_cuda()) {
+#if PMPL_CUDA
+    for (const auto& [begin, end] : ranges) {
+      cuda::sgd_step(w.data<float>(), g.data<float>(), buffer.data<float>(), begin, end, decay_end,
+                     static_cast<float>(lr), static_cast<float>(momentum), static_cast<float>(weight_decay), nesterov,
+                     first);
+    }
+#endif
+    return;
+  }
+  dispatch_float(w.dtype(), "sgd", [&](auto tag) {
+    using T = decltype(tag);
+    T* wp = w.template data<T>();
+    const T* gp = g.template data<T>();
+    T* bp = buffer.template data<T>();
+    const T rate = static_cast<T>(lr), mu = static_cast<T>(momentum), wd = static_cast<T>(weight_decay);
+    for (const auto& [begin, end] : ranges) {
+#pragma omp parallel for simd if (parallel: end - begin > 65536)
+      for (int64_t i = begin; i < end; ++i) {
+        kernels::sgd_update(wp[i], gp[i], bp[i], rate, mu, wd, i < decay_end, nesterov, first);
+      }
+    }
+  });
+}
+
+void adam_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const Ranges& ranges,
+               double beta1, double beta2, double weight_decay, double eps, double step_size, double root_c2) {
+  if (w.is_cuda()) {
+#if PMPL_CUDA
+    for (const auto& [begin, end] : ranges) {
+      cuda::adam_step(w.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), begin, end,
+                      static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(weight_decay),
+                      static_cast<float>(eps), static_cast<float>(step_size), static_cast<float>(root_c2));
+    }
+#endif
+    return;
+  }
+  dispatch_float(w.dtype(), "adam", [&](auto tag) {
+    using T = decltype(tag);
+    T* wp = w.template data<T>();
+    const T* gp = g.template data<T>();
+    T* mp = m.template data<T>();
+    T* vp = v.template data<T>();
+    const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2);
+    const T wd = static_cast<T>(weight_decay), e = static_cast<T>(eps);
+    const T size = static_cast<T>(step_size), root = static_cast<T>(root_c2);
+    for (const auto& [begin, end] : ranges) {
+      for (int64_t i = begin; i < end; ++i) kernels::adam_update(wp[i], gp[i], mp[i], vp[i], b1, b2, wd, e, size, root);
+    }
+  });
+}
+
+Tensor sum_squares(const Tensor& g, const Ranges& ranges) {
+  if (g.is_cuda()) {
+#if PMPL_CUDA
+    int64_t longest = 0;
+    for (const auto& [begin, end] : ranges) longest = std::max(longest, end - begin);
+    const Tensor total = Tensor::zeros(Shape{1}, DType::kF64, g.device());
+    const Tensor scratch =
+        Tensor::empty(Shape{std::max<int64_t>(1, cuda::sum_squares_scratch(longest))}, DType::kF64, g.device());
+    for (const auto& [begin, end] : ranges) {
+      cuda::sum_squares(g.data<float>(), begin, end, total.data<double>(), scratch.data<double>());
+    }
+    return total;
+#endif
+  }
+  double sq = 0.0;
+  const float* gp = g.data<float>();
+  for (const auto& [begin, end] : ranges) {
+    for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(gp[i]) * gp[i];
+  }
+  return Tensor::full(Shape{1}, sq, DType::kF64);
+}
+
+void clip_by_norm(const Tensor& g, const Ranges& ranges, const Tensor& sum_squares, double max_norm) {
+  float* gp = g.data<float>();
+  if (g.is_cuda()) {
+#if PMPL_CUDA
+    for (const auto& [begin, end] : ranges) cuda::clip_by_norm(gp, begin, end, sum_squares.data<double>(), max_norm);
+#endif
+    return;
+  }
+  const double norm = std::sqrt(sum_squares.item());
+  if (norm > max_norm) {
+    const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
+    for (const auto& [begin, end] : ranges) {
+      for (int64_t i = begin; i < end; ++i) gp[i] *= factor;
+    }
+  }
+}
+
+}  // namespace pmpl::flat

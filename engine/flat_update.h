@@ -1,0 +1,32 @@
+// In-place, unrecorded updates over element ranges of flat parameter buffers, on the CPU or the
+// GPU where the tensors live: the optimisers' steps and the gradient norm and clipping. The
+// per-element arithmetic is core/kernels/optim.h's, shared with the CUDA kernels, so the trainer
+// never reaches past the engine into cuda_kernels/.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace pmpl::flat {
+
+// [begin, end) element ranges; the tensors below are 1-D buffers holding them.
+using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+
+// torch.optim.SGD's step on w (f32 or f64 on the CPU, f32 on a GPU); elements below decay_end
+// take weight decay; `first` starts the momentum buffer at the gradient.
+void sgd_step(const Tensor& w, const Tensor& g, const Tensor& buffer, const Ranges& ranges, int64_t decay_end,
+              double lr, double momentum, double weight_decay, bool nesterov, bool first);
+// torch.optim.Adam's step: step_size = lr / (1 - beta1^t), root_c2 = sqrt(1 - beta2^t).
+void adam_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const Ranges& ranges,
+               double beta1, double beta2, double weight_decay, double eps, double step_size, double root_c2);
+// The sum of g's squares over the ranges, as a one-element f64 tensor on g's device (a GPU sums
+// in a fixed order, so every run gets the same bits; the host does not wait for it).
+Tensor sum_squares(const Tensor& g, const Ranges& ranges);
+// g *= max_norm / (norm + 1e-6) over the ranges when norm = sqrt(sum_squares) > max_norm, the
+// factor rounded to float; `sum_squares` is sum_squares()'s result.
+void clip_by_norm(const Tensor& g, const Ranges& ranges, const Tensor& sum_squares, double max_norm);
+
+}  // namespace pmpl::flat

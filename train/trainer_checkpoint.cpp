@@ -1,0 +1,132 @@
+// The trainer's checkpoints (write, resume), its config.json and the state every process must
+// share.
+#include <filesystem>
+#include <map>
+
+#include "layers/weights.h"
+#include "train/trainer_impl.h"
+
+namespace pmpl::trainer {
+
+namespace fs = std::filesystem;
+
+nlohmann::json TrainerState::to_json() const {
+  return {{"epoch", epoch},
+          {"batch", batch},
+          {"global_step", global_step},
+          {"arch_epoch", arch_epoch},
+          {"arch_batch", arch_batch},
+          {"best_top1", best_top1},
+          {"dropout_seed", dropout_seed},
+          {"dropout_offset", dropout_offset},
+          {"loss_scaled", loss_scaled},
+          {"loss_scale", loss_scale},
+          {"loss_scale_good", loss_scale_good},
+          {"arch_loss_scale", arch_loss_scale},
+          {"arch_loss_scale_good", arch_loss_scale_good}};
+}
+
+TrainerState TrainerState::from_json(const nlohmann::json& j) {
+  TrainerState s;
+  s.epoch = j.at("epoch");
+  s.batch = j.at("batch");
+  s.global_step = j.at("global_step");
+  s.arch_epoch = j.at("arch_epoch");
+  s.arch_batch = j.at("arch_batch");
+  s.best_top1 = j.at("best_top1");
+  s.dropout_seed = j.at("dropout_seed");
+  s.dropout_offset = j.at("dropout_offset");
+  // Absent in older checkpoints: those resume with the initial scales.
+  s.loss_scaled = j.value("loss_scaled", false);
+  s.loss_scale = j.value("loss_scale", 1.0);
+  s.loss_scale_good = j.value("loss_scale_good", int64_t{0});
+  s.arch_loss_scale = j.value("arch_loss_scale", 1.0);
+  s.arch_loss_scale_good = j.value("arch_loss_scale_good", int64_t{0});
+  return s;
+}
+
+// Rank 0's weights, statistics and dropout stream position on every process: at the start
+// (and after a resume) and before each evaluation, so every rank evaluates and goes on with the
+// same network even where per-process batchnorm statistics have drifted apart. Each rank's
+// dropout draws from a stream of its own, offset from rank 0's.
+void Trainer::spread_state() {
+  if (comm_.world() == 1) return;
+  broadcast_state(*model_, tensor_comm());
+  Generator& dropout = model_->dropout_generator();
+  Tensor position = Tensor::from_vector<int64_t>({static_cast<int64_t>(dropout.seed()), static_cast<int64_t>(dropout.offset())},
+                                                 Shape{2});
+  comm_.broadcast(position, 0);
+  const auto base = static_cast<uint64_t>(position.data<int64_t>()[0]);
+  const auto offset = static_cast<uint64_t>(position.data<int64_t>()[1]);
+  dropout.set_state(comm_.rank() == 0 ? base : base + static_cast<uint64_t>(comm_.rank()) * 0x9E3779B97F4A7C15ull, offset);
+}
+
+void Trainer::save(const std::string& file) {
+  if (!writer()) return;
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const NamedTensor& t : model_->state()) tensors.emplace_back(t.name, t.tensor);
+  tensors.emplace_back("optim.weights.momentum", sgd_->momentum_buffer());
+  if (search_) {
+    tensors.emplace_back("optim.arch.m", search_->adam().first_moment());
+    tensors.emplace_back("optim.arch.v", search_->adam().second_moment());
+  }
+  state_.dropout_seed = model_->dropout_generator().seed();
+  state_.dropout_offset = model_->dropout_generator().offset();
+  state_.loss_scaled = scaler_->enabled();
+  state_.loss_scale = scaler_->value();
+  state_.loss_scale_good = scaler_->good_steps();
+  if (search_) {
+    state_.arch_loss_scale = search_->scaler().value();
+    state_.arch_loss_scale_good = search_->scaler().good_steps();
+  }
+  nlohmann::json trainer = state_.to_json();
+  trainer["sgd_steps"] = sgd_->steps();
+  trainer["adam_steps"] = search_ ? search_->adam().steps() : 0;
+  std::map<std::string, std::string> meta = {{"pmpl.model", description_.to_json().dump()},
+                                             {"pmpl.trainer", trainer.dump()},
+                                             {"pmpl.classes", nlohmann::json(train_set_->classes()).dump()},
+                                             {"pmpl.input_size", std::to_string(cfg_.input_size)},
+                                             {"pmpl.version", PMPL_VERSION}};
+  if (search_) meta["pmpl.fixed"] = model_->genotype().to_json().dump();
+  save_safetensors(cfg_.output + "/" + file, tensors, meta);
+}
+
+void Trainer::resume(const std::string& path_in) {
+  const std::string path = fs::is_directory(path_in) ? path_in + "/checkpoint-last.safetensors" : path_in;
+  const TensorFile file = load_safetensors(path);
+  PMPL_CHECK(file.metadata.count("pmpl.trainer") && describes_model(file),
+             "{} is not a pmpl training checkpoint (no pmpl.trainer metadata)", path);
+  const ModelDescription saved =
+      ModelDescription::from_json(nlohmann::json::parse(file.metadata.at("pmpl.model")), path);
+  PMPL_CHECK(saved.to_json() == description_.to_json(),
+             "{} was trained with another network ({}); resume with the same --model, --width, --num-classes, "
+             "--small-input, --dropout, --seed and --genotype", path, saved.to_json().dump());
+  if (file.metadata.count("pmpl.fixed")) {
+    const Genotype fixed = Genotype::from_json(nlohmann::json::parse(file.metadata.at("pmpl.fixed")), path);
+    apply_fixed(*model_, fixed, path);
+    PMPL_ASSERT(search_ != nullptr, "{}: a search's checkpoint for a network that does not search", path);
+    search_->deactivate_fixed();
+  }
+  load_weights(*model_, file, path);
+  const nlohmann::json trainer = nlohmann::json::parse(file.metadata.at("pmpl.trainer"));
+  state_ = TrainerState::from_json(trainer);
+  sgd_->restore(file.find("optim.weights.momentum"), trainer.at("sgd_steps").get<int64_t>());
+  if (search_) search_->adam().restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
+  model_->dropout_generator().set_state(state_.dropout_seed, state_.dropout_offset);
+  scaler_->restore(state_.loss_scaled, state_.loss_scale, state_.loss_scale_good);
+  if (search_) search_->scaler().restore(state_.loss_scaled, state_.arch_loss_scale, state_.arch_loss_scale_good);
+}
+
+void Trainer::write_config() {
+  nlohmann::json j = cfg_.to_json();
+  j["version"] = PMPL_VERSION;
+  j["classes"] = train_set_->classes();
+  if (search_) j["arch_lr_resolved"] = arch_lr_;
+  if (!writer()) return;
+  std::ofstream out(cfg_.output + "/config.json.tmp");
+  out << j.dump(2) << "\n";
+  out.close();
+  fs::rename(cfg_.output + "/config.json.tmp", cfg_.output + "/config.json");
+}
+
+}  // namespace pmpl::trainer

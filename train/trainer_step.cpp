@@ -1,0 +1,64 @@
+// The trainer's weight step: forward, loss, backward (gradients all-reduced as they are made),
+// loss scaling, clipping, SGD, and the checks that stop a diverged run before it saves.
+#include <cmath>
+#include <optional>
+
+#include "engine/ops.h"
+#include "train/trainer_impl.h"
+
+namespace pmpl::trainer {
+
+Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
+  const Tensor out =
+      model_->forward(ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_));
+  if (logits != nullptr) *logits = out;
+  // The labels go up with the images, so the loss needs no copy (and no wait) mid-step.
+  return ops::cross_entropy(out, batch.labels.to(device_), cfg_.label_smoothing);
+}
+
+// One clear stop when a loss scaler gives up (LossScaler::gave_up).
+void Trainer::check_overflows(const LossScaler& scaler, const char* what, const char* lr_flag) const {
+  PMPL_CHECK(!scaler.gave_up(),
+             "fp16 {} overflowed in {} steps in a row (loss scale now {:g}) at epoch {} step {}: use --amp bf16, or "
+             "lower {}",
+             what, scaler.skipped_in_a_row(), scaler.value(), state_.epoch + 1, state_.batch + 1, lr_flag);
+}
+
+// One SGD step on the weights (the alphas take no gradient); returns the loss, read after the step
+// is queued: on a GPU the host waits once per step, at its end.
+double Trainer::weight_step(const data::Batch& batch, double lr, StepInterval& interval, Tensor* logits) {
+  arch_->set_requires_grad(false);
+  weights_->zero_grad();
+  const Tensor loss = forward_loss(batch, logits);
+  reducer_->backward(scaler_->scale(loss));
+  interval.comm += reducer_->last_wait_seconds();
+  arch_->set_requires_grad(true);
+  const bool stepped = scaler_->unscale(*weights_);
+  Tensor squares;  // the gradients' sum of squares, if clipping measured it (read below)
+  if (stepped) {
+    squares = weights_->clip_gradients(cfg_.clip_grad);
+    sgd_->step(lr);
+    scaler_->step_taken();
+  } else {
+    ++interval.skipped;
+    check_overflows(*scaler_, "gradients", "--lr");
+  }
+  // A divergence stops before anything is saved, so the last checkpoint stays good. Gradients
+  // first: they are the same on every rank (averaged), so every rank stops at the same step.
+  // (With fp16 the scaler has checked them and skipped the step instead.)
+  const double loss_value = loss.item();
+  if (!scaler_->enabled()) {
+    const double sum = squares.defined() ? squares.item() : weights_->grad_sum_squares();
+    PMPL_CHECK(std::isfinite(sum),
+               "the gradients became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the "
+               "last good checkpoint, {}/checkpoint-last.safetensors, is intact",
+               sum, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
+  }
+  PMPL_CHECK(!stepped || std::isfinite(loss_value),
+             "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "
+             "good checkpoint, {}/checkpoint-last.safetensors, is intact",
+             loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
+  return loss_value;
+}
+
+}  // namespace pmpl::trainer
