@@ -261,6 +261,43 @@ TEST(Data, AwkwardFilesAreSkippedAndReported) {
   EXPECT_EQ(loader.stats().failures, 4);
 }
 
+// A file deleted or truncated after the folder was indexed (a dataset being synced, a bad disk) is
+// skipped like an undecodable one: named once, counted, replaced; under data parallelism by the
+// rank whose shard holds it, so the ranks together count each file once.
+TEST(Data, FilesThatChangeUnderTheRunAreSkipped) {
+  TempDir dir;
+  const fs::path a = dir.path / "train" / "a";
+  const std::vector<uint8_t> rgb = picture(40, 30, 3);
+  const std::vector<uint8_t> good = encode_jpeg(rgb.data(), 40, 30, JpegColor::kRgb);
+  for (int i = 0; i < 8; ++i) write_bytes(a / (std::to_string(i) + ".jpg"), good);
+  const ImageFolder folder(dir.path.string(), "train");
+  ASSERT_EQ(folder.size(), 8);
+  fs::remove(a / "3.jpg");
+  write_bytes(a / "5.jpg", std::vector<uint8_t>(good.begin(), good.begin() + good.size() / 3));
+  int64_t failures = 0;
+  std::set<std::string> named;
+  for (int rank = 0; rank < 2; ++rank) {
+    LoaderOptions options;
+    options.batch_size = 2;
+    options.image_size = 16;
+    options.train = false;
+    options.drop_last = false;
+    options.workers = 2;
+    options.rank = rank;
+    options.world = 2;
+    std::vector<std::string> warnings;
+    Loader loader(folder, options, [&](const std::string& line) { warnings.push_back(line); });
+    loader.start_epoch(0);
+    int64_t rows = 0;
+    while (auto batch = loader.next()) rows += batch->images.dim(0);
+    EXPECT_EQ(rows, 4) << "rank " << rank << ": the lost files are replaced, batches keep their size";
+    failures += loader.stats().failures;
+    for (const std::string& w : warnings) named.insert(fs::path(w.substr(9, w.find(':') - 9)).filename().string());
+  }
+  EXPECT_EQ(failures, 2);
+  EXPECT_EQ(named, (std::set<std::string>{"3.jpg", "5.jpg"}));
+}
+
 TEST(Data, NothingDecodableIsAClearError) {
   TempDir dir;
   write_bytes(dir.path / "train" / "a" / "x.jpg", {1, 2, 3});

@@ -151,6 +151,10 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--log-interval", c->log_interval, "Log every N steps")->capture_default_str();
   cmd->add_option("--save-interval", c->save_interval, "Also checkpoint every N steps (0: epoch ends only)")
       ->capture_default_str();
+  cmd->add_option("--on-save-error", c->on_save_error,
+                  "A checkpoint that cannot be written (a full disk): stop the run, or warn and train on")
+      ->check(CLI::IsMember({"stop", "warn"}))
+      ->capture_default_str();
   cmd->add_option("--limit-train", c->limit_train, "Use only N training images (quick runs)");
   cmd->add_option("--limit-val", c->limit_val, "Evaluate on the first N validation images");
   cmd->add_option("--max-steps", c->max_steps, "Stop after N steps as if killed (for testing --resume)");

@@ -14,7 +14,8 @@ TrainResult Trainer::run() {
   if (cfg_.output.empty() && !cfg_.resume.empty() && fs::is_directory(cfg_.resume)) cfg_.output = cfg_.resume;
   prepare();
   const bool resuming = !cfg_.resume.empty();
-  PMPL_CHECK(resuming || !fs::exists(cfg_.output + "/checkpoint-last.safetensors"),
+  PMPL_CHECK(resuming || (!fs::exists(cfg_.output + "/" + kLastCheckpoint) &&
+                          !fs::exists(cfg_.output + "/" + kPreviousCheckpoint)),
              "{} already holds a run: continue it with --resume {}, or choose another --output", cfg_.output,
              cfg_.output);
   if (writer()) fs::create_directories(cfg_.output);
@@ -25,6 +26,7 @@ TrainResult Trainer::run() {
     log_.open(cfg_.output + "/log.jsonl", std::ios::app);
     PMPL_CHECK(log_.good(), "cannot write {}/log.jsonl", cfg_.output);
   }
+  if (!resume_warning_.is_null()) log(resume_warning_);
 
   if (search_) arch_loader_->start_epoch(state_.arch_epoch, state_.arch_batch);
   const auto warmup = static_cast<int64_t>(std::llround(cfg_.warmup_epochs * static_cast<double>(steps_per_epoch_)));
@@ -68,7 +70,7 @@ TrainResult Trainer::run() {
         result.steps = state_.global_step;
         return result;  // as if killed: nothing more is written
       }
-      if (cfg_.save_interval > 0 && state_.global_step % cfg_.save_interval == 0) save("checkpoint-last.safetensors");
+      if (cfg_.save_interval > 0 && state_.global_step % cfg_.save_interval == 0) save(kLastCheckpoint);
     }
     end_epoch(totals, last_eval);
   }
@@ -92,7 +94,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"arch_lr", arch_lr > 0 ? nlohmann::json(arch_lr) : nlohmann::json("auto")}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
           {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"force_fix_epoch", force_fix_epoch},
           {"fix_top", fix_top}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
-          {"save_interval", save_interval}, {"limit_train", limit_train}, {"limit_val", limit_val}, {"amp", amp},
+          {"save_interval", save_interval}, {"on_save_error", on_save_error}, {"limit_train", limit_train}, {"limit_val", limit_val}, {"amp", amp},
           {"sync_bn", sync_bn}, {"bucket_mb", bucket_mb}, {"comm_timeout", comm_timeout},
           {"profile_steps", profile_steps}};
 }

@@ -66,6 +66,7 @@ struct TrainConfig {
   int64_t eval_interval = 1;   // epochs
   int64_t log_interval = 50;   // steps
   int64_t save_interval = 0;   // steps between checkpoints inside an epoch (0: epoch ends only)
+  std::string on_save_error = "stop";  // a checkpoint that cannot be written: "stop" the run or "warn" and go on
   int64_t limit_train = 0;     // use only this many training images (0: all)
   int64_t limit_val = 0;
   int64_t max_steps = 0;       // stop after this many steps as if killed (testing resume)

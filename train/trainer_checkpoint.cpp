@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <map>
 
+#include <fmt/format.h>
+
 #include "layers/weights.h"
 #include "train/trainer_impl.h"
 
@@ -88,12 +90,54 @@ void Trainer::save(const std::string& file) {
                                              {"pmpl.input_size", std::to_string(cfg_.input_size)},
                                              {"pmpl.version", PMPL_VERSION}};
   if (search_) meta["pmpl.fixed"] = model_->genotype().to_json().dump();
-  save_safetensors(cfg_.output + "/" + file, tensors, meta);
+  const bool last = file == kLastCheckpoint;
+  try {
+    save_safetensors(cfg_.output + "/" + file, tensors, meta, last ? cfg_.output + "/" + kPreviousCheckpoint : "");
+  } catch (const Error& e) {
+    if (cfg_.on_save_error != "warn") {
+      throw Error(fmt::format("{}; the run stops at epoch {} step {}: make room, then continue it with --resume {} "
+                              "(or pass --on-save-error warn to train on without checkpoints that fail)",
+                              e.what(), state_.epoch + 1, state_.global_step, cfg_.output));
+    }
+    progress_.line(fmt::format("warning: {}; training goes on (--on-save-error warn)", e.what()));
+    log({{"event", "save_failed"}, {"file", file}, {"step", state_.global_step}, {"error", e.what()}});
+  }
+}
+
+// The checkpoint to resume: a file as named, or a run folder's last checkpoint. When that one
+// cannot be read (damaged, truncated, missing after a kill between two renames), the one before it:
+// the damaged file is kept beside it as *.damaged, so the next save does not rotate it into place.
+TensorFile Trainer::load_checkpoint(const std::string& path_in, std::string& path) {
+  if (!fs::is_directory(path_in)) {
+    path = path_in;
+    return load_safetensors(path);
+  }
+  path = path_in + "/" + kLastCheckpoint;
+  const std::string previous = path_in + "/" + kPreviousCheckpoint;
+  std::string why;
+  try {
+    return load_safetensors(path);
+  } catch (const Error& e) {
+    if (!fs::exists(previous)) throw;
+    why = e.what();
+  }
+  TensorFile file;
+  try {
+    file = load_safetensors(previous);
+  } catch (const Error& e) {
+    PMPL_CHECK(false, "{} holds no readable checkpoint: {}; and {}", path_in, why, e.what());
+  }
+  if (writer() && fs::exists(path)) fs::rename(path, path + ".damaged");
+  progress_.line(fmt::format("warning: {}; resuming from the checkpoint before it, {}{}", why, previous,
+                             fs::exists(path + ".damaged") ? fmt::format(" ({} kept as {}.damaged)", path, path) : ""));
+  resume_warning_ = {{"event", "resume_fallback"}, {"error", why}, {"checkpoint", previous}};
+  path = previous;
+  return file;
 }
 
 void Trainer::resume(const std::string& path_in) {
-  const std::string path = fs::is_directory(path_in) ? path_in + "/checkpoint-last.safetensors" : path_in;
-  const TensorFile file = load_safetensors(path);
+  std::string path;
+  const TensorFile file = load_checkpoint(path_in, path);
   PMPL_CHECK(file.metadata.count("pmpl.trainer") && describes_model(file),
              "{} is not a pmpl training checkpoint (no pmpl.trainer metadata)", path);
   const ModelDescription saved =

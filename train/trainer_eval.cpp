@@ -37,7 +37,7 @@ void Trainer::end_epoch(const EpochTotals& totals, EvalResult& last_eval) {
   state_.batch = 0;
   const bool best = evaluate_now && last_eval.top1 > state_.best_top1;
   if (best) state_.best_top1 = last_eval.top1;
-  save("checkpoint-last.safetensors");
+  save(kLastCheckpoint);
   if (best) save("checkpoint-best.safetensors");
 }
 

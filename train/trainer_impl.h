@@ -37,6 +37,11 @@ namespace pmpl::trainer {
 
 using Clock = std::chrono::steady_clock;
 
+// A run's folder holds its last checkpoint and the one before it, so a damaged last one (a bad
+// disk, a partial copy) costs one save interval, not the run.
+inline constexpr const char* kLastCheckpoint = "checkpoint-last.safetensors";
+inline constexpr const char* kPreviousCheckpoint = "checkpoint-prev.safetensors";
+
 inline double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -102,6 +107,7 @@ class Trainer {
   // trainer_checkpoint.cpp
   void save(const std::string& file);
   void resume(const std::string& path);
+  TensorFile load_checkpoint(const std::string& path_in, std::string& path);
   void write_config();
   void spread_state();
   // trainer_eval.cpp
@@ -131,6 +137,7 @@ class Trainer {
   int64_t train_images_ = 0, arch_images_ = 0, steps_per_epoch_ = 0;
   double arch_lr_ = 0.0;  // resolved (--arch-lr auto)
   TrainerState state_;
+  nlohmann::json resume_warning_;  // a fallback to the previous checkpoint, logged once the log is open
   ModelDescription description_;
   std::ofstream log_;
 };

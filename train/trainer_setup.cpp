@@ -62,6 +62,8 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.log_interval > 0 && cfg_.eval_interval > 0, "--log-interval and --eval-interval must be positive");
   PMPL_CHECK(cfg_.crop_scale > 0 && cfg_.crop_scale <= 1, "--crop-scale {} is outside (0, 1]", cfg_.crop_scale);
   PMPL_CHECK(!cfg_.output.empty(), "--output is required (the run's folder)");
+  PMPL_CHECK(cfg_.on_save_error == "stop" || cfg_.on_save_error == "warn",
+             "--on-save-error must be stop or warn, got '{}'", cfg_.on_save_error);
   PMPL_CHECK(cfg_.bucket_mb > 0, "--bucket-mb must be positive, got {}", cfg_.bucket_mb);
   profile_ = ProfileSteps::parse(cfg_.profile_steps, parse_device(cfg_.device));
   set_comm_timeout(cfg_.comm_timeout);

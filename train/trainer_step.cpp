@@ -51,13 +51,13 @@ double Trainer::weight_step(const data::Batch& batch, double lr, StepInterval& i
     const double sum = squares.defined() ? squares.item() : weights_->grad_sum_squares();
     PMPL_CHECK(std::isfinite(sum),
                "the gradients became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the "
-               "last good checkpoint, {}/checkpoint-last.safetensors, is intact",
-               sum, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
+               "last good checkpoint, {}/{}, is intact",
+               sum, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output, kLastCheckpoint);
   }
   PMPL_CHECK(!stepped || std::isfinite(loss_value),
              "the loss became {} at epoch {} step {} (global step {}): lower --lr or --clip-grad; the last "
-             "good checkpoint, {}/checkpoint-last.safetensors, is intact",
-             loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output);
+             "good checkpoint, {}/{}, is intact",
+             loss_value, state_.epoch + 1, state_.batch + 1, state_.global_step + 1, cfg_.output, kLastCheckpoint);
   return loss_value;
 }
 

@@ -1,7 +1,13 @@
 #include "engine/io/safetensors.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -39,10 +45,52 @@ bool parse_safetensors_dtype(const std::string& name, DType& out) {
   return false;
 }
 
-void write_u64_le(std::ostream& out, uint64_t v) {
-  unsigned char bytes[8];
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<unsigned char>(v >> (8 * i));
-  out.write(reinterpret_cast<const char*>(bytes), 8);
+// The checksum's entry as it appears in the header text; its 8 hex digits are zeros while the
+// checksum is computed (and again when it is checked).
+constexpr const char* kChecksumEntry = "\"pmpl.crc32\":\"";
+constexpr const char* kChecksumZeros = "00000000";
+constexpr size_t kChecksumDigits = 8;
+
+uint32_t crc32_of(uint32_t crc, const void* data, uint64_t size) {
+  const auto* p = static_cast<const Bytef*>(data);
+  while (size > 0) {  // zlib takes 32-bit lengths
+    const auto chunk = static_cast<uInt>(std::min<uint64_t>(size, 1u << 30));
+    crc = static_cast<uint32_t>(crc32(crc, p, chunk));
+    p += chunk;
+    size -= chunk;
+  }
+  return crc;
+}
+
+// Where the checksum's digits start in the header text, or npos when it has none.
+size_t checksum_digits_at(const std::string& text) {
+  const size_t at = text.find(kChecksumEntry);
+  return at == std::string::npos ? at : at + std::strlen(kChecksumEntry);
+}
+
+// Writes all of [data, data + size) to fd, or says why not (errno's text).
+bool write_all(int fd, const char* data, uint64_t size, std::string& why) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, std::min<uint64_t>(size, 1u << 30));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      why = n < 0 ? std::strerror(errno) : "nothing written";
+      return false;
+    }
+    data += n;
+    size -= static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+// The new file's bytes reach the disk before it is renamed into place, and the rename reaches it
+// after: a crash or power loss leaves the old file or the new one, never a torn one.
+void sync_directory(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const int fd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
 }
 
 }  // namespace
@@ -55,35 +103,63 @@ Tensor TensorFile::find(const std::string& name) const {
 }
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata, const std::string& keep_previous_as) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::map<std::string, std::string> meta = metadata;
+  meta["pmpl.crc32"] = kChecksumZeros;
+  header["__metadata__"] = meta;
   std::set<std::string> seen;
   uint64_t offset = 0;
+  std::vector<Tensor> host;
   for (const auto& [name, t] : tensors) {
     PMPL_ASSERT(seen.insert(name).second, "tensor name {} appears twice", name);
     header[name] = {{"dtype", safetensors_dtype(t.dtype())},
                     {"shape", t.shape().vec()},
                     {"data_offsets", {offset, offset + t.nbytes()}}};
     offset += t.nbytes();
+    host.push_back(t.to(Device::cpu()));
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the spec's recommended 8-byte alignment
+  unsigned char size_bytes[8];
+  for (int i = 0; i < 8; ++i) size_bytes[i] = static_cast<unsigned char>(static_cast<uint64_t>(text.size()) >> (8 * i));
+
+  // CRC-32 (zlib's) of everything after the size: the header with zeros for its digits, then the data.
+  const size_t digits = checksum_digits_at(text);
+  PMPL_ASSERT(digits != std::string::npos, "the checksum entry is missing from {}'s header", path);
+  uint32_t crc = crc32_of(0, text.data(), text.size());
+  for (const Tensor& t : host) crc = crc32_of(crc, t.raw_data(), t.nbytes());
+  char hex[kChecksumDigits + 1];
+  std::snprintf(hex, sizeof hex, "%08x", crc);
+  text.replace(digits, kChecksumDigits, hex);
 
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    PMPL_CHECK(out.good(), "cannot write {}: check the directory exists and is writable", tmp);
-    write_u64_le(out, text.size());
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    for (const auto& [name, t] : tensors) {
-      const Tensor host = t.to(Device::cpu());
-      out.write(static_cast<const char*>(host.raw_data()), static_cast<std::streamsize>(host.nbytes()));
-    }
-    out.flush();
-    PMPL_CHECK(out.good(), "writing {} failed (disk full?)", tmp);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  PMPL_CHECK(fd >= 0, "cannot write {}: {}; check the folder exists and is writable", tmp, std::strerror(errno));
+  std::string why;
+  bool ok = write_all(fd, reinterpret_cast<const char*>(size_bytes), 8, why) &&
+            write_all(fd, text.data(), text.size(), why);
+  for (size_t k = 0; ok && k < host.size(); ++k) {
+    ok = write_all(fd, static_cast<const char*>(host[k].raw_data()), host[k].nbytes(), why);
   }
-  PMPL_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename {} to {}", tmp, path);
+  if (ok && ::fsync(fd) != 0 && errno != EINVAL) {  // EINVAL: a file that cannot be synced (a device)
+    ok = false;
+    why = std::strerror(errno);
+  }
+  if (::close(fd) != 0 && ok) {
+    ok = false;
+    why = std::strerror(errno);
+  }
+  if (!ok) {
+    ::unlink(tmp.c_str());
+    PMPL_CHECK(false, "writing {} failed: {}; {} was left as it was", tmp, why, path);
+  }
+  if (!keep_previous_as.empty() && std::filesystem::exists(path)) {
+    PMPL_CHECK(std::rename(path.c_str(), keep_previous_as.c_str()) == 0, "cannot rename {} to {}: {}", path,
+               keep_previous_as, std::strerror(errno));
+  }
+  PMPL_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename {} to {}: {}", tmp, path, std::strerror(errno));
+  sync_directory(path);
 }
 
 TensorFile load_safetensors(const std::string& path) {
@@ -112,6 +188,9 @@ TensorFile load_safetensors(const std::string& path) {
   }
   PMPL_CHECK(header.is_object(), "{}: the safetensors header is not a JSON object", path);
   const uint64_t data_start = 8 + header_size, data_size = file_size - data_start;
+  std::vector<char> data(data_size);
+  in.read(data.data(), static_cast<std::streamsize>(data_size));
+  PMPL_CHECK(in.good() || data_size == 0, "{}: read error in the tensor data", path);
 
   TensorFile file;
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -153,10 +232,24 @@ TensorFile load_safetensors(const std::string& path) {
                "not match its shape {}: the file is truncated or corrupt",
                path, name, end - begin, data_size, shape.str());
     Tensor t = Tensor::empty(shape, dtype);
-    in.seekg(static_cast<std::streamoff>(data_start + begin));
-    in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(expected));
-    PMPL_CHECK(in.good(), "{}: read error in tensor {}", path, name);
+    if (expected > 0) std::memcpy(t.raw_data(), data.data() + begin, expected);
     file.tensors.emplace_back(name, t);
+  }
+  const auto& meta = header.find("__metadata__");
+  if (meta != header.end() && meta->is_object() && meta->contains("pmpl.crc32")) {
+    // Files pmpl wrote carry a checksum, checked once the layout is known to fit the file; others (older files, other writers') are read unchecked.
+    const size_t digits = checksum_digits_at(text);
+    PMPL_CHECK(digits != std::string::npos && digits + kChecksumDigits <= text.size(),
+               "{} is damaged: its checksum entry is malformed; use another copy of the file", path);
+    const std::string stored = text.substr(digits, kChecksumDigits);
+    text.replace(digits, kChecksumDigits, kChecksumZeros);
+    const uint32_t crc = crc32_of(crc32_of(0, text.data(), text.size()), data.data(), data_size);
+    char hex[kChecksumDigits + 1];
+    std::snprintf(hex, sizeof hex, "%08x", crc);
+    PMPL_CHECK(stored == hex,
+               "{} is damaged: its contents do not match the checksum it was written with (crc32 {} stored, {} "
+               "read): a flipped bit or a partial copy; use another copy of the file",
+               path, stored, hex);
   }
   return file;
 }

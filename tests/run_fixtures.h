@@ -1,0 +1,44 @@
+// What the tests that train share: a tiny generated dataset, a scratch run folder, a tiny
+// search's configuration, a run's log and a checkpoint's tensors as bytes.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "train/trainer.h"
+
+namespace pmpl::test {
+
+// 3 classes told apart by colour, 16 training and 4 validation images each (20 x 20 JPEGs), made
+// once per test binary; the folder's path.
+std::string make_dataset();
+
+// A run folder under the temporary directory, removed before and after.
+struct TempRun {
+  std::string dir;
+  explicit TempRun(const std::string& name)
+      : dir((std::filesystem::temp_directory_path() / ("pmpl_run_" + std::to_string(::getpid()) + "_" + name))
+                .string()) {
+    std::filesystem::remove_all(dir);
+  }
+  ~TempRun() { std::filesystem::remove_all(dir); }
+};
+
+// A 2-epoch search of mobilenetv2_mp at width 0.25 on make_dataset(), quiet, checkpointing every
+// 2 steps, into `output`.
+TrainConfig tiny_search(const std::string& output);
+
+// log.jsonl's lines.
+std::vector<nlohmann::json> read_log(const std::string& dir);
+
+// Each tensor's bytes, by name.
+std::map<std::string, std::vector<uint8_t>> checkpoint_bytes(const std::string& path);
+
+}  // namespace pmpl::test
