@@ -106,6 +106,24 @@ TEST(Checkpoint, FilesWithoutAChecksumStillLoad) {
   EXPECT_EQ(file.find("x").data<float>()[1], -2.0f);
 }
 
+// A shape whose element count wraps around 64 bits (2^32 x 2^32 = 0 mod 2^64) is refused, not
+// taken for an empty tensor.
+TEST(Checkpoint, OverflowingShapesAreRefused) {
+  TempRun run("overflow");
+  fs::create_directories(run.dir);
+  const std::string path = run.dir + "/wrap.safetensors";
+  for (const char* header : {R"({"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})",
+                             R"({"x":{"dtype":"F64","shape":[1099511627775,1099511627775,16],"data_offsets":[0,0]}})"}) {
+    SCOPED_TRACE(header);
+    std::vector<char> bytes(8);
+    const std::string text = header;
+    for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>(text.size() >> (8 * i));
+    bytes.insert(bytes.end(), text.begin(), text.end());
+    write_bytes(path, bytes);
+    EXPECT_NE(load_error(path).find("truncated or corrupt"), std::string::npos) << load_error(path);
+  }
+}
+
 // Killed after step 6 (checkpoints at steps 2 and 4), the last one then damaged on disk: resuming
 // the folder takes the step-2 checkpoint, says so in the log, keeps the damaged file aside, and
 // ends byte for byte as the run never stopped.

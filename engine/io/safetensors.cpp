@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <unistd.h>
-#include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -14,59 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/error.h"
+#include "engine/io/safetensors_format.h"
 
 namespace pmpl {
 namespace {
-
-// The header is JSON of at most this size; anything larger is not a sane weights file.
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
-
-const char* safetensors_dtype(DType dtype) {
-  switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kF64: return "F64";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kI32: return "I32";
-    case DType::kI64: return "I64";
-    case DType::kU8: return "U8";
-  }
-  return "?";
-}
-
-bool parse_safetensors_dtype(const std::string& name, DType& out) {
-  for (DType d : {DType::kF32, DType::kF64, DType::kBF16, DType::kF16, DType::kI32, DType::kI64,
-                  DType::kU8}) {
-    if (name == safetensors_dtype(d)) {
-      out = d;
-      return true;
-    }
-  }
-  return false;
-}
-
-// The checksum's entry as it appears in the header text; its 8 hex digits are zeros while the
-// checksum is computed (and again when it is checked).
-constexpr const char* kChecksumEntry = "\"pmpl.crc32\":\"";
-constexpr const char* kChecksumZeros = "00000000";
-constexpr size_t kChecksumDigits = 8;
-
-uint32_t crc32_of(uint32_t crc, const void* data, uint64_t size) {
-  const auto* p = static_cast<const Bytef*>(data);
-  while (size > 0) {  // zlib takes 32-bit lengths
-    const auto chunk = static_cast<uInt>(std::min<uint64_t>(size, 1u << 30));
-    crc = static_cast<uint32_t>(crc32(crc, p, chunk));
-    p += chunk;
-    size -= chunk;
-  }
-  return crc;
-}
-
-// Where the checksum's digits start in the header text, or npos when it has none.
-size_t checksum_digits_at(const std::string& text) {
-  const size_t at = text.find(kChecksumEntry);
-  return at == std::string::npos ? at : at + std::strlen(kChecksumEntry);
-}
 
 // Writes all of [data, data + size) to fd, or says why not (errno's text).
 bool write_all(int fd, const char* data, uint64_t size, std::string& why) {
@@ -106,14 +57,14 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
                       const std::map<std::string, std::string>& metadata, const std::string& keep_previous_as) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   std::map<std::string, std::string> meta = metadata;
-  meta["pmpl.crc32"] = kChecksumZeros;
+  meta[safetensors::kChecksumKey] = safetensors::kChecksumZeros;
   header["__metadata__"] = meta;
   std::set<std::string> seen;
   uint64_t offset = 0;
   std::vector<Tensor> host;
   for (const auto& [name, t] : tensors) {
     PMPL_ASSERT(seen.insert(name).second, "tensor name {} appears twice", name);
-    header[name] = {{"dtype", safetensors_dtype(t.dtype())},
+    header[name] = {{"dtype", safetensors::file_dtype_name(t.dtype())},
                     {"shape", t.shape().vec()},
                     {"data_offsets", {offset, offset + t.nbytes()}}};
     offset += t.nbytes();
@@ -124,14 +75,10 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   unsigned char size_bytes[8];
   for (int i = 0; i < 8; ++i) size_bytes[i] = static_cast<unsigned char>(static_cast<uint64_t>(text.size()) >> (8 * i));
 
-  // CRC-32 (zlib's) of everything after the size: the header with zeros for its digits, then the data.
-  const size_t digits = checksum_digits_at(text);
-  PMPL_ASSERT(digits != std::string::npos, "the checksum entry is missing from {}'s header", path);
-  uint32_t crc = crc32_of(0, text.data(), text.size());
-  for (const Tensor& t : host) crc = crc32_of(crc, t.raw_data(), t.nbytes());
-  char hex[kChecksumDigits + 1];
-  std::snprintf(hex, sizeof hex, "%08x", crc);
-  text.replace(digits, kChecksumDigits, hex);
+  // CRC-32 of everything after the size: the header with zeros for its digits, then the data.
+  uint32_t crc = safetensors::crc32_of(0, text.data(), text.size());
+  for (const Tensor& t : host) crc = safetensors::crc32_of(crc, t.raw_data(), t.nbytes());
+  safetensors::put_checksum(text, crc);
 
   const std::string tmp = path + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -165,91 +112,18 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 TensorFile load_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   PMPL_CHECK(in.good(), "cannot open {}: check the path", path);
-  const auto file_size = static_cast<uint64_t>(in.tellg());
+  const auto file_size = static_cast<size_t>(in.tellg());
   in.seekg(0);
-  PMPL_CHECK(file_size >= 8, "{} is not a safetensors file: {} bytes is shorter than its header",
-             path, file_size);
-  unsigned char size_bytes[8];
-  in.read(reinterpret_cast<char*>(size_bytes), 8);
-  uint64_t header_size = 0;
-  for (int i = 0; i < 8; ++i) header_size |= static_cast<uint64_t>(size_bytes[i]) << (8 * i);
-  PMPL_CHECK(header_size <= kMaxHeaderBytes && header_size <= file_size - 8,
-             "{} is not a safetensors file or is truncated (header of {} bytes in a {}-byte file)",
-             path, header_size, file_size);
-  std::string text(header_size, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(header_size));
-  PMPL_CHECK(in.good(), "{}: read error in the header", path);
-
-  nlohmann::ordered_json header;
-  try {
-    header = nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::json::exception&) {
-    PMPL_CHECK(false, "{} is not a safetensors file (its header is not JSON)", path);
-  }
-  PMPL_CHECK(header.is_object(), "{}: the safetensors header is not a JSON object", path);
-  const uint64_t data_start = 8 + header_size, data_size = file_size - data_start;
-  std::vector<char> data(data_size);
-  in.read(data.data(), static_cast<std::streamsize>(data_size));
-  PMPL_CHECK(in.good() || data_size == 0, "{}: read error in the tensor data", path);
-
+  std::vector<uint8_t> bytes(file_size);
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(file_size));
+  PMPL_CHECK(in.good() || file_size == 0, "{}: read error", path);
+  const safetensors::Layout layout = safetensors::parse(bytes.data(), bytes.size(), path);
   TensorFile file;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const auto& entry = it.value();
-    if (name == "__metadata__") {
-      PMPL_CHECK(entry.is_object(), "{}: __metadata__ must be an object", path);
-      for (auto m = entry.begin(); m != entry.end(); ++m) {
-        PMPL_CHECK(m.value().is_string(), "{}: metadata {} is not a string", path, m.key());
-        file.metadata[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    DType dtype;
-    const bool well_formed =
-        entry.is_object() && entry.contains("dtype") && entry["dtype"].is_string() &&
-        entry.contains("shape") && entry["shape"].is_array() && entry.contains("data_offsets") &&
-        entry["data_offsets"].is_array() && entry["data_offsets"].size() == 2 &&
-        entry["data_offsets"][0].is_number_unsigned() && entry["data_offsets"][1].is_number_unsigned();
-    PMPL_CHECK(well_formed, "{}: tensor {} has a malformed header entry", path, name);
-    PMPL_CHECK(parse_safetensors_dtype(entry["dtype"].get<std::string>(), dtype),
-               "{}: tensor {} has dtype {}, which pmpl does not read", path, name,
-               entry["dtype"].get<std::string>());
-    std::vector<int64_t> dims;
-    for (const auto& d : entry["shape"]) {
-      PMPL_CHECK(d.is_number_unsigned() && d.get<uint64_t>() < (1ull << 40),
-                 "{}: tensor {} has a bad dimension", path, name);
-      dims.push_back(d.get<int64_t>());
-    }
-    PMPL_CHECK(dims.size() <= static_cast<size_t>(Shape::kMaxRank),
-               "{}: tensor {} has {} dimensions (pmpl supports up to {})", path, name, dims.size(),
-               Shape::kMaxRank);
-    const uint64_t begin = entry["data_offsets"][0].get<uint64_t>();
-    const uint64_t end = entry["data_offsets"][1].get<uint64_t>();
-    const Shape shape(dims);
-    const uint64_t expected = static_cast<uint64_t>(shape.numel()) * dtype_size(dtype);
-    PMPL_CHECK(begin <= end && end <= data_size && end - begin == expected,
-               "{}: tensor {} ({} bytes) lies outside the file's {} data bytes, or its size does "
-               "not match its shape {}: the file is truncated or corrupt",
-               path, name, end - begin, data_size, shape.str());
-    Tensor t = Tensor::empty(shape, dtype);
-    if (expected > 0) std::memcpy(t.raw_data(), data.data() + begin, expected);
-    file.tensors.emplace_back(name, t);
-  }
-  const auto& meta = header.find("__metadata__");
-  if (meta != header.end() && meta->is_object() && meta->contains("pmpl.crc32")) {
-    // Files pmpl wrote carry a checksum, checked once the layout is known to fit the file; others (older files, other writers') are read unchecked.
-    const size_t digits = checksum_digits_at(text);
-    PMPL_CHECK(digits != std::string::npos && digits + kChecksumDigits <= text.size(),
-               "{} is damaged: its checksum entry is malformed; use another copy of the file", path);
-    const std::string stored = text.substr(digits, kChecksumDigits);
-    text.replace(digits, kChecksumDigits, kChecksumZeros);
-    const uint32_t crc = crc32_of(crc32_of(0, text.data(), text.size()), data.data(), data_size);
-    char hex[kChecksumDigits + 1];
-    std::snprintf(hex, sizeof hex, "%08x", crc);
-    PMPL_CHECK(stored == hex,
-               "{} is damaged: its contents do not match the checksum it was written with (crc32 {} stored, {} "
-               "read): a flipped bit or a partial copy; use another copy of the file",
-               path, stored, hex);
+  file.metadata = layout.metadata;
+  for (const safetensors::Entry& e : layout.entries) {
+    Tensor t = Tensor::empty(Shape(e.dims), e.dtype);
+    if (e.end > e.begin) std::memcpy(t.raw_data(), bytes.data() + layout.data_start + e.begin, e.end - e.begin);
+    file.tensors.emplace_back(e.name, t);
   }
   return file;
 }
