@@ -10,9 +10,6 @@
 namespace pmpl {
 namespace {
 
-constexpr std::array<std::string_view, kNumPoolOps> kPoolOpNames = {
-    "skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"};
-
 void check_ops(const std::vector<PoolOp>& ops) {
   PMPL_CHECK(ops.size() == 1 || ops.size() == 2,
              "a Meta-Pooling enhancer is fixed to one op or two, got {}", ops.size());
@@ -21,17 +18,6 @@ void check_ops(const std::vector<PoolOp>& ops) {
 }
 
 }  // namespace
-
-std::string_view pool_op_name(PoolOp op) { return kPoolOpNames[static_cast<size_t>(op)]; }
-
-PoolOp parse_pool_op(std::string_view name) {
-  for (int i = 0; i < kNumPoolOps; ++i) {
-    if (kPoolOpNames[static_cast<size_t>(i)] == name) return static_cast<PoolOp>(i);
-  }
-  PMPL_CHECK(false, "unknown Meta-Pooling op '{}': use one of skip, strip, max3, max5, max7, "
-                    "avg3, avg5, avg7", name);
-  return PoolOp::kSkip;
-}
 
 Tensor run_pool_op(PoolOp op, const Tensor& x, Module* strip) {
   switch (op) {

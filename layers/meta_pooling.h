@@ -8,15 +8,10 @@
 
 #include "core/rng.h"
 #include "layers/layers.h"
+#include "layers/pool_op.h"
 
 namespace pmpl {
 
-enum class PoolOp : uint8_t { kSkip, kStrip, kMax3, kMax5, kMax7, kAvg3, kAvg5, kAvg7 };
-inline constexpr int kNumPoolOps = 8;
-
-std::string_view pool_op_name(PoolOp op);  // "skip", "strip", "max3", ... "avg7"
-// Throws pmpl::Error naming the valid choices.
-PoolOp parse_pool_op(std::string_view name);
 // Runs one candidate on x [N, H, W, C]; `strip` is needed for PoolOp::kStrip only.
 Tensor run_pool_op(PoolOp op, const Tensor& x, Module* strip);
 

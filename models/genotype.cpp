@@ -25,10 +25,14 @@ nlohmann::json Genotype::to_json() const {
 }
 
 Genotype Genotype::from_json(const nlohmann::json& j, const std::string& where) {
-  PMPL_CHECK(j.is_object() && j.value("format", "") == "pmpl-genotype",
+  // Types are checked before values are read: a wrong type is the user's mistake, not a JSON
+  // library exception (found by tests/fuzz/fuzz_genotype.cpp).
+  PMPL_CHECK(j.is_object() && j.contains("format") && j["format"].is_string() &&
+                 j["format"].get<std::string>() == "pmpl-genotype",
              "{} is not a pmpl genotype (no \"format\": \"pmpl-genotype\")", where);
-  PMPL_CHECK(j.value("version", 0) == 1, "{}: genotype version {} is not supported (expected 1)",
-             where, j.value("version", 0));
+  PMPL_CHECK(j.contains("version") && j["version"].is_number_integer() && j["version"].get<int64_t>() == 1,
+             "{}: genotype version {} is not supported (expected 1)", where,
+             j.contains("version") ? j["version"].dump() : std::string("(none)"));
   PMPL_CHECK(j.contains("enhancers") && j["enhancers"].is_array(),
              "{}: genotype has no \"enhancers\" list", where);
   Genotype g;

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "layers/meta_pooling.h"
+#include "layers/pool_op.h"
 
 namespace pmpl {
 

@@ -125,7 +125,11 @@ TEST(Model, BuildsFixedFromAGenotypeFile) {
 TEST(Model, GenotypeFilesAreValidated) {
   const std::string path = temp_path("bad_genotype.json");
   for (const char* text : {"not json", "{}", R"({"format": "pmpl-genotype", "version": 2})",
-                           R"({"format": "pmpl-genotype", "version": 1, "enhancers": [{"name": "x", "ops": ["max9"]}]})"}) {
+                           R"({"format": "pmpl-genotype", "version": 1, "enhancers": [{"name": "x", "ops": ["max9"]}]})",
+                           // Wrong types (found by fuzzing): a clear error, not a JSON library exception.
+                           R"({"format": 1, "version": 1, "enhancers": []})",
+                           R"({"format": "pmpl-genotype", "version": "1", "enhancers": []})",
+                           R"({"format": "pmpl-genotype", "version": 1.5, "enhancers": []})"}) {
     std::ofstream(path) << text;
     EXPECT_THROW(Genotype::load(path), Error) << text;
   }
