@@ -193,6 +193,31 @@ TEST(Checkpoint, ANamedDamagedOrForeignCheckpointIsAnError) {
   EXPECT_FALSE(fs::exists(last + ".damaged")) << "a named file is left as it is";
 }
 
+// A checkpoint whose bytes are intact (its checksum matches) but whose trainer metadata has the
+// wrong types, as no pmpl writes it: one clear error, not a JSON library exception.
+TEST(Checkpoint, MalformedMetadataIsOneClearError) {
+  TempRun run("metadata");
+  TrainConfig c = tiny_search(run.dir);
+  c.model = "mobilenetv2";
+  c.max_steps = 3;  // the checkpoint of step 2 stays behind
+  run_training(c);
+  const std::string last = run.dir + "/checkpoint-last.safetensors";
+  TensorFile file = load_safetensors(last);
+  file.metadata["pmpl.trainer"] = R"({"epoch": "one"})";
+  file.metadata.erase("pmpl.crc32");
+  save_safetensors(last, file.tensors, file.metadata);
+  TrainConfig again = tiny_search("");
+  again.model = "mobilenetv2";
+  again.output = run.dir;
+  again.resume = last;
+  try {
+    run_training(again);
+    ADD_FAILURE() << "malformed metadata resumed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("metadata is malformed"), std::string::npos) << e.what();
+  }
+}
+
 // Checkpoint writes into /dev/full (the temporary file planted as a link to it) fail with ENOSPC,
 // as on a full disk: the run stops with one clear line and the step-2 checkpoint intact, or with
 // --on-save-error warn goes on and its later checkpoints are written.

@@ -138,6 +138,16 @@ TensorFile Trainer::load_checkpoint(const std::string& path_in, std::string& pat
 void Trainer::resume(const std::string& path_in) {
   std::string path;
   const TensorFile file = load_checkpoint(path_in, path);
+  try {
+    restore(file, path);
+  } catch (const nlohmann::json::exception& e) {
+    // Intact bytes (the checksum held) but metadata pmpl's trainer never writes: a foreign file.
+    PMPL_CHECK(false, "{}: its pmpl metadata is malformed ({}); it was not written by pmpl's trainer: resume from "
+                      "another checkpoint", path, e.what());
+  }
+}
+
+void Trainer::restore(const TensorFile& file, const std::string& path) {
   PMPL_CHECK(file.metadata.count("pmpl.trainer") && describes_model(file),
              "{} is not a pmpl training checkpoint (no pmpl.trainer metadata)", path);
   const ModelDescription saved =

@@ -108,6 +108,7 @@ class Trainer {
   void save(const std::string& file);
   void resume(const std::string& path);
   TensorFile load_checkpoint(const std::string& path_in, std::string& path);
+  void restore(const TensorFile& file, const std::string& path);
   void write_config();
   void spread_state();
   // trainer_eval.cpp
