@@ -56,8 +56,8 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
   }
   if (std::string_view(why) == "forced") {
     progress_.line(fmt::format("{} enhancers were fixed before their lead reached --fix-threshold {}: their ops are "
-                               "the search's best guess so far; a longer search (more epochs or images) gathers more "
-                               "evidence (docs/PMPL.md)",
+                               "the search's best guess so far, not a decision (docs/PMPL.md, \"Reading a search\", "
+                               "says what a longer search does and does not change)",
                                decisions.size(), cfg_.fix_threshold));
   }
   if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
