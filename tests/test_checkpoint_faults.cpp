@@ -42,6 +42,17 @@ std::string load_error(const std::string& path) {
   return "";
 }
 
+// The error a training run stops with; "" (and a test failure) when it completes.
+std::string run_error(const TrainConfig& config) {
+  try {
+    run_training(config);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "the run went through";
+  return "";
+}
+
 // The offset of the first byte of the tensor data (after the 8-byte size and the header).
 size_t data_start(const std::vector<char>& bytes) {
   uint64_t n = 0;
@@ -59,8 +70,8 @@ TEST(Checkpoint, EveryDamageIsOneClearError) {
   const std::vector<char> bytes = read_bytes(good);
   const size_t start = data_start(bytes);
   const std::string header(bytes.begin() + 8, bytes.begin() + static_cast<std::ptrdiff_t>(start));
-  const size_t epoch_digit = header.find("12") + 8;
   ASSERT_NE(header.find("12"), std::string::npos);
+  const size_t epoch_digit = header.find("12") + 8;
 
   struct Damage {
     const char* what;
@@ -172,24 +183,16 @@ TEST(Checkpoint, ANamedDamagedOrForeignCheckpointIsAnError) {
   other.model = "mobilenetv2";
   other.output = run.dir;
   other.resume = last;
-  try {
-    run_training(other);
-    ADD_FAILURE() << "a search's checkpoint resumed a plain network";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("was trained with another network"), std::string::npos) << e.what();
-  }
+  const std::string foreign = run_error(other);
+  EXPECT_NE(foreign.find("was trained with another network"), std::string::npos) << foreign;
   std::vector<char> bytes = read_bytes(last);
   bytes.resize(bytes.size() - 100);
   write_bytes(last, bytes);
   TrainConfig again = tiny_search("");
   again.output = run.dir;
   again.resume = last;
-  try {
-    run_training(again);
-    ADD_FAILURE() << "a truncated checkpoint resumed";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
-  }
+  const std::string truncated = run_error(again);
+  EXPECT_NE(truncated.find("truncated"), std::string::npos) << truncated;
   EXPECT_FALSE(fs::exists(last + ".damaged")) << "a named file is left as it is";
 }
 
@@ -210,12 +213,8 @@ TEST(Checkpoint, MalformedMetadataIsOneClearError) {
   again.model = "mobilenetv2";
   again.output = run.dir;
   again.resume = last;
-  try {
-    run_training(again);
-    ADD_FAILURE() << "malformed metadata resumed";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("metadata is malformed"), std::string::npos) << e.what();
-  }
+  const std::string malformed = run_error(again);
+  EXPECT_NE(malformed.find("metadata is malformed"), std::string::npos) << malformed;
 }
 
 // Checkpoint writes into /dev/full (the temporary file planted as a link to it) fail with ENOSPC,
@@ -234,15 +233,10 @@ TEST(Checkpoint, AFullDiskKeepsTheLastGoodCheckpoint) {
   TrainConfig again = tiny_search("");
   again.model = "mobilenetv2";
   again.resume = run.dir;
-  try {
-    run_training(again);
-    ADD_FAILURE() << "a failed checkpoint write did not stop the run";
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find("No space left on device"), std::string::npos) << what;
-    EXPECT_NE(what.find("--on-save-error warn"), std::string::npos) << what;
-    EXPECT_EQ(what.find('\n'), std::string::npos) << what;
-  }
+  const std::string full = run_error(again);
+  EXPECT_NE(full.find("No space left on device"), std::string::npos) << full;
+  EXPECT_NE(full.find("--on-save-error warn"), std::string::npos) << full;
+  EXPECT_EQ(full.find('\n'), std::string::npos) << full;
   EXPECT_FALSE(fs::exists(fs::symlink_status(last + ".tmp"))) << "the temporary file is removed";
   EXPECT_TRUE(checkpoint_bytes(last) == before) << "the last good checkpoint is untouched";
 

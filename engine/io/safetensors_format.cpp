@@ -124,8 +124,8 @@ Layout parse(const uint8_t* bytes, size_t size, const std::string& path) {
                  path, name);
       const uint64_t v = d.get<uint64_t>();
       e.dims.push_back(static_cast<int64_t>(v));
-      if (v != 0 && numel > data_size / v) fits = false;
-      numel = fits ? numel * v : numel;
+      if (fits && v != 0 && numel > data_size / v) fits = false;
+      if (fits) numel *= v;
     }
     e.begin = entry["data_offsets"][0].get<uint64_t>();
     e.end = entry["data_offsets"][1].get<uint64_t>();
