@@ -26,6 +26,21 @@ __global__ void adam_kernel(float* w, const float* g, float* m, float* v, int64_
   }
 }
 
+__global__ void adamw_kernel(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end,
+                             int64_t decay_end, float b1, float b2, float keep, float eps, float step_size,
+                             float root_c2) {
+  PMPL_FOR_RANGE(i, begin, end) {
+    kernels::adamw_update(w[i], g[i], m[i], v[i], b1, b2, i < decay_end ? keep : 1.0f, eps, step_size, root_c2);
+  }
+}
+
+__global__ void rmsprop_tf_kernel(float* w, const float* g, float* sq, float* buf, int64_t begin, int64_t end,
+                                  int64_t decay_end, float lr, float rho, float mu, float wd, float eps) {
+  PMPL_FOR_RANGE(i, begin, end) {
+    kernels::rmsprop_tf_update(w[i], g[i], sq[i], buf[i], lr, rho, mu, wd, eps, i < decay_end);
+  }
+}
+
 // Block b: the squares of [begin + b * kPerBlock, ...) in a fixed tree.
 __global__ void block_squares_kernel(const float* g, int64_t begin, int64_t end, double* partial) {
   __shared__ double sums[kThreads];
@@ -86,6 +101,22 @@ void sum_squares(const float* g, int64_t begin, int64_t end, double* out, double
   block_squares_kernel<<<static_cast<unsigned>(blocks), kThreads>>>(g, begin, end, scratch);
   check_launch();
   add_in_order_kernel<<<1, 1>>>(scratch, blocks, out);
+  check_launch();
+}
+
+void adamw_step(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end, int64_t decay_end, float b1,
+                float b2, float keep, float eps, float step_size, float root_c2) {
+  if (end <= begin) return;
+  adamw_kernel<<<blocks_for(end - begin), kThreads>>>(w, g, m, v, begin, end, decay_end, b1, b2, keep, eps, step_size,
+                                                      root_c2);
+  check_launch();
+}
+
+void rmsprop_tf_step(float* w, const float* g, float* square_avg, float* buf, int64_t begin, int64_t end,
+                     int64_t decay_end, float lr, float rho, float mu, float wd, float eps) {
+  if (end <= begin) return;
+  rmsprop_tf_kernel<<<blocks_for(end - begin), kThreads>>>(w, g, square_avg, buf, begin, end, decay_end, lr, rho, mu,
+                                                           wd, eps);
   check_launch();
 }
 

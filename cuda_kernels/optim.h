@@ -13,6 +13,12 @@ void sgd_step(float* w, const float* g, float* buf, int64_t begin, int64_t end, 
               float wd, bool nesterov, bool first);
 void adam_step(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end, float b1, float b2, float wd,
                float eps, float step_size, float root_c2);
+// AdamW: elements below decay_end are scaled by `keep` (1 - lr * wd) first.
+void adamw_step(float* w, const float* g, float* m, float* v, int64_t begin, int64_t end, int64_t decay_end, float b1,
+                float b2, float keep, float eps, float step_size, float root_c2);
+// timm's RMSpropTF; elements below decay_end take weight decay.
+void rmsprop_tf_step(float* w, const float* g, float* square_avg, float* buf, int64_t begin, int64_t end,
+                     int64_t decay_end, float lr, float rho, float mu, float wd, float eps);
 
 // *out (device double) += sum of g[i]^2 over [begin, end): fixed blocks reduced in a fixed tree,
 // then the blocks in order, so the same for every run. `scratch`: sum_squares_scratch(n) doubles.

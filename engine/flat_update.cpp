@@ -66,6 +66,67 @@ void adam_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& 
   });
 }
 
+void adamw_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const Ranges& ranges,
+                int64_t decay_end, double lr, double beta1, double beta2, double weight_decay, double eps,
+                double step_size, double root_c2) {
+  const double keep = 1.0 - lr * weight_decay;
+  if (w.is_cuda()) {
+#if PMPL_CUDA
+    for (const auto& [begin, end] : ranges) {
+      cuda::adamw_step(w.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), begin, end, decay_end,
+                       static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(keep),
+                       static_cast<float>(eps), static_cast<float>(step_size), static_cast<float>(root_c2));
+    }
+#endif
+    return;
+  }
+  dispatch_float(w.dtype(), "adamw", [&](auto tag) {
+    using T = decltype(tag);
+    T* wp = w.template data<T>();
+    const T* gp = g.template data<T>();
+    T* mp = m.template data<T>();
+    T* vp = v.template data<T>();
+    const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2), k = static_cast<T>(keep);
+    const T e = static_cast<T>(eps), size = static_cast<T>(step_size), root = static_cast<T>(root_c2);
+    for (const auto& [begin, end] : ranges) {
+#pragma omp parallel for simd if (parallel: end - begin > 65536)
+      for (int64_t i = begin; i < end; ++i) {
+        kernels::adamw_update(wp[i], gp[i], mp[i], vp[i], b1, b2, i < decay_end ? k : T(1), e, size, root);
+      }
+    }
+  });
+}
+
+void rmsprop_tf_step(const Tensor& w, const Tensor& g, const Tensor& square_avg, const Tensor& buffer,
+                     const Ranges& ranges, int64_t decay_end, double lr, double rho, double momentum,
+                     double weight_decay, double eps) {
+  if (w.is_cuda()) {
+#if PMPL_CUDA
+    for (const auto& [begin, end] : ranges) {
+      cuda::rmsprop_tf_step(w.data<float>(), g.data<float>(), square_avg.data<float>(), buffer.data<float>(), begin,
+                            end, decay_end, static_cast<float>(lr), static_cast<float>(rho),
+                            static_cast<float>(momentum), static_cast<float>(weight_decay), static_cast<float>(eps));
+    }
+#endif
+    return;
+  }
+  dispatch_float(w.dtype(), "rmsprop_tf", [&](auto tag) {
+    using T = decltype(tag);
+    T* wp = w.template data<T>();
+    const T* gp = g.template data<T>();
+    T* sp = square_avg.template data<T>();
+    T* bp = buffer.template data<T>();
+    const T rate = static_cast<T>(lr), r = static_cast<T>(rho), mu = static_cast<T>(momentum);
+    const T wd = static_cast<T>(weight_decay), e = static_cast<T>(eps);
+    for (const auto& [begin, end] : ranges) {
+#pragma omp parallel for simd if (parallel: end - begin > 65536)
+      for (int64_t i = begin; i < end; ++i) {
+        kernels::rmsprop_tf_update(wp[i], gp[i], sp[i], bp[i], rate, r, mu, wd, e, i < decay_end);
+      }
+    }
+  });
+}
+
 Tensor sum_squares(const Tensor& g, const Ranges& ranges) {
   if (g.is_cuda()) {
 #if PMPL_CUDA

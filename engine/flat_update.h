@@ -22,6 +22,15 @@ void sgd_step(const Tensor& w, const Tensor& g, const Tensor& buffer, const Rang
 // torch.optim.Adam's step: step_size = lr / (1 - beta1^t), root_c2 = sqrt(1 - beta2^t).
 void adam_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const Ranges& ranges,
                double beta1, double beta2, double weight_decay, double eps, double step_size, double root_c2);
+// torch.optim.AdamW's step: elements below decay_end are first scaled by 1 - lr * weight_decay.
+void adamw_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const Ranges& ranges,
+                int64_t decay_end, double lr, double beta1, double beta2, double weight_decay, double eps,
+                double step_size, double root_c2);
+// timm's RMSpropTF step (core/kernels/optim.h): `square_avg` starts at 1, `buffer` at 0; rho is
+// the square average's decay (timm's alpha).
+void rmsprop_tf_step(const Tensor& w, const Tensor& g, const Tensor& square_avg, const Tensor& buffer,
+                     const Ranges& ranges, int64_t decay_end, double lr, double rho, double momentum,
+                     double weight_decay, double eps);
 // The sum of g's squares over the ranges, as a one-element f64 tensor on g's device (a GPU sums
 // in a fixed order, so every run gets the same bits; the host does not wait for it).
 Tensor sum_squares(const Tensor& g, const Ranges& ranges);

@@ -21,6 +21,7 @@
 #include "train/adam.h"
 #include "train/parameters.h"
 #include "train/sgd.h"
+#include "train/weight_optimizer.h"
 
 namespace pmpl {
 namespace {
@@ -357,6 +358,7 @@ TEST(CudaOps, ConcatSplitAndPermute) {
 TEST(CudaOps, OptimizersMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   Tensor values[2][3];
+  std::vector<Tensor> states[2];
   double norms[2];
   for (int gpu = 0; gpu < 2; ++gpu) {
     const Device d = gpu ? Device::cuda() : Device::cpu();
@@ -367,21 +369,31 @@ TEST(CudaOps, OptimizersMatchTheCpu) {
     group.deactivate("b");
     Sgd sgd(group, SgdOptions{0.9, true, 4e-5});
     Adam adam(group, AdamOptions{});
-    for (int step = 0; step < 3; ++step) {
+    const auto rmsprop = make_weight_optimizer(group, {"rmsproptf", 0.9, false, 1e-2, 1e-3});
+    const auto adamw = make_weight_optimizer(group, {"adamw", 0.0, false, 0.05, 1e-8, 0.9, 0.999});
+    for (int step = 0; step < 6; ++step) {
       Tensor grads = group.grads();
       grads.copy_(f32({group.numel()}, 10 + static_cast<uint64_t>(step), 10.0));
       norms[gpu] = group.grad_sum_squares();
       group.clip_gradients(5.0);
       if (step == 1) adam.step();
+      else if (step == 2 || step == 4) rmsprop->step(0.01 * step);
+      else if (step == 3 || step == 5) adamw->step(1e-3 * step);
       else sgd.step(0.1);
     }
     for (int i = 0; i < 3; ++i) values[gpu][i] = params[static_cast<size_t>(i)].tensor.to(Device::cpu());
     values[gpu][1] = sgd.momentum_buffer().to(Device::cpu());
+    for (const auto& [name, t] : rmsprop->state()) states[gpu].push_back(t.to(Device::cpu()));
+    for (const auto& [name, t] : adamw->state()) states[gpu].push_back(t.to(Device::cpu()));
   }
   EXPECT_NEAR(norms[1], norms[0], 1e-9 * norms[0]);
-  test::expect_close(values[1][0], values[0][0], 0.0, 0.0, "weights after SGD and Adam");
+  test::expect_close(values[1][0], values[0][0], 0.0, 0.0, "weights after SGD, Adam, RMSpropTF and AdamW");
   test::expect_close(values[1][1], values[0][1], 0.0, 0.0, "momentum buffer");
   test::expect_close(values[1][2], values[0][2], 0.0, 0.0, "non-decayed parameters");
+  ASSERT_EQ(states[0].size(), 4u);
+  for (size_t i = 0; i < states[0].size(); ++i) {
+    test::expect_close(states[1][i], states[0][i], 0.0, 0.0, "RMSpropTF and AdamW state");
+  }
 }
 
 // Whole networks: eval logits are well conditioned; in training mode, batch statistics over a

@@ -165,7 +165,7 @@ struct PlantedSearch {
   // batchnorm statistics have caught up with the weights when the test evaluates.
   void train(int64_t steps, bool search_too) {
     net.train();
-    const CosineSchedule schedule(0.05, 0.0, 0, steps);
+    const LrSchedule schedule(cosine_schedule(0.05, 0.0), 0, steps, steps);
     for (int64_t s = 0; s < steps; ++s) {
       if (search_too) {
         const Batch a = make_batch(task, kBatch, gen);

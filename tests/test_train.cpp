@@ -1,4 +1,5 @@
 // Packed parameters and the SGD update.
+#include <cmath>
 #include <map>
 
 #include "layers/layers.h"
@@ -7,7 +8,9 @@
 #include "train/parameters.h"
 #include "train/adam.h"
 #include "train/evaluate.h"
+#include "train/schedule.h"
 #include "train/sgd.h"
+#include "train/weight_optimizer.h"
 
 namespace pmpl {
 namespace {
@@ -67,6 +70,56 @@ TEST(Train, SgdMatchesPyTorch) {
   EXPECT_EQ(sgd.steps(), 3);
 }
 
+// Three steps from w = {1, -2, 0.5} (decayed) and b = {0.3, -0.7} (not), at learning rates 0.1,
+// 0.05, 0.02 (a schedule's changes reach RMSpropTF through its momentum buffer), in f64.
+void run_three_steps(WeightOptimizer& opt, Tensor& w, Tensor& b) {
+  const std::vector<std::pair<std::vector<double>, std::vector<double>>> grads = {
+      {{0.5, -1.0, 2.0}, {0.1, 0.2}}, {{-0.3, 0.4, 1.0}, {-0.5, 0.05}}, {{0.2, 0.2, -0.6}, {0.3, -0.1}}};
+  const double lrs[] = {0.1, 0.05, 0.02};
+  for (size_t i = 0; i < grads.size(); ++i) {
+    Tensor grad_w = w.grad(), grad_b = b.grad();
+    grad_w.copy_(Tensor::from_vector(grads[i].first, Shape{3}));
+    grad_b.copy_(Tensor::from_vector(grads[i].second, Shape{2}));
+    opt.step(lrs[i]);
+  }
+  EXPECT_EQ(opt.steps(), 3);
+}
+
+struct TwoParameters {
+  Tensor w = Tensor::from_vector<double>({1.0, -2.0, 0.5}, Shape{3});
+  Tensor b = Tensor::from_vector<double>({0.3, -0.7}, Shape{2});
+  ParameterGroup group;
+  TwoParameters() : group(make()) {}
+  std::vector<NamedParameter> make() {
+    w.set_requires_grad(true);
+    b.set_requires_grad(true);
+    return {{"b", b, ParamKind::kNoDecay}, {"w", w, ParamKind::kWeight}};
+  }
+};
+
+// timm 0.9.16's RMSpropTF(alpha=0.9, momentum=0.9, eps=1e-3, weight_decay=0.01), PyTorch 1.13
+// (tools/make_optimizer_fixtures.py).
+TEST(Train, RmspropTfMatchesTimm) {
+  TwoParameters p;
+  const auto opt = make_weight_optimizer(p.group, {"rmsproptf", 0.9, false, 0.01, 1e-3});
+  run_three_steps(*opt, p.w, p.b);
+  test::expect_close(p.w, Tensor::from_vector<double>({0.8817267236379545, -1.7660170041638412, -0.04944721983038691}, Shape{3}),
+                     1e-14, 1e-12, "w");
+  test::expect_close(p.b, Tensor::from_vector<double>({0.3165163897826959, -0.7599021258659289}, Shape{2}), 1e-14,
+                     1e-12, "b");
+}
+
+// torch.optim.AdamW(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05), PyTorch 1.13.
+TEST(Train, AdamWMatchesPyTorch) {
+  TwoParameters p;
+  const auto opt = make_weight_optimizer(p.group, {"adamw", 0.0, false, 0.05, 1e-8, 0.9, 0.999});
+  run_three_steps(*opt, p.w, p.b);
+  test::expect_close(p.w, Tensor::from_vector<double>({0.8753558592352431, -1.8632083158214514, 0.3389429316536038}, Shape{3}),
+                     1e-14, 1e-12, "w");
+  test::expect_close(p.b, Tensor::from_vector<double>({0.23140840634882653, -0.8475009032713702}, Shape{2}), 1e-14,
+                     1e-12, "b");
+}
+
 // Three steps of torch.optim.Adam(lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3), PyTorch 1.13,
 // f64 (the PMPL architecture optimiser's settings).
 TEST(Train, AdamMatchesPyTorch) {
@@ -83,6 +136,41 @@ TEST(Train, AdamMatchesPyTorch) {
   test::expect_close(a, Tensor::from_vector<double>({0.09963979112232545, -0.19971423461539942, 0.299400559147596,
                                                      0.04925417212439503}, Shape{4}),
                      1e-15, 1e-12, "alpha");
+}
+
+// Per epoch of 4 steps, torch.optim.lr_scheduler's values (PyTorch 1.13): StepLR(step_size=3,
+// gamma=0.1) for 10 epochs, ExponentialLR(gamma=0.98) for 6; with a warm-up the decay counts from
+// its end, as torchvision's SequentialLR does. The lr holds within an epoch unless per_step.
+TEST(Train, SchedulesMatchPyTorch) {
+  const int64_t per_epoch = 4;
+  const std::vector<double> step_lr = {0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.0001};
+  const LrSchedule step({"step", 0.1, 0.0, 3.0, 0.1}, 0, per_epoch, 10 * per_epoch);
+  for (int64_t e = 0; e < 10; ++e) {
+    for (int64_t k = 0; k < per_epoch; ++k) EXPECT_NEAR(step.at(e * per_epoch + k), step_lr[e], 1e-15) << e << " " << k;
+  }
+  const std::vector<double> exp_lr = {0.1, 0.098, 0.09604, 0.0941192, 0.092236816, 0.09039207968};
+  const LrSchedule exponential({"exponential", 0.1, 0.0, 1.0, 0.98}, 0, per_epoch, 6 * per_epoch);
+  for (int64_t e = 0; e < 6; ++e) EXPECT_NEAR(exponential.at(e * per_epoch + 3), exp_lr[e], 1e-15) << e;
+  // Two epochs of warm-up: the decay's epoch 0 is epoch 2.
+  const LrSchedule warmed({"step", 0.1, 0.0, 3.0, 0.1}, 2 * per_epoch, per_epoch, 10 * per_epoch);
+  EXPECT_NEAR(warmed.at(0), 0.1 / 8, 1e-15);
+  EXPECT_NEAR(warmed.at(2 * per_epoch - 1), 0.1, 1e-15);
+  EXPECT_NEAR(warmed.at(4 * per_epoch + 3), 0.1, 1e-15);
+  EXPECT_NEAR(warmed.at(5 * per_epoch), 0.01, 1e-15);
+  // Per step: half an epoch in, half an epoch's decay; timm's fractional step size.
+  const LrSchedule smooth({"exponential", 0.1, 0.0, 1.0, 0.98, true}, 0, per_epoch, 6 * per_epoch);
+  EXPECT_NEAR(smooth.at(2), 0.1 * std::sqrt(0.98), 1e-15);
+  const LrSchedule timm({"step", 0.016, 0.0, 2.4, 0.973}, 0, per_epoch, 30 * per_epoch);
+  for (int64_t e = 0; e < 30; ++e) {
+    EXPECT_NEAR(timm.at(e * per_epoch), 0.016 * std::pow(0.973, static_cast<double>((e * 10) / 24)), 1e-15) << e;
+  }
+  // The floor, and the cosine's ends.
+  EXPECT_NEAR(LrSchedule({"exponential", 0.1, 0.05, 1.0, 0.5}, 0, per_epoch, 40).at(39), 0.05, 1e-15);
+  const LrSchedule cosine({"cosine", 0.1, 1e-4}, per_epoch, per_epoch, 10 * per_epoch);
+  EXPECT_NEAR(cosine.at(per_epoch), 0.1, 1e-15);
+  EXPECT_NEAR(cosine.at(10 * per_epoch), 1e-4, 1e-15);
+  EXPECT_NEAR(LrSchedule({"constant", 0.1}, 0, per_epoch, 40).at(39), 0.1, 1e-15);
+  EXPECT_THROW(LrSchedule({"linear", 0.1}, 0, per_epoch, 40), Error);
 }
 
 // A deactivated parameter keeps its value and optimiser state while the rest move on.

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -104,6 +105,66 @@ void expect_resumes_bit_identical(const TrainConfig& base, const std::vector<int
 
 // Killed mid-epoch (last checkpoint two steps back) or right after forced fixing, resumed.
 TEST(Pmpl, ResumedRunIsBitIdentical) { expect_resumes_bit_identical(tiny_search(""), {3, 6}, "cpu"); }
+
+// --arch-start-epoch 1: the weights train alone for the first epoch (the alphas keep their initial
+// values, no architecture step is taken), then the search runs until the forced fix.
+TEST(Pmpl, AlphasWaitForTheirStartEpoch) {
+  TempRun run("archstart");
+  TrainConfig c = tiny_search(run.dir);
+  c.epochs = 3;
+  c.force_fix_epoch = 3;
+  c.arch_start_epoch = 1;
+  c.arch_lr = 0.3;
+  ASSERT_TRUE(run_training(c).completed);
+  std::map<int64_t, std::vector<nlohmann::json>> probs;  // by epoch, features.2's probabilities per step line
+  for (const nlohmann::json& line : read_log(run.dir)) {
+    if (line.value("type", "") == "step") probs[line["epoch"].get<int64_t>()].push_back(line["enhancers"][0]["probs"]);
+  }
+  ASSERT_EQ(probs.size(), 3u);
+  for (const nlohmann::json& p : probs[0]) EXPECT_EQ(p, probs[0].front()) << "the alphas moved before their epoch";
+  EXPECT_NE(probs[1].back(), probs[0].front()) << "the alphas never moved";
+  const TensorFile file = load_safetensors(run.dir + "/checkpoint-last.safetensors");
+  const nlohmann::json trainer = nlohmann::json::parse(file.metadata.at("pmpl.trainer"));
+  EXPECT_EQ(trainer["adam_steps"].get<int64_t>(), 2 * 4) << "architecture steps in epochs 2 and 3 only";
+  EXPECT_EQ(trainer["weight_optimizer_steps"].get<int64_t>(), 3 * 4);
+  c.arch_start_epoch = 3;
+  TempRun other("archstart_late");
+  c.output = other.dir;
+  EXPECT_THROW(run_training(c), Error) << "no epoch left for the alphas";
+}
+
+// The other weight optimisers keep their state across a kill as SGD does (a search, so the
+// architecture step's Adam runs beside them).
+TEST(Pmpl, OtherOptimizersResumeBitIdentically) {
+  for (const char* opt : {"rmsproptf", "adamw"}) {
+    SCOPED_TRACE(opt);
+    TrainConfig c = tiny_search("");
+    c.opt = opt;
+    c.lr = std::string(opt) == "adamw" ? 1e-3 : 0.01;
+    c.opt_eps = 1e-3;
+    expect_resumes_bit_identical(c, {3}, opt);
+  }
+}
+
+// A checkpoint says which optimiser wrote it; resuming under another is one clear line.
+TEST(Pmpl, ResumingUnderAnotherOptimizerIsOneClearError) {
+  TempRun run("opt");
+  TrainConfig c = tiny_search(run.dir);
+  c.opt = "adamw";
+  c.lr = 1e-3;
+  c.max_steps = 3;  // the checkpoint of step 2 stays behind
+  run_training(c);
+  TrainConfig again = tiny_search("");
+  again.resume = run.dir;
+  try {
+    run_training(again);
+    ADD_FAILURE() << "an AdamW checkpoint resumed under SGD should stop";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("was trained with --opt adamw; resume it with --opt adamw"),
+              std::string::npos)
+        << e.what();
+  }
+}
 
 TEST(Pmpl, BadRunsStopWithOneClearError) {
   TempRun run("bad");

@@ -118,13 +118,32 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--dropout", c->dropout, "Dropout before the classifier")->capture_default_str();
   cmd->add_option("--epochs", c->epochs, "Epochs")->capture_default_str();
   cmd->add_option("--batch-size", c->batch_size, "Images per step (per process)")->capture_default_str();
-  cmd->add_option("--lr", c->lr, "Peak learning rate (SGD)")->capture_default_str();
-  cmd->add_option("--warmup-epochs", c->warmup_epochs, "Linear warmup, in epochs")->capture_default_str();
-  cmd->add_option("--min-lr", c->min_lr, "Cosine schedule's floor")->capture_default_str();
-  cmd->add_option("--weight-decay", c->weight_decay, "On conv and linear weights (not BN, not biases)")
+  cmd->add_option("--opt", c->opt, "The weights' optimiser: sgd, rmsproptf (timm's RMSpropTF) or adamw")
+      ->check(CLI::IsMember({"sgd", "rmsproptf", "adamw"}))
       ->capture_default_str();
-  cmd->add_option("--momentum", c->momentum, "SGD momentum")->capture_default_str();
-  cmd->add_option("--nesterov", c->nesterov, "Nesterov momentum (true/false)")->capture_default_str();
+  CLI::Option* lr = cmd->add_option("--lr", c->lr, "Peak learning rate (default: 0.05 sgd, 0.01 rmsproptf, 1e-3 adamw)");
+  cmd->add_option("--warmup-epochs", c->warmup_epochs, "Linear warmup, in epochs")->capture_default_str();
+  cmd->add_option("--sched", c->sched,
+                  "After the warm-up: cosine (to --min-lr), step (x --lr-gamma every --lr-step-size epochs), "
+                  "exponential (x --lr-gamma per epoch) or constant")
+      ->check(CLI::IsMember({"cosine", "step", "exponential", "constant"}))
+      ->capture_default_str();
+  CLI::Option* gamma = cmd->add_option("--lr-gamma", c->lr_gamma,
+                                       "Decay factor of step (default 0.1) and exponential (default 0.98)");
+  cmd->add_option("--lr-step-size", c->lr_step_size, "Epochs between step decays (fractions allowed: 2.4)")
+      ->capture_default_str();
+  cmd->add_flag("--lr-per-step", c->lr_per_step,
+                "step and exponential decay continuously, not at epoch ends (timm's --sched-on-updates)");
+  cmd->add_option("--min-lr", c->min_lr, "Cosine schedule's end; the floor of step and exponential")
+      ->capture_default_str();
+  CLI::Option* wd = cmd->add_option("--weight-decay", c->weight_decay,
+                                    "On conv and linear weights, not BN, not biases (default: 4e-5 sgd, 1e-5 "
+                                    "rmsproptf, 0.05 adamw; adamw's is decoupled)");
+  cmd->add_option("--momentum", c->momentum, "Momentum of sgd and rmsproptf")->capture_default_str();
+  cmd->add_option("--nesterov", c->nesterov, "Nesterov momentum for sgd (true/false)")->capture_default_str();
+  cmd->add_option("--opt-eps", c->opt_eps, "Epsilon of rmsproptf (default 1e-10, inside the root) and adamw (1e-8)");
+  auto opt_betas = std::make_shared<std::vector<double>>(std::vector<double>{c->opt_beta1, c->opt_beta2});
+  cmd->add_option("--opt-betas", *opt_betas, "adamw's betas (two numbers)")->expected(2)->default_str("0.9 0.999");
   cmd->add_option("--label-smoothing", c->label_smoothing, "Cross-entropy label smoothing")->capture_default_str();
   cmd->add_option("--clip-grad", c->clip_grad, "Clip the weights' gradient norm (0: off)")->capture_default_str();
   cmd->add_option("--input-size", c->input_size, "Image side in pixels")->capture_default_str();
@@ -144,6 +163,9 @@ void add_train_command(CLI::App& app, Runner& run) {
       ->capture_default_str();
   cmd->add_option("--arch-split", c->arch_split, "Share of train/ held out for the alphas")->capture_default_str();
   cmd->add_option("--fix-threshold", c->fix_threshold, "Fix an enhancer when its top probability leads by this")
+      ->capture_default_str();
+  cmd->add_option("--arch-start-epoch", c->arch_start_epoch,
+                  "The alphas move from this epoch on; before it only the weights train, on the uniform mixture")
       ->capture_default_str();
   cmd->add_option("--force-fix-epoch", c->force_fix_epoch, "Fix every open enhancer from this epoch (default: half)");
   cmd->add_option("--fix-top", c->fix_top, "Forced fixing keeps the top 1 or top 2 ops")->capture_default_str();
@@ -168,7 +190,15 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "Under mpirun: seconds a collective may wait for the other processes before the job is ended")
       ->capture_default_str();
   cmd->add_flag("--quiet", c->quiet, "No progress output");
-  cmd->callback([&run, c, betas, arch_lr] {
+  cmd->callback([&run, c, betas, arch_lr, opt_betas, lr, wd, gamma] {
+    if (gamma->count() == 0 && c->sched == "exponential") c->lr_gamma = 0.98;
+    // Each optimiser's usual scale (timm's and torch's): SGD's 0.05 would diverge AdamW.
+    if (lr->count() == 0) c->lr = c->opt == "sgd" ? 0.05 : c->opt == "rmsproptf" ? 0.01 : 1e-3;
+    if (wd->count() == 0) c->weight_decay = c->opt == "sgd" ? 4e-5 : c->opt == "rmsproptf" ? 1e-5 : 0.05;
+    PMPL_CHECK((*opt_betas)[0] >= 0 && (*opt_betas)[0] < 1 && (*opt_betas)[1] >= 0 && (*opt_betas)[1] < 1,
+               "--opt-betas must both be in [0, 1)");
+    c->opt_beta1 = (*opt_betas)[0];
+    c->opt_beta2 = (*opt_betas)[1];
     if (*arch_lr != "auto") {
       char* end = nullptr;
       c->arch_lr = std::strtod(arch_lr->c_str(), &end);

@@ -4,7 +4,7 @@
 //   first step), step = nesterov ? g + momentum * buf : buf, w -= lr * step.
 #pragma once
 
-#include "train/parameters.h"
+#include "train/weight_optimizer.h"
 
 namespace pmpl {
 
@@ -14,20 +14,16 @@ struct SgdOptions {
   double weight_decay = 4e-5;
 };
 
-class Sgd {
+class Sgd : public WeightOptimizer {
  public:
   Sgd(ParameterGroup& group, SgdOptions options);
-  void step(double lr);
+  std::string name() const override { return "sgd"; }
+  void step(double lr) override;
   const Tensor& momentum_buffer() const { return buffer_; }
-  int64_t steps() const { return steps_; }
-  // For resuming: the momentum buffer and step count of a checkpoint.
-  void restore(const Tensor& buffer, int64_t steps);
 
  private:
-  ParameterGroup& group_;
   SgdOptions options_;
   Tensor buffer_;
-  int64_t steps_ = 0;
 };
 
 }  // namespace pmpl

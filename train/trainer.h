@@ -37,12 +37,19 @@ struct TrainConfig {
   // Optimisation.
   int64_t epochs = 10;
   int64_t batch_size = 64;
+  std::string opt = "sgd";  // the weights' optimiser: sgd, rmsproptf, adamw (train/weight_optimizer.h)
   double lr = 0.05;
   double warmup_epochs = 1.0;
   double min_lr = 1e-5;
+  std::string sched = "cosine";  // cosine, step, exponential, constant (train/schedule.h)
+  double lr_step_size = 1.0;     // epochs between step decays
+  double lr_gamma = 0.1;         // step's and exponential's factor
+  bool lr_per_step = false;      // step and exponential decay within epochs too
   double weight_decay = 4e-5;
-  double momentum = 0.9;
-  bool nesterov = true;
+  double momentum = 0.9;  // sgd, rmsproptf
+  bool nesterov = true;   // sgd
+  double opt_eps = -1.0;  // rmsproptf, adamw: < 0, the optimiser's default
+  double opt_beta1 = 0.9, opt_beta2 = 0.999;  // adamw
   double label_smoothing = 0.1;
   double clip_grad = 5.0;  // 0: off
   int input_size = 224;
@@ -60,6 +67,7 @@ struct TrainConfig {
   double arch_wd = 0.0;
   double arch_split = 0.1;
   double fix_threshold = 0.2;
+  int64_t arch_start_epoch = 0;  // the alphas stay put before this epoch (the weights warm up)
   int64_t force_fix_epoch = -1;  // -1: half the epochs, rounded up
   int fix_top = 1;
   // Bookkeeping.

@@ -67,7 +67,7 @@ void Trainer::save(const std::string& file) {
   if (!writer()) return;
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const NamedTensor& t : model_->state()) tensors.emplace_back(t.name, t.tensor);
-  tensors.emplace_back("optim.weights.momentum", sgd_->momentum_buffer());
+  for (const auto& [name, t] : optimizer_->state()) tensors.emplace_back("optim.weights." + name, t);
   if (search_) {
     tensors.emplace_back("optim.arch.m", search_->adam().first_moment());
     tensors.emplace_back("optim.arch.v", search_->adam().second_moment());
@@ -82,7 +82,8 @@ void Trainer::save(const std::string& file) {
     state_.arch_loss_scale_good = search_->scaler().good_steps();
   }
   nlohmann::json trainer = state_.to_json();
-  trainer["sgd_steps"] = sgd_->steps();
+  trainer["weight_optimizer"] = optimizer_->name();
+  trainer["weight_optimizer_steps"] = optimizer_->steps();
   trainer["adam_steps"] = search_ ? search_->adam().steps() : 0;
   std::map<std::string, std::string> meta = {{"pmpl.model", description_.to_json().dump()},
                                              {"pmpl.trainer", trainer.dump()},
@@ -164,11 +165,27 @@ void Trainer::restore(const TensorFile& file, const std::string& path) {
   load_weights(*model_, file, path);
   const nlohmann::json trainer = nlohmann::json::parse(file.metadata.at("pmpl.trainer"));
   state_ = TrainerState::from_json(trainer);
-  sgd_->restore(file.find("optim.weights.momentum"), trainer.at("sgd_steps").get<int64_t>());
+  restore_optimizer(file, trainer, path);
   if (search_) search_->adam().restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
   model_->dropout_generator().set_state(state_.dropout_seed, state_.dropout_offset);
   scaler_->restore(state_.loss_scaled, state_.loss_scale, state_.loss_scale_good);
   if (search_) search_->scaler().restore(state_.loss_scaled, state_.arch_loss_scale, state_.arch_loss_scale_good);
+}
+
+// The weights' optimiser state; checkpoints from before --opt hold SGD's under "sgd_steps".
+void Trainer::restore_optimizer(const TensorFile& file, const nlohmann::json& trainer, const std::string& path) {
+  const std::string saved = trainer.value("weight_optimizer", std::string("sgd"));
+  PMPL_CHECK(saved == optimizer_->name(), "{} was trained with --opt {}; resume it with --opt {}", path, saved, saved);
+  std::vector<Tensor> state;
+  for (const auto& [name, t] : optimizer_->state()) {
+    const std::string key = "optim.weights." + name;
+    state.push_back(file.find(key));
+    PMPL_CHECK(state.back().defined(), "{} holds no {} (a checkpoint of --opt {} has it): resume from another one",
+               path, key, saved);
+  }
+  const int64_t steps = trainer.contains("weight_optimizer_steps") ? trainer.at("weight_optimizer_steps").get<int64_t>()
+                                                                   : trainer.at("sgd_steps").get<int64_t>();
+  optimizer_->restore(state, steps);
 }
 
 void Trainer::write_config() {

@@ -30,7 +30,8 @@
 #include "train/parameters.h"
 #include "train/progress.h"
 #include "train/search.h"
-#include "train/sgd.h"
+#include "train/schedule.h"
+#include "train/weight_optimizer.h"
 #include "train/trainer.h"
 
 namespace pmpl::trainer {
@@ -109,6 +110,7 @@ class Trainer {
   void resume(const std::string& path);
   TensorFile load_checkpoint(const std::string& path_in, std::string& path);
   void restore(const TensorFile& file, const std::string& path);
+  void restore_optimizer(const TensorFile& file, const nlohmann::json& trainer, const std::string& path);
   void write_config();
   void spread_state();
   // trainer_eval.cpp
@@ -131,7 +133,8 @@ class Trainer {
   std::unique_ptr<data::ImageFolder> train_set_, val_set_;
   std::shared_ptr<MobileNetV2> model_;
   std::unique_ptr<ParameterGroup> weights_, arch_;
-  std::unique_ptr<Sgd> sgd_;
+  std::unique_ptr<WeightOptimizer> optimizer_;
+  std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<ArchitectureSearch> search_;  // null unless searching
   std::unique_ptr<data::Loader> loader_, arch_loader_;

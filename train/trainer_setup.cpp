@@ -83,6 +83,11 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.num_classes == train_set_->num_classes(), "--num-classes {} but {} has {} classes",
              cfg_.num_classes, cfg_.data, train_set_->num_classes());
   if (cfg_.force_fix_epoch < 0) cfg_.force_fix_epoch = (cfg_.epochs + 1) / 2;
+  PMPL_CHECK(cfg_.arch_start_epoch >= 0, "--arch-start-epoch must not be negative, got {}", cfg_.arch_start_epoch);
+  PMPL_CHECK(cfg_.arch_start_epoch == 0 || cfg_.arch_start_epoch < std::min(cfg_.force_fix_epoch, cfg_.epochs),
+             "--arch-start-epoch {} leaves the alphas no epoch to move in: it must be below --force-fix-epoch ({}) "
+             "and --epochs ({})",
+             cfg_.arch_start_epoch, cfg_.force_fix_epoch, cfg_.epochs);
 
   description_.name = cfg_.model;
   description_.config.width = cfg_.width;
@@ -101,14 +106,20 @@ void Trainer::prepare() {
   for (NamedParameter& p : model_->parameters()) (p.kind == ParamKind::kArch ? arch : weights).push_back(p);
   weights_ = std::make_unique<ParameterGroup>(std::move(weights));
   arch_ = std::make_unique<ParameterGroup>(std::move(arch));
-  sgd_ = std::make_unique<Sgd>(*weights_, SgdOptions{cfg_.momentum, cfg_.nesterov, cfg_.weight_decay});
+  optimizer_ = make_weight_optimizer(*weights_, {cfg_.opt, cfg_.momentum, cfg_.nesterov, cfg_.weight_decay,
+                                                 cfg_.opt_eps, cfg_.opt_beta1, cfg_.opt_beta2});
   reducer_ = std::make_unique<GradientReducer>(*weights_, tensor_comm(), static_cast<int64_t>(cfg_.bucket_mb * (1 << 20)));
   if (cfg_.sync_bn) sync_batchnorm(*model_, tensor_comm());
   const bool search = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
   make_loaders(search);
+  const auto warmup = static_cast<int64_t>(std::llround(cfg_.warmup_epochs * static_cast<double>(steps_per_epoch_)));
+  schedule_ = std::make_unique<LrSchedule>(
+      ScheduleOptions{cfg_.sched, cfg_.lr, cfg_.min_lr, cfg_.lr_step_size, cfg_.lr_gamma, cfg_.lr_per_step}, warmup,
+      steps_per_epoch_, cfg_.epochs * steps_per_epoch_);
   if (search) {
-    // The alphas move from the first step to the force-fix epoch (or the end).
-    const int64_t search_steps = steps_per_epoch_ * std::min(cfg_.force_fix_epoch, cfg_.epochs);
+    // The alphas move from the arch-start epoch to the force-fix epoch (or the end).
+    const int64_t search_steps =
+        steps_per_epoch_ * std::max<int64_t>(std::min(cfg_.force_fix_epoch, cfg_.epochs) - cfg_.arch_start_epoch, 1);
     arch_lr_ = cfg_.arch_lr > 0 ? cfg_.arch_lr : auto_arch_lr(search_steps);
     SearchOptions so;
     so.adam = AdamOptions{arch_lr_, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd};

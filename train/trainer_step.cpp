@@ -37,7 +37,7 @@ double Trainer::weight_step(const data::Batch& batch, double lr, StepInterval& i
   Tensor squares;  // the gradients' sum of squares, if clipping measured it (read below)
   if (stepped) {
     squares = weights_->clip_gradients(cfg_.clip_grad);
-    sgd_->step(lr);
+    optimizer_->step(lr);
     scaler_->step_taken();
   } else {
     ++interval.skipped;

@@ -31,4 +31,24 @@ PMPL_HD void adam_update(T& w, T g, T& m, T& v, T b1, T b2, T wd, T eps, T step_
   w -= step_size * m / (sqrt_of(v) / root_c2 + eps);
 }
 
+// AdamW (torch.optim.AdamW): w *= keep (1 - lr * wd on decayed weights, else 1), then Adam's
+// update without L2 decay.
+template <class T>
+PMPL_HD void adamw_update(T& w, T g, T& m, T& v, T b1, T b2, T keep, T eps, T step_size, T root_c2) {
+  w *= keep;
+  adam_update(w, g, m, v, b1, b2, T(0), eps, step_size, root_c2);
+}
+
+// RMSprop in TensorFlow's form (timm's RMSpropTF, lr_in_momentum, not centered): the square
+// average starts at 1 and eps is added inside the root; the learning rate goes into the
+// momentum buffer, so a schedule's change of lr reaches the weights gradually, as in TF.
+//   d = g + wd * w, sq += (1 - rho) * (d^2 - sq), buf = mu * buf + lr * d / sqrt(sq + eps), w -= buf.
+template <class T>
+PMPL_HD void rmsprop_tf_update(T& w, T g, T& sq, T& buf, T lr, T rho, T mu, T wd, T eps, bool decay) {
+  const T d = g + (decay ? wd * w : T(0));
+  sq += (T(1) - rho) * (d * d - sq);
+  buf = mu * buf + lr * d / sqrt_of(sq + eps);
+  w -= buf;
+}
+
 }  // namespace pmpl::kernels
