@@ -38,8 +38,8 @@ void load_weights(Module& module, const TensorFile& file, const std::string& whe
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : file.tensors) {
-    // Checkpoints also carry optimiser state; it is not part of the network.
-    if (!used.count(name) && name.rfind("optim.", 0) != 0) unexpected.push_back(name);
+    // Checkpoints also carry optimiser state and the weights' average; neither is the network.
+    if (!used.count(name) && name.rfind("optim.", 0) != 0 && name.rfind("ema.", 0) != 0) unexpected.push_back(name);
   }
   const char* hint = "check --model, --width, --num-classes, --small-input and --genotype";
   PMPL_CHECK(mismatched.empty(), "{}: shapes differ for {}: {}", where, first_few(mismatched), hint);

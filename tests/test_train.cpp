@@ -8,6 +8,7 @@
 #include "train/parameters.h"
 #include "train/adam.h"
 #include "train/evaluate.h"
+#include "train/model_ema.h"
 #include "train/schedule.h"
 #include "train/sgd.h"
 #include "train/weight_optimizer.h"
@@ -171,6 +172,52 @@ TEST(Train, SchedulesMatchPyTorch) {
   EXPECT_NEAR(cosine.at(10 * per_epoch), 1e-4, 1e-15);
   EXPECT_NEAR(LrSchedule({"constant", 0.1}, 0, per_epoch, 40).at(39), 0.1, 1e-15);
   EXPECT_THROW(LrSchedule({"linear", 0.1}, 0, per_epoch, 40), Error);
+}
+
+// timm 0.9.16's ModelEmaV3.get_decay: 0 at the first update, then the decay, or with warm-up
+// 1 - (1 + t - 1)^(-2/3) capped at it.
+TEST(Train, ModelEmaDecayIsTimms) {
+  BatchNorm bn(2);
+  ParameterGroup group(bn.parameters());
+  const ModelEma plain(bn, group, {0.9, false});
+  EXPECT_EQ(plain.decay_at(1), 0.0);
+  EXPECT_EQ(plain.decay_at(2), 0.9);
+  const ModelEma warm(bn, group, {0.9998, true});
+  const std::vector<std::pair<int64_t, double>> timm = {{1, 0.0}, {2, 0.3700394750525634}, {3, 0.5192501432308638},
+                                                        {10, 0.7845565309968117}, {1000, 0.99}, {1000000, 0.9998}};
+  for (const auto& [t, d] : timm) EXPECT_NEAR(warm.decay_at(t), d, 1e-15) << t;
+}
+
+// The average of a batchnorm's weights and running statistics over three updates (decay 0.5 after
+// the first, which copies), its counter copied; Swap puts the average in and the live values back.
+TEST(Train, ModelEmaAveragesWeightsAndBuffers) {
+  BatchNorm bn(2);
+  ParameterGroup group(bn.parameters());
+  ModelEma ema(bn, group, {0.5, false});
+  const NamedTensor mean = bn.buffers()[0];
+  ASSERT_EQ(mean.name, "running_mean");
+  const std::vector<std::vector<float>> values = {{1, 2, 3, 4}, {5, 6, 7, 8}, {-1, 0, 1, 2}};
+  for (size_t t = 0; t < values.size(); ++t) {
+    Tensor live = group.values();
+    live.copy_(Tensor::from_vector(values[t], Shape{4}));
+    Tensor m = mean.tensor;
+    m.fill_(static_cast<double>(t + 1));
+    ema.update(static_cast<int64_t>(t + 1));
+  }
+  // ema = 0.5 * (0.5 * v0 + 0.5 * v1) + 0.5 * v2 after the copy of v0.
+  std::map<std::string, Tensor> saved;
+  for (const auto& [name, t] : ema.tensors()) saved[name] = t.to(Device::cpu());
+  const float w0 = 0.25f * 1 + 0.25f * 5 + 0.5f * -1, w1 = 0.25f * 2 + 0.25f * 6 + 0.5f * 0;
+  EXPECT_EQ(saved.at("ema.weight").to_vector<float>(), (std::vector<float>{w0, w1}));
+  EXPECT_EQ(saved.at("ema.bias").to_vector<float>(), (std::vector<float>{0.25f * 3 + 0.25f * 7 + 0.5f, 0.25f * 4 + 0.25f * 8 + 1.0f}));
+  EXPECT_EQ(saved.at("ema.running_mean").to_vector<float>(), (std::vector<float>{2.25f, 2.25f}));
+  {
+    const ModelEma::Swap in(ema);
+    EXPECT_EQ(group.values().to_vector<float>()[0], w0);
+    EXPECT_EQ(mean.tensor.to_vector<float>()[0], 2.25f);
+  }
+  EXPECT_EQ(group.values().to_vector<float>(), values.back());
+  EXPECT_EQ(mean.tensor.to_vector<float>()[0], 3.0f);
 }
 
 // A deactivated parameter keeps its value and optimiser state while the rest move on.

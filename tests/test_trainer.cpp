@@ -146,6 +146,41 @@ TEST(Pmpl, OtherOptimizersResumeBitIdentically) {
   }
 }
 
+// --model-ema: the average is saved (through the search's fixes, which change the network's
+// buffers), resumed bit for bit, evaluated each epoch, and what `--ema` loads.
+TEST(Pmpl, ModelEmaResumesAndLoads) {
+  TrainConfig c = tiny_search("");
+  c.model_ema = true;
+  c.model_ema_decay = 0.9;
+  expect_resumes_bit_identical(c, {3, 6}, "ema");
+  TempRun run("ema");
+  c.output = run.dir;
+  ASSERT_TRUE(run_training(c).completed);
+  int evaluated = 0;
+  for (const nlohmann::json& line : read_log(run.dir)) evaluated += line.contains("val_top1_ema");
+  EXPECT_EQ(evaluated, 2);
+  const std::string path = run.dir + "/checkpoint-last.safetensors";
+  const TensorFile file = load_safetensors(path);
+  const auto averaged = load_model_from_file(path, true);
+  const auto live = load_model_from_file(path);
+  int differ = 0;
+  for (const NamedTensor& t : averaged->state()) {
+    const Tensor saved = file.find("ema." + t.name);
+    ASSERT_TRUE(saved.defined()) << t.name;
+    EXPECT_EQ(t.tensor.numel(), saved.numel());
+    if (t.tensor.dtype() == DType::kF32) {
+      EXPECT_EQ(t.tensor.to_vector<float>(), saved.to_vector<float>()) << t.name;
+      differ += t.tensor.to_vector<float>() != file.find(t.name).to_vector<float>();
+    }
+  }
+  EXPECT_GT(differ, 10) << "the average should differ from the last weights";
+  TempRun plain("ema_none");
+  c = tiny_search(plain.dir);
+  c.epochs = 1;
+  ASSERT_TRUE(run_training(c).completed);
+  EXPECT_THROW(load_model_from_file(plain.dir + "/checkpoint-last.safetensors", true), Error);
+}
+
 // A checkpoint says which optimiser wrote it; resuming under another is one clear line.
 TEST(Pmpl, ResumingUnderAnotherOptimizerIsOneClearError) {
   TempRun run("opt");

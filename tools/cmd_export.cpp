@@ -24,6 +24,7 @@ struct ExportCommand {
   ModelFlags model;
   int input_size = 0;
   bool fix_remaining = false;
+  bool ema = false;
 };
 
 void run_export(const ExportCommand& c) {
@@ -35,7 +36,7 @@ void run_export(const ExportCommand& c) {
   const std::string source = c.checkpoint.empty() ? c.weights : c.checkpoint;
   const TensorFile file = load_safetensors(source);
   if (describes_model(file)) {
-    model = load_model_from_file(source);
+    model = load_model_from_file(source, c.ema);
     options.architecture = nlohmann::json::parse(file.metadata.at("pmpl.model")).at("name");
     if (file.metadata.count("pmpl.classes")) {
       options.classes = nlohmann::json::parse(file.metadata.at("pmpl.classes")).get<std::vector<std::string>>();
@@ -49,7 +50,7 @@ void run_export(const ExportCommand& c) {
   } else {
     PMPL_CHECK(c.checkpoint.empty(), "{} is not a pmpl checkpoint; pass it as --weights with the model flags", source);
     model = build_model_from_flags(c.model);
-    load_weights(*model, file, source);
+    load_weights(*model, c.ema ? ema_weights(file, source) : file, source);
     options.architecture = c.model.name;
   }
   if (c.input_size > 0) options.input_size = c.input_size;
@@ -129,6 +130,7 @@ void add_export_command(CLI::App& app, Runner& run) {
   ex->add_option("--dtype", e->dtype, "f32 or f16 weights")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
   ex->add_option("--input-size", e->input_size, "Image side (default: the training run's, else 224)");
   ex->add_option("--classes", e->classes_file, "Class names, one per line (default: the checkpoint's)");
+  ex->add_flag("--ema", e->ema, "Export the average of the weights a --model-ema run saved in the checkpoint");
   ex->add_flag("--fix-remaining", e->fix_remaining, "Fix enhancers still searching to their most probable op");
   ex->callback([&run, e] { run = [e] { run_export(*e); }; });
 

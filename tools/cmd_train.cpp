@@ -35,6 +35,7 @@ struct EvalCommand {
   ModelFlags model;
   EvalOptions options;
   bool fix_remaining = false;
+  bool ema = false;  // the checkpoint's average of the weights (--model-ema runs)
   int recalibrate_bn = 0;  // training batches to re-estimate batchnorm statistics on (0: none)
 };
 
@@ -45,10 +46,10 @@ void run_eval(CLI::App* cmd, const EvalCommand& e) {
   if (describes_model(file)) {
     PMPL_CHECK(cmd->count("--model") + cmd->count("--width") + cmd->count("--small-input") + cmd->count("--genotype") == 0,
                "{} records its network; drop --model, --width, --small-input and --genotype", e.weights);
-    model = load_model_from_file(e.weights);
+    model = load_model_from_file(e.weights, e.ema);
   } else {
     model = build_model_from_flags(e.model);
-    load_weights(*model, file, e.weights);
+    load_weights(*model, e.ema ? ema_weights(file, e.weights) : file, e.weights);
   }
   const data::ImageFolder split(e.data, e.split);
   PMPL_CHECK(split.num_classes() == model->config().num_classes, "{} has {} classes, the network {}",
@@ -144,6 +145,12 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--opt-eps", c->opt_eps, "Epsilon of rmsproptf (default 1e-10, inside the root) and adamw (1e-8)");
   auto opt_betas = std::make_shared<std::vector<double>>(std::vector<double>{c->opt_beta1, c->opt_beta2});
   cmd->add_option("--opt-betas", *opt_betas, "adamw's betas (two numbers)")->expected(2)->default_str("0.9 0.999");
+  cmd->add_flag("--model-ema", c->model_ema,
+                "Keep an exponential moving average of the weights, evaluated beside them each epoch; the best "
+                "checkpoint is the average's best (export it with pmpl export --ema)");
+  cmd->add_option("--model-ema-decay", c->model_ema_decay, "Decay of the average per step")->capture_default_str();
+  cmd->add_flag("--model-ema-warmup", c->model_ema_warmup,
+                "Warm the decay up as timm does (1 - (1 + t)^(-2/3), capped at the decay): for short runs");
   cmd->add_option("--label-smoothing", c->label_smoothing, "Cross-entropy label smoothing")->capture_default_str();
   cmd->add_option("--clip-grad", c->clip_grad, "Clip the weights' gradient norm (0: off)")->capture_default_str();
   cmd->add_option("--input-size", c->input_size, "Image side in pixels")->capture_default_str();
@@ -225,6 +232,7 @@ void add_train_command(CLI::App& app, Runner& run) {
   ev->add_option("--device", e->device, "cpu, cuda or cuda:N")->capture_default_str();
   ev->add_option("--amp", e->amp, "Mixed precision on a GPU: auto (bf16 where the GPU has it), bf16, fp16, off")
       ->capture_default_str();
+  ev->add_flag("--ema", e->ema, "Evaluate the average of the weights a --model-ema run saved");
   ev->add_flag("--fix-remaining", e->fix_remaining,
                "A search checkpoint: first fix the enhancers still searching to their most probable op, as forced "
                "fixing does (their batchnorm statistics re-estimated on training batches)");

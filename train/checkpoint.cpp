@@ -45,7 +45,18 @@ void apply_fixed(MobileNetV2& model, const Genotype& fixed, const std::string& w
 
 bool describes_model(const TensorFile& file) { return file.metadata.count("pmpl.model") > 0; }
 
-std::shared_ptr<MobileNetV2> load_model_from_file(const std::string& path) {
+TensorFile ema_weights(const TensorFile& file, const std::string& where) {
+  TensorFile out;
+  out.metadata = file.metadata;
+  for (const auto& [name, t] : file.tensors) {
+    if (name.rfind("ema.", 0) == 0) out.tensors.emplace_back(name.substr(4), t);
+  }
+  PMPL_CHECK(!out.tensors.empty(), "{} holds no average of the weights: it was trained without --model-ema (drop --ema)",
+             where);
+  return out;
+}
+
+std::shared_ptr<MobileNetV2> load_model_from_file(const std::string& path, bool ema) {
   const TensorFile file = load_safetensors(path);
   PMPL_CHECK(describes_model(file),
              "{} does not say which network it holds (no pmpl.model metadata): pass --model and its flags",
@@ -67,7 +78,7 @@ std::shared_ptr<MobileNetV2> load_model_from_file(const std::string& path) {
     }
     apply_fixed(*model, Genotype::from_json(fixed, path), path);
   }
-  load_weights(*model, file, path);
+  load_weights(*model, ema ? ema_weights(file, path) : file, path);
   return model;
 }
 

@@ -50,6 +50,9 @@ struct TrainConfig {
   bool nesterov = true;   // sgd
   double opt_eps = -1.0;  // rmsproptf, adamw: < 0, the optimiser's default
   double opt_beta1 = 0.9, opt_beta2 = 0.999;  // adamw
+  bool model_ema = false;           // also keep and evaluate an average of the weights (train/model_ema.h)
+  double model_ema_decay = 0.9998;
+  bool model_ema_warmup = false;    // timm's warm-up of the decay
   double label_smoothing = 0.1;
   double clip_grad = 5.0;  // 0: off
   int input_size = 224;

@@ -68,6 +68,9 @@ void Trainer::save(const std::string& file) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const NamedTensor& t : model_->state()) tensors.emplace_back(t.name, t.tensor);
   for (const auto& [name, t] : optimizer_->state()) tensors.emplace_back("optim.weights." + name, t);
+  if (ema_) {
+    for (auto& named : ema_->tensors()) tensors.push_back(std::move(named));
+  }
   if (search_) {
     tensors.emplace_back("optim.arch.m", search_->adam().first_moment());
     tensors.emplace_back("optim.arch.v", search_->adam().second_moment());
@@ -166,6 +169,13 @@ void Trainer::restore(const TensorFile& file, const std::string& path) {
   const nlohmann::json trainer = nlohmann::json::parse(file.metadata.at("pmpl.trainer"));
   state_ = TrainerState::from_json(trainer);
   restore_optimizer(file, trainer, path);
+  if (ema_) {
+    if (!ema_->restore(file, path)) {
+      ema_->reset();
+      progress_.line(fmt::format("warning: {} was saved without --model-ema: the average starts from its weights",
+                                 path));
+    }
+  }
   if (search_) search_->adam().restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
   model_->dropout_generator().set_state(state_.dropout_seed, state_.dropout_offset);
   scaler_->restore(state_.loss_scaled, state_.loss_scale, state_.loss_scale_good);

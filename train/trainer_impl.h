@@ -30,6 +30,7 @@
 #include "train/parameters.h"
 #include "train/progress.h"
 #include "train/search.h"
+#include "train/model_ema.h"
 #include "train/schedule.h"
 #include "train/weight_optimizer.h"
 #include "train/trainer.h"
@@ -135,6 +136,7 @@ class Trainer {
   std::unique_ptr<ParameterGroup> weights_, arch_;
   std::unique_ptr<WeightOptimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
+  std::unique_ptr<ModelEma> ema_;  // --model-ema
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<ArchitectureSearch> search_;  // null unless searching
   std::unique_ptr<data::Loader> loader_, arch_loader_;

@@ -108,6 +108,9 @@ void Trainer::prepare() {
   arch_ = std::make_unique<ParameterGroup>(std::move(arch));
   optimizer_ = make_weight_optimizer(*weights_, {cfg_.opt, cfg_.momentum, cfg_.nesterov, cfg_.weight_decay,
                                                  cfg_.opt_eps, cfg_.opt_beta1, cfg_.opt_beta2});
+  if (cfg_.model_ema) {
+    ema_ = std::make_unique<ModelEma>(*model_, *weights_, ModelEmaOptions{cfg_.model_ema_decay, cfg_.model_ema_warmup});
+  }
   reducer_ = std::make_unique<GradientReducer>(*weights_, tensor_comm(), static_cast<int64_t>(cfg_.bucket_mb * (1 << 20)));
   if (cfg_.sync_bn) sync_batchnorm(*model_, tensor_comm());
   const bool search = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;

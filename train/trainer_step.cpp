@@ -38,6 +38,7 @@ double Trainer::weight_step(const data::Batch& batch, double lr, StepInterval& i
   if (stepped) {
     squares = weights_->clip_gradients(cfg_.clip_grad);
     optimizer_->step(lr);
+    if (ema_) ema_->update(optimizer_->steps());
     scaler_->step_taken();
   } else {
     ++interval.skipped;
