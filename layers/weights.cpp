@@ -5,8 +5,6 @@
 #include "engine/error.h"
 
 namespace pmpl {
-namespace {
-
 std::string first_few(const std::vector<std::string>& names) {
   std::string out;
   for (size_t i = 0; i < names.size() && i < 3; ++i) out += (i ? ", " : "") + names[i];
@@ -14,7 +12,7 @@ std::string first_few(const std::vector<std::string>& names) {
   return out;
 }
 
-}  // namespace
+bool is_training_state(const std::string& name) { return name.rfind("optim.", 0) == 0 || name.rfind("ema.", 0) == 0; }
 
 void save_weights(const Module& module, const std::string& path,
                   const std::map<std::string, std::string>& metadata) {
@@ -38,8 +36,7 @@ void load_weights(Module& module, const TensorFile& file, const std::string& whe
   }
   std::vector<std::string> unexpected;
   for (const auto& [name, t] : file.tensors) {
-    // Checkpoints also carry optimiser state and the weights' average; neither is the network.
-    if (!used.count(name) && name.rfind("optim.", 0) != 0 && name.rfind("ema.", 0) != 0) unexpected.push_back(name);
+    if (!used.count(name) && !is_training_state(name)) unexpected.push_back(name);
   }
   const char* hint = "check --model, --width, --num-classes, --small-input and --genotype";
   PMPL_CHECK(mismatched.empty(), "{}: shapes differ for {}: {}", where, first_few(mismatched), hint);

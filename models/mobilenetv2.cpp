@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/ops.h"
+#include "layers/drop_path.h"
 
 namespace pmpl {
 namespace {
@@ -89,7 +90,20 @@ Tensor InvertedResidual::forward_impl(const Tensor& x) {
     y = layers[i].second->forward(y);
     if (i == depthwise_index_ && enhancer_) y = enhancer_->forward(y);
   }
-  return residual_ ? ops::add(x, y) : y;
+  if (!residual_) return y;
+  if (training() && drop_path_ > 0.0) y = drop_path(y, drop_path_, *drop_path_gen_);
+  return ops::add(x, y);
+}
+
+void MobileNetV2::set_drop_path(double rate) {
+  PMPL_CHECK(rate >= 0.0 && rate < 1.0, "--drop-path {} is outside [0, 1)", rate);
+  const auto& blocks = features_->children();
+  const auto count = static_cast<double>(blocks.size() - 2);  // the inverted residuals, between stem and head
+  for (size_t i = 1; i + 1 < blocks.size(); ++i) {
+    auto* block = dynamic_cast<InvertedResidual*>(blocks[i].second.get());
+    PMPL_ASSERT(block != nullptr, "features.{} is not an inverted residual", i);
+    block->set_drop_path(rate * static_cast<double>(i - 1) / count, &dropout_generator());
+  }
 }
 
 MobileNetV2::MobileNetV2(const MobileNetV2Config& config) : config_(config) {

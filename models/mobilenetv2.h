@@ -49,6 +49,13 @@ class InvertedResidual : public Module {
                    std::shared_ptr<MetaPooling> enhancer, Generator& gen);
   std::string type_name() const override { return "InvertedResidual"; }
   MetaPooling* enhancer() const { return enhancer_.get(); }
+  bool residual() const { return residual_; }
+  // Stochastic depth in training: each sample's residual branch is dropped with probability p
+  // (and the kept ones scaled by 1 / (1 - p), timm's drop_path), the draws taken from `gen`.
+  void set_drop_path(double p, Generator* gen) {
+    drop_path_ = p;
+    drop_path_gen_ = gen;
+  }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -58,6 +65,8 @@ class InvertedResidual : public Module {
   std::shared_ptr<MetaPooling> enhancer_;
   size_t depthwise_index_;  // the enhancer runs right after this child of conv_
   bool residual_;
+  double drop_path_ = 0.0;
+  Generator* drop_path_gen_ = nullptr;
 };
 
 class MobileNetV2 : public Module {
@@ -71,6 +80,10 @@ class MobileNetV2 : public Module {
   Genotype genotype() const;
   // The classifier dropout's generator (its state is part of a checkpoint).
   Generator& dropout_generator() { return dropout_->generator(); }
+  // --drop-path: stochastic depth on the residual blocks, at rate * i / 17 in block features.i
+  // (timm's linear rule over block indices, from 0 at the first); the draws come from the
+  // dropout's generator, so a checkpoint's state covers them. 0 turns it off.
+  void set_drop_path(double rate);
   // Mixed precision: the activations' dtype inside the network (bf16 or f16 on a GPU; f32, the
   // default, leaves the input's dtype alone). The input is cast to it, every weighted layer
   // computes in it from its f32 parameters, and the logits come out in f32.

@@ -5,6 +5,9 @@
 #include <fstream>
 
 #include "engine/io/npy.h"
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "layers/drop_path.h"
 #include "layers/weights.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
@@ -214,6 +217,50 @@ TEST(Model, NpyRoundTrip) {
 // in its linear part, and the finite differences would check less): PyTorch's default (1, 0).
 void put_enhancer_batchnorms_on_the_curve(MetaPooling& e) {
   for (NamedParameter& p : e.batchnorm().parameters()) p.tensor.fill_(p.name == "weight" ? 1.0 : 0.0);
+}
+
+// drop_path: about p of the samples dropped, the rest scaled by 1 / (1 - p), the gradient masked
+// the same way, and the same masks from the same generator state.
+TEST(Model, DropPathDropsSamplesAndKeepsTheExpectation) {
+  const int64_t n = 4000;
+  const double p = 0.3;
+  Tensor x = Tensor::ones(Shape{n, 2, 1, 3}, DType::kF32);
+  x.set_requires_grad(true);
+  Generator gen(11, 5);
+  const Tensor y = drop_path(x, p, gen);
+  ops::sum(y).backward();
+  const std::vector<float> out = y.to_vector<float>(), grad = x.grad().to_vector<float>();
+  int64_t dropped = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = out[static_cast<size_t>(i * 6)];
+    EXPECT_TRUE(v == 0.0f || v == static_cast<float>(1.0 / (1.0 - p))) << v;
+    for (int64_t k = 0; k < 6; ++k) {
+      EXPECT_EQ(out[static_cast<size_t>(i * 6 + k)], v) << "one draw per sample";
+      EXPECT_EQ(grad[static_cast<size_t>(i * 6 + k)], v) << "the gradient is masked as the output";
+    }
+    dropped += v == 0.0f;
+  }
+  // Binomial(4000, 0.3): standard deviation 29; 5 of them.
+  EXPECT_NEAR(static_cast<double>(dropped), p * n, 145.0);
+  Generator again(11, 5);
+  EXPECT_EQ(drop_path(x, p, again).to_vector<float>(), out);
+}
+
+// --drop-path acts in training only, on the residual blocks, rising from 0 in features.1.
+TEST(Model, DropPathIsForTrainingOnly) {
+  const MobileNetV2Config config = test::tiny_config(3, 0.0);
+  auto model = build_model("mobilenetv2", config);
+  const Tensor x = test::random({8, 32, 32, 3}, 2, false, 1.0, DType::kF32);
+  model->eval();
+  const std::vector<float> before = model->forward(x).to_vector<float>();
+  model->set_drop_path(0.5);
+  EXPECT_EQ(model->forward(x).to_vector<float>(), before) << "evaluation is deterministic";
+  model->train();
+  const std::vector<float> a = model->forward(x).to_vector<float>();
+  model->set_drop_path(0.0);
+  const std::vector<float> b = model->forward(x).to_vector<float>();
+  EXPECT_NE(a, b);
+  EXPECT_THROW(model->set_drop_path(1.0), Error);
 }
 
 TEST(Model, GradientsMatchFiniteDifferences) {

@@ -10,7 +10,9 @@
 
 #include "engine/cuda_runtime.h"
 #include "engine/io/safetensors.h"
+#include "models/registry.h"
 #include "train/checkpoint.h"
+#include "train/initial_weights.h"
 #include "train/pmpl.h"
 #include "train/trainer.h"
 #include "tests/run_fixtures.h"
@@ -106,6 +108,13 @@ void expect_resumes_bit_identical(const TrainConfig& base, const std::vector<int
 // Killed mid-epoch (last checkpoint two steps back) or right after forced fixing, resumed.
 TEST(Pmpl, ResumedRunIsBitIdentical) { expect_resumes_bit_identical(tiny_search(""), {3, 6}, "cpu"); }
 
+// Stochastic depth draws from the checkpointed generator: a resumed run draws the same masks.
+TEST(Pmpl, DropPathResumesBitIdentically) {
+  TrainConfig c = tiny_search("");
+  c.drop_path = 0.3;
+  expect_resumes_bit_identical(c, {3}, "droppath");
+}
+
 // --arch-start-epoch 1: the weights train alone for the first epoch (the alphas keep their initial
 // values, no architecture step is taken), then the search runs until the forced fix.
 TEST(Pmpl, AlphasWaitForTheirStartEpoch) {
@@ -131,6 +140,88 @@ TEST(Pmpl, AlphasWaitForTheirStartEpoch) {
   TempRun other("archstart_late");
   c.output = other.dir;
   EXPECT_THROW(run_training(c), Error) << "no epoch left for the alphas";
+}
+
+// --arch-grad train (one-level): every weight step's backward also steps the alphas, and the
+// held-out split is read only by the fixes' batchnorm re-estimate.
+// The end of epoch 1's probabilities of features.2's enhancer in a run.
+nlohmann::json first_epoch_probs(const std::string& dir) {
+  nlohmann::json last;
+  for (const nlohmann::json& line : read_log(dir)) {
+    if (line.value("type", "") == "step" && line["epoch"] == 0) last = line["enhancers"][0]["probs"];
+  }
+  return last;
+}
+
+TEST(Pmpl, OneLevelSearchStepsTheAlphasFromTheWeightBatch) {
+  TempRun run("onelevel"), held_out("heldout");
+  TrainConfig c = tiny_search(held_out.dir);
+  c.arch_lr = 0.3;
+  ASSERT_TRUE(run_training(c).completed);
+  c.output = run.dir;
+  c.arch_grad = "train";
+  ASSERT_TRUE(run_training(c).completed);
+  EXPECT_NE(first_epoch_probs(run.dir), first_epoch_probs(held_out.dir)) << "the alphas saw the same batches";
+  const TensorFile file = load_safetensors(run.dir + "/checkpoint-last.safetensors");
+  const nlohmann::json trainer = nlohmann::json::parse(file.metadata.at("pmpl.trainer"));
+  EXPECT_EQ(trainer["adam_steps"].get<int64_t>(), 4) << "one architecture step per weight step of epoch 1";
+  const std::vector<nlohmann::json> log = read_log(run.dir);
+  nlohmann::json first, last;
+  for (const nlohmann::json& line : log) {
+    if (line.value("type", "") != "step" || line["epoch"] != 0) continue;
+    if (first.is_null()) first = line["enhancers"][0]["probs"];
+    last = line["enhancers"][0]["probs"];
+    EXPECT_TRUE(line["enhancers"][0].contains("grad_mean")) << "the alphas' gradients are reported";
+  }
+  EXPECT_NE(first, last);
+}
+
+// --initial-checkpoint: plain MobileNetV2 weights start a search (the enhancers fresh), a
+// classifier of another class count is reset, and a wrong width is one clear error.
+TEST(Pmpl, InitialCheckpointStartsFromPretrainedWeights) {
+  TempRun plain("initial_plain"), search("initial_search");
+  TrainConfig c = tiny_search(plain.dir);
+  c.model = "mobilenetv2";
+  c.epochs = 1;
+  ASSERT_TRUE(run_training(c).completed);
+  const std::string path = plain.dir + "/checkpoint-last.safetensors";
+  const TensorFile file = load_safetensors(path);
+
+  MobileNetV2Config config;
+  config.width = 0.25;
+  config.small_input = true;
+  config.num_classes = 3;
+  auto mp = build_model("mobilenetv2_mp", config);
+  const InitialWeights loaded = load_initial_weights(*mp, file, path);
+  EXPECT_FALSE(loaded.classifier_reset);
+  EXPECT_GT(loaded.fresh_enhancers, 16);
+  EXPECT_EQ(loaded.loaded + loaded.fresh_enhancers, static_cast<int64_t>(mp->state().size()));
+  for (const NamedTensor& t : mp->state()) {
+    const Tensor src = file.find(t.name);
+    if (src.defined() && t.tensor.dtype() == DType::kF32) {
+      EXPECT_EQ(t.tensor.to_vector<float>(), src.to_vector<float>()) << t.name;
+    }
+  }
+  config.num_classes = 5;
+  auto five = build_model("mobilenetv2", config);
+  const std::vector<float> fresh = five->state().back().tensor.to_vector<float>();
+  const InitialWeights reset = load_initial_weights(*five, file, path);
+  EXPECT_TRUE(reset.classifier_reset);
+  EXPECT_EQ(reset.loaded + 2, static_cast<int64_t>(five->state().size())) << "all but the classifier's two";
+  EXPECT_EQ(five->state().back().tensor.to_vector<float>(), fresh);
+  config.width = 0.5;
+  config.num_classes = 3;
+  auto wide = build_model("mobilenetv2", config);
+  try {
+    load_initial_weights(*wide, file, path);
+    ADD_FAILURE() << "width 0.25 weights into width 0.5 should stop";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shapes differ"), std::string::npos) << e.what();
+  }
+  // End to end: a search from the plain weights.
+  c = tiny_search(search.dir);
+  c.initial_checkpoint = path;
+  EXPECT_TRUE(run_training(c).completed);
 }
 
 // The other weight optimisers keep their state across a kill as SGD does (a search, so the

@@ -116,7 +116,14 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--num-classes", c->num_classes, "Classes (default: the data's)");
   cmd->add_flag("--small-input", c->small_input, "28-64 px images: stem and first stride-2 stage at stride 1");
   cmd->add_option("--genotype", c->genotype, "Train this fixed architecture (genotype.json of a search)");
+  cmd->add_option("--initial-checkpoint", c->initial_checkpoint,
+                  "Start from these weights (a pmpl checkpoint, or torchvision's converted by tools/torch_convert.py): "
+                  "a classifier of another class count is reset, enhancers the file lacks start fresh");
   cmd->add_option("--dropout", c->dropout, "Dropout before the classifier")->capture_default_str();
+  cmd->add_option("--drop-path", c->drop_path,
+                  "Stochastic depth: residual blocks drop their branch per sample, at rate x i / 17 in block "
+                  "features.i (timm's rule, 0 in the first)")
+      ->capture_default_str();
   cmd->add_option("--epochs", c->epochs, "Epochs")->capture_default_str();
   cmd->add_option("--batch-size", c->batch_size, "Images per step (per process)")->capture_default_str();
   cmd->add_option("--opt", c->opt, "The weights' optimiser: sgd, rmsproptf (timm's RMSpropTF) or adamw")
@@ -170,6 +177,11 @@ void add_train_command(CLI::App& app, Runner& run) {
       ->capture_default_str();
   cmd->add_option("--arch-split", c->arch_split, "Share of train/ held out for the alphas")->capture_default_str();
   cmd->add_option("--fix-threshold", c->fix_threshold, "Fix an enhancer when its top probability leads by this")
+      ->capture_default_str();
+  cmd->add_option("--arch-grad", c->arch_grad,
+                  "The alphas' gradient: held-out (an architecture batch, first-order DARTS) or train (the weight "
+                  "step's own batch, one backward for both: one-level)")
+      ->check(CLI::IsMember({"held-out", "train"}))
       ->capture_default_str();
   cmd->add_option("--arch-start-epoch", c->arch_start_epoch,
                   "The alphas move from this epoch on; before it only the weights train, on the uniform mixture")

@@ -36,6 +36,10 @@ bool ArchitectureSearch::step(const std::function<Tensor()>& loss) {
   arch_.zero_grad();
   scaler_.scale(loss()).backward();
   weights_.set_requires_grad(true);
+  return step_from_gradients();
+}
+
+bool ArchitectureSearch::step_from_gradients() {
   if (comm_.world() > 1) {
     comm_.all_reduce_sum(arch_.grads());
     ops::scale_(arch_.grads(), 1.0 / comm_.world());

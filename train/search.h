@@ -62,6 +62,9 @@ class ArchitectureSearch {
   // One architecture step: `loss` computes an architecture batch's loss, during which only the
   // alphas take gradients. False when fp16 gradients overflowed and the step was skipped.
   bool step(const std::function<Tensor()>& loss);
+  // The same step from gradients already in the alphas (--arch-grad train: the weight step's
+  // backward made them, unscaled).
+  bool step_from_gradients();
   // The open enhancers whose lead has reached the threshold, each to its argmax (one copy of all
   // alphas: on a GPU one wait).
   std::vector<FixDecision> threshold_decisions() const;

@@ -44,7 +44,7 @@ TrainResult Trainer::run() {
       if (!batch) break;
       profile_.before(state_.global_step + 1);
       std::optional<ProfileRange> step_range(std::in_place, "train step");
-      if (searching() && state_.epoch >= cfg_.arch_start_epoch) architecture_step();
+      if (alphas_move() && cfg_.arch_grad == "held-out") architecture_step();
       const double lr = schedule_->at(state_.global_step);
       Tensor logits;
       const double loss = weight_step(*batch, lr, interval, &logits);
@@ -83,15 +83,15 @@ TrainResult Trainer::run() {
 
 nlohmann::json TrainConfig::to_json() const {
   return {{"data", data}, {"output", output}, {"resume", resume}, {"device", device}, {"model", model},
-          {"width", width}, {"num_classes", num_classes}, {"small_input", small_input}, {"genotype", genotype},
-          {"dropout", dropout}, {"epochs", epochs}, {"batch_size", batch_size}, {"opt", opt}, {"lr", lr},
+          {"width", width}, {"num_classes", num_classes}, {"small_input", small_input}, {"genotype", genotype}, {"initial_checkpoint", initial_checkpoint},
+          {"dropout", dropout}, {"drop_path", drop_path}, {"epochs", epochs}, {"batch_size", batch_size}, {"opt", opt}, {"lr", lr},
           {"sched", sched}, {"lr_step_size", lr_step_size}, {"lr_gamma", lr_gamma}, {"lr_per_step", lr_per_step},
           {"warmup_epochs", warmup_epochs}, {"min_lr", min_lr}, {"weight_decay", weight_decay},
           {"momentum", momentum}, {"nesterov", nesterov}, {"opt_eps", opt_eps}, {"opt_betas", {opt_beta1, opt_beta2}}, {"model_ema", model_ema}, {"model_ema_decay", model_ema_decay}, {"model_ema_warmup", model_ema_warmup},
           {"label_smoothing", label_smoothing},
           {"clip_grad", clip_grad}, {"input_size", input_size}, {"crop_scale", crop_scale}, {"workers", workers}, {"seed", seed},
           {"arch_lr", arch_lr > 0 ? nlohmann::json(arch_lr) : nlohmann::json("auto")}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
-          {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"arch_start_epoch", arch_start_epoch}, {"force_fix_epoch", force_fix_epoch},
+          {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"arch_start_epoch", arch_start_epoch}, {"arch_grad", arch_grad}, {"force_fix_epoch", force_fix_epoch},
           {"fix_top", fix_top}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
           {"save_interval", save_interval}, {"on_save_error", on_save_error}, {"limit_train", limit_train}, {"limit_val", limit_val}, {"amp", amp},
           {"sync_bn", sync_bn}, {"bucket_mb", bucket_mb}, {"comm_timeout", comm_timeout},

@@ -33,7 +33,9 @@ struct TrainConfig {
   int64_t num_classes = 0;  // 0: as many as the data has
   bool small_input = false;
   std::string genotype;
+  std::string initial_checkpoint;  // start from these weights (train/initial_weights.h)
   double dropout = 0.2;
+  double drop_path = 0.0;  // stochastic depth rate (MobileNetV2::set_drop_path)
   // Optimisation.
   int64_t epochs = 10;
   int64_t batch_size = 64;
@@ -70,6 +72,7 @@ struct TrainConfig {
   double arch_wd = 0.0;
   double arch_split = 0.1;
   double fix_threshold = 0.2;
+  std::string arch_grad = "held-out";  // the alphas' gradient: "held-out" (an architecture batch) or "train" (the weight step's)
   int64_t arch_start_epoch = 0;  // the alphas stay put before this epoch (the weights warm up)
   int64_t force_fix_epoch = -1;  // -1: half the epochs, rounded up
   int fix_top = 1;

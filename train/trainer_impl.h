@@ -30,6 +30,7 @@
 #include "train/parameters.h"
 #include "train/progress.h"
 #include "train/search.h"
+#include "train/initial_weights.h"
 #include "train/model_ema.h"
 #include "train/schedule.h"
 #include "train/weight_optimizer.h"
@@ -98,6 +99,8 @@ class Trainer {
   void check_overflows(const LossScaler& scaler, const char* what, const char* lr_flag) const;
   // trainer_search.cpp
   bool searching() const { return search_ && search_->open(); }
+  // Whether this step moves the alphas (a search, from --arch-start-epoch on).
+  bool alphas_move() const { return searching() && state_.epoch >= cfg_.arch_start_epoch; }
   data::Batch next_arch_batch();
   void architecture_step();
   void fix(const std::vector<FixDecision>& decisions, const char* why);
@@ -137,6 +140,7 @@ class Trainer {
   std::unique_ptr<WeightOptimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
   std::unique_ptr<ModelEma> ema_;  // --model-ema
+  std::string initial_weights_line_;  // what --initial-checkpoint loaded, printed at the start
   std::unique_ptr<GradientReducer> reducer_;
   std::unique_ptr<ArchitectureSearch> search_;  // null unless searching
   std::unique_ptr<data::Loader> loader_, arch_loader_;

@@ -38,6 +38,7 @@ void Trainer::print_start(bool resuming) {
   if (cfg_.sched == "step" || cfg_.sched == "exponential") {
     decay += fmt::format("{}, floor {:g}", cfg_.lr_per_step ? " (per step)" : "", cfg_.min_lr);
   }
+  if (!initial_weights_line_.empty()) progress_.line(initial_weights_line_);
   progress_.line(fmt::format("optimiser {} lr {:g} weight decay {:g}; {:g} warm-up epochs, then {}", optimizer_->name(),
                              cfg_.lr, cfg_.weight_decay, cfg_.warmup_epochs, decay));
   if (device_.is_cuda()) {

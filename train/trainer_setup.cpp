@@ -83,6 +83,8 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.num_classes == train_set_->num_classes(), "--num-classes {} but {} has {} classes",
              cfg_.num_classes, cfg_.data, train_set_->num_classes());
   if (cfg_.force_fix_epoch < 0) cfg_.force_fix_epoch = (cfg_.epochs + 1) / 2;
+  PMPL_CHECK(cfg_.arch_grad == "held-out" || cfg_.arch_grad == "train",
+             "--arch-grad must be held-out or train, got '{}'", cfg_.arch_grad);
   PMPL_CHECK(cfg_.arch_start_epoch >= 0, "--arch-start-epoch must not be negative, got {}", cfg_.arch_start_epoch);
   PMPL_CHECK(cfg_.arch_start_epoch == 0 || cfg_.arch_start_epoch < std::min(cfg_.force_fix_epoch, cfg_.epochs),
              "--arch-start-epoch {} leaves the alphas no epoch to move in: it must be below --force-fix-epoch ({}) "
@@ -97,10 +99,20 @@ void Trainer::prepare() {
   description_.config.seed = cfg_.seed;
   if (!cfg_.genotype.empty()) description_.config.genotype = Genotype::load(cfg_.genotype);
   model_ = build_model(description_.name, description_.config);
+  model_->set_drop_path(cfg_.drop_path);
+  // Before the groups pack the parameters; a resumed run takes its checkpoint's weights instead.
+  if (!cfg_.initial_checkpoint.empty() && cfg_.resume.empty()) {
+    const InitialWeights loaded =
+        load_initial_weights(*model_, load_safetensors(cfg_.initial_checkpoint), cfg_.initial_checkpoint);
+    initial_weights_line_ = fmt::format("initial weights from {}: {}", cfg_.initial_checkpoint, loaded.summary());
+  }
   model_->to(device_);  // before the parameters are packed: the flat buffers live where they do
   compute_dtype_ = amp_dtype(cfg_.amp, device_);
   model_->set_compute_dtype(compute_dtype_);
   scaler_ = std::make_unique<LossScaler>(compute_dtype_ == DType::kF16);
+  PMPL_CHECK(cfg_.arch_grad != "train" || compute_dtype_ != DType::kF16,
+             "--arch-grad train takes the alphas' gradient from the weights' loss, whose fp16 loss scale is the "
+             "weights' own: use --amp bf16 or off with it");
 
   std::vector<NamedParameter> weights, arch;
   for (NamedParameter& p : model_->parameters()) (p.kind == ParamKind::kArch ? arch : weights).push_back(p);

@@ -27,12 +27,16 @@ void Trainer::check_overflows(const LossScaler& scaler, const char* what, const 
 // One SGD step on the weights (the alphas take no gradient); returns the loss, read after the step
 // is queued: on a GPU the host waits once per step, at its end.
 double Trainer::weight_step(const data::Batch& batch, double lr, StepInterval& interval, Tensor* logits) {
-  arch_->set_requires_grad(false);
+  // --arch-grad train: the same backward gives the alphas their gradient (one-level search).
+  const bool one_level = alphas_move() && cfg_.arch_grad == "train";
+  arch_->set_requires_grad(one_level);
+  if (one_level) arch_->zero_grad();
   weights_->zero_grad();
   const Tensor loss = forward_loss(batch, logits);
   reducer_->backward(scaler_->scale(loss));
   interval.comm += reducer_->last_wait_seconds();
   arch_->set_requires_grad(true);
+  if (one_level && !search_->step_from_gradients()) ++arch_skipped_;
   const bool stepped = scaler_->unscale(*weights_);
   Tensor squares;  // the gradients' sum of squares, if clipping measured it (read below)
   if (stepped) {
