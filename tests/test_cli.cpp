@@ -9,9 +9,12 @@
 #include <string>
 #include <sys/wait.h>
 
+#include <nlohmann/json.hpp>
+
 #include "data/jpeg_encode.h"
 #include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
+#include "tests/run_fixtures.h"
 #include "tests/test_util.h"
 
 namespace {
@@ -185,6 +188,28 @@ TEST(Cli, BenchOpsPrintsATable) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("maxpool_k3"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("avgpool_k3"), std::string::npos) << r.output;
+}
+
+// --recipe fills the flags the command line leaves out, and records itself; a flag given wins.
+TEST(Cli, RecipeExpandsIntoFlagsThatStayOverridable) {
+  pmpl::test::TempRun run("recipe");
+  const std::string data = pmpl::test::make_dataset();
+  const Result r = run_cli("train --data " + data + " --recipe torchvision-mobilenetv2 --epochs 1 --max-steps 1 "
+                           "--width 0.25 --small-input --input-size 16 --workers 1 --quiet --lr 0.01 --output " + run.dir);
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream in(run.dir + "/config.json");
+  const nlohmann::json config = nlohmann::json::parse(in);
+  EXPECT_EQ(config["recipe"], "torchvision-mobilenetv2");
+  EXPECT_EQ(config["sched"], "step");
+  EXPECT_EQ(config["lr_gamma"], 0.98);
+  EXPECT_EQ(config["nesterov"], false);
+  EXPECT_EQ(config["batch_size"], 32);
+  EXPECT_EQ(config["lr"], 0.01) << "the command line's --lr wins over the recipe's 0.045";
+  EXPECT_EQ(config["input_size"], 16);
+  const Result bad = run_cli("train --data " + data + " --recipe nope --output " + run.dir + "_x");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("--recipe nope is not one pmpl has: use torchvision-mobilenetv2"), std::string::npos)
+      << bad.output;
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "layers/weights.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
+#include "tools/train_recipes.h"
 #include "train/amp.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
@@ -209,11 +210,10 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "Under mpirun: seconds a collective may wait for the other processes before the job is ended")
       ->capture_default_str();
   cmd->add_flag("--quiet", c->quiet, "No progress output");
-  cmd->callback([&run, c, betas, arch_lr, opt_betas, lr, wd, gamma] {
-    if (gamma->count() == 0 && c->sched == "exponential") c->lr_gamma = 0.98;
-    // Each optimiser's usual scale (timm's and torch's): SGD's 0.05 would diverge AdamW.
-    if (lr->count() == 0) c->lr = c->opt == "sgd" ? 0.05 : c->opt == "rmsproptf" ? 0.01 : 1e-3;
-    if (wd->count() == 0) c->weight_decay = c->opt == "sgd" ? 4e-5 : c->opt == "rmsproptf" ? 1e-5 : 0.05;
+  auto recipe = std::make_shared<std::string>();
+  cmd->add_option("--recipe", *recipe,
+                  "A published recipe's flags, each unless given: " + recipe_names() + " (README, \"Recipes\")");
+  cmd->callback([&run, cmd, c, betas, arch_lr, opt_betas, lr, wd, gamma, recipe] {
     PMPL_CHECK((*opt_betas)[0] >= 0 && (*opt_betas)[0] < 1 && (*opt_betas)[1] >= 0 && (*opt_betas)[1] < 1,
                "--opt-betas must both be in [0, 1)");
     c->opt_beta1 = (*opt_betas)[0];
@@ -229,6 +229,13 @@ void add_train_command(CLI::App& app, Runner& run) {
                "--arch-betas must both be in [0, 1)");
     c->arch_beta1 = (*betas)[0];
     c->arch_beta2 = (*betas)[1];
+    // The recipe fills what the command line left out; then each optimiser's own defaults.
+    const std::set<std::string> from_recipe = recipe->empty() ? std::set<std::string>{} : apply_recipe(*recipe, *cmd, *c);
+    const auto unset = [&](CLI::Option* o, const char* flag) { return o->count() == 0 && from_recipe.count(flag) == 0; };
+    if (unset(gamma, "--lr-gamma") && c->sched == "exponential") c->lr_gamma = 0.98;
+    // Each optimiser's usual scale (timm's and torch's): SGD's 0.05 would diverge AdamW.
+    if (unset(lr, "--lr")) c->lr = c->opt == "sgd" ? 0.05 : c->opt == "rmsproptf" ? 0.01 : 1e-3;
+    if (unset(wd, "--weight-decay")) c->weight_decay = c->opt == "sgd" ? 4e-5 : c->opt == "rmsproptf" ? 1e-5 : 0.05;
     run = [c] { run_train(*c); };
   });
 

@@ -39,6 +39,7 @@ struct TrainConfig {
   // Optimisation.
   int64_t epochs = 10;
   int64_t batch_size = 64;
+  std::string recipe;  // the --recipe whose flags were applied (tools/train_recipes.cpp), for the record
   std::string opt = "sgd";  // the weights' optimiser: sgd, rmsproptf, adamw (train/weight_optimizer.h)
   double lr = 0.05;
   double warmup_epochs = 1.0;

@@ -39,8 +39,9 @@ void Trainer::print_start(bool resuming) {
     decay += fmt::format("{}, floor {:g}", cfg_.lr_per_step ? " (per step)" : "", cfg_.min_lr);
   }
   if (!initial_weights_line_.empty()) progress_.line(initial_weights_line_);
-  progress_.line(fmt::format("optimiser {} lr {:g} weight decay {:g}; {:g} warm-up epochs, then {}", optimizer_->name(),
-                             cfg_.lr, cfg_.weight_decay, cfg_.warmup_epochs, decay));
+  progress_.line(fmt::format("{}optimiser {} lr {:g} weight decay {:g}; {:g} warm-up epochs, then {}",
+                             cfg_.recipe.empty() ? "" : "recipe " + cfg_.recipe + ": ", optimizer_->name(), cfg_.lr,
+                             cfg_.weight_decay, cfg_.warmup_epochs, decay));
   if (device_.is_cuda()) {
     progress_.line(fmt::format("device {} ({}), {}", device_.str(), cuda::device_name(),
                                compute_dtype_ == DType::kF32 ? std::string("f32")
