@@ -49,7 +49,6 @@ class InvertedResidual : public Module {
                    std::shared_ptr<MetaPooling> enhancer, Generator& gen);
   std::string type_name() const override { return "InvertedResidual"; }
   MetaPooling* enhancer() const { return enhancer_.get(); }
-  bool residual() const { return residual_; }
   // Stochastic depth in training: each sample's residual branch is dropped with probability p
   // (and the kept ones scaled by 1 / (1 - p), timm's drop_path), the draws taken from `gen`.
   void set_drop_path(double p, Generator* gen) {

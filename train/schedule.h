@@ -31,11 +31,16 @@ inline ScheduleOptions cosine_schedule(double lr, double min_lr) { return {"cosi
 
 class LrSchedule {
  public:
+  enum class Kind { kCosine, kStep, kExponential, kConstant };
+
   LrSchedule(const ScheduleOptions& options, int64_t warmup_steps, int64_t steps_per_epoch, int64_t total_steps);
   double at(int64_t step) const;
+  // What follows the warm-up, for the run's start line ("x 0.98 per epoch, floor 1e-05").
+  std::string describe() const;
 
  private:
   ScheduleOptions o_;
+  Kind kind_;  // o_.kind, parsed once
   int64_t warmup_, per_epoch_, total_;
 };
 

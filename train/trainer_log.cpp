@@ -30,18 +30,10 @@ void Trainer::print_start(bool resuming) {
                                                               cfg_.sync_bn ? ", synchronised batchnorm" : ""),
                              cfg_.output,
                              resuming ? fmt::format(", resumed at epoch {} step {}", state_.epoch + 1, state_.global_step) : ""));
-  std::string decay;
-  if (cfg_.sched == "cosine") decay = fmt::format("cosine to {:g}", cfg_.min_lr);
-  else if (cfg_.sched == "step") decay = fmt::format("x {:g} every {:g} epochs", cfg_.lr_gamma, cfg_.lr_step_size);
-  else if (cfg_.sched == "exponential") decay = fmt::format("x {:g} per epoch", cfg_.lr_gamma);
-  else decay = "constant";
-  if (cfg_.sched == "step" || cfg_.sched == "exponential") {
-    decay += fmt::format("{}, floor {:g}", cfg_.lr_per_step ? " (per step)" : "", cfg_.min_lr);
-  }
   if (!initial_weights_line_.empty()) progress_.line(initial_weights_line_);
   progress_.line(fmt::format("{}optimiser {} lr {:g} weight decay {:g}; {:g} warm-up epochs, then {}",
                              cfg_.recipe.empty() ? "" : "recipe " + cfg_.recipe + ": ", optimizer_->name(), cfg_.lr,
-                             cfg_.weight_decay, cfg_.warmup_epochs, decay));
+                             cfg_.weight_decay, cfg_.warmup_epochs, schedule_->describe()));
   if (device_.is_cuda()) {
     progress_.line(fmt::format("device {} ({}), {}", device_.str(), cuda::device_name(),
                                compute_dtype_ == DType::kF32 ? std::string("f32")
