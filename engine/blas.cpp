@@ -1,6 +1,8 @@
 #include "engine/blas.h"
 
+#include <cstdlib>
 #include <limits>
+#include <string_view>
 
 #ifndef PMPL_REFERENCE_BLAS
 #include <cblas.h>
@@ -14,10 +16,12 @@
 
 namespace pmpl::blas {
 
-#ifdef PMPL_REFERENCE_BLAS
-// Plain loops (PMPL_REFERENCE_BLAS builds): correct and slow, for machines without OpenBLAS.
 namespace {
 
+// Plain loops: every element of C is its k products summed in order, rows in parallel, so a row's
+// result depends on nothing but its operands: not on the thread count, on how many rows the call
+// has, or on which CPU kernels a BLAS picks for them. Correct and slow. What PMPL_REFERENCE_BLAS
+// builds always run, and what PMPL_REFERENCE_GEMM=1 in the environment asks for at run time.
 template <class T>
 void reference_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
                     int64_t ldb, T beta, T* c, int64_t ldc) {
@@ -33,6 +37,7 @@ void reference_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, 
 
 }  // namespace
 
+#ifdef PMPL_REFERENCE_BLAS
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -56,6 +61,14 @@ blasint checked_int(int64_t v) {
 
 CBLAS_TRANSPOSE flag(bool transpose) { return transpose ? CblasTrans : CblasNoTrans; }
 
+bool reference_requested() {
+  static const bool on = [] {
+    const char* value = std::getenv("PMPL_REFERENCE_GEMM");
+    return value != nullptr && std::string_view(value) == "1";
+  }();
+  return on;
+}
+
 }  // namespace
 
 // f32 goes to oneDNN's sgemm where pmpl is built with it: on MobileNetV2's tall, narrow 1x1-conv
@@ -65,6 +78,7 @@ template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (reference_requested()) return reference_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #ifdef PMPL_ONEDNN
   const dnnl_status_t status =
       dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -80,6 +94,7 @@ template <>
 void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                   int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (reference_requested()) return reference_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   cblas_dgemm(CblasRowMajor, flag(ta), flag(tb), checked_int(m), checked_int(n), checked_int(k),
               alpha, a, checked_int(lda), b, checked_int(ldb), beta, c, checked_int(ldc));
 }
