@@ -3,9 +3,11 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <numeric>
 #include <unistd.h>
 #include <vector>
 
@@ -39,37 +41,89 @@ uint32_t be32(const std::vector<uint8_t>& b, size_t at) {
          (static_cast<uint32_t>(b[at + 2]) << 8) | b[at + 3];
 }
 
-int64_t write_split(const std::string& source, const std::string& prefix, const std::string& dir, int64_t limit) {
+struct Idx {
+  std::vector<uint8_t> images, labels;
+  int64_t count = 0, rows = 0, cols = 0;
+  std::string labels_path;
+};
+
+Idx read_idx(const std::string& source, const std::string& prefix) {
+  Idx idx;
   const std::string images_path = source + "/" + prefix + "-images-idx3-ubyte.gz";
-  const std::string labels_path = source + "/" + prefix + "-labels-idx1-ubyte.gz";
-  const std::vector<uint8_t> images = read_gz(images_path), labels = read_gz(labels_path);
-  PMPL_CHECK(images.size() >= 16 && be32(images, 0) == 0x803 && labels.size() >= 8 && be32(labels, 0) == 0x801,
-             "{} or {} is not an IDX file of images/labels", images_path, labels_path);
-  const int64_t count = be32(images, 4), rows = be32(images, 8), cols = be32(images, 12);
-  PMPL_CHECK(be32(labels, 4) == count && images.size() == 16 + static_cast<size_t>(count * rows * cols) &&
-                 labels.size() == 8 + static_cast<size_t>(count),
+  idx.labels_path = source + "/" + prefix + "-labels-idx1-ubyte.gz";
+  idx.images = read_gz(images_path);
+  idx.labels = read_gz(idx.labels_path);
+  PMPL_CHECK(idx.images.size() >= 16 && be32(idx.images, 0) == 0x803 && idx.labels.size() >= 8 &&
+                 be32(idx.labels, 0) == 0x801,
+             "{} or {} is not an IDX file of images/labels", images_path, idx.labels_path);
+  idx.count = be32(idx.images, 4);
+  idx.rows = be32(idx.images, 8);
+  idx.cols = be32(idx.images, 12);
+  PMPL_CHECK(be32(idx.labels, 4) == idx.count &&
+                 idx.images.size() == 16 + static_cast<size_t>(idx.count * idx.rows * idx.cols) &&
+                 idx.labels.size() == 8 + static_cast<size_t>(idx.count),
              "{}: sizes do not match its header (truncated?)", images_path);
+  for (int64_t i = 0; i < idx.count; ++i) {
+    PMPL_CHECK(idx.labels[8 + static_cast<size_t>(i)] < kClasses.size(), "{}: label {} at {} is not a Fashion-MNIST class",
+               idx.labels_path, idx.labels[8 + static_cast<size_t>(i)], i);
+  }
+  return idx;
+}
+
+uint8_t label_of(const Idx& idx, int64_t i) { return idx.labels[8 + static_cast<size_t>(i)]; }
+
+// Writes images `which` of `idx` as DIR/<class>/<index in the IDX file>.jpg.
+void write_images(const Idx& idx, const std::vector<int64_t>& which, const std::string& dir) {
   for (const char* name : kClasses) std::filesystem::create_directories(dir + "/" + name);
-  const int64_t n = limit > 0 ? std::min(limit, count) : count;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint8_t label = labels[8 + static_cast<size_t>(i)];
-    PMPL_CHECK(label < kClasses.size(), "{}: label {} at {} is not a Fashion-MNIST class", labels_path, label, i);
-    const std::vector<uint8_t> jpeg = encode_jpeg(images.data() + 16 + static_cast<size_t>(i * rows * cols),
-                                                  static_cast<int>(cols), static_cast<int>(rows), JpegColor::kGray);
+  for (int64_t i : which) {
+    const std::vector<uint8_t> jpeg = encode_jpeg(idx.images.data() + 16 + static_cast<size_t>(i * idx.rows * idx.cols),
+                                                  static_cast<int>(idx.cols), static_cast<int>(idx.rows), JpegColor::kGray);
     char name[32];
     std::snprintf(name, sizeof name, "%05lld.jpg", static_cast<long long>(i));
-    const std::string path = dir + "/" + kClasses[label] + "/" + name;
+    const std::string path = dir + "/" + kClasses[label_of(idx, i)] + "/" + name;
     std::FILE* f = std::fopen(path.c_str(), "wb");
     PMPL_CHECK(f != nullptr, "cannot write {}: check the output folder", path);
     const bool ok = std::fwrite(jpeg.data(), 1, jpeg.size(), f) == jpeg.size();
     PMPL_CHECK(std::fclose(f) == 0 && ok, "writing {} failed (disk full?)", path);
   }
-  return n;
+}
+
+std::vector<int64_t> first(int64_t count, int64_t limit) {
+  std::vector<int64_t> out(static_cast<size_t>(limit > 0 ? std::min(limit, count) : count));
+  std::iota(out.begin(), out.end(), int64_t{0});
+  return out;
+}
+
+// splitmix64: a fixed function of (seed, index), so a split is the same with every compiler and
+// standard library (std::shuffle's draws are not specified).
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Of each class's training images, the `per_class` first in a seeded order are held out.
+std::vector<bool> held_out(const Idx& idx, int64_t per_class, uint64_t seed) {
+  std::array<std::vector<int64_t>, kClasses.size()> by_class;
+  for (int64_t i = 0; i < idx.count; ++i) by_class[label_of(idx, i)].push_back(i);
+  std::vector<bool> out(static_cast<size_t>(idx.count), false);
+  for (std::vector<int64_t>& members : by_class) {
+    PMPL_CHECK(per_class < static_cast<int64_t>(members.size()),
+               "--dev-holdout {} leaves no training image in a class of {}: hold out fewer", per_class, members.size());
+    std::sort(members.begin(), members.end(), [&](int64_t a, int64_t b) {
+      const uint64_t ka = mix(seed ^ mix(static_cast<uint64_t>(a))), kb = mix(seed ^ mix(static_cast<uint64_t>(b)));
+      return ka != kb ? ka < kb : a < b;
+    });
+    for (int64_t k = 0; k < per_class; ++k) out[static_cast<size_t>(members[static_cast<size_t>(k)])] = true;
+  }
+  return out;
 }
 
 }  // namespace
 
-FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::string& source, int64_t limit) {
+FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::string& source, int64_t limit,
+                                         const DevSplit& dev) {
   namespace fs = std::filesystem;
   PMPL_CHECK(!fs::exists(out) || (fs::is_directory(out) && fs::is_empty(out)),
              "{} already exists: remove it or choose another output folder", out);
@@ -79,8 +133,25 @@ FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::stri
   const std::string tmp = out + ".partial-" + std::to_string(::getpid());
   fs::remove_all(tmp);
   FashionMnistCounts counts;
-  counts.train = write_split(source, "train", tmp + "/train", limit);
-  counts.val = write_split(source, "t10k", tmp + "/val", limit);
+  const Idx train = read_idx(source, "train");
+  std::vector<int64_t> train_images, val_images;
+  if (dev.holdout_per_class > 0) {
+    const std::vector<bool> held = held_out(train, dev.holdout_per_class, dev.seed);
+    for (int64_t i = 0; i < train.count; ++i) (held[static_cast<size_t>(i)] ? val_images : train_images).push_back(i);
+    if (limit > 0) {
+      train_images.resize(std::min<size_t>(train_images.size(), static_cast<size_t>(limit)));
+      val_images.resize(std::min<size_t>(val_images.size(), static_cast<size_t>(limit)));
+    }
+    write_images(train, val_images, tmp + "/val");
+  } else {
+    train_images = first(train.count, limit);
+    const Idx test = read_idx(source, "t10k");
+    val_images = first(test.count, limit);
+    write_images(test, val_images, tmp + "/val");
+  }
+  write_images(train, train_images, tmp + "/train");
+  counts.train = static_cast<int64_t>(train_images.size());
+  counts.val = static_cast<int64_t>(val_images.size());
   if (fs::exists(out)) fs::remove(out);  // the empty folder checked above
   fs::rename(tmp, out);
   return counts;

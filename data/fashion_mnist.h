@@ -1,7 +1,8 @@
 // Debian's dataset-fashion-mnist (gzip IDX files in /usr/share/datasets/fashion-mnist) turned
 // into the ImageNet folder layout: OUT/train/<class>/<n>.jpg (60,000) and OUT/val/<class>/<n>.jpg
-// (10,000), 28x28 grayscale JPEGs at quality 95, with readable class names. Written under a
-// temporary name and renamed at the end: an interrupted run never leaves a partial OUT.
+// (10,000), 28x28 grayscale JPEGs at quality 95, with readable class names; file names are the
+// images' indices in the IDX files. Written under a temporary name and renamed at the end: an
+// interrupted run never leaves a partial OUT.
 #pragma once
 
 #include <cstdint>
@@ -16,8 +17,16 @@ struct FashionMnistCounts {
   int64_t val = 0;
 };
 
+// A development split: val/ is `holdout_per_class` images of each class drawn (seeded, the same
+// on every machine) from the *training* file, train/ the rest; the official test set is not
+// written, so nothing tuned on it can leak into a result measured on it later.
+struct DevSplit {
+  int64_t holdout_per_class = 0;  // 0: the official split
+  uint64_t seed = 0;
+};
+
 // `limit` > 0 keeps only the first `limit` images of each split (for quick tests).
 FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::string& source = kFashionMnistDir,
-                                         int64_t limit = 0);
+                                         int64_t limit = 0, const DevSplit& dev = {});
 
 }  // namespace pmpl::data

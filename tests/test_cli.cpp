@@ -126,6 +126,8 @@ TEST(Cli, TrainRefusesBadInputInOneLine) {
                            "train --data /tmp --output /tmp/pmpl_cli_never --arch-lr fast",
                            "train --data /tmp --output /tmp/pmpl_cli_never --arch-lr -1",
                            "train --data /tmp --output /tmp/pmpl_cli_never --device cuda",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --select best",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --select-batches 0",
                            "eval --data /nonexistent/data --weights /nonexistent.safetensors"}) {
     const Result r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args << ": " << r.output;

@@ -469,5 +469,36 @@ TEST(Data, FashionMnistConverts) {
   EXPECT_FALSE(fs::exists(dir.path / "other"));
 }
 
+// --dev-holdout: val/ is drawn from the training file, per class, the same for the same seed;
+// no image is in both splits.
+TEST(Data, FashionMnistDevSplitHoldsOutTrainingImages) {
+  if (!fs::is_directory(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  TempDir dir;
+  const auto names = [](const std::string& root, const char* split) {
+    std::set<std::string> out;
+    for (const auto& e : fs::recursive_directory_iterator(root + "/" + split)) {
+      if (e.is_regular_file()) out.insert(e.path().filename().string());
+    }
+    return out;
+  };
+  const std::string a = (dir.path / "a").string(), b = (dir.path / "b").string(), c = (dir.path / "c").string();
+  const FashionMnistCounts n = convert_fashion_mnist(a, kFashionMnistDir, 200, DevSplit{3, 0});
+  EXPECT_EQ(n.val, 30);
+  EXPECT_EQ(n.train, 200);
+  const ImageFolder val(a, "val");
+  ASSERT_EQ(val.num_classes(), 10);
+  std::vector<int> per_class(10, 0);
+  for (int64_t i = 0; i < val.size(); ++i) ++per_class[static_cast<size_t>(val.label(i))];
+  EXPECT_EQ(per_class, std::vector<int>(10, 3));
+  const std::set<std::string> train_a = names(a, "train"), val_a = names(a, "val");
+  for (const std::string& name : val_a) EXPECT_FALSE(train_a.count(name)) << name << " is in both splits";
+  convert_fashion_mnist(b, kFashionMnistDir, 200, DevSplit{3, 0});
+  EXPECT_EQ(names(b, "val"), val_a) << "the same seed holds out the same images";
+  convert_fashion_mnist(c, kFashionMnistDir, 200, DevSplit{3, 1});
+  EXPECT_NE(names(c, "val"), val_a) << "another seed, other images";
+  EXPECT_THROW(convert_fashion_mnist((dir.path / "d").string(), kFashionMnistDir, 0, DevSplit{6000, 0}), Error)
+      << "a class of 6,000 cannot give 6,000";
+}
+
 }  // namespace
 }  // namespace pmpl::data

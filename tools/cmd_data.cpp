@@ -20,12 +20,15 @@ namespace {
 struct DataOptions {
   std::string out, root, source = data::kFashionMnistDir;
   int64_t limit = 0;
+  data::DevSplit dev;
 };
 
 void run_fashion_mnist(const DataOptions& opt) {
-  const data::FashionMnistCounts n = data::convert_fashion_mnist(opt.out, opt.source, opt.limit);
-  fmt::print("wrote {} training and {} validation images to {}/{{train,val}}/<class>/\n", n.train,
-             n.val, opt.out);
+  const data::FashionMnistCounts n = data::convert_fashion_mnist(opt.out, opt.source, opt.limit, opt.dev);
+  fmt::print("wrote {} training and {} validation images to {}/{{train,val}}/<class>/{}\n", n.train, n.val, opt.out,
+             opt.dev.holdout_per_class > 0
+                 ? fmt::format(" (a development split: val/ is held out from the training file, seed {})", opt.dev.seed)
+                 : "");
 }
 
 // Decodes every file fully, in parallel; prints counts per split and class, then each failure.
@@ -91,6 +94,11 @@ void add_data_command(CLI::App& app, Runner& run) {
   fm->add_option("out", opt->out, "Output folder (must not exist)")->required();
   fm->add_option("--source", opt->source, "Folder of the gzip IDX files")->capture_default_str();
   fm->add_option("--limit", opt->limit, "Only the first N images of each split (0: all)");
+  fm->add_option("--dev-holdout", opt->dev.holdout_per_class,
+                 "A development split: val/ is N images per class held out of the training file, train/ the "
+                 "rest; the test set is not written (tune on this, report on the official split)")
+      ->check(CLI::NonNegativeNumber);
+  fm->add_option("--seed", opt->dev.seed, "Which images --dev-holdout holds out")->capture_default_str();
   fm->callback([&run, opt] { run = [opt] { run_fashion_mnist(*opt); }; });
   CLI::App* check = data_cmd->add_subcommand(
       "check", "Count images per split and class and list every file that cannot be decoded");

@@ -189,6 +189,13 @@ void add_train_command(CLI::App& app, Runner& run) {
       ->capture_default_str();
   cmd->add_option("--force-fix-epoch", c->force_fix_epoch, "Fix every open enhancer from this epoch (default: half)");
   cmd->add_option("--fix-top", c->fix_top, "Forced fixing keeps the top 1 or top 2 ops")->capture_default_str();
+  cmd->add_option("--select", c->select,
+                  "How forced fixing picks an enhancer's ops: alpha (the most probable) or perturbation (the "
+                  "candidate whose removal from the mixture raises the held-out loss most; docs/PMPL.md)")
+      ->check(CLI::IsMember({"alpha", "perturbation"}))
+      ->capture_default_str();
+  cmd->add_option("--select-batches", c->select_batches, "Held-out batches --select perturbation measures on")
+      ->capture_default_str();
   cmd->add_option("--eval-interval", c->eval_interval, "Evaluate every N epochs")->capture_default_str();
   cmd->add_option("--log-interval", c->log_interval, "Log every N steps")->capture_default_str();
   cmd->add_option("--save-interval", c->save_interval, "Also checkpoint every N steps (0: epoch ends only)")

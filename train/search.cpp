@@ -80,7 +80,7 @@ std::vector<FixDecision> ArchitectureSearch::decide(
     const std::vector<double> probs = MetaPooling::probabilities_of(
         Tensor::from_vector(std::vector<double>(first, first + kNumPoolOps), Shape{kNumPoolOps}));
     std::vector<PoolOp> ops = rule(probs);
-    if (!ops.empty()) out.push_back({name, e, std::move(ops), probs});
+    if (!ops.empty()) out.push_back({name, e, std::move(ops), probs, {}});
   }
   return out;
 }
@@ -94,6 +94,28 @@ std::vector<FixDecision> ArchitectureSearch::threshold_decisions() const {
 
 std::vector<FixDecision> ArchitectureSearch::forced_decisions() const {
   return decide([&](const std::vector<double>& probs) { return top_ops(probs, options_.fix_top); });
+}
+
+std::vector<FixDecision> ArchitectureSearch::perturbation_decisions(const std::function<double()>& loss) const {
+  // softmax gives exactly 0 to an alpha this far below the rest, in f32 as in f64.
+  constexpr double kRemoved = -1e4;
+  std::vector<FixDecision> out = decide([](const std::vector<double>&) { return std::vector<PoolOp>{PoolOp::kSkip}; });
+  if (out.empty()) return out;
+  const double base = loss();
+  for (FixDecision& d : out) {
+    Tensor alpha = d.enhancer->alpha();
+    const Tensor saved = alpha.clone();
+    const std::vector<double> values = saved.to(Device::cpu()).to(DType::kF64).to_vector<double>();
+    for (int k = 0; k < kNumPoolOps; ++k) {
+      std::vector<double> removed = values;
+      removed[static_cast<size_t>(k)] = kRemoved;
+      alpha.copy_(Tensor::from_vector(removed, alpha.shape()).to(alpha.dtype()).to(alpha.device()));
+      d.scores.push_back(loss() - base);
+    }
+    alpha.copy_(saved);
+    d.ops = top_ops(d.scores, options_.fix_top);
+  }
+  return out;
 }
 
 void ArchitectureSearch::deactivate(const std::string& name, const std::vector<PoolOp>& ops) {

@@ -46,6 +46,8 @@ struct FixDecision {
   MetaPooling* enhancer = nullptr;
   std::vector<PoolOp> ops;
   std::vector<double> probs;
+  // Decided by perturbation: per candidate, how much the loss rose when it left the mixture.
+  std::vector<double> scores;
 };
 
 class ArchitectureSearch {
@@ -70,6 +72,14 @@ class ArchitectureSearch {
   std::vector<FixDecision> threshold_decisions() const;
   // Every open enhancer, to its top fix_top ops.
   std::vector<FixDecision> forced_decisions() const;
+  // Every open enhancer, to the fix_top candidates whose removal raises the loss most
+  // (perturbation-based selection, DARTS-PT: Wang et al., ICLR 2021). `loss` is the mean loss of
+  // one fixed set of held-out batches with the network as it stands (evaluation mode, no
+  // gradients, the same on every process); it is measured once as it is and once per open
+  // enhancer and candidate with that candidate's probability set to 0 (the others renormalised,
+  // so the mixture keeps its scale). Unlike the alphas, which score a candidate by the gradient
+  // of moving the mixture towards it, this asks what the trained mixture actually uses.
+  std::vector<FixDecision> perturbation_decisions(const std::function<double()>& loss) const;
   // Fixes each for good: the enhancer runs its ops alone, its alpha and (if strip is not chosen)
   // its strip candidate's weights leave the optimisers. Then the fixed enhancers' batchnorms
   // re-estimate their running statistics on kRecalibrationBatches network inputs from

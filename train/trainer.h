@@ -77,6 +77,10 @@ struct TrainConfig {
   int64_t arch_start_epoch = 0;  // the alphas stay put before this epoch (the weights warm up)
   int64_t force_fix_epoch = -1;  // -1: half the epochs, rounded up
   int fix_top = 1;
+  // How forced fixing picks an open enhancer's ops: "alpha" (its most probable) or "perturbation"
+  // (the candidates whose removal from the mixture raises the held-out loss most, DARTS-PT).
+  std::string select = "alpha";
+  int64_t select_batches = 8;  // held-out batches the perturbation losses are measured on
   // Bookkeeping.
   int64_t eval_interval = 1;   // epochs
   int64_t log_interval = 50;   // steps

@@ -11,7 +11,7 @@ namespace pmpl::trainer {
 
 void Trainer::end_epoch(const EpochTotals& totals, EvalResult& last_eval) {
   const bool last = state_.epoch + 1 == cfg_.epochs;
-  if (searching() && last) fix(search_->forced_decisions(), "forced");  // the final genotype is complete
+  if (searching() && last) fix(forced_decisions(), "forced");  // the final genotype is complete
   double epoch_loss = totals.loss;
   if (comm_.world() > 1) epoch_loss = sum_over_processes({epoch_loss}, comm_)[0] / comm_.world();
   spread_state();

@@ -103,6 +103,8 @@ class Trainer {
   bool alphas_move() const { return searching() && state_.epoch >= cfg_.arch_start_epoch; }
   data::Batch next_arch_batch();
   void architecture_step();
+  // The forced fix's decisions, by --select.
+  std::vector<FixDecision> forced_decisions();
   void fix(const std::vector<FixDecision>& decisions, const char* why);
   void assert_same_genotype();
   // trainer_log.cpp

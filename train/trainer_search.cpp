@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "engine/autograd.h"
 #include "engine/ops.h"
 #include "train/pmpl.h"
 #include "train/trainer_impl.h"
@@ -34,6 +35,38 @@ void Trainer::architecture_step() {
   }
 }
 
+// --select perturbation measures every open enhancer's candidates on the same held-out batches
+// (the next --select-batches of the architecture split, kept for the whole selection), the network
+// in evaluation mode; every process adds its batches' losses, so all take the same decisions.
+std::vector<FixDecision> Trainer::forced_decisions() {
+  if (cfg_.select == "alpha") return search_->forced_decisions();
+  const auto start = Clock::now();
+  std::vector<data::Batch> batches;
+  for (int64_t b = 0; b < cfg_.select_batches; ++b) batches.push_back(next_arch_batch());
+  model_->eval();
+  std::vector<FixDecision> decisions;
+  {
+    const NoGradGuard no_grad;
+    decisions = search_->perturbation_decisions([&] {
+      double sum = 0.0, images = 0.0;
+      for (const data::Batch& batch : batches) {
+        const double n = static_cast<double>(batch.labels.numel());
+        sum += forward_loss(batch, nullptr).item() * n;
+        images += n;
+      }
+      const std::vector<double> totals = sum_over_processes({sum, images}, comm_);
+      return totals[0] / totals[1];
+    });
+  }
+  model_->train();
+  if (!decisions.empty()) {
+    progress_.line(fmt::format("chose {} enhancers' ops by perturbation ({} held-out batches, {} losses) in {}",
+                               decisions.size(), cfg_.select_batches, 1 + decisions.size() * kNumPoolOps,
+                               format_duration(seconds_since(start))));
+  }
+  return decisions;
+}
+
 // Fixes the decided enhancers (their batchnorms re-estimated on architecture batches), logs each.
 void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
   if (decisions.empty()) return;
@@ -47,14 +80,23 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
       if (!chosen.empty()) chosen += '+';
       chosen += pool_op_name(op);
     }
-    const std::vector<PoolOp> top = top_ops(d.probs, 2);
-    const double lead = d.probs[static_cast<size_t>(top[0])] - d.probs[static_cast<size_t>(top[1])];
-    progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, lead {:.3f}, epoch {}, step {})", d.name, chosen, why,
-                               d.probs[static_cast<size_t>(d.ops[0])], lead, state_.epoch + 1, state_.global_step));
-    log({{"event", "fixed"}, {"name", d.name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
-         {"step", state_.global_step}, {"probs", d.probs}});
+    // The lead of the first choice over the runner-up, in what decided it: probability or loss rise.
+    const std::vector<double>& by = d.scores.empty() ? d.probs : d.scores;
+    const std::vector<PoolOp> top = top_ops(by, 2);
+    const double lead = by[static_cast<size_t>(top[0])] - by[static_cast<size_t>(top[1])];
+    const std::string evidence =
+        d.scores.empty() ? fmt::format("lead {:.3f}", lead)
+                         : fmt::format("removing it raises the loss by {:.4f}, {:.4f} more than {}",
+                                       d.scores[static_cast<size_t>(d.ops[0])], lead, pool_op_name(top[1]));
+    progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, {}, epoch {}, step {})", d.name, chosen, why,
+                               d.probs[static_cast<size_t>(d.ops[0])], evidence, state_.epoch + 1,
+                               state_.global_step));
+    nlohmann::json event = {{"event", "fixed"}, {"name", d.name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
+                            {"step", state_.global_step}, {"probs", d.probs}};
+    if (!d.scores.empty()) event["loss_rise"] = d.scores;
+    log(event);
   }
-  if (std::string_view(why) == "forced") {
+  if (std::string_view(why) == "forced" && cfg_.select == "alpha") {
     progress_.line(fmt::format("{} enhancers were fixed before their lead reached --fix-threshold {}: their ops are "
                                "the search's best guess so far, not a decision (docs/PMPL.md, \"Reading a search\", "
                                "says what a longer search does and does not change)",

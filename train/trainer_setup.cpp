@@ -58,6 +58,9 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.lr > 0 && cfg_.min_lr >= 0 && cfg_.min_lr <= cfg_.lr, "--lr must be positive and --min-lr in [0, lr]");
   PMPL_CHECK(cfg_.arch_split > 0 && cfg_.arch_split < 1, "--arch-split {} is outside (0, 1)", cfg_.arch_split);
   PMPL_CHECK(cfg_.fix_top == 1 || cfg_.fix_top == 2, "--fix-top must be 1 or 2, got {}", cfg_.fix_top);
+  PMPL_CHECK(cfg_.select == "alpha" || cfg_.select == "perturbation",
+             "--select must be alpha or perturbation, got '{}'", cfg_.select);
+  PMPL_CHECK(cfg_.select_batches > 0, "--select-batches must be positive, got {}", cfg_.select_batches);
   PMPL_CHECK(cfg_.fix_threshold > 0 && cfg_.fix_threshold <= 1, "--fix-threshold {} is outside (0, 1]", cfg_.fix_threshold);
   PMPL_CHECK(cfg_.log_interval > 0 && cfg_.eval_interval > 0, "--log-interval and --eval-interval must be positive");
   PMPL_CHECK(cfg_.crop_scale > 0 && cfg_.crop_scale <= 1, "--crop-scale {} is outside (0, 1]", cfg_.crop_scale);
