@@ -2,10 +2,12 @@
 """Does PMPL find an architecture worth having? Trains, at one budget and over several seeds:
   plain      MobileNetV2
   pmpl       MobileNetV2-MP with the genotype a PMPL search found (the search runs first, its
-             cost reported apart), trained from scratch
+             cost reported apart), trained from scratch; --search NAME=FLAGS adds more searched arms,
+             each with its own searches (e.g. --search "pt=--select perturbation")
   random     MobileNetV2-MP with a random genotype (one op per enhancer, uniformly, per seed)
   max3       MobileNetV2-MP with every enhancer max3
-  skip       MobileNetV2-MP with every enhancer skip (the enhancer without pooling; --no-skip drops it)
+  skip       MobileNetV2-MP with every enhancer skip (the enhancer without pooling)
+--arms chooses among the fixed arms (plain always).
 and prints a table (mean +- std of val top-1/top-5, params, MACs, training img/s), writes
 fidelity.json and, per search, the enhancers' probabilities over it (plot_run.py's enhancers.png).
 
@@ -31,6 +33,13 @@ OPS = ["skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"]
 ARMS = ["plain", "pmpl", "random", "max3", "skip"]
 
 
+def parse_search(text):
+    name, sep, flags = text.partition("=")
+    if not sep or not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ARMS:
+        raise argparse.ArgumentTypeError(f"--search wants NAME=FLAGS with a new lower-case NAME, got '{text}'")
+    return name, flags.split()
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="ImageNet-layout dataset (ROOT/{train,val}/<class>/)")
@@ -47,9 +56,17 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--jobs", type=int, default=2, help="runs at a time (each gets cores / jobs threads)")
-    p.add_argument("--no-skip", action="store_true", help="leave out the all-skip arm")
     p.add_argument("--extra", default="", help="more pmpl train flags for every run, as one string")
-    return p.parse_args()
+    p.add_argument("--search", type=parse_search, action="append", default=[], metavar="NAME=FLAGS",
+                   help="another searched arm: its searches add FLAGS to the default search's (repeatable)")
+    p.add_argument("--arms", default=",".join(ARMS),
+                   help="which of the fixed arms to train, comma-separated (plain comes first; default: all)")
+    a = p.parse_args()
+    a.arms = [x for x in a.arms.split(",") if x]
+    unknown = [x for x in a.arms if x not in ARMS]
+    if unknown or "plain" not in a.arms:
+        p.error(f"--arms takes plain and any of {ARMS[1:]}, got {a.arms}")
+    return a
 
 
 def genotype_file(path, ops):
@@ -103,12 +120,16 @@ class Bench:
                              capture_output=True, text=True, check=True).stdout
         return int(re.search(r"params: (\d+)", out).group(1)), int(re.search(r"macs: (\d+)", out).group(1))
 
+    @staticmethod
+    def search_name(arm, seed):
+        return f"search-s{seed}" if arm == "pmpl" else f"search-{arm}-s{seed}"
+
     def arm_flags(self, arm, seed):
         base = ["--epochs", str(self.a.epochs), "--limit-train", str(self.a.train_images), "--seed", str(seed)]
         if arm == "plain":
             return ["--model", "mobilenetv2", *base]
-        if arm == "pmpl":
-            search = os.path.join(self.a.out, f"search-s{seed}", "genotype.json")
+        if arm in self.searched:
+            search = os.path.join(self.a.out, self.search_name(arm, seed), "genotype.json")
             return ["--model", "mobilenetv2_mp", "--genotype", search, *base]
         rng = random.Random(1000 + seed)
         ops = [rng.choice(OPS) for _ in range(16)] if arm == "random" else [arm] * 16
@@ -118,16 +139,18 @@ class Bench:
     def run(self):
         a = self.a
         self.classes = len([d for d in os.listdir(os.path.join(a.data, "train"))])
-        arms = [x for x in ARMS if not (a.no_skip and x == "skip")]
+        # Each searched arm: the flags its searches add to the default search's.
+        self.searched = dict(([("pmpl", [])] if "pmpl" in a.arms else []) + a.search)
+        arms = ["plain", *self.searched, *(x for x in ARMS if x in a.arms and x not in ("plain", "pmpl"))]
         seeds = list(range(a.seeds))
         t0 = time.time()
         print(f"bench_fidelity: {a.seeds} seeds x {arms} at {a.input_size} px, width {a.width}, {a.epochs} epochs of "
               f"{a.train_images} images; searches of {a.search_epochs} epoch(s) on {a.search_images}; {a.jobs} runs at a "
               f"time, {self.threads} thread(s) each", flush=True)
-        search_flags = lambda s: ["--model", "mobilenetv2_mp", "--epochs", str(a.search_epochs), "--limit-train",
-                                  str(a.search_images), "--seed", str(s)]
-        jobs = [(f"search-s{s}", search_flags(s)) for s in seeds]
-        jobs += [(f"{arm}-s{s}", None) for s in seeds for arm in arms if arm != "pmpl"]
+        search_flags = lambda arm, s: ["--model", "mobilenetv2_mp", "--epochs", str(a.search_epochs), "--limit-train",
+                                       str(a.search_images), "--seed", str(s), *self.searched[arm]]
+        jobs = [(self.search_name(arm, s), search_flags(arm, s)) for s in seeds for arm in self.searched]
+        jobs += [(f"{arm}-s{s}", None) for s in seeds for arm in arms if arm not in self.searched]
         results = {}
         with ThreadPoolExecutor(a.jobs) as pool:
             # The searches first; each searched arm starts as soon as its search is done.
@@ -137,8 +160,9 @@ class Bench:
                 flags = flags or self.arm_flags(arm, int(seed))
                 futures[name] = pool.submit(self.train, name, flags)
             for s in seeds:
-                futures[f"search-s{s}"].result()
-                futures[f"pmpl-s{s}"] = pool.submit(self.train, f"pmpl-s{s}", self.arm_flags("pmpl", s))
+                for arm in self.searched:
+                    futures[self.search_name(arm, s)].result()
+                    futures[f"{arm}-s{s}"] = pool.submit(self.train, f"{arm}-s{s}", self.arm_flags(arm, s))
             runs = {name: f.result() for name, f in futures.items()}
         for name, run in runs.items():
             log = read_log(run)
@@ -163,11 +187,12 @@ class Bench:
                           "img_per_s": statistics.mean(r["img_per_s"] for r in rows),
                           "train_seconds": statistics.mean(r["seconds"] for r in rows)})
         searches = []
-        for s in seeds:
-            run = os.path.join(a.out, f"search-s{s}")
+        for arm, s in ((arm, s) for arm in self.searched for s in seeds):
+            name = self.search_name(arm, s)
+            run = os.path.join(a.out, name)
             fixes = sorted((l for l in read_log(run) if l.get("event") == "fixed"),
                            key=lambda l: int(l["name"].split(".")[1]))
-            searches.append({"seed": s, "seconds": results[f"search-s{s}"]["seconds"],
+            searches.append({"arm": arm, "seed": s, "seconds": results[name]["seconds"],
                              "genotype": [f["ops"] for f in fixes],
                              "fixed_p": [max(f["probs"]) for f in fixes],
                              "entropy_bits": [-sum(p * math.log2(p) for p in f["probs"] if p > 0) for f in fixes],
@@ -198,7 +223,7 @@ def print_table(report):
     for r in report["arms"][1:]:
         print(f"{r['arm']} - plain: {statistics.mean(r['top1']) - plain:+.2f} top-1")
     for s in report["searches"]:
-        print(f"search seed {s['seed']} ({s['seconds']:.0f} s): " + ", ".join(
+        print(f"{s.get('arm', 'pmpl')} search seed {s['seed']} ({s['seconds']:.0f} s): " + ", ".join(
             f"{op} ({p:.2f})" for op, p in zip(s["genotype"], s["fixed_p"])))
     print(f"wall time {report['wall_seconds'] / 60:.1f} min")
 
