@@ -86,7 +86,7 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
     const double lead = by[static_cast<size_t>(top[0])] - by[static_cast<size_t>(top[1])];
     const std::string evidence =
         d.scores.empty() ? fmt::format("lead {:.3f}", lead)
-                         : fmt::format("removing it raises the loss by {:.4f}, {:.4f} more than {}",
+                         : fmt::format("removing it raises the loss by {:.2e}, {:.2e} more than {}",
                                        d.scores[static_cast<size_t>(d.ops[0])], lead, pool_op_name(top[1]));
     progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, {}, epoch {}, step {})", d.name, chosen, why,
                                d.probs[static_cast<size_t>(d.ops[0])], evidence, state_.epoch + 1,
