@@ -3,7 +3,11 @@
   plain      MobileNetV2
   pmpl       MobileNetV2-MP with the genotype a PMPL search found (the search runs first, its
              cost reported apart), trained from scratch; --search NAME=FLAGS adds more searched arms,
-             each with its own searches (e.g. --search "pt=--select perturbation")
+             each with its own searches (e.g. --search "pt=--select perturbation"); --derived
+             NAME=SEARCH:RULE trains what another rule would have fixed at that search's end
+             (the searches run the same steps until then): alpha / alpha2 (the one or two most
+             probable ops), rise / rise2 (the one or two whose removal raised the loss most;
+             the search must have run --select perturbation)
   random     MobileNetV2-MP with a random genotype (one op per enhancer, uniformly, per seed)
   max3       MobileNetV2-MP with every enhancer max3
   skip       MobileNetV2-MP with every enhancer skip (the enhancer without pooling)
@@ -33,6 +37,17 @@ OPS = ["skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"]
 ARMS = ["plain", "pmpl", "random", "max3", "skip"]
 
 
+RULES = {"alpha": ("probs", 1), "alpha2": ("probs", 2), "rise": ("loss_rise", 1), "rise2": ("loss_rise", 2)}
+
+
+def parse_derived(text):
+    name, sep, rest = text.partition("=")
+    search, sep2, rule = rest.partition(":")
+    if not sep or not sep2 or rule not in RULES or not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ARMS:
+        raise argparse.ArgumentTypeError(f"--derived wants NAME=SEARCH:RULE (RULE: {', '.join(RULES)}), got '{text}'")
+    return name, (search, rule)
+
+
 def parse_search(text):
     name, sep, flags = text.partition("=")
     if not sep or not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ARMS:
@@ -59,6 +74,8 @@ def parse_args():
     p.add_argument("--extra", default="", help="more pmpl train flags for every run, as one string")
     p.add_argument("--search", type=parse_search, action="append", default=[], metavar="NAME=FLAGS",
                    help="another searched arm: its searches add FLAGS to the default search's (repeatable)")
+    p.add_argument("--derived", type=parse_derived, action="append", default=[], metavar="NAME=SEARCH:RULE",
+                   help="an arm whose genotype RULE reads off searched arm SEARCH's fixes (repeatable)")
     p.add_argument("--arms", default=",".join(ARMS),
                    help="which of the fixed arms to train, comma-separated (plain comes first; default: all)")
     a = p.parse_args()
@@ -66,15 +83,26 @@ def parse_args():
     unknown = [x for x in a.arms if x not in ARMS]
     if unknown or "plain" not in a.arms:
         p.error(f"--arms takes plain and any of {ARMS[1:]}, got {a.arms}")
+    searched = (["pmpl"] if "pmpl" in a.arms else []) + [name for name, _ in a.search]
+    for name, (search, _) in a.derived:
+        if search not in searched:
+            p.error(f"--derived {name}: no searched arm {search} (searched: {searched})")
     return a
 
 
 def genotype_file(path, ops):
+    """ops: per enhancer, an op name or a list of one or two."""
     names = [f"features.{i}.enhancer" for i in range(2, 18)]
     with open(path, "w") as f:
         json.dump({"format": "pmpl-genotype", "version": 1,
-                   "enhancers": [{"name": n, "ops": [op]} for n, op in zip(names, ops)]}, f)
+                   "enhancers": [{"name": n, "ops": op if isinstance(op, list) else [op]} for n, op in zip(names, ops)]},
+                  f)
     return path
+
+
+def fixes_of(run):
+    """A search's fixed events, in block order."""
+    return sorted((l for l in read_log(run) if l.get("event") == "fixed"), key=lambda l: int(l["name"].split(".")[1]))
 
 
 def read_log(run):
@@ -131,6 +159,19 @@ class Bench:
         if arm in self.searched:
             search = os.path.join(self.a.out, self.search_name(arm, seed), "genotype.json")
             return ["--model", "mobilenetv2_mp", "--genotype", search, *base]
+        if arm in self.derived:
+            search, rule = self.derived[arm]
+            key, count = RULES[rule]
+            genotype = []
+            for fix in fixes_of(os.path.join(self.a.out, self.search_name(search, seed))):
+                if fix["why"] == "threshold":  # decided during the search, the same under every rule
+                    genotype.append(fix["ops"].split("+"))
+                    continue
+                if key not in fix:
+                    raise SystemExit(f"bench_fidelity: {arm}: search {search} logged no {key} (run it with --select perturbation)")
+                genotype.append([OPS[i] for i in sorted(range(len(OPS)), key=lambda i: (-fix[key][i], i))[:count]])
+            path = os.path.join(self.a.out, f"{arm}-s{seed}.genotype.json")
+            return ["--model", "mobilenetv2_mp", "--genotype", genotype_file(path, genotype), *base]
         rng = random.Random(1000 + seed)
         ops = [rng.choice(OPS) for _ in range(16)] if arm == "random" else [arm] * 16
         return ["--model", "mobilenetv2_mp", "--genotype",
@@ -141,7 +182,8 @@ class Bench:
         self.classes = len([d for d in os.listdir(os.path.join(a.data, "train"))])
         # Each searched arm: the flags its searches add to the default search's.
         self.searched = dict(([("pmpl", [])] if "pmpl" in a.arms else []) + a.search)
-        arms = ["plain", *self.searched, *(x for x in ARMS if x in a.arms and x not in ("plain", "pmpl"))]
+        self.derived = dict(a.derived)
+        arms = ["plain", *self.searched, *self.derived, *(x for x in ARMS if x in a.arms and x not in ("plain", "pmpl"))]
         seeds = list(range(a.seeds))
         t0 = time.time()
         print(f"bench_fidelity: {a.seeds} seeds x {arms} at {a.input_size} px, width {a.width}, {a.epochs} epochs of "
@@ -150,7 +192,7 @@ class Bench:
         search_flags = lambda arm, s: ["--model", "mobilenetv2_mp", "--epochs", str(a.search_epochs), "--limit-train",
                                        str(a.search_images), "--seed", str(s), *self.searched[arm]]
         jobs = [(self.search_name(arm, s), search_flags(arm, s)) for s in seeds for arm in self.searched]
-        jobs += [(f"{arm}-s{s}", None) for s in seeds for arm in arms if arm not in self.searched]
+        jobs += [(f"{arm}-s{s}", None) for s in seeds for arm in arms if arm not in self.searched and arm not in self.derived]
         results = {}
         with ThreadPoolExecutor(a.jobs) as pool:
             # The searches first; each searched arm starts as soon as its search is done.
@@ -162,6 +204,8 @@ class Bench:
             for s in seeds:
                 for arm in self.searched:
                     futures[self.search_name(arm, s)].result()
+                    futures[f"{arm}-s{s}"] = pool.submit(self.train, f"{arm}-s{s}", self.arm_flags(arm, s))
+                for arm, (search, _) in self.derived.items():
                     futures[f"{arm}-s{s}"] = pool.submit(self.train, f"{arm}-s{s}", self.arm_flags(arm, s))
             runs = {name: f.result() for name, f in futures.items()}
         for name, run in runs.items():
@@ -190,13 +234,13 @@ class Bench:
         for arm, s in ((arm, s) for arm in self.searched for s in seeds):
             name = self.search_name(arm, s)
             run = os.path.join(a.out, name)
-            fixes = sorted((l for l in read_log(run) if l.get("event") == "fixed"),
-                           key=lambda l: int(l["name"].split(".")[1]))
+            fixes = fixes_of(run)
             searches.append({"arm": arm, "seed": s, "seconds": results[name]["seconds"],
                              "genotype": [f["ops"] for f in fixes],
                              "fixed_p": [max(f["probs"]) for f in fixes],
                              "entropy_bits": [-sum(p * math.log2(p) for p in f["probs"] if p > 0) for f in fixes],
-                             "why": [f["why"] for f in fixes]})
+                             "why": [f["why"] for f in fixes],
+                             "loss_rise": [f.get("loss_rise") for f in fixes]})
             plot = os.path.join(HERE, "plot_run.py")
             subprocess.run([sys.executable, plot, run], capture_output=True)
         report = {"config": vars(a), "arms": table, "searches": searches, "runs": results,
