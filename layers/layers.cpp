@@ -68,6 +68,9 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
     return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, true,
                            1.0 / static_cast<double>(recalibrated_), 1e-5, fused_, sync_.get());
   }
+  if (!training() && batch_statistics_) {
+    return ops::batch_norm(x, weight_, bias_, Tensor(), Tensor(), true, 0.1, 1e-5, fused_, sync_.get());
+  }
   if (training()) ops::increment_(batches_tracked_, 1);
   return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5,
                          fused_, sync_.get());

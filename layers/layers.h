@@ -57,6 +57,9 @@ class BatchNorm : public Module {
   // forgotten; those batches are not counted in num_batches_tracked.
   void begin_recalibration() { recalibrated_ = 0; }
   void end_recalibration() { recalibrated_ = -1; }
+  // In evaluation mode too, normalise with each batch's own statistics and leave the running ones
+  // alone: how a search network is scored while its running statistics lag its weights.
+  void set_batch_statistics(bool on) { batch_statistics_ = on; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -66,6 +69,7 @@ class BatchNorm : public Module {
   ops::BnActivation fused_;
   std::shared_ptr<const ops::SumReducer> sync_;
   int64_t recalibrated_ = -1;  // batches averaged since begin_recalibration(); -1: not recalibrating
+  bool batch_statistics_ = false;
 };
 
 class Linear : public Module {

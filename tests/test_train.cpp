@@ -6,6 +6,7 @@
 #include "models/registry.h"
 #include "tests/test_util.h"
 #include "train/parameters.h"
+#include "train/recalibrate.h"
 #include "train/adam.h"
 #include "train/evaluate.h"
 #include "train/model_ema.h"
@@ -238,6 +239,33 @@ TEST(Train, InactiveParametersAreFrozen) {
   EXPECT_EQ(a.to_vector<double>(), (std::vector<double>{1.0, 2.0}));
   EXPECT_NE(b.to_vector<double>()[0], 3.0);
   EXPECT_EQ(adam.first_moment().to_vector<double>()[0], 0.0);
+}
+
+// Under BatchStatisticsGuard a batchnorm in evaluation mode normalises each batch with its own
+// statistics, as in training, and leaves its running statistics and counter alone; once the
+// guard is gone evaluation uses the running statistics again.
+TEST(Train, BatchStatisticsGuardScoresWithBatchStatisticsAndKeepsTheRunningOnes) {
+  BatchNorm bn(3);
+  const Tensor x = test::random(Shape{8, 3}, 5, false, 2.0, DType::kF32);
+  bn.train();
+  bn.forward(test::random(Shape{8, 3}, 6, false, 1.0, DType::kF32));
+  const std::vector<NamedTensor> buffers = bn.buffers();
+  std::vector<std::vector<double>> before;
+  for (const NamedTensor& b : buffers) before.push_back(b.tensor.to(DType::kF64).to_vector<double>());
+  const NoGradGuard no_grad;
+  const std::vector<float> trained = ops::batch_norm(x, bn.parameters()[0].tensor, bn.parameters()[1].tensor, Tensor(),
+                                                     Tensor(), true, 0.1, 1e-5).to_vector<float>();
+  bn.eval();
+  const std::vector<float> evaluated = bn.forward(x).to_vector<float>();
+  ASSERT_NE(evaluated, trained) << "the test cannot tell batch from running statistics";
+  {
+    const BatchStatisticsGuard guard(bn);
+    EXPECT_EQ(bn.forward(x).to_vector<float>(), trained);
+  }
+  EXPECT_EQ(bn.forward(x).to_vector<float>(), evaluated);
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    EXPECT_EQ(buffers[i].tensor.to(DType::kF64).to_vector<double>(), before[i]) << buffers[i].name;
+  }
 }
 
 // Top-k counts ties for the earlier class, and a row with a NaN or infinite logit is a miss

@@ -136,7 +136,8 @@ TEST(Pmpl, PerturbationSelectionFixesTheLargestLossRiseAndResumes) {
   for (const nlohmann::json& line : read_log(run.dir)) {
     if (line.value("event", "") != "fixed") continue;
     ++fixes;
-    ASSERT_TRUE(line.contains("loss_rise")) << line.dump();
+    ASSERT_TRUE(line.contains("loss_rise") && line.contains("held_out_loss")) << line.dump();
+    EXPECT_GT(line["held_out_loss"].get<double>(), 0.0) << line.dump();
     const std::vector<double> rise = line["loss_rise"];
     ASSERT_EQ(rise.size(), 8u);
     EXPECT_EQ(line["ops"].get<std::string>(), std::string(pool_op_name(top_ops(rise, 1)[0]))) << line.dump();

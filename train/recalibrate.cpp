@@ -35,4 +35,12 @@ void recalibrate_batchnorm(Module& root, const std::vector<BatchNorm*>& layers, 
   root.train(was_training);
 }
 
+BatchStatisticsGuard::BatchStatisticsGuard(Module& root) : layers_(batchnorms(root)) {
+  for (BatchNorm* bn : layers_) bn->set_batch_statistics(true);
+}
+
+BatchStatisticsGuard::~BatchStatisticsGuard() {
+  for (BatchNorm* bn : layers_) bn->set_batch_statistics(false);
+}
+
 }  // namespace pmpl

@@ -20,4 +20,18 @@ std::vector<BatchNorm*> batchnorms(Module& root);
 void recalibrate_batchnorm(Module& root, const std::vector<BatchNorm*>& layers, int batches,
                            const std::function<Tensor()>& next_input);
 
+// While it lives, every batchnorm below `root` normalises with each batch's own statistics in
+// evaluation mode too (BatchNorm::set_batch_statistics), so a network whose running statistics
+// lag its weights is scored as it trains.
+class BatchStatisticsGuard {
+ public:
+  explicit BatchStatisticsGuard(Module& root);
+  ~BatchStatisticsGuard();
+  BatchStatisticsGuard(const BatchStatisticsGuard&) = delete;
+  BatchStatisticsGuard& operator=(const BatchStatisticsGuard&) = delete;
+
+ private:
+  std::vector<BatchNorm*> layers_;
+};
+
 }  // namespace pmpl

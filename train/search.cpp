@@ -80,7 +80,7 @@ std::vector<FixDecision> ArchitectureSearch::decide(
     const std::vector<double> probs = MetaPooling::probabilities_of(
         Tensor::from_vector(std::vector<double>(first, first + kNumPoolOps), Shape{kNumPoolOps}));
     std::vector<PoolOp> ops = rule(probs);
-    if (!ops.empty()) out.push_back({name, e, std::move(ops), probs, {}});
+    if (!ops.empty()) out.push_back({name, e, std::move(ops), probs, {}, 0.0});
   }
   return out;
 }
@@ -101,6 +101,11 @@ std::vector<FixDecision> ArchitectureSearch::perturbation_decisions(const std::f
   constexpr double kRemoved = -1e4;
   std::vector<FixDecision> out = decide([](const std::vector<double>&) { return std::vector<PoolOp>{PoolOp::kSkip}; });
   if (out.empty()) return out;
+  // Scored with batch statistics: mid-search the running ones lag the weights (at the peak of the
+  // learning rate a search network scored 3.75 in evaluation mode against 1.89 training), and a
+  // removal changes the statistics after it, which running ones gathered for the whole mixture
+  // would charge to the candidate removed.
+  const BatchStatisticsGuard batch_statistics(network_);
   const double base = loss();
   for (FixDecision& d : out) {
     Tensor alpha = d.enhancer->alpha();
@@ -114,7 +119,15 @@ std::vector<FixDecision> ArchitectureSearch::perturbation_decisions(const std::f
     }
     alpha.copy_(saved);
     d.ops = top_ops(d.scores, options_.fix_top);
+    d.loss = base;
   }
+  // Every removal undone, the network must score as it did: otherwise the batches or the network
+  // changed under the measurement (on the GPU the sums may round differently, hence the margin).
+  const double again = loss();
+  PMPL_ASSERT(std::abs(again - base) <= 1e-6 * std::max(1.0, std::abs(base)),
+              "perturbation selection: the held-out loss was {} before the removals and {} after them; the "
+              "batches or the network changed while they were measured",
+              base, again);
   return out;
 }
 

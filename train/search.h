@@ -46,8 +46,10 @@ struct FixDecision {
   MetaPooling* enhancer = nullptr;
   std::vector<PoolOp> ops;
   std::vector<double> probs;
-  // Decided by perturbation: per candidate, how much the loss rose when it left the mixture.
+  // Decided by perturbation: per candidate, how much the loss rose when it left the mixture, and
+  // the loss with nothing removed.
   std::vector<double> scores;
+  double loss = 0.0;
 };
 
 class ArchitectureSearch {
@@ -75,10 +77,12 @@ class ArchitectureSearch {
   // Every open enhancer, to the fix_top candidates whose removal raises the loss most
   // (perturbation-based selection, DARTS-PT: Wang et al., ICLR 2021). `loss` is the mean loss of
   // one fixed set of held-out batches with the network as it stands (evaluation mode, no
-  // gradients, the same on every process); it is measured once as it is and once per open
-  // enhancer and candidate with that candidate's probability set to 0 (the others renormalised,
-  // so the mixture keeps its scale). Unlike the alphas, which score a candidate by the gradient
-  // of moving the mixture towards it, this asks what the trained mixture actually uses.
+  // gradients, the same on every process); meanwhile every batchnorm normalises with batch
+  // statistics. It is measured once as it is, once per open enhancer and candidate with that
+  // candidate's probability set to 0 (the others renormalised, so the mixture keeps its scale),
+  // and once more as it is: a different answer then means the batches or the network moved under
+  // the measurement, an internal error. Unlike the alphas, which score a candidate by the
+  // gradient of moving the mixture towards it, this asks what the trained mixture actually uses.
   std::vector<FixDecision> perturbation_decisions(const std::function<double()>& loss) const;
   // Fixes each for good: the enhancer runs its ops alone, its alpha and (if strip is not chosen)
   // its strip candidate's weights leave the optimisers. Then the fixed enhancers' batchnorms

@@ -36,13 +36,20 @@ void Trainer::architecture_step() {
 }
 
 // --select perturbation measures every open enhancer's candidates on the same held-out batches
-// (the next --select-batches of the architecture split, kept for the whole selection), the network
-// in evaluation mode; every process adds its batches' losses, so all take the same decisions.
+// (the next --select-batches of the architecture split, copied and kept for the whole selection),
+// the network in evaluation mode with batch statistics; every process adds its batches' losses, so
+// all take the same decisions.
 std::vector<FixDecision> Trainer::forced_decisions() {
   if (cfg_.select == "alpha") return search_->forced_decisions();
   const auto start = Clock::now();
   std::vector<data::Batch> batches;
-  for (int64_t b = 0; b < cfg_.select_batches; ++b) batches.push_back(next_arch_batch());
+  for (int64_t b = 0; b < cfg_.select_batches; ++b) {
+    // A loader's batch lives in one of its slots until its next call: keep copies.
+    data::Batch batch = next_arch_batch();
+    batch.images = batch.images.clone();
+    batch.labels = batch.labels.clone();
+    batches.push_back(std::move(batch));
+  }
   model_->eval();
   std::vector<FixDecision> decisions;
   {
@@ -60,9 +67,10 @@ std::vector<FixDecision> Trainer::forced_decisions() {
   }
   model_->train();
   if (!decisions.empty()) {
-    progress_.line(fmt::format("chose {} enhancers' ops by perturbation ({} held-out batches, {} losses) in {}",
-                               decisions.size(), cfg_.select_batches, 1 + decisions.size() * kNumPoolOps,
-                               format_duration(seconds_since(start))));
+    progress_.line(fmt::format("chose {} enhancers' ops by perturbation ({} held-out batches, loss {:.4f} as the "
+                               "network stands, {} losses) in {}",
+                               decisions.size(), cfg_.select_batches, decisions[0].loss,
+                               2 + decisions.size() * kNumPoolOps, format_duration(seconds_since(start))));
   }
   return decisions;
 }
@@ -93,7 +101,10 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
                                state_.global_step));
     nlohmann::json event = {{"event", "fixed"}, {"name", d.name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
                             {"step", state_.global_step}, {"probs", d.probs}};
-    if (!d.scores.empty()) event["loss_rise"] = d.scores;
+    if (!d.scores.empty()) {
+      event["loss_rise"] = d.scores;
+      event["held_out_loss"] = d.loss;
+    }
     log(event);
   }
   if (std::string_view(why) == "forced" && cfg_.select == "alpha") {
