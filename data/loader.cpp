@@ -58,6 +58,7 @@ Loader::Loader(const ImageFolder& dataset, LoaderOptions options,
     // an asynchronous prefetch would also need the slot held until the copy is done).
     slot.images = Tensor::empty_pinned(Shape{options_.batch_size, s, s, 3}, DType::kU8);
     slot.labels = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
+    if (mixing()) slot.partner_labels = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
     slots_.push_back(std::move(slot));
   }
   for (int w = 0; w < options_.workers; ++w) worker_stats_.push_back(std::make_unique<WorkerStats>());
@@ -72,6 +73,8 @@ Loader::~Loader() {
   changed_.notify_all();
   for (std::thread& t : threads_) t.join();
 }
+
+bool Loader::mixing() const { return options_.train && options_.mixup.enabled(); }
 
 int64_t Loader::samples_per_epoch() const { return static_cast<int64_t>(order_.size()); }
 
@@ -127,6 +130,10 @@ std::optional<Batch> Loader::next() {
   Batch batch;
   batch.images = slot.images.view_slice(0, Shape{slot.rows, s, s, 3});
   batch.labels = slot.labels.view_slice(0, Shape{slot.rows});
+  if (mixing()) {
+    batch.partner_labels = slot.partner_labels.view_slice(0, Shape{slot.rows});
+    batch.lambda = slot.lambda;
+  }
   batch.index = next_batch_++;
   return batch;
 }
@@ -242,6 +249,14 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
     }
     PMPL_CHECK(done, "none of the {} images of {} could be decoded (see the warnings above)", n,
                dataset_.directory());
+  }
+  if (mixing()) {
+    // Each batch of each process draws from its own stretch of a stream apart from the crops'.
+    constexpr uint64_t kMixStream = 0x6d69787570ull;  // "mixup"
+    const SampleRandom rng(options_.seed ^ kMixStream, epoch_, (batch * options_.world + options_.rank) * 64);
+    const MixParams mix = mix_params(options_.mixup, rng, s, s);
+    mix_batch(mix, images, rows, s, s, labels, slot.partner_labels.data<int64_t>());
+    slot.lambda = mix.lambda;
   }
   slot.rows = rows;
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "data/image_folder.h"
+#include "data/mixup.h"
 #include "engine/tensor.h"
 
 namespace pmpl::data {
@@ -44,12 +45,17 @@ struct LoaderOptions {
   // smallest DCT scale covering the crop (faster for big crops; ~1.5 levels mean difference).
   bool pillow_exact = false;
   std::vector<int64_t> subset;  // dataset indices to draw from; empty: all
+  MixupOptions mixup;  // training batches only (data/mixup.h)
 };
 
 struct Batch {
   Tensor images;  // u8 [B, S, S, 3]
   Tensor labels;  // i64 [B]
   int64_t index = 0;
+  // With mixup or cutmix on: image i is mixed with image B-1-i, whose label partner_labels[i] is,
+  // and the loss weighs labels by lambda and partner_labels by 1 - lambda. Undefined otherwise.
+  Tensor partner_labels;
+  double lambda = 1.0;
 };
 
 // Time per stage, summed over workers, and what was skipped.
@@ -81,7 +87,8 @@ class Loader {
 
  private:
   struct Slot {
-    Tensor images, labels;
+    Tensor images, labels, partner_labels;
+    double lambda = 1.0;
     int64_t ready = -1;  // the batch index the slot holds, once complete
     int64_t rows = 0;
   };
@@ -92,6 +99,7 @@ class Loader {
   void work(int worker);
   void produce(int worker, int64_t batch, int64_t generation);
   int64_t rank_sample(int64_t position) const;
+  bool mixing() const;
 
   const ImageFolder& dataset_;
   LoaderOptions options_;

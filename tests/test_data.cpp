@@ -22,6 +22,7 @@
 #include "data/transform.h"
 #include "engine/error.h"
 #include "core/rng.h"
+#include "tests/test_util.h"
 
 namespace pmpl::data {
 namespace {
@@ -82,19 +83,6 @@ std::vector<uint8_t> png_bytes(const std::vector<uint8_t>& rgb, int w, int h) {
   out.resize(size);
   return out;
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() : path(fs::temp_directory_path() / ("pmpl_data_" + std::to_string(::getpid()) + "_" +
-                                                std::to_string(counter()++))) {
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-};
 
 TEST(DataPil, ResizeMatchesPillowByteForByte) {
   const nlohmann::json& f = pil_fixture();
@@ -210,7 +198,7 @@ TEST(Data, ColourModelsDecodeToRgb) {
 // A dataset of every awkward kind: the loader yields exactly the good files, names the bad ones
 // once, keeps its batches full, and never crashes.
 TEST(Data, AwkwardFilesAreSkippedAndReported) {
-  TempDir dir;
+  test::TempDir dir("pmpl_data");
   const fs::path a = dir.path / "train" / "a", b = dir.path / "train" / "b";
   const std::vector<uint8_t> rgb = picture(60, 45, 2);
   const std::vector<uint8_t> good = encode_jpeg(rgb.data(), 60, 45, JpegColor::kRgb);
@@ -265,7 +253,7 @@ TEST(Data, AwkwardFilesAreSkippedAndReported) {
 // skipped like an undecodable one: named once, counted, replaced; under data parallelism by the
 // rank whose shard holds it, so the ranks together count each file once.
 TEST(Data, FilesThatChangeUnderTheRunAreSkipped) {
-  TempDir dir;
+  test::TempDir dir("pmpl_data");
   const fs::path a = dir.path / "train" / "a";
   const std::vector<uint8_t> rgb = picture(40, 30, 3);
   const std::vector<uint8_t> good = encode_jpeg(rgb.data(), 40, 30, JpegColor::kRgb);
@@ -299,7 +287,7 @@ TEST(Data, FilesThatChangeUnderTheRunAreSkipped) {
 }
 
 TEST(Data, NothingDecodableIsAClearError) {
-  TempDir dir;
+  test::TempDir dir("pmpl_data");
   write_bytes(dir.path / "train" / "a" / "x.jpg", {1, 2, 3});
   const ImageFolder folder(dir.path.string(), "train");
   LoaderOptions options;
@@ -359,7 +347,7 @@ TEST(Data, EvalCropIsResizeThenCenterCrop) {
 // Batches depend on (seed, epoch, rank) only: not on the number of workers or their timing; the
 // ranks of a data-parallel job see each sample exactly once between them.
 TEST(Data, LoaderIsDeterministicAndShardsExactly) {
-  TempDir dir;
+  test::TempDir dir("pmpl_data");
   for (int i = 0; i < 23; ++i) {
     const std::vector<uint8_t> rgb = picture(40 + i, 30 + i % 5, i);
     write_bytes(dir.path / "train" / ("c" + std::to_string(i % 3)) / (std::to_string(i) + ".jpg"),
@@ -402,7 +390,7 @@ TEST(Data, LoaderIsDeterministicAndShardsExactly) {
 // What `pmpl infer` feeds the runtime is what the eval loader feeds the network, byte for byte:
 // JPEGs big enough for DCT-scaled decoding, small ones, grayscale, and a PNG.
 TEST(Data, EvalImageReaderMatchesTheEvalLoader) {
-  TempDir dir;
+  test::TempDir dir("pmpl_data");
   const std::vector<std::pair<int, int>> sizes = {{500, 375}, {41, 33}, {64, 64}, {300, 700}, {90, 20}};
   std::vector<std::string> paths;
   for (size_t i = 0; i < sizes.size() + 2; ++i) {
@@ -455,7 +443,7 @@ TEST(Data, EvalImageReaderMatchesTheEvalLoader) {
 
 TEST(Data, FashionMnistConverts) {
   if (!fs::is_directory(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  TempDir dir;
+  test::TempDir dir("pmpl_data");
   const std::string out = (dir.path / "fm").string();
   const FashionMnistCounts n = convert_fashion_mnist(out, kFashionMnistDir, 30);
   EXPECT_EQ(n.train, 30);
@@ -473,7 +461,7 @@ TEST(Data, FashionMnistConverts) {
 // no image is in both splits.
 TEST(Data, FashionMnistDevSplitHoldsOutTrainingImages) {
   if (!fs::is_directory(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  TempDir dir;
+  test::TempDir dir("pmpl_data");
   const auto names = [](const std::string& root, const char* split) {
     std::set<std::string> out;
     for (const auto& e : fs::recursive_directory_iterator(root + "/" + split)) {

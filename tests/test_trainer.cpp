@@ -117,6 +117,15 @@ TEST(Pmpl, DropPathResumesBitIdentically) {
   expect_resumes_bit_identical(c, {3}, "droppath");
 }
 
+// Mixup and CutMix draw from a stream keyed by batch: a resumed run mixes its batches as the
+// uninterrupted one did (the architecture batches are never mixed).
+TEST(Pmpl, MixupAndCutmixResumeBitIdentically) {
+  TrainConfig c = tiny_search("");
+  c.mixup = 0.2;
+  c.cutmix = 1.0;
+  expect_resumes_bit_identical(c, {3}, "mixup");
+}
+
 // --select perturbation: every forced fix takes the candidate whose removal raises the held-out
 // loss most, the rises logged with it; the batches it measures on come from the architecture
 // stream, so a run killed before or after the fix resumes bit-identically.

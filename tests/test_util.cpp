@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include <unistd.h>
+
 namespace pmpl::test {
 
 Tensor random(const Shape& shape, uint64_t seed, bool requires_grad, double scale, DType dtype) {
@@ -138,6 +140,19 @@ void expect_parameter_gradients_match(const std::function<Tensor()>& forward,
           << ", finite difference " << numeric;
     }
   }
+}
+
+TempDir::TempDir(const std::string& prefix) {
+  static int made = 0;
+  path = std::filesystem::temp_directory_path() /
+         (prefix + "_" + std::to_string(::getpid()) + "_" + std::to_string(made++));
+  std::filesystem::remove_all(path);
+  std::filesystem::create_directories(path);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;  // a destructor must not throw; a leftover temp folder is harmless
+  std::filesystem::remove_all(path, ignored);
 }
 
 }  // namespace pmpl::test

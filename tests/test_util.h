@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
+#include <string>
 
 #include "engine/autograd.h"
 #include "engine/cuda_runtime.h"
@@ -54,5 +56,15 @@ std::vector<double> as_doubles(const Tensor& t);
 // ||actual - expected|| / ||expected|| (L2, in double, on any device or float dtype); infinite
 // when actual holds a non-finite value.
 double relative_error(const Tensor& actual, const Tensor& expected);
+
+// A fresh folder under the system's temporary one, unique to this process and object, removed with
+// everything in it when the object goes.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& prefix = "pmpl_test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
 
 }  // namespace pmpl::test

@@ -163,6 +163,14 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--clip-grad", c->clip_grad, "Clip the weights' gradient norm (0: off)")->capture_default_str();
   cmd->add_option("--input-size", c->input_size, "Image side in pixels")->capture_default_str();
   cmd->add_option("--crop-scale", c->crop_scale, "Smallest area fraction of RandomResizedCrop")->capture_default_str();
+  cmd->add_option("--mixup", c->mixup,
+                  "Mixup's Beta alpha (timm's --mixup, e.g. 0.2; 0: off): image i of a batch blended with image B-1-i, "
+                  "the loss weighing both labels")
+      ->capture_default_str();
+  cmd->add_option("--cutmix", c->cutmix, "CutMix's Beta alpha (timm's --cutmix, e.g. 1.0; 0: off)")->capture_default_str();
+  cmd->add_option("--mixup-prob", c->mixup_prob, "Chance that a batch is mixed at all")->capture_default_str();
+  cmd->add_option("--mixup-switch-prob", c->mixup_switch_prob, "With --mixup and --cutmix, the chance of CutMix")
+      ->capture_default_str();
   cmd->add_option("--workers", c->workers, "Loader threads")->capture_default_str();
   cmd->add_option("--seed", c->seed, "Seed of initialisation, data order, crops, dropout")->capture_default_str();
   auto arch_lr = std::make_shared<std::string>("auto");

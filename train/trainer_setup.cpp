@@ -64,6 +64,11 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.fix_threshold > 0 && cfg_.fix_threshold <= 1, "--fix-threshold {} is outside (0, 1]", cfg_.fix_threshold);
   PMPL_CHECK(cfg_.log_interval > 0 && cfg_.eval_interval > 0, "--log-interval and --eval-interval must be positive");
   PMPL_CHECK(cfg_.crop_scale > 0 && cfg_.crop_scale <= 1, "--crop-scale {} is outside (0, 1]", cfg_.crop_scale);
+  PMPL_CHECK(cfg_.mixup >= 0 && cfg_.cutmix >= 0, "--mixup and --cutmix are Beta alphas: 0 (off) or positive, got {} and {}",
+             cfg_.mixup, cfg_.cutmix);
+  PMPL_CHECK(cfg_.mixup_prob >= 0 && cfg_.mixup_prob <= 1 && cfg_.mixup_switch_prob >= 0 && cfg_.mixup_switch_prob <= 1,
+             "--mixup-prob and --mixup-switch-prob are probabilities in [0, 1], got {} and {}", cfg_.mixup_prob,
+             cfg_.mixup_switch_prob);
   PMPL_CHECK(!cfg_.output.empty(), "--output is required (the run's folder)");
   PMPL_CHECK(cfg_.on_save_error == "stop" || cfg_.on_save_error == "warn",
              "--on-save-error must be stop or warn, got '{}'", cfg_.on_save_error);
@@ -174,6 +179,7 @@ void Trainer::make_loaders(bool search) {
   lo.rank = comm_.rank();
   lo.world = comm_.world();
   lo.subset = order;
+  lo.mixup = {cfg_.mixup, cfg_.cutmix, cfg_.mixup_prob, cfg_.mixup_switch_prob};
   loader_ = std::make_unique<data::Loader>(*train_set_, lo);
   loader_->start_epoch(0);
   steps_per_epoch_ = loader_->batches_per_epoch();
@@ -185,6 +191,7 @@ void Trainer::make_loaders(bool search) {
     data::LoaderOptions ao = lo;
     ao.subset = arch_part;
     ao.seed = cfg_.seed + 1;
+    ao.mixup = {};  // the alphas, and perturbation's scores, are judged on images as they are
     arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
     PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size * comm_.world(),
                "the architecture split has {} images, fewer than one batch of {}: raise --arch-split",

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "engine/ops.h"
+#include "train/mixed_loss.h"
 #include "train/trainer_impl.h"
 
 namespace pmpl::trainer {
@@ -13,7 +14,9 @@ Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
       model_->forward(ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_));
   if (logits != nullptr) *logits = out;
   // The labels go up with the images, so the loss needs no copy (and no wait) mid-step.
-  return ops::cross_entropy(out, batch.labels.to(device_), cfg_.label_smoothing);
+  if (batch.lambda == 1.0) return ops::cross_entropy(out, batch.labels.to(device_), cfg_.label_smoothing);
+  return mixed_cross_entropy(out, batch.labels.to(device_), batch.partner_labels.to(device_), batch.lambda,
+                             cfg_.label_smoothing);
 }
 
 // One clear stop when a loss scaler gives up (LossScaler::gave_up).

@@ -1,0 +1,14 @@
+// The loss of a mixup or cutmix batch (data/mixup.h).
+#pragma once
+
+#include "engine/tensor.h"
+
+namespace pmpl {
+
+// timm's SoftTargetCrossEntropy against lambda * smooth(labels) + (1 - lambda) * smooth(partner_labels)
+// (mixup_target: each one-hot smoothed as cross_entropy's label_smoothing does), computed as the
+// two cross-entropies that target is linear in; the mean over the batch.
+Tensor mixed_cross_entropy(const Tensor& logits, const Tensor& labels, const Tensor& partner_labels, double lambda,
+                           double label_smoothing);
+
+}  // namespace pmpl
