@@ -27,6 +27,7 @@ struct WorkerBuffers {
   std::vector<uint8_t> file;
   DecodedRegion region;
   ResampleScratch scratch;
+  std::vector<uint8_t> augment_scratch;
   std::string error;
 };
 
@@ -243,6 +244,14 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
       resample_rgb(buf.region.pixels.data(), buf.region.width, buf.region.height, buf.region.box, s, s,
                    crop.flip, images + static_cast<size_t>(row) * image_bytes, buf.scratch);
       stats.resize_ns += elapsed_ns(t);
+      if (options_.train && options_.rand_augment.enabled()) {
+        // Keyed by the sample, as its crop is, on a stream of its own.
+        t = Clock::now();
+        stage.emplace("augment");
+        rand_augment(options_.rand_augment, SampleRandom(options_.seed ^ kRandAugmentStream, epoch_, sample),
+                     images + static_cast<size_t>(row) * image_bytes, s, s, buf.augment_scratch);
+        stats.augment_ns += elapsed_ns(t);
+      }
       labels[row] = dataset_.label(sample);
       ++stats.images;
       done = true;
@@ -269,6 +278,7 @@ LoaderStats Loader::stats() const {
     out.header_s += static_cast<double>(w->header_ns) * 1e-9;
     out.decode_s += static_cast<double>(w->decode_ns) * 1e-9;
     out.resize_s += static_cast<double>(w->resize_ns) * 1e-9;
+    out.augment_s += static_cast<double>(w->augment_ns) * 1e-9;
   }
   std::lock_guard<std::mutex> lock(mutex_);
   out.failures = static_cast<int64_t>(bad_.size());

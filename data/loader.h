@@ -3,8 +3,8 @@
 // consumer. Normalisation is the model's first step, not the loader's.
 //
 // Determinism: the epoch's order is a shuffle keyed by (seed, epoch); rank r of R takes every
-// R-th sample of it; each image's crop and flip are keyed by (seed, epoch, sample index). So the
-// batches are the same whatever the number of workers or the timing.
+// R-th sample of it; each image's crop, flip and RandAugment ops are keyed by (seed, epoch, sample
+// index). So the batches are the same whatever the number of workers or the timing.
 //
 // A file that cannot be decoded is skipped: named once in a warning, counted, and replaced in its
 // batch by the next good sample of the rank's list (deterministically), so batches keep their
@@ -25,6 +25,7 @@
 
 #include "data/image_folder.h"
 #include "data/mixup.h"
+#include "data/rand_augment.h"
 #include "engine/tensor.h"
 
 namespace pmpl::data {
@@ -45,6 +46,7 @@ struct LoaderOptions {
   // smallest DCT scale covering the crop (faster for big crops; ~1.5 levels mean difference).
   bool pillow_exact = false;
   std::vector<int64_t> subset;  // dataset indices to draw from; empty: all
+  RandAugmentOptions rand_augment;  // each training image after its crop (data/rand_augment.h)
   MixupOptions mixup;  // training batches only (data/mixup.h)
 };
 
@@ -61,7 +63,7 @@ struct Batch {
 // Time per stage, summed over workers, and what was skipped.
 struct LoaderStats {
   int64_t images = 0;
-  double read_s = 0, header_s = 0, decode_s = 0, resize_s = 0;
+  double read_s = 0, header_s = 0, decode_s = 0, resize_s = 0, augment_s = 0;
   int64_t failures = 0;
 };
 
@@ -93,7 +95,7 @@ class Loader {
     int64_t rows = 0;
   };
   struct WorkerStats {
-    std::atomic<int64_t> images{0}, read_ns{0}, header_ns{0}, decode_ns{0}, resize_ns{0};
+    std::atomic<int64_t> images{0}, read_ns{0}, header_ns{0}, decode_ns{0}, resize_ns{0}, augment_ns{0};
   };
 
   void work(int worker);

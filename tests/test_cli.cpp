@@ -129,6 +129,8 @@ TEST(Cli, TrainRefusesBadInputInOneLine) {
                            "train --data /tmp --output /tmp/pmpl_cli_never --select best",
                            "train --data /tmp --output /tmp/pmpl_cli_never --select-batches 0",
                            "train --data /tmp --output /tmp/pmpl_cli_never --mixup -0.2",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --aa rand-m9-x3",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --auto-augment autoaug",
                            "train --data /tmp --output /tmp/pmpl_cli_never --cutmix 1 --mixup-prob 1.5",
                            "eval --data /nonexistent/data --weights /nonexistent.safetensors"}) {
     const Result r = run_cli(args);

@@ -29,23 +29,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<uint8_t> base64(const std::string& text) {
-  std::vector<uint8_t> out;
-  int value = 0, bits = -8;
-  for (char c : text) {
-    const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const char* at = std::strchr(table, c);
-    if (c == '=' || at == nullptr) break;
-    value = (value << 6) + static_cast<int>(at - table);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<uint8_t>((value >> bits) & 0xFF));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 const nlohmann::json& pil_fixture() {
   static const nlohmann::json j = [] {
     std::ifstream in(std::string(PMPL_SOURCE_DIR) + "/tests/fixtures/data_pil.json");
@@ -86,7 +69,7 @@ std::vector<uint8_t> png_bytes(const std::vector<uint8_t>& rgb, int w, int h) {
 
 TEST(DataPil, ResizeMatchesPillowByteForByte) {
   const nlohmann::json& f = pil_fixture();
-  const std::vector<uint8_t> src = base64(f["source"]["pixels"]);
+  const std::vector<uint8_t> src = test::base64(f["source"]["pixels"]);
   const int w = f["source"]["width"], h = f["source"]["height"];
   ResampleScratch scratch;
   for (const auto& c : f["resize"]) {
@@ -94,7 +77,7 @@ TEST(DataPil, ResizeMatchesPillowByteForByte) {
     const int ow = c["size"][0], oh = c["size"][1];
     std::vector<uint8_t> out(static_cast<size_t>(ow) * oh * 3);
     resample_rgb(src.data(), w, h, box, ow, oh, false, out.data(), scratch);
-    EXPECT_EQ(out, base64(c["pixels"])) << "box " << c["box"] << " to " << ow << "x" << oh;
+    EXPECT_EQ(out, test::base64(c["pixels"])) << "box " << c["box"] << " to " << ow << "x" << oh;
   }
 }
 
@@ -102,7 +85,7 @@ TEST(DataPil, ResizeMatchesPillowByteForByte) {
 // Pillow does): the same libjpeg decode, the same box arithmetic, the same filter: the same bytes.
 TEST(DataPil, EvalTransformMatchesTorchvision) {
   const nlohmann::json& f = pil_fixture();
-  const std::vector<uint8_t> jpeg = base64(f["jpeg"]);
+  const std::vector<uint8_t> jpeg = test::base64(f["jpeg"]);
   ImageHeader header;
   std::string error;
   ASSERT_TRUE(read_image_header(jpeg.data(), jpeg.size(), header, error)) << error;
@@ -115,7 +98,7 @@ TEST(DataPil, EvalTransformMatchesTorchvision) {
     ASSERT_EQ(region.scale_eighths, 8);
     std::vector<uint8_t> out(static_cast<size_t>(s) * s * 3);
     resample_rgb(region.pixels.data(), region.width, region.height, region.box, s, s, false, out.data(), scratch);
-    EXPECT_EQ(out, base64(c["pixels"])) << "S = " << s;
+    EXPECT_EQ(out, test::base64(c["pixels"])) << "S = " << s;
   }
 }
 

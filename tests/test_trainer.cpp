@@ -117,10 +117,12 @@ TEST(Pmpl, DropPathResumesBitIdentically) {
   expect_resumes_bit_identical(c, {3}, "droppath");
 }
 
-// Mixup and CutMix draw from a stream keyed by batch: a resumed run mixes its batches as the
-// uninterrupted one did (the architecture batches are never mixed).
-TEST(Pmpl, MixupAndCutmixResumeBitIdentically) {
+// RandAugment draws from a stream keyed by sample, Mixup and CutMix from one keyed by batch: a
+// resumed run augments and mixes its batches as the uninterrupted one did (the architecture
+// batches are never augmented or mixed).
+TEST(Pmpl, AugmentedAndMixedRunsResumeBitIdentically) {
   TrainConfig c = tiny_search("");
+  c.auto_augment = "rand-m9-mstd0.5";
   c.mixup = 0.2;
   c.cutmix = 1.0;
   expect_resumes_bit_identical(c, {3}, "mixup");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include <unistd.h>
@@ -140,6 +141,23 @@ void expect_parameter_gradients_match(const std::function<Tensor()>& forward,
           << ", finite difference " << numeric;
     }
   }
+}
+
+std::vector<uint8_t> base64(const std::string& text) {
+  std::vector<uint8_t> out;
+  int value = 0, bits = -8;
+  for (char c : text) {
+    const char* table = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char* at = std::strchr(table, c);
+    if (c == '=' || at == nullptr) break;
+    value = (value << 6) + static_cast<int>(at - table);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<uint8_t>((value >> bits) & 0xFF));
+      bits -= 8;
+    }
+  }
+  return out;
 }
 
 TempDir::TempDir(const std::string& prefix) {

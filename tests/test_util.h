@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/cuda_runtime.h"
@@ -56,6 +57,9 @@ std::vector<double> as_doubles(const Tensor& t);
 // ||actual - expected|| / ||expected|| (L2, in double, on any device or float dtype); infinite
 // when actual holds a non-finite value.
 double relative_error(const Tensor& actual, const Tensor& expected);
+
+// The bytes of a base64 text (the golden fixtures' image encoding).
+std::vector<uint8_t> base64(const std::string& text);
 
 // A fresh folder under the system's temporary one, unique to this process and object, removed with
 // everything in it when the object goes.

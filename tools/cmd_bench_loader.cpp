@@ -19,6 +19,7 @@ struct BenchLoaderOptions {
   int size = 224;
   int batches = 40;
   bool eval = false;
+  std::string auto_augment;
   std::string baseline;
 };
 
@@ -27,7 +28,8 @@ double baseline_img_s(const BenchLoaderOptions& opt, std::string& label) {
   const Baseline base = read_baseline(opt.baseline, "bench loader", "tools/bench_loader_torch.py");
   label = base.label;
   if (opt.baseline.empty()) return 0.0;
-  return base.value(fmt::format("{}_s{}_b{}_w{}", opt.eval ? "eval" : "train", opt.size, opt.batch, opt.workers),
+  return base.value(fmt::format("{}_s{}_b{}_w{}{}", opt.eval ? "eval" : "train", opt.size, opt.batch, opt.workers,
+                                opt.auto_augment.empty() ? "" : "_" + opt.auto_augment),
                     "img_per_s");
 }
 
@@ -40,6 +42,8 @@ void run_bench_loader(const BenchLoaderOptions& opt) {
   lo.workers = opt.workers;
   lo.train = !opt.eval;
   lo.drop_last = false;
+  lo.rand_augment = data::parse_rand_augment(opt.auto_augment);
+  PMPL_CHECK(!opt.eval || opt.auto_augment.empty(), "--auto-augment applies to training images: drop --eval");
   data::Loader loader(folder, lo);
   int64_t images = 0, epoch = 0;
   loader.start_epoch(epoch);
@@ -60,16 +64,18 @@ void run_bench_loader(const BenchLoaderOptions& opt) {
   auto per_image_ms = [&](double total_s, double before_s) { return (total_s - before_s) / n * 1e3; };
   const double read = per_image_ms(after.read_s, before.read_s), header = per_image_ms(after.header_s, before.header_s);
   const double decode = per_image_ms(after.decode_s, before.decode_s), resize = per_image_ms(after.resize_s, before.resize_s);
+  const double augment = per_image_ms(after.augment_s, before.augment_s);
   const double img_s = static_cast<double>(images) / seconds;
-  fmt::print("pmpl bench loader: {} ({} images), {} transform at {}, batch {}, {} workers\n",
-             folder.directory(), folder.size(), opt.eval ? "eval" : "train", opt.size, opt.batch, opt.workers);
+  fmt::print("pmpl bench loader: {} ({} images), {} transform{} at {}, batch {}, {} workers\n", folder.directory(),
+             folder.size(), opt.eval ? "eval" : "train", opt.auto_augment.empty() ? "" : " + " + opt.auto_augment,
+             opt.size, opt.batch, opt.workers);
   std::string label;
   const double baseline = baseline_img_s(opt, label);
-  fmt::print("{:>10} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10}", "img/s", "img/s/worker", "read ms",
-             "header ms", "decode ms", "resize ms", "skipped");
+  fmt::print("{:>10} {:>14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}", "img/s", "img/s/worker", "read ms",
+             "header ms", "decode ms", "resize ms", "augment ms", "skipped");
   if (baseline > 0) fmt::print(" {:>26} {:>8}", label + " img/s", "ratio");
-  fmt::print("\n{:>10.1f} {:>14.1f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10}", img_s,
-             img_s / opt.workers, read, header, decode, resize, after.failures);
+  fmt::print("\n{:>10.1f} {:>14.1f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f} {:>10}", img_s,
+             img_s / opt.workers, read, header, decode, resize, augment, after.failures);
   if (baseline > 0) fmt::print(" {:>26.1f} {:>7.2f}x", baseline, img_s / baseline);
   fmt::print("\n(stage times are per image per worker; resize includes the write into the batch)\n");
 }
@@ -78,7 +84,7 @@ void run_bench_loader(const BenchLoaderOptions& opt) {
 
 void add_bench_loader_command(CLI::App* bench, Runner& run) {
   auto opt = std::make_shared<BenchLoaderOptions>();
-  CLI::App* cmd = bench->add_subcommand("loader", "Batch loader img/s and time per stage (read, header, decode, resize)");
+  CLI::App* cmd = bench->add_subcommand("loader", "Batch loader img/s and time per stage (read, header, decode, resize, augment)");
   cmd->add_option("--data", opt->data, "Dataset folder (ImageNet layout)")->required();
   cmd->add_option("--split", opt->split, "train or val")->capture_default_str();
   cmd->add_option("--batch-size", opt->batch, "Images per batch")->capture_default_str();
@@ -86,6 +92,7 @@ void add_bench_loader_command(CLI::App* bench, Runner& run) {
   cmd->add_option("--input-size", opt->size, "Output side in pixels")->capture_default_str();
   cmd->add_option("--batches", opt->batches, "Batches to time (after one warm-up batch)")->capture_default_str();
   cmd->add_flag("--eval", opt->eval, "Resize + center crop instead of RandomResizedCrop + flip");
+  cmd->add_option("--auto-augment,--aa", opt->auto_augment, "timm's RandAugment after the crop, e.g. rand-m9-mstd0.5");
   cmd->add_option("--baseline", opt->baseline, "JSON from tools/bench_loader_torch.py: adds its img/s");
   cmd->callback([&run, opt] { run = [opt] { run_bench_loader(*opt); }; });
 }

@@ -163,6 +163,9 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--clip-grad", c->clip_grad, "Clip the weights' gradient norm (0: off)")->capture_default_str();
   cmd->add_option("--input-size", c->input_size, "Image side in pixels")->capture_default_str();
   cmd->add_option("--crop-scale", c->crop_scale, "Smallest area fraction of RandomResizedCrop")->capture_default_str();
+  cmd->add_option("--auto-augment,--aa", c->auto_augment,
+                  "timm's RandAugment on each training image, e.g. rand-m9-mstd0.5 (keys m, n, mstd, mmax, p, inc; "
+                  "README, \"Recipes\"); Pillow's ops byte for byte");
   cmd->add_option("--mixup", c->mixup,
                   "Mixup's Beta alpha (timm's --mixup, e.g. 0.2; 0: off): image i of a batch blended with image B-1-i, "
                   "the loss weighing both labels")

@@ -69,6 +69,7 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.mixup_prob >= 0 && cfg_.mixup_prob <= 1 && cfg_.mixup_switch_prob >= 0 && cfg_.mixup_switch_prob <= 1,
              "--mixup-prob and --mixup-switch-prob are probabilities in [0, 1], got {} and {}", cfg_.mixup_prob,
              cfg_.mixup_switch_prob);
+  data::parse_rand_augment(cfg_.auto_augment);  // a bad string stops here, before any data is read
   PMPL_CHECK(!cfg_.output.empty(), "--output is required (the run's folder)");
   PMPL_CHECK(cfg_.on_save_error == "stop" || cfg_.on_save_error == "warn",
              "--on-save-error must be stop or warn, got '{}'", cfg_.on_save_error);
@@ -179,6 +180,7 @@ void Trainer::make_loaders(bool search) {
   lo.rank = comm_.rank();
   lo.world = comm_.world();
   lo.subset = order;
+  lo.rand_augment = data::parse_rand_augment(cfg_.auto_augment);
   lo.mixup = {cfg_.mixup, cfg_.cutmix, cfg_.mixup_prob, cfg_.mixup_switch_prob};
   loader_ = std::make_unique<data::Loader>(*train_set_, lo);
   loader_->start_epoch(0);
@@ -192,6 +194,7 @@ void Trainer::make_loaders(bool search) {
     ao.subset = arch_part;
     ao.seed = cfg_.seed + 1;
     ao.mixup = {};  // the alphas, and perturbation's scores, are judged on images as they are
+    ao.rand_augment = {};
     arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
     PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size * comm_.world(),
                "the architecture split has {} images, fewer than one batch of {}: raise --arch-split",

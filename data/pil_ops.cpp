@@ -1,0 +1,249 @@
+#include "data/pil_ops.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <numbers>
+
+namespace pmpl::data {
+namespace {
+
+using Lut = std::array<uint8_t, 256>;
+using Histogram = std::array<std::array<int64_t, 256>, 3>;
+
+void apply_luts(uint8_t* rgb, size_t pixels, const std::array<Lut, 3>& luts) {
+  for (size_t i = 0; i < pixels; ++i) {
+    for (int c = 0; c < 3; ++c) rgb[i * 3 + c] = luts[c][rgb[i * 3 + c]];
+  }
+}
+
+void apply_lut(uint8_t* rgb, size_t pixels, const Lut& lut) { apply_luts(rgb, pixels, {lut, lut, lut}); }
+
+Histogram histogram(const uint8_t* rgb, size_t pixels) {
+  Histogram h{};
+  for (size_t i = 0; i < pixels; ++i) {
+    for (int c = 0; c < 3; ++c) ++h[c][rgb[i * 3 + c]];
+  }
+  return h;
+}
+
+Lut identity_lut() {
+  Lut lut;
+  for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i);
+  return lut;
+}
+
+// Convert.c's rgb2l: ITU-R 601-2 luma in 16-bit fixed point, rounded.
+uint8_t luma(const uint8_t* p) {
+  return static_cast<uint8_t>((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
+}
+
+// Blend.c: out = in1 + alpha * (in2 - in1) in float, truncated; clipped only when alpha is outside
+// [0, 1] (inside, the value cannot leave 0-255). Image.blend(degenerate, image, factor).
+void blend(const uint8_t* degenerate, uint8_t* image, size_t bytes, double factor) {
+  const float alpha = static_cast<float>(factor);
+  if (alpha >= 0.0f && alpha <= 1.0f) {
+    for (size_t i = 0; i < bytes; ++i) {
+      const int a = degenerate[i], b = image[i];
+      image[i] = static_cast<uint8_t>(static_cast<float>(a) + alpha * static_cast<float>(b - a));
+    }
+    return;
+  }
+  for (size_t i = 0; i < bytes; ++i) {
+    const int a = degenerate[i], b = image[i];
+    const float v = static_cast<float>(a) + alpha * static_cast<float>(b - a);
+    image[i] = v <= 0.0f ? 0 : v >= 255.0f ? 255 : static_cast<uint8_t>(v);
+  }
+}
+
+// Python's float % (the result takes the divisor's sign) and round(x, 15) (correctly rounded
+// decimal digits, read back), as Image.rotate computes its matrix.
+double python_mod(double a, double b) {
+  double r = std::fmod(a, b);
+  if (r != 0.0) {
+    if ((b < 0) != (r < 0)) r += b;
+  } else {
+    r = std::copysign(0.0, b);
+  }
+  return r;
+}
+
+double python_round15(double x) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.15f", x);
+  return std::strtod(text, nullptr);
+}
+
+}  // namespace
+
+void pil_autocontrast(uint8_t* rgb, size_t pixels) {
+  const Histogram h = histogram(rgb, pixels);
+  std::array<Lut, 3> luts;
+  for (int c = 0; c < 3; ++c) {
+    int lo = 0, hi = 255;
+    while (lo < 255 && h[c][lo] == 0) ++lo;
+    while (hi > 0 && h[c][hi] == 0) --hi;
+    if (hi <= lo) {
+      luts[c] = identity_lut();
+      continue;
+    }
+    const double scale = 255.0 / (hi - lo), offset = -lo * scale;
+    for (int i = 0; i < 256; ++i) {
+      const int v = static_cast<int>(i * scale + offset);  // Python's int(): toward zero
+      luts[c][i] = static_cast<uint8_t>(std::clamp(v, 0, 255));
+    }
+  }
+  apply_luts(rgb, pixels, luts);
+}
+
+void pil_equalize(uint8_t* rgb, size_t pixels) {
+  const Histogram h = histogram(rgb, pixels);
+  std::array<Lut, 3> luts;
+  for (int c = 0; c < 3; ++c) {
+    int64_t total = 0, last = 0, used = 0;
+    for (int i = 0; i < 256; ++i) {
+      if (h[c][i] == 0) continue;
+      total += h[c][i];
+      last = h[c][i];
+      ++used;
+    }
+    const int64_t step = (total - last) / 255;
+    if (used <= 1 || step == 0) {
+      luts[c] = identity_lut();
+      continue;
+    }
+    int64_t n = step / 2;
+    for (int i = 0; i < 256; ++i) {
+      luts[c][i] = static_cast<uint8_t>(std::min<int64_t>(n / step, 255));
+      n += h[c][i];
+    }
+  }
+  apply_luts(rgb, pixels, luts);
+}
+
+void pil_invert(uint8_t* rgb, size_t pixels) {
+  for (size_t i = 0; i < pixels * 3; ++i) rgb[i] = static_cast<uint8_t>(255 - rgb[i]);
+}
+
+void pil_posterize(uint8_t* rgb, size_t pixels, int bits) {
+  if (bits >= 8) return;
+  const int mask = ~((1 << (8 - std::max(bits, 0))) - 1);
+  Lut lut;
+  for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i & mask);
+  apply_lut(rgb, pixels, lut);
+}
+
+void pil_solarize(uint8_t* rgb, size_t pixels, int threshold) {
+  Lut lut;
+  for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i < threshold ? i : 255 - i);
+  apply_lut(rgb, pixels, lut);
+}
+
+void pil_solarize_add(uint8_t* rgb, size_t pixels, int add, int threshold) {
+  Lut lut;
+  for (int i = 0; i < 256; ++i) lut[i] = static_cast<uint8_t>(i < threshold ? std::min(255, i + add) : i);
+  apply_lut(rgb, pixels, lut);
+}
+
+void pil_enhance_color(uint8_t* rgb, size_t pixels, double factor, std::vector<uint8_t>& scratch) {
+  scratch.resize(pixels * 3);
+  for (size_t i = 0; i < pixels; ++i) std::fill_n(scratch.data() + i * 3, 3, luma(rgb + i * 3));
+  blend(scratch.data(), rgb, pixels * 3, factor);
+}
+
+void pil_enhance_contrast(uint8_t* rgb, size_t pixels, double factor, std::vector<uint8_t>& scratch) {
+  // ImageStat's mean of the L image (a double sum over its histogram), + 0.5 and truncated.
+  std::array<int64_t, 256> h{};
+  for (size_t i = 0; i < pixels; ++i) ++h[luma(rgb + i * 3)];
+  double sum = 0.0;
+  for (int i = 0; i < 256; ++i) sum += static_cast<double>(i) * static_cast<double>(h[i]);
+  const auto mean = static_cast<uint8_t>(static_cast<int>(sum / static_cast<double>(pixels) + 0.5));
+  scratch.assign(pixels * 3, mean);
+  blend(scratch.data(), rgb, pixels * 3, factor);
+}
+
+void pil_enhance_brightness(uint8_t* rgb, size_t pixels, double factor) {
+  const std::vector<uint8_t> black(pixels * 3, 0);
+  blend(black.data(), rgb, pixels * 3, factor);
+}
+
+void pil_enhance_sharpness(uint8_t* rgb, int width, int height, double factor, std::vector<uint8_t>& scratch) {
+  // The degenerate image is ImageFilter.SMOOTH: the 3x3 kernel (1 1 1, 1 5 1, 1 1 1) / 13 in float,
+  // summed as Filter.c does (the rounding half first, then the rows below, at and above, each left
+  // to right) and truncated; the outermost rows and columns are left as they are.
+  const size_t row = static_cast<size_t>(width) * 3;
+  scratch.assign(rgb, rgb + row * static_cast<size_t>(height));
+  const float k = 1.0f / 13.0f, centre = 5.0f / 13.0f;
+  const auto three = [](const uint8_t* p, size_t l, size_t m, size_t r, float kl, float km, float kr) {
+    return static_cast<float>(p[l]) * kl + static_cast<float>(p[m]) * km + static_cast<float>(p[r]) * kr;
+  };
+  for (int y = 1; y < height - 1; ++y) {
+    const uint8_t* up = rgb + (y - 1) * row;
+    const uint8_t* mid = rgb + y * row;
+    const uint8_t* down = rgb + (y + 1) * row;
+    for (int x = 1; x < width - 1; ++x) {
+      for (int c = 0; c < 3; ++c) {
+        const size_t l = (x - 1) * 3 + c, m = x * 3 + c, r = (x + 1) * 3 + c;
+        float s = 0.5f;
+        s = s + three(down, l, m, r, k, k, k);
+        s = s + three(mid, l, m, r, k, centre, k);
+        s = s + three(up, l, m, r, k, k, k);
+        scratch[y * row + m] = s <= 0.0f ? 0 : s >= 255.0f ? 255 : static_cast<uint8_t>(s);
+      }
+    }
+  }
+  blend(scratch.data(), rgb, row * static_cast<size_t>(height), factor);
+}
+
+void pil_affine_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, const double (&m)[6],
+                         const uint8_t (&fill)[3]) {
+  const auto at = [&](int y, int x, int c) { return static_cast<double>(src[(static_cast<size_t>(y) * width + x) * 3 + c]); };
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      uint8_t* out = dst + (static_cast<size_t>(y) * width + x) * 3;
+      const double xo = x + 0.5, yo = y + 0.5;
+      double xin = m[0] * xo + m[1] * yo + m[2];
+      double yin = m[3] * xo + m[4] * yo + m[5];
+      if (xin < 0.0 || xin >= width || yin < 0.0 || yin >= height) {
+        std::copy_n(fill, 3, out);
+        continue;
+      }
+      xin -= 0.5;
+      yin -= 0.5;
+      const int x0 = static_cast<int>(std::floor(xin)), y0 = static_cast<int>(std::floor(yin));
+      const double dx = xin - x0, dy = yin - y0;
+      const int xa = std::clamp(x0, 0, width - 1), xb = std::clamp(x0 + 1, 0, width - 1);
+      const int ya = std::clamp(y0, 0, height - 1);
+      for (int c = 0; c < 3; ++c) {
+        double v1 = at(ya, xa, c) + (at(ya, xb, c) - at(ya, xa, c)) * dx;
+        if (y0 + 1 >= 0 && y0 + 1 < height) {
+          const double v2 = at(y0 + 1, xa, c) + (at(y0 + 1, xb, c) - at(y0 + 1, xa, c)) * dx;
+          v1 = v1 + (v2 - v1) * dy;
+        }
+        out[c] = static_cast<uint8_t>(v1);  // Geometry.c truncates (v1 stays within 0-255)
+      }
+    }
+  }
+}
+
+void pil_rotate_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, double degrees,
+                         const uint8_t (&fill)[3]) {
+  const double angle = python_mod(degrees, 360.0);
+  const size_t bytes = static_cast<size_t>(width) * height * 3;
+  if (angle == 0.0) {
+    std::copy_n(src, bytes, dst);
+    return;
+  }
+  // Image.rotate: the inverse rotation about the centre (w / 2, h / 2), its terms rounded to 15 places.
+  const double radians = -(angle * (std::numbers::pi / 180.0));
+  double m[6] = {python_round15(std::cos(radians)), python_round15(std::sin(radians)), 0.0,
+                 python_round15(-std::sin(radians)), python_round15(std::cos(radians)), 0.0};
+  const double cx = width / 2.0, cy = height / 2.0;
+  m[2] = m[0] * -cx + m[1] * -cy + m[2] + cx;
+  m[5] = m[3] * -cx + m[4] * -cy + m[5] + cy;
+  pil_affine_bilinear(src, dst, width, height, m, fill);
+}
+
+}  // namespace pmpl::data

@@ -1,0 +1,264 @@
+// RandAugment (data/rand_augment.h) and the Pillow operations under it (data/pil_ops.h): each op
+// byte-equal to Pillow on fixed images (tests/fixtures/augment_pil.json, tools/make_augment_fixtures.py),
+// timm's configuration strings and level functions, and the policy's draws.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "data/image_folder.h"
+#include "data/jpeg_encode.h"
+#include "data/loader.h"
+#include "data/pil_ops.h"
+#include "data/rand_augment.h"
+#include "engine/error.h"
+#include "tests/test_util.h"
+
+namespace pmpl::data {
+namespace {
+
+const nlohmann::json& fixture() {
+  static const nlohmann::json j = [] {
+    std::ifstream in(std::string(PMPL_SOURCE_DIR) + "/tests/fixtures/augment_pil.json");
+    return nlohmann::json::parse(in);
+  }();
+  return j;
+}
+
+std::vector<uint8_t> run_pil_op(const std::string& op, const nlohmann::json& args, std::vector<uint8_t> rgb, int w,
+                                int h) {
+  const size_t n = static_cast<size_t>(w) * h;
+  std::vector<uint8_t> scratch;
+  const uint8_t fill[3] = {124, 116, 104};
+  const auto affine = [&](double a, double b, double c, double d, double e, double f) {
+    const double m[6] = {a, b, c, d, e, f};
+    std::vector<uint8_t> out(rgb.size());
+    pil_affine_bilinear(rgb.data(), out.data(), w, h, m, fill);
+    return out;
+  };
+  if (op == "autocontrast") pil_autocontrast(rgb.data(), n);
+  else if (op == "equalize") pil_equalize(rgb.data(), n);
+  else if (op == "invert") pil_invert(rgb.data(), n);
+  else if (op == "posterize") pil_posterize(rgb.data(), n, args[0]);
+  else if (op == "solarize") pil_solarize(rgb.data(), n, args[0]);
+  else if (op == "solarize_add") pil_solarize_add(rgb.data(), n, args[0], args[1]);
+  else if (op == "color") pil_enhance_color(rgb.data(), n, args[0], scratch);
+  else if (op == "contrast") pil_enhance_contrast(rgb.data(), n, args[0], scratch);
+  else if (op == "brightness") pil_enhance_brightness(rgb.data(), n, args[0]);
+  else if (op == "sharpness") pil_enhance_sharpness(rgb.data(), w, h, args[0], scratch);
+  else if (op == "shear_x") return affine(1, args[0], 0, 0, 1, 0);
+  else if (op == "shear_y") return affine(1, 0, 0, args[0], 1, 0);
+  else if (op == "translate_x") return affine(1, 0, args[0].get<double>() * w, 0, 1, 0);
+  else if (op == "translate_y") return affine(1, 0, 0, 0, 1, args[0].get<double>() * h);
+  else if (op == "rotate") {
+    std::vector<uint8_t> out(rgb.size());
+    pil_rotate_bilinear(rgb.data(), out.data(), w, h, args[0], fill);
+    return out;
+  } else {
+    ADD_FAILURE() << "unknown op " << op;
+  }
+  return rgb;
+}
+
+TEST(Augment, EveryOpIsPillowsByteForByte) {
+  const nlohmann::json& f = fixture();
+  std::set<std::string> ops;
+  for (const auto& c : f["cases"]) {
+    const auto& image = f["images"][c["image"].get<size_t>()];
+    const int w = image["width"], h = image["height"];
+    const std::vector<uint8_t> src = test::base64(image["rgb"]);
+    const std::vector<uint8_t> want = test::base64(c["rgb"]);
+    const std::vector<uint8_t> got = run_pil_op(c["op"], c["args"], src, w, h);
+    ASSERT_EQ(got.size(), want.size());
+    size_t wrong = 0, first = got.size();
+    for (size_t i = 0; i < got.size(); ++i) {
+      if (got[i] == want[i]) continue;
+      ++wrong;
+      first = std::min(first, i);
+    }
+    EXPECT_EQ(wrong, 0u) << c["op"] << " " << c["args"] << " on image " << c["image"] << ": first at byte " << first
+                         << " (pixel " << first / 3 << "): " << int(got[first % got.size()]) << " vs Pillow's "
+                         << int(want[first % want.size()]);
+    if (src != want) ops.insert(c["op"]);
+  }
+  EXPECT_EQ(ops.size(), 15u) << "each op changes some image (a fixture that cannot catch a no-op is no test)";
+}
+
+TEST(Augment, ReadsTimmsConfigurationStrings) {
+  const RandAugmentOptions a = parse_rand_augment("rand-m9-mstd0.5");
+  EXPECT_TRUE(a.enabled());
+  EXPECT_EQ(a.layers, 2);
+  EXPECT_EQ(a.magnitude, 9.0);
+  EXPECT_EQ(a.magnitude_std, 0.5);
+  EXPECT_EQ(a.magnitude_max, 10.0);
+  EXPECT_EQ(a.prob, 0.5);
+  EXPECT_FALSE(a.increasing);
+  const RandAugmentOptions b = parse_rand_augment("rand-m7-n3-mstd101-inc1-mmax12-p0.8");
+  EXPECT_EQ(b.magnitude, 7.0);
+  EXPECT_EQ(b.layers, 3);
+  EXPECT_TRUE(std::isinf(b.magnitude_std)) << "timm: mstd over 100 means uniform";
+  EXPECT_TRUE(b.increasing);
+  EXPECT_EQ(b.magnitude_max, 12.0);
+  EXPECT_EQ(b.prob, 0.8);
+  EXPECT_EQ(parse_rand_augment("rand").magnitude, 10.0) << "timm's default magnitude";
+  EXPECT_FALSE(parse_rand_augment("").enabled());
+  for (const char* bad : {"randaug", "auto-m9", "rand-m", "rand-x9", "rand-m9-mstd", "rand-n0", "rand-p1.5",
+                          "rand-m9-", "rand-mx9", "rand-m-9"}) {
+    EXPECT_THROW(parse_rand_augment(bad), Error) << bad;
+  }
+}
+
+// The level functions: each op at magnitude 9 (and the sign flip) gives timm's argument, seen
+// through the op itself on a fixture image.
+TEST(Augment, LevelsAreTimms) {
+  const auto& image = fixture()["images"][0];
+  const int w = image["width"], h = image["height"];
+  const std::vector<uint8_t> src = test::base64(image["rgb"]);
+  const auto op_at = [&](AugmentOp op, double magnitude, bool negate, bool increasing) {
+    std::vector<uint8_t> rgb = src, scratch;
+    apply_augment_op(op, magnitude, negate, increasing, rgb.data(), w, h, scratch);
+    return rgb;
+  };
+  const auto pil = [&](const std::string& name, nlohmann::json args) { return run_pil_op(name, args, src, w, h); };
+  // (9 / 10) * 30 = 27 degrees; * 0.3 = 0.27 shear; * 0.45 = 0.405 of the side; 4 bits: int(3.6) = 3;
+  // solarize: int(0.9 * 256) = 230; solarize add: int(0.9 * 110) = 99; enhance: 0.9 * 1.8 + 0.1 = 1.72.
+  EXPECT_EQ(op_at(AugmentOp::kRotate, 9, false, false), pil("rotate", {27.0}));
+  EXPECT_EQ(op_at(AugmentOp::kRotate, 9, true, false), pil("rotate", {-27.0}));
+  EXPECT_EQ(op_at(AugmentOp::kShearX, 9, false, false), pil("shear_x", {0.27}));
+  EXPECT_EQ(op_at(AugmentOp::kShearY, 9, true, false), pil("shear_y", {-0.27}));
+  EXPECT_EQ(op_at(AugmentOp::kTranslateXRel, 9, true, false), pil("translate_x", {-0.405}));
+  EXPECT_EQ(op_at(AugmentOp::kTranslateYRel, 4.5, false, false), pil("translate_y", {0.2025}));
+  EXPECT_EQ(op_at(AugmentOp::kPosterize, 9, false, false), pil("posterize", {3}));
+  EXPECT_EQ(op_at(AugmentOp::kPosterize, 9, false, true), pil("posterize", {1}));
+  EXPECT_EQ(op_at(AugmentOp::kSolarize, 9, false, false), pil("solarize", {230}));
+  EXPECT_EQ(op_at(AugmentOp::kSolarize, 9, false, true), pil("solarize", {26}));
+  EXPECT_EQ(op_at(AugmentOp::kSolarizeAdd, 9, false, false), pil("solarize_add", {99, 128}));
+  EXPECT_EQ(op_at(AugmentOp::kSolarizeAdd, 10, false, false), pil("solarize_add", {110, 128}));
+  EXPECT_EQ(op_at(AugmentOp::kColor, 9, false, false), pil("color", {1.72}));
+  EXPECT_EQ(op_at(AugmentOp::kContrast, 9, true, false), pil("contrast", {1.72})) << "no sign in timm's plain enhance";
+  EXPECT_EQ(op_at(AugmentOp::kBrightness, 1.5, false, false), pil("brightness", {0.37}));
+  EXPECT_EQ(op_at(AugmentOp::kSharpness, 10, false, false), pil("sharpness", {1.9}));
+  // Increasing: 1 +- 0.9 * 0.9 = 1.81 or 0.19; never under 0.1.
+  EXPECT_EQ(op_at(AugmentOp::kColor, 9, false, true), pil("color", {1.81}));
+  EXPECT_EQ(op_at(AugmentOp::kBrightness, 10, true, true), pil("brightness", {0.1}));
+  EXPECT_EQ(op_at(AugmentOp::kInvert, 3, true, false), pil("invert", nlohmann::json::array()));
+}
+
+// The policy's draws: ops uniform over timm's 15 (with replacement), each applied with the given
+// chance, at magnitudes N(m, mstd) clamped to [0, mmax] (uniform on [0, m] for mstd > 100), the
+// sign a fair coin; the same (seed, epoch, sample) gives the same plan and image.
+TEST(Augment, ThePolicyDrawsAsTimmDoes) {
+  constexpr int kSamples = 30000;
+  const auto plans = [](const std::string& config) {
+    std::vector<std::vector<AugmentStep>> out;
+    for (int64_t s = 0; s < kSamples; ++s) out.push_back(rand_augment_plan(parse_rand_augment(config), SampleRandom(5, 1, s)));
+    return out;
+  };
+  std::map<int, int> op_count;
+  int steps = 0, negated = 0, clamped = 0;
+  double sum = 0, sum2 = 0;
+  for (const auto& plan : plans("rand-m9-mstd0.5")) {
+    ASSERT_LE(plan.size(), 2u);
+    for (const AugmentStep& step : plan) {
+      ++steps;
+      ++op_count[static_cast<int>(step.op)];
+      negated += step.negate;
+      clamped += step.magnitude == 10.0;
+      sum += step.magnitude;
+      sum2 += step.magnitude * step.magnitude;
+      ASSERT_GE(step.magnitude, 0.0);
+      ASSERT_LE(step.magnitude, 10.0);
+    }
+  }
+  // 2 layers x chance 0.5: 30000 expected steps (sd ~ 122).
+  EXPECT_NEAR(steps, kSamples, 600);
+  ASSERT_EQ(op_count.size(), 15u);
+  for (const auto& [op, n] : op_count) EXPECT_NEAR(n, steps / 15.0, 6 * std::sqrt(steps / 15.0)) << op;
+  EXPECT_NEAR(negated, steps / 2.0, 6 * std::sqrt(steps / 4.0));
+  // N(9, 0.5) clamped at 10: P(> 10) = 2.3%; the mean and sd of the clamped normal are 8.998 and 0.49.
+  EXPECT_NEAR(clamped, 0.0228 * steps, 6 * std::sqrt(0.0228 * steps));
+  EXPECT_NEAR(sum / steps, 8.998, 0.02);
+  EXPECT_NEAR(std::sqrt(sum2 / steps - (sum / steps) * (sum / steps)), 0.489, 0.02);
+  double uniform_sum = 0;
+  int uniform_steps = 0;
+  for (const auto& plan : plans("rand-m6-mstd101-p1")) {
+    ASSERT_EQ(plan.size(), 2u);
+    for (const AugmentStep& step : plan) uniform_sum += step.magnitude, ++uniform_steps;
+  }
+  EXPECT_NEAR(uniform_sum / uniform_steps, 3.0, 0.05);  // uniform on [0, 6]
+  for (const auto& plan : plans("rand-m9-p0")) EXPECT_TRUE(plan.empty());
+
+  std::vector<uint8_t> base(9 * 7 * 3), scratch;
+  for (size_t i = 0; i < base.size(); ++i) base[i] = static_cast<uint8_t>((i * 53 + 7) % 256);
+  const auto image = [&](int64_t sample) {
+    std::vector<uint8_t> rgb = base;
+    rand_augment(parse_rand_augment("rand-m9-mstd0.5-p1"), SampleRandom(5, 1, sample), rgb.data(), 9, 7, scratch);
+    return rgb;
+  };
+  EXPECT_EQ(image(3), image(3));
+  EXPECT_NE(image(3), base);
+  EXPECT_NE(image(3), image(4));
+}
+
+// The training loader applies the policy to each image after its crop, keyed by its sample index
+// (here each image is its own class, so label = sample), the same whatever the number of workers;
+// an evaluation loader does not.
+TEST(Augment, TheTrainingLoaderAugmentsEachImage) {
+  test::TempDir dir("pmpl_augment");
+  constexpr int kImages = 12;
+  for (int i = 0; i < kImages; ++i) {
+    std::vector<uint8_t> rgb(20 * 16 * 3);
+    for (size_t k = 0; k < rgb.size(); ++k) rgb[k] = static_cast<uint8_t>((k * (i + 3) + i * 50) % 256);
+    const std::filesystem::path path = dir.path / "train" / fmt::format("c{:02}", i) / "0.jpg";
+    std::filesystem::create_directories(path.parent_path());
+    const std::vector<uint8_t> bytes = encode_jpeg(rgb.data(), 20, 16, JpegColor::kRgb);
+    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                static_cast<std::streamsize>(bytes.size()));
+  }
+  const ImageFolder folder(dir.path.string(), "train");
+  const auto load = [&](const std::string& aa, bool train, int workers) {
+    LoaderOptions o;
+    o.batch_size = 4;
+    o.image_size = 10;
+    o.workers = workers;
+    o.train = train;
+    o.seed = 3;
+    o.rand_augment = parse_rand_augment(aa);
+    Loader loader(folder, o);
+    loader.start_epoch(1);
+    std::vector<std::pair<int64_t, std::vector<uint8_t>>> images;
+    while (auto b = loader.next()) {
+      const auto pixels = b->images.to_vector<uint8_t>();
+      const auto labels = b->labels.to_vector<int64_t>();
+      for (size_t r = 0; r < labels.size(); ++r) {
+        images.emplace_back(labels[r], std::vector<uint8_t>(pixels.begin() + r * 300, pixels.begin() + (r + 1) * 300));
+      }
+    }
+    return images;
+  };
+  const std::string aa = "rand-m9-mstd0.5-p1";
+  const auto plain = load("", true, 1), augmented = load(aa, true, 1), augmented3 = load(aa, true, 3);
+  ASSERT_EQ(augmented.size(), static_cast<size_t>(kImages));
+  EXPECT_EQ(augmented, augmented3);
+  std::vector<uint8_t> scratch;
+  int changed = 0;
+  for (size_t i = 0; i < plain.size(); ++i) {
+    ASSERT_EQ(plain[i].first, augmented[i].first);
+    std::vector<uint8_t> expect = plain[i].second;
+    rand_augment(parse_rand_augment(aa), SampleRandom(3 ^ kRandAugmentStream, 1, plain[i].first), expect.data(), 10, 10,
+                 scratch);
+    EXPECT_EQ(augmented[i].second, expect) << "image " << i;
+    changed += augmented[i].second != plain[i].second;
+  }
+  EXPECT_GT(changed, kImages / 2);
+  EXPECT_EQ(load(aa, false, 1), load("", false, 1)) << "evaluation images are not augmented";
+}
+
+}  // namespace
+}  // namespace pmpl::data

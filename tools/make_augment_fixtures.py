@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Writes tests/fixtures/augment_pil.json: what Pillow makes of two small random RGB images under
+each operation timm's RandAugment uses, with fixed arguments, for tests/test_augment.cpp to match
+byte for byte (data/pil_ops.h). The arguments are the ones timm's level functions give (e.g.
+rotate +-27 degrees at magnitude 9) plus edge cases (factors above 1 that clip, posterize 0 bits,
+solarize at 0 and 256, rotations Pillow turns into transposes). SolarizeAdd is timm's own
+function, written out here as timm writes it.
+
+usage: /usr/bin/python3 tools/make_augment_fixtures.py [OUT.json]
+"""
+import base64
+import json
+import sys
+
+import numpy as np
+import PIL
+from PIL import Image, ImageEnhance, ImageOps
+
+FILL = (124, 116, 104)  # timm's img_mean for ImageNet
+
+
+def solarize_add(img, add, thresh):
+    lut = [min(255, i + add) if i < thresh else i for i in range(256)]
+    return img.point(lut * 3)
+
+
+def cases():
+    yield "autocontrast", [], lambda im: ImageOps.autocontrast(im)
+    yield "equalize", [], lambda im: ImageOps.equalize(im)
+    yield "invert", [], lambda im: ImageOps.invert(im)
+    for bits in (0, 1, 3, 4, 7, 8):
+        yield "posterize", [bits], lambda im, b=bits: im if b >= 8 else ImageOps.posterize(im, b)
+    for t in (0, 26, 128, 230, 256):
+        yield "solarize", [t], lambda im, t=t: ImageOps.solarize(im, t)
+    for add in (0, 39, 99, 110):
+        yield "solarize_add", [add, 128], lambda im, a=add: solarize_add(im, a, 128)
+    for name, cls in (("color", ImageEnhance.Color), ("contrast", ImageEnhance.Contrast),
+                      ("brightness", ImageEnhance.Brightness), ("sharpness", ImageEnhance.Sharpness)):
+        for f in (0.1, 0.37, 1.0, 1.72, 1.9):
+            yield name, [f], lambda im, c=cls, f=f: c(im).enhance(f)
+    for name, mk in (("shear_x", lambda v, im: (1, v, 0, 0, 1, 0)), ("shear_y", lambda v, im: (1, 0, 0, v, 1, 0)),
+                     ("translate_x", lambda v, im: (1, 0, v * im.size[0], 0, 1, 0)),
+                     ("translate_y", lambda v, im: (1, 0, 0, 0, 1, v * im.size[1]))):
+        for v in (0.27, -0.27, 0.081, -0.405, 0.2025):
+            yield name, [v], lambda im, mk=mk, v=v: im.transform(im.size, Image.AFFINE, mk(v, im), Image.BILINEAR,
+                                                                 fillcolor=FILL)
+    for deg in (27.0, -27.0, 13.5, -2.7, 0.0, 90.0, 180.0, -90.0, 270.0, 359.5):
+        yield "rotate", [deg], lambda im, d=deg: im.rotate(d, Image.BILINEAR, fillcolor=FILL)
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/augment_pil.json"
+    rng = np.random.default_rng(14)
+    # Not square (rotations by 90 stay affine there), and square; each channel in its own range so
+    # autocontrast has something to stretch.
+    # The first has more than 255 pixels (else equalize's step is 0 and it changes nothing) and a
+    # skewed first channel (else equalizing a flat histogram changes little).
+    first = [rng.integers(30, 200, (17, 19)) ** 2 // 200, rng.integers(0, 256, (17, 19)), rng.integers(90, 140, (17, 19))]
+    images = [np.stack(first, -1),
+              np.stack([rng.integers(lo, hi, (12, 12)) for lo, hi in ((0, 256), (10, 250), (60, 61))], -1)]
+    doc = {"pillow": PIL.__version__, "fill": FILL, "images": [], "cases": []}
+    for src in images:
+        src = src.astype(np.uint8)
+        doc["images"].append({"height": src.shape[0], "width": src.shape[1],
+                              "rgb": base64.b64encode(src.tobytes()).decode()})
+    for name, args, fn in cases():
+        for i, src in enumerate(images):
+            got = np.asarray(fn(Image.fromarray(src.astype(np.uint8))).convert("RGB"))
+            doc["cases"].append({"op": name, "args": args, "image": i,
+                                 "rgb": base64.b64encode(got.tobytes()).decode()})
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=0)
+    print(f"wrote {len(doc['cases'])} cases to {out}")
+
+
+if __name__ == "__main__":
+    main()
