@@ -1,6 +1,7 @@
 #include "cuda_kernels/elementwise.h"
 
 #include "cuda_kernels/launch.cuh"
+#include "core/kernels/erase.h"
 #include "core/math.h"
 #include "core/rng.h"
 
@@ -90,6 +91,20 @@ __global__ void normalize_kernel(const uint8_t* in, S* out, int64_t pixels, Affi
   PMPL_FOR_EACH(i, pixels * 3) {
     const int c = static_cast<int>(i % 3);
     store(out, i, static_cast<float>(in[i]) * a.scale[c] + a.shift[c]);
+  }
+}
+
+// One thread per pixel: the covering box, if any, decides its three values.
+template <class S>
+__global__ void erase_kernel(S* x, int64_t n, int64_t h, int64_t w, const int32_t* boxes, int k, const int64_t* keys,
+                             int fill) {
+  PMPL_FOR_EACH(p, n * h * w) {
+    const int64_t image = p / (h * w), pixel = p % (h * w);
+    const int box = kernels::covering_box(boxes + image * k * 4, k, static_cast<int>(pixel / w),
+                                          static_cast<int>(pixel % w));
+    if (box < 0) continue;
+    const uint64_t key = static_cast<uint64_t>(keys[image]);
+    for (int c = 0; c < 3; ++c) store(x, p * 3 + c, kernels::erase_value(fill, key, box, pixel, c));
   }
 }
 
@@ -198,6 +213,16 @@ void normalize_images(const uint8_t* in, void* out, DType out_dtype, int64_t pix
   dispatch_storage(out_dtype, "normalize_images", [&](auto tag) {
     using S = decltype(tag);
     normalize_kernel<<<blocks_for(3 * pixels), kThreads>>>(in, static_cast<S*>(out), pixels, a);
+  });
+  check_launch();
+}
+
+void erase_boxes(DType dtype, void* x, int64_t n, int64_t h, int64_t w, const int32_t* boxes, int k,
+                 const int64_t* keys, int fill) {
+  if (n * h * w == 0 || k == 0) return;
+  dispatch_storage(dtype, "erase_boxes", [&](auto tag) {
+    using S = decltype(tag);
+    erase_kernel<<<blocks_for(n * h * w), kThreads>>>(static_cast<S*>(x), n, h, w, boxes, k, keys, fill);
   });
   check_launch();
 }

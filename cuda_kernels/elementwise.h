@@ -36,6 +36,10 @@ void weighted_sum(const Inputs& xs, int k, const float* w, float* y, int64_t n);
 void normalize_images(const uint8_t* in, void* out, DType out_dtype, int64_t pixels, const float scale[3],
                       const float shift[3]);
 
+// Random erasing in place on x [n, h, w, 3] (ops::erase_boxes_): boxes i32 [n, k, 4], keys i64 [n].
+void erase_boxes(DType dtype, void* x, int64_t n, int64_t h, int64_t w, const int32_t* boxes, int k,
+                 const int64_t* keys, int fill);
+
 // out[i] = keep ? in[i] * keep_scale : 0, keep when the i-th uniform of (seed, offset) is >= p
 // (keep_scale = 1 / (1 - p), rounded by the caller as the CPU op rounds it).
 void dropout(DType dtype, const void* in, void* out, int64_t n, float p, float keep_scale, uint64_t seed,

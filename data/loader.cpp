@@ -60,6 +60,10 @@ Loader::Loader(const ImageFolder& dataset, LoaderOptions options,
     slot.images = Tensor::empty_pinned(Shape{options_.batch_size, s, s, 3}, DType::kU8);
     slot.labels = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
     if (mixing()) slot.partner_labels = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
+    if (erasing()) {
+      slot.erase_boxes = Tensor::empty_pinned(Shape{options_.batch_size, options_.erasing.max_count, 4}, DType::kI32);
+      slot.erase_keys = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
+    }
     slots_.push_back(std::move(slot));
   }
   for (int w = 0; w < options_.workers; ++w) worker_stats_.push_back(std::make_unique<WorkerStats>());
@@ -76,6 +80,8 @@ Loader::~Loader() {
 }
 
 bool Loader::mixing() const { return options_.train && options_.mixup.enabled(); }
+
+bool Loader::erasing() const { return options_.train && options_.erasing.enabled(); }
 
 int64_t Loader::samples_per_epoch() const { return static_cast<int64_t>(order_.size()); }
 
@@ -134,6 +140,11 @@ std::optional<Batch> Loader::next() {
   if (mixing()) {
     batch.partner_labels = slot.partner_labels.view_slice(0, Shape{slot.rows});
     batch.lambda = slot.lambda;
+  }
+  if (erasing()) {
+    batch.erase_boxes = slot.erase_boxes.view_slice(0, Shape{slot.rows, options_.erasing.max_count, 4});
+    batch.erase_keys = slot.erase_keys.view_slice(0, Shape{slot.rows});
+    batch.erase_fill = options_.erasing.fill;
   }
   batch.index = next_batch_++;
   return batch;
@@ -253,6 +264,11 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
         stats.augment_ns += elapsed_ns(t);
       }
       labels[row] = dataset_.label(sample);
+      if (erasing()) {
+        place_erase_boxes(options_.erasing, SampleRandom(options_.seed ^ kEraseStream, epoch_, sample), s, s,
+                          reinterpret_cast<EraseBox*>(slot.erase_boxes.data<int32_t>()) + row * options_.erasing.max_count);
+        slot.erase_keys.data<int64_t>()[row] = static_cast<int64_t>(erase_key(options_.seed, epoch_, sample));
+      }
       ++stats.images;
       done = true;
     }

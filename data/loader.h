@@ -26,6 +26,7 @@
 #include "data/image_folder.h"
 #include "data/mixup.h"
 #include "data/rand_augment.h"
+#include "data/random_erasing.h"
 #include "engine/tensor.h"
 
 namespace pmpl::data {
@@ -48,6 +49,7 @@ struct LoaderOptions {
   std::vector<int64_t> subset;  // dataset indices to draw from; empty: all
   RandAugmentOptions rand_augment;  // each training image after its crop (data/rand_augment.h)
   MixupOptions mixup;  // training batches only (data/mixup.h)
+  RandomErasingOptions erasing;  // boxes placed for training images (data/random_erasing.h)
 };
 
 struct Batch {
@@ -58,6 +60,11 @@ struct Batch {
   // and the loss weighs labels by lambda and partner_labels by 1 - lambda. Undefined otherwise.
   Tensor partner_labels;
   double lambda = 1.0;
+  // With random erasing on: each image's boxes (i32 [B, max_count, 4]: top, left, height, width;
+  // height 0 for none) and its fill key (i64 [B]), for ops::erase_boxes_ after normalisation.
+  // Undefined otherwise.
+  Tensor erase_boxes, erase_keys;
+  EraseFill erase_fill = EraseFill::kPixel;
 };
 
 // Time per stage, summed over workers, and what was skipped.
@@ -89,7 +96,7 @@ class Loader {
 
  private:
   struct Slot {
-    Tensor images, labels, partner_labels;
+    Tensor images, labels, partner_labels, erase_boxes, erase_keys;
     double lambda = 1.0;
     int64_t ready = -1;  // the batch index the slot holds, once complete
     int64_t rows = 0;
@@ -102,6 +109,7 @@ class Loader {
   void produce(int worker, int64_t batch, int64_t generation);
   int64_t rank_sample(int64_t position) const;
   bool mixing() const;
+  bool erasing() const;
 
   const ImageFolder& dataset_;
   LoaderOptions options_;

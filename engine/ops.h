@@ -130,6 +130,10 @@ Tensor strip_pool(const Tensor& x);
 // hands over bytes). Not recorded (inputs need no gradient).
 Tensor normalize_images(const Tensor& images, const float mean[3], const float stddev[3],
                         DType dtype = DType::kF32);
+// Random erasing's fill (data/random_erasing.h), in place on a normalised input x [N, H, W, 3]:
+// image i's boxes (i32 [N, K, 4]: top, left, height, width; height 0 for none) get
+// kernels::erase_value(fill, keys[i], ...) (core/kernels/erase.h), the same numbers on CPU and GPU.
+void erase_boxes_(Tensor& x, const Tensor& boxes, const Tensor& keys, int fill);
 
 // ---- mixed precision (engine/ops/cast.cpp) ----
 // x converted to `dtype` (the same tensor when it already is); the gradient goes back converted

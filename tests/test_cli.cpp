@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <vector>
@@ -11,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/fashion_mnist.h"
 #include "data/jpeg_encode.h"
 #include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
@@ -130,6 +132,8 @@ TEST(Cli, TrainRefusesBadInputInOneLine) {
                            "train --data /tmp --output /tmp/pmpl_cli_never --select-batches 0",
                            "train --data /tmp --output /tmp/pmpl_cli_never --mixup -0.2",
                            "train --data /tmp --output /tmp/pmpl_cli_never --aa rand-m9-x3",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --reprob 1.5",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --reprob 0.2 --remode noise",
                            "train --data /tmp --output /tmp/pmpl_cli_never --auto-augment autoaug",
                            "train --data /tmp --output /tmp/pmpl_cli_never --cutmix 1 --mixup-prob 1.5",
                            "eval --data /nonexistent/data --weights /nonexistent.safetensors"}) {
@@ -216,6 +220,28 @@ TEST(Cli, RecipeExpandsIntoFlagsThatStayOverridable) {
   EXPECT_EQ(bad.code, 2);
   EXPECT_NE(bad.output.find("--recipe nope is not one pmpl has: use torchvision-mobilenetv2"), std::string::npos)
       << bad.output;
+}
+
+// timm's RA recipe on Fashion-MNIST: RMSpropTF, EMA, drop-path, RandAugment and random erasing
+// together, one step (the model shrunk to the 28 px images); config.json records what it set.
+TEST(Cli, TimmRecipeTrainsAStepOnFashionMnist) {
+  if (!std::filesystem::is_directory(pmpl::data::kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  pmpl::test::TempDir data("pmpl_recipe_fmnist");
+  pmpl::data::convert_fashion_mnist((data.path / "fmnist").string(), pmpl::data::kFashionMnistDir, 300);
+  pmpl::test::TempRun run("recipe_ra");
+  const Result r = run_cli("train --data " + (data.path / "fmnist").string() + " --recipe timm-mobilenetv2-ra "
+                           "--epochs 1 --max-steps 1 --width 0.25 --small-input --input-size 28 --workers 1 --quiet "
+                           "--output " + run.dir);
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream in(run.dir + "/config.json");
+  const nlohmann::json config = nlohmann::json::parse(in);
+  EXPECT_EQ(config["opt"], "rmsproptf");
+  EXPECT_EQ(config["auto_augment"], "rand-m9-mstd0.5");
+  EXPECT_EQ(config["reprob"], 0.2);
+  EXPECT_EQ(config["model_ema"], true);
+  EXPECT_EQ(config["drop_path"], 0.2);
+  EXPECT_EQ(config["lr_step_size"], 2.4);
+  EXPECT_EQ(config["batch_size"], 128);
 }
 
 }  // namespace

@@ -117,12 +117,14 @@ TEST(Pmpl, DropPathResumesBitIdentically) {
   expect_resumes_bit_identical(c, {3}, "droppath");
 }
 
-// RandAugment draws from a stream keyed by sample, Mixup and CutMix from one keyed by batch: a
-// resumed run augments and mixes its batches as the uninterrupted one did (the architecture
-// batches are never augmented or mixed).
+// RandAugment and random erasing draw from streams keyed by sample, Mixup and CutMix from one keyed
+// by batch: a resumed run augments, erases and mixes its batches as the uninterrupted one did (the
+// architecture batches are never augmented, erased or mixed).
 TEST(Pmpl, AugmentedAndMixedRunsResumeBitIdentically) {
   TrainConfig c = tiny_search("");
   c.auto_augment = "rand-m9-mstd0.5";
+  c.reprob = 0.5;
+  c.recount = 2;
   c.mixup = 0.2;
   c.cutmix = 1.0;
   expect_resumes_bit_identical(c, {3}, "mixup");

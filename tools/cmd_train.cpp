@@ -166,6 +166,14 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--auto-augment,--aa", c->auto_augment,
                   "timm's RandAugment on each training image, e.g. rand-m9-mstd0.5 (keys m, n, mstd, mmax, p, inc; "
                   "README, \"Recipes\"); Pillow's ops byte for byte");
+  cmd->add_option("--reprob", c->reprob,
+                  "Random erasing's chance per training image (timm's --reprob, e.g. 0.2; 0: off): a box of 2-33% of "
+                  "the image, aspect 0.3-3.3, filled after normalisation")
+      ->capture_default_str();
+  cmd->add_option("--remode", c->remode, "Random erasing's fill: pixel (N(0, 1) per value), rand (one per box) or const (the mean)")
+      ->capture_default_str();
+  cmd->add_option("--recount", c->recount, "Random erasing: up to this many boxes per image (uniform count)")
+      ->capture_default_str();
   cmd->add_option("--mixup", c->mixup,
                   "Mixup's Beta alpha (timm's --mixup, e.g. 0.2; 0: off): image i of a batch blended with image B-1-i, "
                   "the loss weighing both labels")

@@ -62,6 +62,10 @@ struct TrainConfig {
   double crop_scale = 0.08;  // RandomResizedCrop's smallest area fraction
   // timm's --aa (data/rand_augment.h), e.g. rand-m9-mstd0.5; empty: off. The weights' images only.
   std::string auto_augment;
+  // timm's --reprob / --remode / --recount (data/random_erasing.h); the weights' images only.
+  double reprob = 0.0;
+  std::string remode = "pixel";
+  int recount = 1;
   // timm's --mixup / --cutmix (data/mixup.h): Beta alphas, 0 off; on the weights' batches only.
   double mixup = 0.0, cutmix = 0.0;
   double mixup_prob = 1.0, mixup_switch_prob = 0.5;

@@ -70,6 +70,9 @@ void Trainer::prepare() {
              "--mixup-prob and --mixup-switch-prob are probabilities in [0, 1], got {} and {}", cfg_.mixup_prob,
              cfg_.mixup_switch_prob);
   data::parse_rand_augment(cfg_.auto_augment);  // a bad string stops here, before any data is read
+  PMPL_CHECK(cfg_.reprob >= 0 && cfg_.reprob <= 1, "--reprob is a probability in [0, 1], got {}", cfg_.reprob);
+  PMPL_CHECK(cfg_.recount >= 1 && cfg_.recount <= 16, "--recount must be 1 to 16 boxes, got {}", cfg_.recount);
+  data::parse_erase_fill(cfg_.remode);
   PMPL_CHECK(!cfg_.output.empty(), "--output is required (the run's folder)");
   PMPL_CHECK(cfg_.on_save_error == "stop" || cfg_.on_save_error == "warn",
              "--on-save-error must be stop or warn, got '{}'", cfg_.on_save_error);
@@ -181,6 +184,9 @@ void Trainer::make_loaders(bool search) {
   lo.world = comm_.world();
   lo.subset = order;
   lo.rand_augment = data::parse_rand_augment(cfg_.auto_augment);
+  lo.erasing.prob = cfg_.reprob;
+  lo.erasing.fill = data::parse_erase_fill(cfg_.remode);
+  lo.erasing.max_count = cfg_.recount;
   lo.mixup = {cfg_.mixup, cfg_.cutmix, cfg_.mixup_prob, cfg_.mixup_switch_prob};
   loader_ = std::make_unique<data::Loader>(*train_set_, lo);
   loader_->start_epoch(0);
@@ -195,6 +201,7 @@ void Trainer::make_loaders(bool search) {
     ao.seed = cfg_.seed + 1;
     ao.mixup = {};  // the alphas, and perturbation's scores, are judged on images as they are
     ao.rand_augment = {};
+    ao.erasing = {};
     arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
     PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size * comm_.world(),
                "the architecture split has {} images, fewer than one batch of {}: raise --arch-split",

@@ -10,8 +10,12 @@
 namespace pmpl::trainer {
 
 Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
-  const Tensor out =
-      model_->forward(ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_));
+  Tensor input = ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_);
+  if (batch.erase_boxes.defined()) {
+    ops::erase_boxes_(input, batch.erase_boxes.to(device_), batch.erase_keys.to(device_),
+                      static_cast<int>(batch.erase_fill));
+  }
+  const Tensor out = model_->forward(input);
   if (logits != nullptr) *logits = out;
   // The labels go up with the images, so the loss needs no copy (and no wait) mid-step.
   if (batch.lambda == 1.0) return ops::cross_entropy(out, batch.labels.to(device_), cfg_.label_smoothing);
