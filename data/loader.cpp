@@ -255,11 +255,11 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
       resample_rgb(buf.region.pixels.data(), buf.region.width, buf.region.height, buf.region.box, s, s,
                    crop.flip, images + static_cast<size_t>(row) * image_bytes, buf.scratch);
       stats.resize_ns += elapsed_ns(t);
-      if (options_.train && options_.rand_augment.enabled()) {
+      if (options_.train && options_.auto_augment.enabled()) {
         // Keyed by the sample, as its crop is, on a stream of its own.
         t = Clock::now();
         stage.emplace("augment");
-        rand_augment(options_.rand_augment, SampleRandom(options_.seed ^ kRandAugmentStream, epoch_, sample),
+        auto_augment(options_.auto_augment, SampleRandom(options_.seed ^ kAutoAugmentStream, epoch_, sample),
                      images + static_cast<size_t>(row) * image_bytes, s, s, buf.augment_scratch);
         stats.augment_ns += elapsed_ns(t);
       }

@@ -3,7 +3,7 @@
 // consumer. Normalisation is the model's first step, not the loader's.
 //
 // Determinism: the epoch's order is a shuffle keyed by (seed, epoch); rank r of R takes every
-// R-th sample of it; each image's crop, flip and RandAugment ops are keyed by (seed, epoch, sample
+// R-th sample of it; each image's crop, flip and augmentation ops are keyed by (seed, epoch, sample
 // index). So the batches are the same whatever the number of workers or the timing.
 //
 // A file that cannot be decoded is skipped: named once in a warning, counted, and replaced in its
@@ -25,7 +25,7 @@
 
 #include "data/image_folder.h"
 #include "data/mixup.h"
-#include "data/rand_augment.h"
+#include "data/auto_augment.h"
 #include "data/random_erasing.h"
 #include "engine/tensor.h"
 
@@ -47,7 +47,7 @@ struct LoaderOptions {
   // smallest DCT scale covering the crop (faster for big crops; ~1.5 levels mean difference).
   bool pillow_exact = false;
   std::vector<int64_t> subset;  // dataset indices to draw from; empty: all
-  RandAugmentOptions rand_augment;  // each training image after its crop (data/rand_augment.h)
+  AutoAugmentOptions auto_augment;  // each training image after its crop (data/auto_augment.h)
   MixupOptions mixup;  // training batches only (data/mixup.h)
   RandomErasingOptions erasing;  // boxes placed for training images (data/random_erasing.h)
 };

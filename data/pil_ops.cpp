@@ -197,8 +197,10 @@ void pil_enhance_sharpness(uint8_t* rgb, int width, int height, double factor, s
   blend(scratch.data(), rgb, row * static_cast<size_t>(height), factor);
 }
 
-void pil_affine_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, const double (&m)[6],
-                         const uint8_t (&fill)[3]) {
+namespace {
+
+void affine_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, const double (&m)[6],
+                     const uint8_t (&fill)[3]) {
   const auto at = [&](int y, int x, int c) { return static_cast<double>(src[(static_cast<size_t>(y) * width + x) * 3 + c]); };
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
@@ -228,22 +230,93 @@ void pil_affine_bilinear(const uint8_t* src, uint8_t* dst, int width, int height
   }
 }
 
-void pil_rotate_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, double degrees,
-                         const uint8_t (&fill)[3]) {
-  const double angle = python_mod(degrees, 360.0);
-  const size_t bytes = static_cast<size_t>(width) * height * 3;
-  if (angle == 0.0) {
-    std::copy_n(src, bytes, dst);
+// Geometry.c's COORD: -1 for anything left of the image, else truncation.
+int coord(double v) { return v < 0.0 ? -1 : static_cast<int>(v); }
+
+void copy_pixel(const uint8_t* src, int width, int x, int y, uint8_t* out) {
+  std::copy_n(src + (static_cast<size_t>(y) * width + x) * 3, 3, out);
+}
+
+void affine_nearest(const uint8_t* src, uint8_t* dst, int width, int height, const double (&a)[6]) {
+  if (a[1] == 0.0 && a[3] == 0.0) {
+    // ImagingScaleAffine: each column's source from a running sum, each row's likewise.
+    std::vector<int> columns(static_cast<size_t>(width));
+    double xo = a[2] + a[0] * 0.5;
+    for (int x = 0; x < width; ++x, xo += a[0]) columns[x] = coord(xo);
+    double yo = a[5] + a[4] * 0.5;
+    for (int y = 0; y < height; ++y, yo += a[4]) {
+      const int yi = coord(yo);
+      if (yi < 0 || yi >= height) continue;
+      for (int x = 0; x < width; ++x) {
+        if (columns[x] >= 0 && columns[x] < width) copy_pixel(src, width, columns[x], yi, dst + (static_cast<size_t>(y) * width + x) * 3);
+      }
+    }
     return;
   }
-  // Image.rotate: the inverse rotation about the centre (w / 2, h / 2), its terms rounded to 15 places.
+  const auto fits = [&](double x, double y) {
+    return std::fabs(x * a[0] + y * a[1] + a[2]) < 32768.0 && std::fabs(x * a[3] + y * a[4] + a[5]) < 32768.0;
+  };
+  if (fits(0, 0) && fits(width, height) && fits(0, height) && fits(width, 0)) {
+    // affine_fixed: 16.16 fixed point, rounded half up, stepped exactly.
+    const auto fix = [](double v) {
+      const double s = v * 65536.0 + 0.5;
+      return s < 0.0 ? static_cast<int>(std::floor(s)) : static_cast<int>(s);
+    };
+    const int a0 = fix(a[0]), a1 = fix(a[1]), a3 = fix(a[3]), a4 = fix(a[4]);
+    int a2 = fix(a[2] + a[0] * 0.5 + a[1] * 0.5), a5 = fix(a[5] + a[3] * 0.5 + a[4] * 0.5);
+    for (int y = 0; y < height; ++y, a2 += a1, a5 += a4) {
+      int xx = a2, yy = a5;
+      for (int x = 0; x < width; ++x, xx += a0, yy += a3) {
+        const int xi = xx >> 16, yi = yy >> 16;  // arithmetic shifts: floor
+        if (xi >= 0 && xi < width && yi >= 0 && yi < height) {
+          copy_pixel(src, width, xi, yi, dst + (static_cast<size_t>(y) * width + x) * 3);
+        }
+      }
+    }
+    return;
+  }
+  double xo = a[2] + a[1] * 0.5 + a[0] * 0.5, yo = a[5] + a[4] * 0.5 + a[3] * 0.5;
+  for (int y = 0; y < height; ++y, xo += a[1], yo += a[4]) {
+    double xx = xo, yy = yo;
+    for (int x = 0; x < width; ++x, xx += a[0], yy += a[3]) {
+      const int xi = coord(xx), yi = coord(yy);
+      if (xi >= 0 && xi < width && yi >= 0 && yi < height) {
+        copy_pixel(src, width, xi, yi, dst + (static_cast<size_t>(y) * width + x) * 3);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void pil_affine(const uint8_t* src, uint8_t* dst, int width, int height, const double (&matrix)[6],
+                PilResample resample, const uint8_t (&fill)[3]) {
+  if (resample == PilResample::kBilinear) {
+    affine_bilinear(src, dst, width, height, matrix, fill);
+    return;
+  }
+  // The output starts as the fill colour; pixels whose source is inside are overwritten.
+  for (size_t i = 0; i < static_cast<size_t>(width) * height; ++i) std::copy_n(fill, 3, dst + i * 3);
+  affine_nearest(src, dst, width, height, matrix);
+}
+
+void pil_rotate(const uint8_t* src, uint8_t* dst, int width, int height, double degrees, PilResample resample,
+                const uint8_t (&fill)[3]) {
+  const double angle = python_mod(degrees, 360.0);
+  if (angle == 0.0) {
+    std::copy_n(src, static_cast<size_t>(width) * height * 3, dst);
+    return;
+  }
+  // Image.rotate: the inverse rotation about the centre (w / 2, h / 2), its terms rounded to 15
+  // places. (Pillow transposes at 90, 180 and 270 degrees instead; the matrix then holds exact 0
+  // and +-1, which map every pixel to the same one.)
   const double radians = -(angle * (std::numbers::pi / 180.0));
   double m[6] = {python_round15(std::cos(radians)), python_round15(std::sin(radians)), 0.0,
                  python_round15(-std::sin(radians)), python_round15(std::cos(radians)), 0.0};
   const double cx = width / 2.0, cy = height / 2.0;
   m[2] = m[0] * -cx + m[1] * -cy + m[2] + cx;
   m[5] = m[3] * -cx + m[4] * -cy + m[5] + cy;
-  pil_affine_bilinear(src, dst, width, height, m, fill);
+  pil_affine(src, dst, width, height, m, resample, fill);
 }
 
 }  // namespace pmpl::data

@@ -23,12 +23,14 @@ void pil_enhance_contrast(uint8_t* rgb, size_t pixels, double factor, std::vecto
 void pil_enhance_brightness(uint8_t* rgb, size_t pixels, double factor);
 void pil_enhance_sharpness(uint8_t* rgb, int width, int height, double factor, std::vector<uint8_t>& scratch);
 
-// Image.transform(size, AFFINE, matrix, BILINEAR, fillcolor=fill): output pixel (x, y) samples the
-// source at (a x + b y + c, d x + e y + f) of its centre; where that is outside, `fill`.
-void pil_affine_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, const double (&matrix)[6],
-                         const uint8_t (&fill)[3]);
-// Image.rotate(degrees, BILINEAR, fillcolor=fill) about the centre, same size (counter-clockwise).
-void pil_rotate_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, double degrees,
-                         const uint8_t (&fill)[3]);
+// Image.transform(size, AFFINE, matrix, resample, fillcolor=fill): output pixel (x, y) samples the
+// source at (a x + b y + c, d x + e y + f) of its centre; where that is outside, `fill`. NEAREST
+// takes Geometry.c's three paths (a scale-and-shift table, 16.16 fixed point, float steps).
+enum class PilResample { kNearest, kBilinear };
+void pil_affine(const uint8_t* src, uint8_t* dst, int width, int height, const double (&matrix)[6],
+                PilResample resample, const uint8_t (&fill)[3]);
+// Image.rotate(degrees, resample, fillcolor=fill) about the centre, same size (counter-clockwise).
+void pil_rotate(const uint8_t* src, uint8_t* dst, int width, int height, double degrees, PilResample resample,
+                const uint8_t (&fill)[3]);
 
 }  // namespace pmpl::data

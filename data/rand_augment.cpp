@@ -38,9 +38,7 @@ RandAugmentOptions parse_rand_augment(const std::string& config) {
     if (dash == std::string::npos) break;
     start = dash + 1;
   }
-  PMPL_CHECK(parts[0] == "rand",
-             "--auto-augment {}: only timm's RandAugment strings are supported, which start with 'rand' (e.g. "
-             "rand-m9-mstd0.5)",
+  PMPL_CHECK(parts[0] == "rand", "--auto-augment {}: timm's RandAugment strings start with 'rand-' (e.g. rand-m9-mstd0.5)",
              config);
   for (size_t i = 1; i < parts.size(); ++i) {
     const std::string& part = parts[i];
@@ -108,7 +106,7 @@ void apply_augment_op(AugmentOp op, double magnitude, bool negate, bool increasi
   const size_t pixels = static_cast<size_t>(width) * static_cast<size_t>(height);
   const auto affine = [&](const double (&matrix)[6]) {
     scratch.assign(rgb, rgb + pixels * 3);
-    pil_affine_bilinear(scratch.data(), rgb, width, height, matrix, kFill);
+    pil_affine(scratch.data(), rgb, width, height, matrix, PilResample::kBilinear, kFill);
   };
   switch (op) {
     case AugmentOp::kAutoContrast: pil_autocontrast(rgb, pixels); return;
@@ -116,7 +114,7 @@ void apply_augment_op(AugmentOp op, double magnitude, bool negate, bool increasi
     case AugmentOp::kInvert: pil_invert(rgb, pixels); return;
     case AugmentOp::kRotate:
       scratch.assign(rgb, rgb + pixels * 3);
-      pil_rotate_bilinear(scratch.data(), rgb, width, height, sign(level * 30.0), kFill);
+      pil_rotate(scratch.data(), rgb, width, height, sign(level * 30.0), PilResample::kBilinear, kFill);
       return;
     case AugmentOp::kPosterize: {
       const int bits = static_cast<int>(level * 4.0);

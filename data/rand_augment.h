@@ -55,9 +55,6 @@ struct AugmentStep {
 };
 std::vector<AugmentStep> rand_augment_plan(const RandAugmentOptions& options, const SampleRandom& rng);
 
-// The loader keys each image's draws by (seed ^ kRandAugmentStream, epoch, sample index).
-constexpr uint64_t kRandAugmentStream = 0x72616e6461756775ull;  // "randaugu"
-
 // The whole policy on one HWC RGB image, in place.
 void rand_augment(const RandAugmentOptions& options, const SampleRandom& rng, uint8_t* rgb, int width, int height,
                   std::vector<uint8_t>& scratch);

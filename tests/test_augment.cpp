@@ -12,11 +12,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "data/auto_augment.h"
 #include "data/image_folder.h"
 #include "data/jpeg_encode.h"
 #include "data/loader.h"
 #include "data/pil_ops.h"
 #include "data/rand_augment.h"
+#include "data/tv_augment.h"
 #include "engine/error.h"
 #include "tests/test_util.h"
 
@@ -31,15 +33,29 @@ const nlohmann::json& fixture() {
   return j;
 }
 
+const std::map<std::string, TvOp>& tv_ops() {
+  static const std::map<std::string, TvOp> ops = {
+      {"identity", TvOp::kIdentity},     {"shear_x", TvOp::kShearX},     {"shear_y", TvOp::kShearY},
+      {"translate_x", TvOp::kTranslateX}, {"translate_y", TvOp::kTranslateY}, {"rotate", TvOp::kRotate},
+      {"brightness", TvOp::kBrightness}, {"color", TvOp::kColor},        {"contrast", TvOp::kContrast},
+      {"sharpness", TvOp::kSharpness},   {"posterize", TvOp::kPosterize}, {"solarize", TvOp::kSolarize},
+      {"autocontrast", TvOp::kAutoContrast}, {"equalize", TvOp::kEqualize}, {"invert", TvOp::kInvert}};
+  return ops;
+}
+
 std::vector<uint8_t> run_pil_op(const std::string& op, const nlohmann::json& args, std::vector<uint8_t> rgb, int w,
                                 int h) {
   const size_t n = static_cast<size_t>(w) * h;
   std::vector<uint8_t> scratch;
+  if (op.rfind("tv_", 0) == 0) {
+    apply_tv_op(tv_ops().at(op.substr(3)), args[0], rgb.data(), w, h, scratch);
+    return rgb;
+  }
   const uint8_t fill[3] = {124, 116, 104};
   const auto affine = [&](double a, double b, double c, double d, double e, double f) {
     const double m[6] = {a, b, c, d, e, f};
     std::vector<uint8_t> out(rgb.size());
-    pil_affine_bilinear(rgb.data(), out.data(), w, h, m, fill);
+    pil_affine(rgb.data(), out.data(), w, h, m, PilResample::kBilinear, fill);
     return out;
   };
   if (op == "autocontrast") pil_autocontrast(rgb.data(), n);
@@ -58,7 +74,7 @@ std::vector<uint8_t> run_pil_op(const std::string& op, const nlohmann::json& arg
   else if (op == "translate_y") return affine(1, 0, 0, 0, 1, args[0].get<double>() * h);
   else if (op == "rotate") {
     std::vector<uint8_t> out(rgb.size());
-    pil_rotate_bilinear(rgb.data(), out.data(), w, h, args[0], fill);
+    pil_rotate(rgb.data(), out.data(), w, h, args[0], PilResample::kBilinear, fill);
     return out;
   } else {
     ADD_FAILURE() << "unknown op " << op;
@@ -87,7 +103,10 @@ TEST(Augment, EveryOpIsPillowsByteForByte) {
                          << int(want[first % want.size()]);
     if (src != want) ops.insert(c["op"]);
   }
-  EXPECT_EQ(ops.size(), 15u) << "each op changes some image (a fixture that cannot catch a no-op is no test)";
+  // timm's 15 and torchvision's 14 besides Identity: each changes some image (a fixture that
+  // cannot catch a no-op is no test).
+  EXPECT_EQ(ops.size(), 29u);
+  EXPECT_EQ(ops.count("tv_identity"), 0u);
 }
 
 TEST(Augment, ReadsTimmsConfigurationStrings) {
@@ -206,6 +225,70 @@ TEST(Augment, ThePolicyDrawsAsTimmDoes) {
   EXPECT_NE(image(3), image(4));
 }
 
+// The magnitude tables are torch.linspace's float32 values (and torchvision's posterize bins).
+TEST(Augment, TorchvisionTablesAreTorchs) {
+  const nlohmann::json& t = fixture()["tables"];
+  const std::map<std::string, TvOp> names = {{"ShearX", TvOp::kShearX},     {"ShearY", TvOp::kShearY},
+                                             {"TranslateX", TvOp::kTranslateX}, {"TranslateY", TvOp::kTranslateY},
+                                             {"Rotate", TvOp::kRotate},     {"Brightness", TvOp::kBrightness},
+                                             {"Color", TvOp::kColor},       {"Contrast", TvOp::kContrast},
+                                             {"Sharpness", TvOp::kSharpness}, {"Posterize", TvOp::kPosterize},
+                                             {"Solarize", TvOp::kSolarize}};
+  int checked = 0;
+  for (const auto& [policy, tables] : t.items()) {
+    for (const auto& [name, values] : tables.items()) {
+      const TvTables ours = policy == "wide" ? trivial_augment_wide_table(names.at(name))
+                                             : auto_augment_imagenet_table(names.at(name));
+      ASSERT_EQ(ours.size, static_cast<int>(values.size())) << policy << " " << name;
+      for (int i = 0; i < ours.size; ++i) {
+        EXPECT_EQ(ours.values[i], values[static_cast<size_t>(i)].get<float>()) << policy << " " << name << " " << i;
+      }
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 11 + 9);
+}
+
+// TrivialAugmentWide: one op of 14, one bin of 31, a sign for the signed ones; AutoAugment: one
+// of 25 pairs, each half at its chance, its fixed bin, a sign.
+TEST(Augment, TorchvisionPoliciesDrawAsTorchvision) {
+  constexpr int kSamples = 28000;
+  std::map<TvOp, int> ops;
+  std::map<double, int> shear;
+  int negative = 0, signed_steps = 0;
+  for (int64_t s = 0; s < kSamples; ++s) {
+    const std::vector<TvStep> plan = trivial_augment_wide_plan(SampleRandom(2, 0, s));
+    ASSERT_EQ(plan.size(), 1u);
+    ++ops[plan[0].op];
+    if (plan[0].op == TvOp::kShearX) ++shear[std::fabs(plan[0].magnitude)];
+    if (plan[0].op == TvOp::kRotate) ++signed_steps, negative += plan[0].magnitude < 0;
+    if (plan[0].op == TvOp::kPosterize) EXPECT_GE(plan[0].magnitude, 2.0);
+    if (plan[0].op == TvOp::kSolarize) EXPECT_GE(plan[0].magnitude, 0.0);
+  }
+  ASSERT_EQ(ops.size(), 14u);
+  for (const auto& [op, n] : ops) EXPECT_NEAR(n, kSamples / 14.0, 6 * std::sqrt(kSamples / 14.0)) << static_cast<int>(op);
+  EXPECT_EQ(shear.size(), 31u);
+  EXPECT_NEAR(negative, signed_steps / 2.0, 6 * std::sqrt(signed_steps / 4.0));
+  // AutoAugment: Equalize appears in 17 halves at chances summing to 11.2 (over 25 pairs), Invert
+  // in 3 at 0.6 each; posterize's bins 5-8 give 6, 5, 5 and 4 bits.
+  int equalize = 0, invert = 0;
+  for (int64_t s = 0; s < kSamples; ++s) {
+    for (const TvStep& step : auto_augment_imagenet_plan(SampleRandom(2, 0, s))) {
+      equalize += step.op == TvOp::kEqualize;
+      invert += step.op == TvOp::kInvert;
+      if (step.op == TvOp::kPosterize) EXPECT_TRUE(step.magnitude >= 4.0 && step.magnitude <= 6.0) << step.magnitude;
+      EXPECT_NE(step.op, TvOp::kTranslateX);
+    }
+  }
+  EXPECT_NEAR(equalize, 11.2 / 25 * kSamples, 6 * std::sqrt(11.2 / 25 * kSamples));
+  EXPECT_NEAR(invert, 1.8 / 25 * kSamples, 6 * std::sqrt(1.8 / 25 * kSamples));
+  EXPECT_EQ(parse_auto_augment("ta_wide").kind, AutoAugmentOptions::Kind::kTrivialWide);
+  EXPECT_EQ(parse_auto_augment("imagenet").kind, AutoAugmentOptions::Kind::kImageNet);
+  EXPECT_EQ(parse_auto_augment("rand-m9").kind, AutoAugmentOptions::Kind::kRand);
+  EXPECT_FALSE(parse_auto_augment("").enabled());
+  EXPECT_THROW(parse_auto_augment("augmix"), Error);
+}
+
 // The training loader applies the policy to each image after its crop, keyed by its sample index
 // (here each image is its own class, so label = sample), the same whatever the number of workers;
 // an evaluation loader does not.
@@ -229,7 +312,7 @@ TEST(Augment, TheTrainingLoaderAugmentsEachImage) {
     o.workers = workers;
     o.train = train;
     o.seed = 3;
-    o.rand_augment = parse_rand_augment(aa);
+    o.auto_augment = parse_auto_augment(aa);
     Loader loader(folder, o);
     loader.start_epoch(1);
     std::vector<std::pair<int64_t, std::vector<uint8_t>>> images;
@@ -251,7 +334,7 @@ TEST(Augment, TheTrainingLoaderAugmentsEachImage) {
   for (size_t i = 0; i < plain.size(); ++i) {
     ASSERT_EQ(plain[i].first, augmented[i].first);
     std::vector<uint8_t> expect = plain[i].second;
-    rand_augment(parse_rand_augment(aa), SampleRandom(3 ^ kRandAugmentStream, 1, plain[i].first), expect.data(), 10, 10,
+    rand_augment(parse_rand_augment(aa), SampleRandom(3 ^ kAutoAugmentStream, 1, plain[i].first), expect.data(), 10, 10,
                  scratch);
     EXPECT_EQ(augmented[i].second, expect) << "image " << i;
     changed += augmented[i].second != plain[i].second;

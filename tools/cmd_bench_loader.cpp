@@ -42,7 +42,7 @@ void run_bench_loader(const BenchLoaderOptions& opt) {
   lo.workers = opt.workers;
   lo.train = !opt.eval;
   lo.drop_last = false;
-  lo.rand_augment = data::parse_rand_augment(opt.auto_augment);
+  lo.auto_augment = data::parse_auto_augment(opt.auto_augment);
   PMPL_CHECK(!opt.eval || opt.auto_augment.empty(), "--auto-augment applies to training images: drop --eval");
   data::Loader loader(folder, lo);
   int64_t images = 0, epoch = 0;
@@ -92,7 +92,7 @@ void add_bench_loader_command(CLI::App* bench, Runner& run) {
   cmd->add_option("--input-size", opt->size, "Output side in pixels")->capture_default_str();
   cmd->add_option("--batches", opt->batches, "Batches to time (after one warm-up batch)")->capture_default_str();
   cmd->add_flag("--eval", opt->eval, "Resize + center crop instead of RandomResizedCrop + flip");
-  cmd->add_option("--auto-augment,--aa", opt->auto_augment, "timm's RandAugment after the crop, e.g. rand-m9-mstd0.5");
+  cmd->add_option("--auto-augment,--aa", opt->auto_augment, "Augmentation after the crop: rand-m9-mstd0.5 (timm's RandAugment), ta_wide or imagenet (torchvision's)");
   cmd->add_option("--baseline", opt->baseline, "JSON from tools/bench_loader_torch.py: adds its img/s");
   cmd->callback([&run, opt] { run = [opt] { run_bench_loader(*opt); }; });
 }

@@ -164,8 +164,9 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--input-size", c->input_size, "Image side in pixels")->capture_default_str();
   cmd->add_option("--crop-scale", c->crop_scale, "Smallest area fraction of RandomResizedCrop")->capture_default_str();
   cmd->add_option("--auto-augment,--aa", c->auto_augment,
-                  "timm's RandAugment on each training image, e.g. rand-m9-mstd0.5 (keys m, n, mstd, mmax, p, inc; "
-                  "README, \"Recipes\"); Pillow's ops byte for byte");
+                  "Augmentation of each training image: timm's RandAugment (e.g. rand-m9-mstd0.5; keys m, n, mstd, mmax, "
+                  "p, inc), torchvision's ta_wide (TrivialAugmentWide) or imagenet (AutoAugment); Pillow's ops byte for "
+                  "byte (README, \"Recipes\")");
   cmd->add_option("--reprob", c->reprob,
                   "Random erasing's chance per training image (timm's --reprob, e.g. 0.2; 0: off): a box of 2-33% of "
                   "the image, aspect 0.3-3.3, filled after normalisation")

@@ -4,7 +4,9 @@ each operation timm's RandAugment uses, with fixed arguments, for tests/test_aug
 byte for byte (data/pil_ops.h). The arguments are the ones timm's level functions give (e.g.
 rotate +-27 degrees at magnitude 9) plus edge cases (factors above 1 that clip, posterize 0 bits,
 solarize at 0 and 256, rotations Pillow turns into transposes). SolarizeAdd is timm's own
-function, written out here as timm writes it.
+function, written out here as timm writes it. The tv_* cases are torchvision's
+autoaugment._apply_op (nearest-neighbour, black fill) at magnitudes from its tables, and
+"tables" holds TrivialAugmentWide's and AutoAugment's (ImageNet) float32 magnitude tables.
 
 usage: /usr/bin/python3 tools/make_augment_fixtures.py [OUT.json]
 """
@@ -15,6 +17,8 @@ import sys
 import numpy as np
 import PIL
 from PIL import Image, ImageEnhance, ImageOps
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import autoaugment as tv_autoaugment
 
 FILL = (124, 116, 104)  # timm's img_mean for ImageNet
 
@@ -46,6 +50,21 @@ def cases():
                                                                  fillcolor=FILL)
     for deg in (27.0, -27.0, 13.5, -2.7, 0.0, 90.0, 180.0, -90.0, 270.0, 359.5):
         yield "rotate", [deg], lambda im, d=deg: im.rotate(d, Image.BILINEAR, fillcolor=FILL)
+    tv = {"identity": [0.0], "shear_x": [0.99000001, -0.3, 0.13333334], "shear_y": [-0.627000034, 0.2],
+          "translate_x": [13.8666668, -16.0, 3.2], "translate_y": [-7.46666718, 32.0],
+          "rotate": [-135.0, 26.666666, 90.0, 3.33333325], "brightness": [-0.99000001, 0.5],
+          "color": [0.899999976, -0.4], "contrast": [-0.2, 0.7], "sharpness": [0.99000001, -0.6],
+          "posterize": [2.0, 6.0], "solarize": [141.666656, 127.5, 0.0], "autocontrast": [0.0], "equalize": [0.0],
+          "invert": [0.0]}
+    names = {"identity": "Identity", "shear_x": "ShearX", "shear_y": "ShearY", "translate_x": "TranslateX",
+             "translate_y": "TranslateY", "rotate": "Rotate", "brightness": "Brightness", "color": "Color",
+             "contrast": "Contrast", "sharpness": "Sharpness", "posterize": "Posterize", "solarize": "Solarize",
+             "autocontrast": "AutoContrast", "equalize": "Equalize", "invert": "Invert"}
+    for op, mags in tv.items():
+        for m in mags:
+            m = float(np.float32(m))
+            yield "tv_" + op, [m], lambda im, n=names[op], m=m: tv_autoaugment._apply_op(
+                im, n, m, interpolation=InterpolationMode.NEAREST, fill=None)
 
 
 def main():
@@ -68,6 +87,11 @@ def main():
             got = np.asarray(fn(Image.fromarray(src.astype(np.uint8))).convert("RGB"))
             doc["cases"].append({"op": name, "args": args, "image": i,
                                  "rgb": base64.b64encode(got.tobytes()).decode()})
+    wide = tv_autoaugment.TrivialAugmentWide()._augmentation_space(31)
+    imagenet = tv_autoaugment.AutoAugment()._augmentation_space(10, (224, 224))
+    doc["tables"] = {"wide": {k: [float(x) for x in v[0]] for k, v in wide.items() if v[0].ndim},
+                     "imagenet": {k: [float(x) for x in v[0]] for k, v in imagenet.items()
+                                  if v[0].ndim and not k.startswith("Translate")}}
     with open(out, "w") as f:
         json.dump(doc, f, indent=0)
     print(f"wrote {len(doc['cases'])} cases to {out}")

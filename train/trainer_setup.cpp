@@ -69,7 +69,7 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.mixup_prob >= 0 && cfg_.mixup_prob <= 1 && cfg_.mixup_switch_prob >= 0 && cfg_.mixup_switch_prob <= 1,
              "--mixup-prob and --mixup-switch-prob are probabilities in [0, 1], got {} and {}", cfg_.mixup_prob,
              cfg_.mixup_switch_prob);
-  data::parse_rand_augment(cfg_.auto_augment);  // a bad string stops here, before any data is read
+  data::parse_auto_augment(cfg_.auto_augment);  // a bad string stops here, before any data is read
   PMPL_CHECK(cfg_.reprob >= 0 && cfg_.reprob <= 1, "--reprob is a probability in [0, 1], got {}", cfg_.reprob);
   PMPL_CHECK(cfg_.recount >= 1 && cfg_.recount <= 16, "--recount must be 1 to 16 boxes, got {}", cfg_.recount);
   data::parse_erase_fill(cfg_.remode);
@@ -183,7 +183,7 @@ void Trainer::make_loaders(bool search) {
   lo.rank = comm_.rank();
   lo.world = comm_.world();
   lo.subset = order;
-  lo.rand_augment = data::parse_rand_augment(cfg_.auto_augment);
+  lo.auto_augment = data::parse_auto_augment(cfg_.auto_augment);
   lo.erasing.prob = cfg_.reprob;
   lo.erasing.fill = data::parse_erase_fill(cfg_.remode);
   lo.erasing.max_count = cfg_.recount;
@@ -200,7 +200,7 @@ void Trainer::make_loaders(bool search) {
     ao.subset = arch_part;
     ao.seed = cfg_.seed + 1;
     ao.mixup = {};  // the alphas, and perturbation's scores, are judged on images as they are
-    ao.rand_augment = {};
+    ao.auto_augment = {};
     ao.erasing = {};
     arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
     PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size * comm_.world(),
