@@ -3,7 +3,8 @@
 (RandomResizedCrop(S) + RandomHorizontalFlip, or Resize(S/0.875) + CenterCrop(S) with --eval),
 uint8 output (PILToTensor, as pmpl's loader delivers uint8), the same batch size and number of
 worker processes, on the same files. Prints img/s over --batches batches after one warm-up batch.
-With --auto-augment STR, timm's RandAugment (timm.data.auto_augment.rand_augment_transform, with
+With --auto-augment ta_wide or imagenet, torchvision's TrivialAugmentWide or AutoAugment (ImageNet
+policy); with --auto-augment rand-..., timm's RandAugment (timm.data.auto_augment.rand_augment_transform, with
 the hparams timm's transforms_imagenet_train gives it, bilinear) after the flip, as pmpl's
 `--aa STR`: timm is not a Debian package, so install it beside Debian's torch first
 (python3 -m venv --system-site-packages VENV && VENV/bin/pip install --no-deps timm).
@@ -38,7 +39,11 @@ def main():
         tf = transforms.Compose([transforms.Resize(int(s / 0.875)), transforms.CenterCrop(s), transforms.PILToTensor()])
     else:
         steps = [transforms.RandomResizedCrop(s), transforms.RandomHorizontalFlip()]
-        if a.auto_augment:
+        if a.auto_augment == "ta_wide":
+            steps.append(transforms.TrivialAugmentWide())
+        elif a.auto_augment == "imagenet":
+            steps.append(transforms.AutoAugment(transforms.AutoAugmentPolicy.IMAGENET))
+        elif a.auto_augment:
             from PIL import Image
             from timm.data.auto_augment import rand_augment_transform
             mean = (0.485, 0.456, 0.406)
