@@ -202,6 +202,22 @@ TEST(MpiTrain, ASearchOnTwoProcessesFixesTheSameOpsOnEveryRank) {
   for (const auto& e : genotype["enhancers"]) EXPECT_FALSE(e["ops"].empty()) << e.dump();
 }
 
+// --grad-accum on two processes: only each update's last batch all-reduces, on both ranks alike,
+// including the epoch's shorter last group (10 batches of 8 per rank in groups of 3: 4 updates).
+TEST(MpiTrain, AccumulatedGradientsAllReduceOncePerUpdate) {
+  REQUIRE_MPIRUN_AND_DATA();
+  const std::string data = tiny_fashion_mnist();
+  TempDir two("accum_two");
+  const Result r = shell(std::string(kRootOk) + kMpirun + " -np 2 " PMPL_CLI " train --data " + data +
+                         " --model mobilenetv2 --width 0.25 --small-input --input-size 28 --epochs 1 --batch-size 8"
+                         " --grad-accum 3 --workers 1 --log-interval 1 --quiet --output " + two.path);
+  ASSERT_EQ(r.code, 0) << r.output;
+  int steps = 0;
+  std::ifstream in(two.path + "/log.jsonl");
+  for (std::string line; std::getline(in, line);) steps += nlohmann::json::parse(line).value("type", "") == "step";
+  EXPECT_EQ(steps, 4);
+}
+
 TEST(MpiTrain, DifferentFlagsOnTheRanksAreRefusedOnEveryRank) {
   REQUIRE_MPIRUN_AND_DATA();
   const std::string data = tiny_fashion_mnist();

@@ -126,7 +126,11 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "features.i (timm's rule, 0 in the first)")
       ->capture_default_str();
   cmd->add_option("--epochs", c->epochs, "Epochs")->capture_default_str();
-  cmd->add_option("--batch-size", c->batch_size, "Images per step (per process)")->capture_default_str();
+  cmd->add_option("--batch-size", c->batch_size, "Images per batch (per process)")->capture_default_str();
+  cmd->add_option("--grad-accum", c->grad_accum,
+                  "Batches per optimiser step: their gradients summed (each loss / N), so a step sees batch x N x "
+                  "processes images; the schedule and --max-steps count steps")
+      ->capture_default_str();
   cmd->add_option("--opt", c->opt, "The weights' optimiser: sgd, rmsproptf (timm's RMSpropTF) or adamw")
       ->check(CLI::IsMember({"sgd", "rmsproptf", "adamw"}))
       ->capture_default_str();

@@ -37,29 +37,39 @@ TrainResult Trainer::run() {
     loader_->start_epoch(state_.epoch, state_.batch);
     StepInterval interval;
     EpochTotals totals;
-    for (;;) {
-      const auto wait_start = Clock::now();
-      std::optional<data::Batch> batch = loader_->next();
-      interval.wait += seconds_since(wait_start);
-      if (!batch) break;
+    // One update per --grad-accum batches (the epoch's last group may be shorter): each batch is
+    // read, run forward and backward before the next (the loader's batches are views valid until
+    // then), the optimiser steps once at the group's end.
+    while (state_.batch < steps_per_epoch_) {
+      const int64_t group = std::min<int64_t>(cfg_.grad_accum, steps_per_epoch_ - state_.batch);
       profile_.before(state_.global_step + 1);
       std::optional<ProfileRange> step_range(std::in_place, "train step");
       if (alphas_move() && cfg_.arch_grad == "held-out") architecture_step();
       const double lr = schedule_->at(state_.global_step);
-      Tensor logits;
-      const double loss = weight_step(*batch, lr, interval, &logits);
+      begin_update();
+      std::vector<Tensor> losses;
+      for (int64_t k = 0; k < group; ++k) {
+        const auto wait_start = Clock::now();
+        std::optional<data::Batch> batch = loader_->next();
+        interval.wait += seconds_since(wait_start);
+        PMPL_ASSERT(batch.has_value(), "the loader ended its epoch at batch {} of {}", state_.batch + k,
+                            steps_per_epoch_);
+        Tensor logits;
+        losses.push_back(accumulate(*batch, 1.0 / static_cast<double>(group), k == group - 1, interval, &logits));
+        interval.hits += count_top_k(logits, batch->labels, 1);
+        interval.images += logits.dim(0);
+      }
+      const double loss = finish_update(losses, lr, interval);
       if (searching()) {
         fix(search_->threshold_decisions(), "threshold");
         assert_same_genotype();
       }
       ++state_.global_step;
-      ++state_.batch;
+      state_.batch += group;
       step_range.reset();
       profile_.after(state_.global_step);
       interval.loss += loss;
       totals.loss += loss;
-      interval.hits += count_top_k(logits, batch->labels, 1);
-      interval.images += logits.dim(0);
       ++interval.steps;
       ++totals.steps;
       report_step(interval, lr);
@@ -84,7 +94,7 @@ TrainResult Trainer::run() {
 nlohmann::json TrainConfig::to_json() const {
   return {{"data", data}, {"output", output}, {"resume", resume}, {"device", device}, {"model", model},
           {"width", width}, {"num_classes", num_classes}, {"small_input", small_input}, {"genotype", genotype}, {"initial_checkpoint", initial_checkpoint},
-          {"dropout", dropout}, {"drop_path", drop_path}, {"epochs", epochs}, {"batch_size", batch_size}, {"recipe", recipe}, {"opt", opt}, {"lr", lr},
+          {"dropout", dropout}, {"drop_path", drop_path}, {"epochs", epochs}, {"batch_size", batch_size}, {"grad_accum", grad_accum}, {"recipe", recipe}, {"opt", opt}, {"lr", lr},
           {"sched", sched}, {"lr_step_size", lr_step_size}, {"lr_gamma", lr_gamma}, {"lr_per_step", lr_per_step},
           {"warmup_epochs", warmup_epochs}, {"min_lr", min_lr}, {"weight_decay", weight_decay},
           {"momentum", momentum}, {"nesterov", nesterov}, {"opt_eps", opt_eps}, {"opt_betas", {opt_beta1, opt_beta2}}, {"model_ema", model_ema}, {"model_ema_decay", model_ema_decay}, {"model_ema_warmup", model_ema_warmup},

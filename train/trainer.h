@@ -39,6 +39,7 @@ struct TrainConfig {
   // Optimisation.
   int64_t epochs = 10;
   int64_t batch_size = 64;
+  int64_t grad_accum = 1;  // batches per optimiser step (their gradients summed, each loss / grad_accum)
   std::string recipe;  // the --recipe whose flags were applied (tools/train_recipes.cpp), for the record
   std::string opt = "sgd";  // the weights' optimiser: sgd, rmsproptf, adamw (train/weight_optimizer.h)
   double lr = 0.05;

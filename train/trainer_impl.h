@@ -95,7 +95,9 @@ class Trainer {
   EvalOptions eval_options() const;
   // trainer_step.cpp
   Tensor forward_loss(const data::Batch& batch, Tensor* logits);
-  double weight_step(const data::Batch& batch, double lr, StepInterval& interval, Tensor* logits);
+  void begin_update();
+  Tensor accumulate(const data::Batch& batch, double weight, bool last, StepInterval& interval, Tensor* logits);
+  double finish_update(const std::vector<Tensor>& losses, double lr, StepInterval& interval);
   void check_overflows(const LossScaler& scaler, const char* what, const char* lr_flag) const;
   // trainer_search.cpp
   bool searching() const { return search_ && search_->open(); }
@@ -147,6 +149,7 @@ class Trainer {
   std::unique_ptr<ArchitectureSearch> search_;  // null unless searching
   std::unique_ptr<data::Loader> loader_, arch_loader_;
   int64_t train_images_ = 0, arch_images_ = 0, steps_per_epoch_ = 0;
+  int64_t updates_per_epoch_ = 0;  // optimiser steps: steps_per_epoch_ batches in groups of --grad-accum
   double arch_lr_ = 0.0;  // resolved (--arch-lr auto)
   TrainerState state_;
   nlohmann::json resume_warning_;  // a fallback to the previous checkpoint, logged once the log is open

@@ -31,9 +31,12 @@ void Trainer::print_start(bool resuming) {
                              cfg_.output,
                              resuming ? fmt::format(", resumed at epoch {} step {}", state_.epoch + 1, state_.global_step) : ""));
   if (!initial_weights_line_.empty()) progress_.line(initial_weights_line_);
-  progress_.line(fmt::format("{}optimiser {} lr {:g} weight decay {:g}; {:g} warm-up epochs, then {}",
+  progress_.line(fmt::format("{}optimiser {} lr {:g} weight decay {:g}; {:g} warm-up epochs, then {}{}",
                              cfg_.recipe.empty() ? "" : "recipe " + cfg_.recipe + ": ", optimizer_->name(), cfg_.lr,
-                             cfg_.weight_decay, cfg_.warmup_epochs, schedule_->describe()));
+                             cfg_.weight_decay, cfg_.warmup_epochs, schedule_->describe(),
+                             cfg_.grad_accum == 1 ? ""
+                                                  : fmt::format("; {} batches per optimiser step ({} steps per epoch)",
+                                                                cfg_.grad_accum, updates_per_epoch_)));
   if (device_.is_cuda()) {
     progress_.line(fmt::format("device {} ({}), {}", device_.str(), cuda::device_name(),
                                compute_dtype_ == DType::kF32 ? std::string("f32")

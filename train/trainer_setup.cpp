@@ -70,6 +70,8 @@ void Trainer::prepare() {
              "--mixup-prob and --mixup-switch-prob are probabilities in [0, 1], got {} and {}", cfg_.mixup_prob,
              cfg_.mixup_switch_prob);
   data::parse_auto_augment(cfg_.auto_augment);  // a bad string stops here, before any data is read
+  PMPL_CHECK(cfg_.grad_accum >= 1 && cfg_.grad_accum <= 4096, "--grad-accum must be 1 to 4096 batches per step, got {}",
+             cfg_.grad_accum);
   PMPL_CHECK(cfg_.reprob >= 0 && cfg_.reprob <= 1, "--reprob is a probability in [0, 1], got {}", cfg_.reprob);
   PMPL_CHECK(cfg_.recount >= 1 && cfg_.recount <= 16, "--recount must be 1 to 16 boxes, got {}", cfg_.recount);
   data::parse_erase_fill(cfg_.remode);
@@ -139,14 +141,16 @@ void Trainer::prepare() {
   if (cfg_.sync_bn) sync_batchnorm(*model_, tensor_comm());
   const bool search = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
   make_loaders(search);
-  const auto warmup = static_cast<int64_t>(std::llround(cfg_.warmup_epochs * static_cast<double>(steps_per_epoch_)));
+  // The schedule counts optimiser steps: with --grad-accum, fewer than batches.
+  updates_per_epoch_ = (steps_per_epoch_ + cfg_.grad_accum - 1) / cfg_.grad_accum;
+  const auto warmup = static_cast<int64_t>(std::llround(cfg_.warmup_epochs * static_cast<double>(updates_per_epoch_)));
   schedule_ = std::make_unique<LrSchedule>(
       ScheduleOptions{cfg_.sched, cfg_.lr, cfg_.min_lr, cfg_.lr_step_size, cfg_.lr_gamma, cfg_.lr_per_step}, warmup,
-      steps_per_epoch_, cfg_.epochs * steps_per_epoch_);
+      updates_per_epoch_, cfg_.epochs * updates_per_epoch_);
   if (search) {
     // The alphas move from the arch-start epoch to the force-fix epoch (or the end).
     const int64_t search_steps =
-        steps_per_epoch_ * std::max<int64_t>(std::min(cfg_.force_fix_epoch, cfg_.epochs) - cfg_.arch_start_epoch, 1);
+        updates_per_epoch_ * std::max<int64_t>(std::min(cfg_.force_fix_epoch, cfg_.epochs) - cfg_.arch_start_epoch, 1);
     arch_lr_ = cfg_.arch_lr > 0 ? cfg_.arch_lr : auto_arch_lr(search_steps);
     SearchOptions so;
     so.adam = AdamOptions{arch_lr_, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd};

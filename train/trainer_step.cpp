@@ -31,17 +31,36 @@ void Trainer::check_overflows(const LossScaler& scaler, const char* what, const 
              what, scaler.skipped_in_a_row(), scaler.value(), state_.epoch + 1, state_.batch + 1, lr_flag);
 }
 
-// One SGD step on the weights (the alphas take no gradient); returns the loss, read after the step
-// is queued: on a GPU the host waits once per step, at its end.
-double Trainer::weight_step(const data::Batch& batch, double lr, StepInterval& interval, Tensor* logits) {
-  // --arch-grad train: the same backward gives the alphas their gradient (one-level search).
+// An update's start: the weights' gradients (and, one-level, the alphas') zeroed for the
+// micro-batches to accumulate into.
+void Trainer::begin_update() {
+  // --arch-grad train: the same backwards give the alphas their gradient (one-level search).
   const bool one_level = alphas_move() && cfg_.arch_grad == "train";
   arch_->set_requires_grad(one_level);
   if (one_level) arch_->zero_grad();
   weights_->zero_grad();
+}
+
+// One micro-batch of an update: forward, and backward of its loss weighted by `weight` (1 / the
+// update's micro-batches, so the sum is the gradient of their mean loss). Only the update's last
+// backward all-reduces (the buffer then holds every micro-batch's share). Returns the unweighted
+// loss, not yet read: on a GPU the host waits once per update, at its end.
+Tensor Trainer::accumulate(const data::Batch& batch, double weight, bool last, StepInterval& interval, Tensor* logits) {
   const Tensor loss = forward_loss(batch, logits);
-  reducer_->backward(scaler_->scale(loss));
-  interval.comm += reducer_->last_wait_seconds();
+  const Tensor scaled = scaler_->scale(weight == 1.0 ? loss : ops::scale(loss, weight));
+  if (last) {
+    reducer_->backward(scaled);
+    interval.comm += reducer_->last_wait_seconds();
+  } else {
+    scaled.backward();
+  }
+  return loss;
+}
+
+// The update from the accumulated gradients (clipped, unscaled, stepped, averaged into the EMA);
+// returns the mean of the micro-batches' losses.
+double Trainer::finish_update(const std::vector<Tensor>& losses, double lr, StepInterval& interval) {
+  const bool one_level = alphas_move() && cfg_.arch_grad == "train";
   arch_->set_requires_grad(true);
   if (one_level && !search_->step_from_gradients()) ++arch_skipped_;
   const bool stepped = scaler_->unscale(*weights_);
@@ -58,7 +77,9 @@ double Trainer::weight_step(const data::Batch& batch, double lr, StepInterval& i
   // A divergence stops before anything is saved, so the last checkpoint stays good. Gradients
   // first: they are the same on every rank (averaged), so every rank stops at the same step.
   // (With fp16 the scaler has checked them and skipped the step instead.)
-  const double loss_value = loss.item();
+  double loss_value = 0.0;
+  for (const Tensor& loss : losses) loss_value += loss.item();
+  loss_value /= static_cast<double>(losses.size());
   if (!scaler_->enabled()) {
     const double sum = squares.defined() ? squares.item() : weights_->grad_sum_squares();
     PMPL_CHECK(std::isfinite(sum),
