@@ -213,6 +213,7 @@ TEST(Cli, RecipeExpandsIntoFlagsThatStayOverridable) {
   EXPECT_EQ(config["sched"], "step");
   EXPECT_EQ(config["lr_gamma"], 0.98);
   EXPECT_EQ(config["nesterov"], false);
+  EXPECT_EQ(config["decay_norm_and_bias"], true);
   EXPECT_EQ(config["batch_size"], 32);
   EXPECT_EQ(config["lr"], 0.01) << "the command line's --lr wins over the recipe's 0.045";
   EXPECT_EQ(config["input_size"], 16);

@@ -111,6 +111,30 @@ TEST(Train, RmspropTfMatchesTimm) {
                      1e-12, "b");
 }
 
+// --decay-norm-and-bias (ParameterGroup::decay_all): the bias then takes the decay a weight takes,
+// in every optimiser: its steps equal those of a group where it is a weight, and differ from the
+// default's.
+TEST(Train, DecayAllDecaysBiasesAsWeights) {
+  for (const char* kind : {"sgd", "rmsproptf", "adamw"}) {
+    SCOPED_TRACE(kind);
+    const WeightOptimizerOptions o{kind, 0.9, false, 0.05, 1e-3};
+    TwoParameters all, plain;
+    all.group.decay_all();
+    EXPECT_EQ(all.group.decay_numel(), 5);
+    EXPECT_EQ(plain.group.decay_numel(), 3);
+    Tensor w = Tensor::from_vector<double>({1.0, -2.0, 0.5}, Shape{3}), b = Tensor::from_vector<double>({0.3, -0.7}, Shape{2});
+    w.set_requires_grad(true);
+    b.set_requires_grad(true);
+    ParameterGroup as_weights({{"b", b, ParamKind::kWeight}, {"w", w, ParamKind::kWeight}});
+    run_three_steps(*make_weight_optimizer(all.group, o), all.w, all.b);
+    run_three_steps(*make_weight_optimizer(plain.group, o), plain.w, plain.b);
+    run_three_steps(*make_weight_optimizer(as_weights, o), w, b);
+    test::expect_close(all.b, b, 0.0, 0.0, "the bias, decayed");
+    test::expect_close(all.w, w, 0.0, 0.0, "the weight");
+    EXPECT_NE(all.b.to_vector<double>(), plain.b.to_vector<double>());
+  }
+}
+
 // torch.optim.AdamW(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05), PyTorch 1.13.
 TEST(Train, AdamWMatchesPyTorch) {
   TwoParameters p;

@@ -150,8 +150,11 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--min-lr", c->min_lr, "Cosine schedule's end; the floor of step and exponential")
       ->capture_default_str();
   CLI::Option* wd = cmd->add_option("--weight-decay", c->weight_decay,
-                                    "On conv and linear weights, not BN, not biases (default: 4e-5 sgd, 1e-5 "
-                                    "rmsproptf, 0.05 adamw; adamw's is decoupled)");
+                                    "On conv and linear weights, not BN, not biases unless --decay-norm-and-bias "
+                                    "(default: 4e-5 sgd, 1e-5 rmsproptf, 0.05 adamw; adamw's is decoupled)");
+  cmd->add_flag("--decay-norm-and-bias", c->decay_norm_and_bias,
+                "Weight decay on batchnorm scales and shifts and on biases too (torchvision's default; timm's and "
+                "pmpl's leave them out)");
   cmd->add_option("--momentum", c->momentum, "Momentum of sgd and rmsproptf")->capture_default_str();
   cmd->add_option("--nesterov", c->nesterov, "Nesterov momentum for sgd (true/false)")->capture_default_str();
   cmd->add_option("--opt-eps", c->opt_eps, "Epsilon of rmsproptf (default 1e-10, inside the root) and adamw (1e-8)");

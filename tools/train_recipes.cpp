@@ -21,9 +21,9 @@ struct Recipe {
 
 // torchvision's references/classification for mobilenet_v2 (71.88% top-1 on ImageNet):
 // --epochs 300 --lr 0.045 --wd 0.00004 --lr-step-size 1 --lr-gamma 0.98 on 8 GPUs x 32, SGD with
-// momentum 0.9 (no Nesterov), no label smoothing, no warm-up, no clipping. One difference:
-// torchvision decays the batchnorm weights too, pmpl never does. The lr is for a global batch of
-// 256: scale --lr with yours.
+// momentum 0.9 (no Nesterov), no label smoothing, no warm-up, no clipping, weight decay on every
+// parameter (its --norm-weight-decay unset). The lr is for a global batch of 256: scale --lr with
+// yours.
 // timm-mobilenetv2-ra: timm's "RA" recipe, which trained its mobilenetv2_100.ra_in1k (72.97% top-1):
 // the hparams timm's docs give for its EfficientNet / MobileNetV3 RandAugment runs (RMSpropTF,
 // eps 1e-3, lr 0.016 for a global batch of 256, step decay 0.97 every 2.4 epochs after a 3-epoch
@@ -42,6 +42,7 @@ const std::vector<Recipe>& recipes() {
         {"--momentum", [](TrainConfig& c) { c.momentum = 0.9; }},
         {"--nesterov", [](TrainConfig& c) { c.nesterov = false; }},
         {"--weight-decay", [](TrainConfig& c) { c.weight_decay = 4e-5; }},
+        {"--decay-norm-and-bias", [](TrainConfig& c) { c.decay_norm_and_bias = true; }},
         {"--sched", [](TrainConfig& c) { c.sched = "step"; }},
         {"--lr-step-size", [](TrainConfig& c) { c.lr_step_size = 1.0; }},
         {"--lr-gamma", [](TrainConfig& c) { c.lr_gamma = 0.98; }},

@@ -24,8 +24,10 @@ class ParameterGroup {
   // Where params()[i] starts in the flat buffers.
   int64_t offset(size_t i) const { return offsets_[i]; }
   int64_t numel() const { return values_.defined() ? values_.numel() : 0; }
-  // Elements [0, decay_numel) are ParamKind::kWeight and take weight decay.
+  // Elements [0, decay_numel) take weight decay: the ParamKind::kWeight ones (timm's grouping:
+  // no decay on batchnorm and biases), or all of them after decay_all() (torchvision's default).
   int64_t decay_numel() const { return decay_numel_; }
+  void decay_all() { decay_numel_ = numel(); }
   bool empty() const { return params_.empty(); }
   void zero_grad();
 

@@ -96,7 +96,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"width", width}, {"num_classes", num_classes}, {"small_input", small_input}, {"genotype", genotype}, {"initial_checkpoint", initial_checkpoint},
           {"dropout", dropout}, {"drop_path", drop_path}, {"epochs", epochs}, {"batch_size", batch_size}, {"grad_accum", grad_accum}, {"recipe", recipe}, {"opt", opt}, {"lr", lr},
           {"sched", sched}, {"lr_step_size", lr_step_size}, {"lr_gamma", lr_gamma}, {"lr_per_step", lr_per_step},
-          {"warmup_epochs", warmup_epochs}, {"min_lr", min_lr}, {"weight_decay", weight_decay},
+          {"warmup_epochs", warmup_epochs}, {"min_lr", min_lr}, {"weight_decay", weight_decay}, {"decay_norm_and_bias", decay_norm_and_bias},
           {"momentum", momentum}, {"nesterov", nesterov}, {"opt_eps", opt_eps}, {"opt_betas", {opt_beta1, opt_beta2}}, {"model_ema", model_ema}, {"model_ema_decay", model_ema_decay}, {"model_ema_warmup", model_ema_warmup},
           {"label_smoothing", label_smoothing},
           {"clip_grad", clip_grad}, {"input_size", input_size}, {"crop_scale", crop_scale}, {"auto_augment", auto_augment}, {"reprob", reprob}, {"remode", remode}, {"recount", recount}, {"mixup", mixup}, {"cutmix", cutmix}, {"mixup_prob", mixup_prob}, {"mixup_switch_prob", mixup_switch_prob}, {"workers", workers}, {"seed", seed},

@@ -50,6 +50,7 @@ struct TrainConfig {
   double lr_gamma = 0.1;         // step's and exponential's factor
   bool lr_per_step = false;      // step and exponential decay within epochs too
   double weight_decay = 4e-5;
+  bool decay_norm_and_bias = false;  // torchvision's default; off: timm's (no decay on batchnorm and biases)
   double momentum = 0.9;  // sgd, rmsproptf
   bool nesterov = true;   // sgd
   double opt_eps = -1.0;  // rmsproptf, adamw: < 0, the optimiser's default

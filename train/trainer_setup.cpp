@@ -131,6 +131,7 @@ void Trainer::prepare() {
   std::vector<NamedParameter> weights, arch;
   for (NamedParameter& p : model_->parameters()) (p.kind == ParamKind::kArch ? arch : weights).push_back(p);
   weights_ = std::make_unique<ParameterGroup>(std::move(weights));
+  if (cfg_.decay_norm_and_bias) weights_->decay_all();
   arch_ = std::make_unique<ParameterGroup>(std::move(arch));
   optimizer_ = make_weight_optimizer(*weights_, {cfg_.opt, cfg_.momentum, cfg_.nesterov, cfg_.weight_decay,
                                                  cfg_.opt_eps, cfg_.opt_beta1, cfg_.opt_beta2});
