@@ -64,6 +64,40 @@ __global__ void add_in_order_kernel(const double* partial, int64_t count, double
   *out += s;
 }
 
+// Block b: segment b of the table. The moments and u in one pass, the squares of w and u summed
+// in the block's fixed tree, then the update with the segment's trust ratio.
+__global__ void lamb_kernel(float* w, const float* g, float* m, float* v, float* u, const int64_t* table,
+                            const double* grad_squares, double max_grad_norm, float lr, float b1, float b2, float wd,
+                            float eps, float c1, float root_c2) {
+  __shared__ double w_sums[kThreads], u_sums[kThreads];
+  __shared__ float trust;
+  const int64_t begin = table[3 * blockIdx.x], end = table[3 * blockIdx.x + 1];
+  const bool adapt = table[3 * blockIdx.x + 2] != 0;
+  const double norm = sqrt(*grad_squares);
+  const auto clip = static_cast<float>(norm > max_grad_norm ? norm / max_grad_norm : 1.0);
+  const float decay = adapt ? wd : 0.0f;
+  double ws = 0.0, us = 0.0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
+    const float d = kernels::lamb_direction(w[i], g[i] / clip, m[i], v[i], b1, b2, c1, root_c2, eps, decay);
+    u[i] = d;
+    ws += static_cast<double>(w[i]) * w[i];
+    us += static_cast<double>(d) * d;
+  }
+  w_sums[threadIdx.x] = ws;
+  u_sums[threadIdx.x] = us;
+  __syncthreads();
+  for (int width = kThreads / 2; width > 0; width /= 2) {
+    if (threadIdx.x < width) {
+      w_sums[threadIdx.x] += w_sums[threadIdx.x + width];
+      u_sums[threadIdx.x] += u_sums[threadIdx.x + width];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) trust = static_cast<float>(kernels::lamb_trust_ratio(w_sums[0], u_sums[0], adapt && wd != 0.0f));
+  __syncthreads();
+  for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) w[i] = w[i] + -lr * (u[i] * trust);
+}
+
 __global__ void clip_kernel(float* g, int64_t begin, int64_t end, const double* sum_squares, double max_norm) {
   const double norm = sqrt(*sum_squares);
   if (!(norm > max_norm)) return;
@@ -117,6 +151,15 @@ void rmsprop_tf_step(float* w, const float* g, float* square_avg, float* buf, in
   if (end <= begin) return;
   rmsprop_tf_kernel<<<blocks_for(end - begin), kThreads>>>(w, g, square_avg, buf, begin, end, decay_end, lr, rho, mu,
                                                            wd, eps);
+  check_launch();
+}
+
+void lamb_step(float* w, const float* g, float* m, float* v, float* u, const int64_t* table, int segments,
+               const double* grad_squares, double max_grad_norm, float lr, float b1, float b2, float wd, float eps,
+               float c1, float root_c2) {
+  if (segments <= 0) return;
+  lamb_kernel<<<static_cast<unsigned>(segments), kThreads>>>(w, g, m, v, u, table, grad_squares, max_grad_norm, lr, b1,
+                                                             b2, wd, eps, c1, root_c2);
   check_launch();
 }
 

@@ -20,6 +20,13 @@ void adamw_step(float* w, const float* g, float* m, float* v, int64_t begin, int
 void rmsprop_tf_step(float* w, const float* g, float* square_avg, float* buf, int64_t begin, int64_t end,
                      int64_t decay_end, float lr, float rho, float mu, float wd, float eps);
 
+// timm's Lamb over `segments` parameter tensors (table: begin, end, adapt per segment), one block
+// each: the gradient divided by max(sqrt(*grad_squares) / max_grad_norm, 1), the moments, u into
+// `u`, the norms of w and u reduced in the block, then w += -lr * (u * trust).
+void lamb_step(float* w, const float* g, float* m, float* v, float* u, const int64_t* table, int segments,
+               const double* grad_squares, double max_grad_norm, float lr, float b1, float b2, float wd, float eps,
+               float c1, float root_c2);
+
 // *out (device double) += sum of g[i]^2 over [begin, end): fixed blocks reduced in a fixed tree,
 // then the blocks in order, so the same for every run. `scratch`: sum_squares_scratch(n) doubles.
 int64_t sum_squares_scratch(int64_t n);

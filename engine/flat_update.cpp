@@ -97,6 +97,50 @@ void adamw_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor&
   });
 }
 
+void lamb_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const Tensor& u,
+               const std::vector<LambSegment>& segments, const Tensor& grad_squares, double max_grad_norm, double lr,
+               double beta1, double beta2, double weight_decay, double eps, double c1, double root_c2) {
+  if (segments.empty()) return;
+  if (w.is_cuda()) {
+#if PMPL_CUDA
+    std::vector<int64_t> table;
+    for (const LambSegment& s : segments) table.insert(table.end(), {s.begin, s.end, s.adapt ? 1 : 0});
+    const Tensor device_table = Tensor::from_vector(table, Shape{static_cast<int64_t>(table.size())}).to(w.device());
+    cuda::lamb_step(w.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), u.data<float>(),
+                    device_table.data<int64_t>(), static_cast<int>(segments.size()), grad_squares.data<double>(),
+                    max_grad_norm, static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
+                    static_cast<float>(weight_decay), static_cast<float>(eps), static_cast<float>(c1),
+                    static_cast<float>(root_c2));
+#endif
+    return;
+  }
+  const double norm = std::sqrt(grad_squares.item());
+  dispatch_float(w.dtype(), "lamb", [&](auto tag) {
+    using T = decltype(tag);
+    T* wp = w.template data<T>();
+    const T* gp = g.template data<T>();
+    T* mp = m.template data<T>();
+    T* vp = v.template data<T>();
+    T* up = u.template data<T>();
+    const T clip = static_cast<T>(norm > max_grad_norm ? norm / max_grad_norm : 1.0);
+    const T b1 = static_cast<T>(beta1), b2 = static_cast<T>(beta2), e = static_cast<T>(eps);
+    const T bc1 = static_cast<T>(c1), root = static_cast<T>(root_c2), step = static_cast<T>(-lr);
+#pragma omp parallel for schedule(dynamic) if (segments.size() > 8)
+    for (size_t k = 0; k < segments.size(); ++k) {
+      const LambSegment& s = segments[k];
+      const T wd = s.adapt ? static_cast<T>(weight_decay) : T(0);
+      double w_squares = 0.0, u_squares = 0.0;
+      for (int64_t i = s.begin; i < s.end; ++i) {
+        up[i] = kernels::lamb_direction(wp[i], gp[i] / clip, mp[i], vp[i], b1, b2, bc1, root, e, wd);
+        w_squares += static_cast<double>(wp[i]) * static_cast<double>(wp[i]);
+        u_squares += static_cast<double>(up[i]) * static_cast<double>(up[i]);
+      }
+      const T trust = static_cast<T>(kernels::lamb_trust_ratio(w_squares, u_squares, s.adapt && weight_decay != 0.0));
+      for (int64_t i = s.begin; i < s.end; ++i) wp[i] = wp[i] + step * (up[i] * trust);
+    }
+  });
+}
+
 void rmsprop_tf_step(const Tensor& w, const Tensor& g, const Tensor& square_avg, const Tensor& buffer,
                      const Ranges& ranges, int64_t decay_end, double lr, double rho, double momentum,
                      double weight_decay, double eps) {
@@ -142,10 +186,13 @@ Tensor sum_squares(const Tensor& g, const Ranges& ranges) {
 #endif
   }
   double sq = 0.0;
-  const float* gp = g.data<float>();
-  for (const auto& [begin, end] : ranges) {
-    for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(gp[i]) * gp[i];
-  }
+  dispatch_float(g.dtype(), "sum_squares", [&](auto tag) {
+    using T = decltype(tag);
+    const T* gp = g.template data<T>();
+    for (const auto& [begin, end] : ranges) {
+      for (int64_t i = begin; i < end; ++i) sq += static_cast<double>(gp[i]) * static_cast<double>(gp[i]);
+    }
+  });
   return Tensor::full(Shape{1}, sq, DType::kF64);
 }
 

@@ -31,6 +31,17 @@ void adamw_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor&
 void rmsprop_tf_step(const Tensor& w, const Tensor& g, const Tensor& square_avg, const Tensor& buffer,
                      const Ranges& ranges, int64_t decay_end, double lr, double rho, double momentum,
                      double weight_decay, double eps);
+// timm's Lamb step over parameter tensors (segments): the gradient divided by
+// max(||g|| / max_grad_norm, 1) (||g||^2 is `grad_squares`, sum_squares()'s result), Adam's
+// moments, u = the bias-corrected direction + wd * w, then w -= lr * trust * u with trust =
+// ||w|| / ||u|| per adapting segment. `u` is scratch shaped like w.
+struct LambSegment {
+  int64_t begin = 0, end = 0;
+  bool adapt = false;  // decayed (timm adapts the tensors that take weight decay)
+};
+void lamb_step(const Tensor& w, const Tensor& g, const Tensor& m, const Tensor& v, const Tensor& u,
+               const std::vector<LambSegment>& segments, const Tensor& grad_squares, double max_grad_norm, double lr,
+               double beta1, double beta2, double weight_decay, double eps, double c1, double root_c2);
 // The sum of g's squares over the ranges, as a one-element f64 tensor on g's device (a GPU sums
 // in a fixed order, so every run gets the same bits; the host does not wait for it).
 Tensor sum_squares(const Tensor& g, const Ranges& ranges);

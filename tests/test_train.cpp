@@ -111,11 +111,25 @@ TEST(Train, RmspropTfMatchesTimm) {
                      1e-12, "b");
 }
 
+// timm 0.9.16's Lamb(betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, max_grad_norm=1.0),
+// PyTorch 1.13 (tools/make_optimizer_fixtures.py; its global norm, a default-dtype scalar in timm,
+// made float64 too): the global gradient norm is above 1 on every step, so its clipping is in
+// play; the bias takes no decay and no trust ratio.
+TEST(Train, LambMatchesTimm) {
+  TwoParameters p;
+  const auto opt = make_weight_optimizer(p.group, {"lamb", 0.0, false, 0.01, -1.0, 0.9, 0.999});
+  run_three_steps(*opt, p.w, p.b);
+  test::expect_close(p.w, Tensor::from_vector<double>({0.8565911484758921, -1.866893796163795, 0.23198301283895983}, Shape{3}),
+                     1e-14, 1e-12, "w");
+  test::expect_close(p.b, Tensor::from_vector<double>({0.2342572860226029, -0.8467947343808012}, Shape{2}), 1e-14,
+                     1e-12, "b");
+}
+
 // --decay-norm-and-bias (ParameterGroup::decay_all): the bias then takes the decay a weight takes,
 // in every optimiser: its steps equal those of a group where it is a weight, and differ from the
 // default's.
 TEST(Train, DecayAllDecaysBiasesAsWeights) {
-  for (const char* kind : {"sgd", "rmsproptf", "adamw"}) {
+  for (const char* kind : {"sgd", "rmsproptf", "adamw", "lamb"}) {
     SCOPED_TRACE(kind);
     const WeightOptimizerOptions o{kind, 0.9, false, 0.05, 1e-3};
     TwoParameters all, plain;

@@ -371,11 +371,11 @@ TEST(Pmpl, InitialCheckpointStartsFromPretrainedWeights) {
 // The other weight optimisers keep their state across a kill as SGD does (a search, so the
 // architecture step's Adam runs beside them).
 TEST(Pmpl, OtherOptimizersResumeBitIdentically) {
-  for (const char* opt : {"rmsproptf", "adamw"}) {
+  for (const char* opt : {"rmsproptf", "adamw", "lamb"}) {
     SCOPED_TRACE(opt);
     TrainConfig c = tiny_search("");
     c.opt = opt;
-    c.lr = std::string(opt) == "adamw" ? 1e-3 : 0.01;
+    c.lr = std::string(opt) == "rmsproptf" ? 0.01 : 1e-3;
     c.opt_eps = 1e-3;
     expect_resumes_bit_identical(c, {3}, opt);
   }

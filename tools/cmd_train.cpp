@@ -131,10 +131,10 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "Batches per optimiser step: their gradients summed (each loss / N), so a step sees batch x N x "
                   "processes images; the schedule and --max-steps count steps")
       ->capture_default_str();
-  cmd->add_option("--opt", c->opt, "The weights' optimiser: sgd, rmsproptf (timm's RMSpropTF) or adamw")
-      ->check(CLI::IsMember({"sgd", "rmsproptf", "adamw"}))
+  cmd->add_option("--opt", c->opt, "The weights' optimiser: sgd, rmsproptf (timm's RMSpropTF), adamw or lamb (timm's Lamb)")
+      ->check(CLI::IsMember({"sgd", "rmsproptf", "adamw", "lamb"}))
       ->capture_default_str();
-  CLI::Option* lr = cmd->add_option("--lr", c->lr, "Peak learning rate (default: 0.05 sgd, 0.01 rmsproptf, 1e-3 adamw)");
+  CLI::Option* lr = cmd->add_option("--lr", c->lr, "Peak learning rate (default: 0.05 sgd, 0.01 rmsproptf, 1e-3 adamw and lamb)");
   cmd->add_option("--warmup-epochs", c->warmup_epochs, "Linear warmup, in epochs")->capture_default_str();
   cmd->add_option("--sched", c->sched,
                   "After the warm-up: cosine (to --min-lr), step (x --lr-gamma every --lr-step-size epochs), "
@@ -151,15 +151,15 @@ void add_train_command(CLI::App& app, Runner& run) {
       ->capture_default_str();
   CLI::Option* wd = cmd->add_option("--weight-decay", c->weight_decay,
                                     "On conv and linear weights, not BN, not biases unless --decay-norm-and-bias "
-                                    "(default: 4e-5 sgd, 1e-5 rmsproptf, 0.05 adamw; adamw's is decoupled)");
+                                    "(default: 4e-5 sgd, 1e-5 rmsproptf, 0.05 adamw, 0.01 lamb; adamw's is decoupled)");
   cmd->add_flag("--decay-norm-and-bias", c->decay_norm_and_bias,
                 "Weight decay on batchnorm scales and shifts and on biases too (torchvision's default; timm's and "
                 "pmpl's leave them out)");
   cmd->add_option("--momentum", c->momentum, "Momentum of sgd and rmsproptf")->capture_default_str();
   cmd->add_option("--nesterov", c->nesterov, "Nesterov momentum for sgd (true/false)")->capture_default_str();
-  cmd->add_option("--opt-eps", c->opt_eps, "Epsilon of rmsproptf (default 1e-10, inside the root) and adamw (1e-8)");
+  cmd->add_option("--opt-eps", c->opt_eps, "Epsilon of rmsproptf (default 1e-10, inside the root), adamw (1e-8) and lamb (1e-6)");
   auto opt_betas = std::make_shared<std::vector<double>>(std::vector<double>{c->opt_beta1, c->opt_beta2});
-  cmd->add_option("--opt-betas", *opt_betas, "adamw's betas (two numbers)")->expected(2)->default_str("0.9 0.999");
+  cmd->add_option("--opt-betas", *opt_betas, "adamw's and lamb's betas (two numbers)")->expected(2)->default_str("0.9 0.999");
   cmd->add_flag("--model-ema", c->model_ema,
                 "Keep an exponential moving average of the weights, evaluated beside them each epoch; the best "
                 "checkpoint is the average's best (export it with pmpl export --ema)");
@@ -269,7 +269,9 @@ void add_train_command(CLI::App& app, Runner& run) {
     if (unset(gamma, "--lr-gamma") && c->sched == "exponential") c->lr_gamma = 0.98;
     // Each optimiser's usual scale (timm's and torch's): SGD's 0.05 would diverge AdamW.
     if (unset(lr, "--lr")) c->lr = c->opt == "sgd" ? 0.05 : c->opt == "rmsproptf" ? 0.01 : 1e-3;
-    if (unset(wd, "--weight-decay")) c->weight_decay = c->opt == "sgd" ? 4e-5 : c->opt == "rmsproptf" ? 1e-5 : 0.05;
+    if (unset(wd, "--weight-decay")) {
+      c->weight_decay = c->opt == "sgd" ? 4e-5 : c->opt == "rmsproptf" ? 1e-5 : c->opt == "lamb" ? 0.01 : 0.05;
+    }
     run = [c] { run_train(*c); };
   });
 

@@ -2,6 +2,7 @@
 
 #include "engine/error.h"
 #include "train/adamw.h"
+#include "train/lamb.h"
 #include "train/rmsprop_tf.h"
 #include "train/sgd.h"
 
@@ -19,6 +20,12 @@ std::unique_ptr<WeightOptimizer> make_weight_optimizer(ParameterGroup& group, co
     if (o.eps >= 0) a.eps = o.eps;
     a.weight_decay = o.weight_decay;
     return std::make_unique<AdamW>(group, a);
+  }
+  if (o.kind == "lamb") {
+    LambOptions l{o.beta1, o.beta2};
+    if (o.eps >= 0) l.eps = o.eps;
+    l.weight_decay = o.weight_decay;
+    return std::make_unique<Lamb>(group, l);
   }
   PMPL_CHECK(false, "--opt {} is not an optimiser pmpl has: use {}", o.kind, kWeightOptimizers);
   return nullptr;

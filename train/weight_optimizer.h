@@ -1,5 +1,5 @@
 // The weights' optimiser, chosen by `pmpl train --opt`: SGD (train/sgd.h), timm's RMSpropTF
-// (train/rmsprop_tf.h) or AdamW (train/adamw.h), each over a packed ParameterGroup whose
+// (train/rmsprop_tf.h), AdamW (train/adamw.h) or timm's Lamb (train/lamb.h), each over a packed ParameterGroup whose
 // decayed weights come first. The trainer sees this interface only: a step at the schedule's
 // learning rate, and the state a checkpoint keeps.
 #pragma once
@@ -38,16 +38,16 @@ class WeightOptimizer {
 };
 
 struct WeightOptimizerOptions {
-  std::string kind = "sgd";  // sgd, rmsproptf, adamw
+  std::string kind = "sgd";  // sgd, rmsproptf, adamw, lamb
   double momentum = 0.9;     // sgd, rmsproptf
   bool nesterov = true;      // sgd
   double weight_decay = 4e-5;
-  double eps = -1.0;         // rmsproptf, adamw; < 0: the optimiser's default
-  double beta1 = 0.9, beta2 = 0.999;  // adamw
+  double eps = -1.0;         // rmsproptf, adamw, lamb; < 0: the optimiser's default
+  double beta1 = 0.9, beta2 = 0.999;  // adamw, lamb
 };
 
 // The --opt choices, for help text and errors.
-inline constexpr const char* kWeightOptimizers = "sgd, rmsproptf or adamw";
+inline constexpr const char* kWeightOptimizers = "sgd, rmsproptf, adamw or lamb";
 std::unique_ptr<WeightOptimizer> make_weight_optimizer(ParameterGroup& group, const WeightOptimizerOptions& options);
 
 }  // namespace pmpl

@@ -31,6 +31,22 @@ PMPL_HD void adam_update(T& w, T g, T& m, T& v, T b1, T b2, T wd, T eps, T step_
   w -= step_size * m / (sqrt_of(v) / root_c2 + eps);
 }
 
+// LAMB (timm's Lamb, You et al. 2019): the moments of the clipped gradient g, and the raw update
+// u = m / c1 / (sqrt(v) / root_c2 + eps) + wd * w, which each parameter tensor then scales by its
+// trust ratio ||w|| / ||u|| (lamb_trust_ratio) before w -= lr * u.
+template <class T>
+PMPL_HD T lamb_direction(T w, T g, T& m, T& v, T b1, T b2, T c1, T root_c2, T eps, T wd) {
+  m = b1 * m + (T(1) - b1) * g;
+  v = b2 * v + (T(1) - b2) * g * g;
+  return (m / c1) / (sqrt_of(v) / root_c2 + eps) + wd * w;
+}
+
+// timm: 1 where the tensor does not adapt (no weight decay) or either norm is 0.
+PMPL_HD double lamb_trust_ratio(double w_squares, double u_squares, bool adapt) {
+  if (!adapt || w_squares <= 0.0 || u_squares <= 0.0) return 1.0;
+  return ::sqrt(w_squares) / ::sqrt(u_squares);
+}
+
 // AdamW (torch.optim.AdamW): w *= keep (1 - lr * wd on decayed weights, else 1), then Adam's
 // update without L2 decay.
 template <class T>
