@@ -263,6 +263,13 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
                      images + static_cast<size_t>(row) * image_bytes, s, s, buf.augment_scratch);
         stats.augment_ns += elapsed_ns(t);
       }
+      if (options_.train && options_.color_jitter.enabled()) {
+        t = Clock::now();
+        stage.emplace("color jitter");
+        color_jitter(options_.color_jitter, SampleRandom(options_.seed ^ kColorJitterStream, epoch_, sample),
+                     images + static_cast<size_t>(row) * image_bytes, s, s, buf.augment_scratch);
+        stats.augment_ns += elapsed_ns(t);
+      }
       labels[row] = dataset_.label(sample);
       if (erasing()) {
         place_erase_boxes(options_.erasing, SampleRandom(options_.seed ^ kEraseStream, epoch_, sample), s, s,

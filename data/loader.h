@@ -3,7 +3,7 @@
 // consumer. Normalisation is the model's first step, not the loader's.
 //
 // Determinism: the epoch's order is a shuffle keyed by (seed, epoch); rank r of R takes every
-// R-th sample of it; each image's crop, flip and augmentation ops are keyed by (seed, epoch, sample
+// R-th sample of it; each image's crop, flip, augmentation and jitter are keyed by (seed, epoch, sample
 // index). So the batches are the same whatever the number of workers or the timing.
 //
 // A file that cannot be decoded is skipped: named once in a warning, counted, and replaced in its
@@ -26,6 +26,7 @@
 #include "data/image_folder.h"
 #include "data/mixup.h"
 #include "data/auto_augment.h"
+#include "data/color_jitter.h"
 #include "data/random_erasing.h"
 #include "engine/tensor.h"
 
@@ -48,6 +49,7 @@ struct LoaderOptions {
   bool pillow_exact = false;
   std::vector<int64_t> subset;  // dataset indices to draw from; empty: all
   AutoAugmentOptions auto_augment;  // each training image after its crop (data/auto_augment.h)
+  ColorJitterOptions color_jitter;  // then this (data/color_jitter.h), as timm orders them
   MixupOptions mixup;  // training batches only (data/mixup.h)
   RandomErasingOptions erasing;  // boxes placed for training images (data/random_erasing.h)
 };

@@ -147,6 +147,62 @@ void pil_solarize_add(uint8_t* rgb, size_t pixels, int add, int threshold) {
   apply_lut(rgb, pixels, lut);
 }
 
+namespace {
+
+uint8_t clip8(int v) { return static_cast<uint8_t>(std::clamp(v, 0, 255)); }
+
+// Convert.c's rgb2hsv_row, as C evaluates it: float variables, double literals.
+void rgb_to_hsv(const uint8_t* in, uint8_t* out) {
+  const uint8_t r = in[0], g = in[1], b = in[2];
+  const uint8_t maxc = std::max(r, std::max(g, b)), minc = std::min(r, std::min(g, b));
+  out[2] = maxc;
+  if (minc == maxc) {
+    out[0] = out[1] = 0;
+    return;
+  }
+  const float cr = static_cast<float>(maxc - minc);
+  const float s = cr / static_cast<float>(maxc);
+  const float rc = static_cast<float>(maxc - r) / cr, gc = static_cast<float>(maxc - g) / cr,
+              bc = static_cast<float>(maxc - b) / cr;
+  float h;
+  if (r == maxc) h = bc - gc;
+  else if (g == maxc) h = static_cast<float>(2.0 + rc - bc);
+  else h = static_cast<float>(4.0 + gc - rc);
+  h = static_cast<float>(std::fmod(h / 6.0 + 1.0, 1.0));
+  out[0] = clip8(static_cast<int>(h * 255.0));
+  out[1] = clip8(static_cast<int>(s * 255.0));
+}
+
+// Convert.c's hsv2rgb.
+void hsv_to_rgb(const uint8_t* in, uint8_t* out) {
+  const uint8_t h = in[0], s = in[1], v = in[2];
+  if (s == 0) {
+    out[0] = out[1] = out[2] = v;
+    return;
+  }
+  const int i = static_cast<int>(std::floor(static_cast<float>(h) * 6.0 / 255.0));
+  const float f = static_cast<float>(static_cast<float>(h) * 6.0 / 255.0 - static_cast<float>(i));
+  const float fs = static_cast<float>(static_cast<float>(s) / 255.0);
+  const uint8_t p = clip8(static_cast<int>(std::round(static_cast<float>(v) * (1.0 - fs))));
+  const uint8_t q = clip8(static_cast<int>(std::round(static_cast<float>(v) * (1.0 - fs * f))));
+  const uint8_t t = clip8(static_cast<int>(std::round(static_cast<float>(v) * (1.0 - fs * (1.0 - f)))));
+  const uint8_t rgb[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
+  std::copy_n(rgb[i % 6], 3, out);
+}
+
+}  // namespace
+
+void pil_adjust_hue(uint8_t* rgb, size_t pixels, double factor) {
+  // numpy's uint8(x) of a float: truncated toward zero, then taken modulo 256.
+  const auto shift = static_cast<uint8_t>(static_cast<int>(factor * 255));
+  for (size_t i = 0; i < pixels; ++i) {
+    uint8_t hsv[3];
+    rgb_to_hsv(rgb + i * 3, hsv);
+    hsv[0] = static_cast<uint8_t>(hsv[0] + shift);
+    hsv_to_rgb(hsv, rgb + i * 3);
+  }
+}
+
 void pil_enhance_color(uint8_t* rgb, size_t pixels, double factor, std::vector<uint8_t>& scratch) {
   scratch.resize(pixels * 3);
   for (size_t i = 0; i < pixels; ++i) std::fill_n(scratch.data() + i * 3, 3, luma(rgb + i * 3));

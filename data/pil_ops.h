@@ -23,6 +23,11 @@ void pil_enhance_contrast(uint8_t* rgb, size_t pixels, double factor, std::vecto
 void pil_enhance_brightness(uint8_t* rgb, size_t pixels, double factor);
 void pil_enhance_sharpness(uint8_t* rgb, int width, int height, double factor, std::vector<uint8_t>& scratch);
 
+// torchvision's adjust_hue on a PIL image: to Pillow's HSV (Convert.c's rgb2hsv, float with
+// truncation), the hue byte shifted by uint8(factor * 255) with wrap-around, back to RGB
+// (hsv2rgb, rounded); factor in [-0.5, 0.5].
+void pil_adjust_hue(uint8_t* rgb, size_t pixels, double factor);
+
 // Image.transform(size, AFFINE, matrix, resample, fillcolor=fill): output pixel (x, y) samples the
 // source at (a x + b y + c, d x + e y + f) of its centre; where that is outside, `fill`. NEAREST
 // takes Geometry.c's three paths (a scale-and-shift table, 16.16 fixed point, float steps).

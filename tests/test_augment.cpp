@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/auto_augment.h"
+#include "data/color_jitter.h"
 #include "data/image_folder.h"
 #include "data/jpeg_encode.h"
 #include "data/loader.h"
@@ -225,6 +226,61 @@ TEST(Augment, ThePolicyDrawsAsTimmDoes) {
   EXPECT_NE(image(3), image(4));
 }
 
+// torchvision's adjust_hue through Pillow's HSV conversions, byte for byte on 1,024 random colours.
+TEST(Augment, HueIsTorchvisionsByteForByte) {
+  const nlohmann::json& hue = fixture()["hue"];
+  const std::vector<uint8_t> src = test::base64(hue["rgb"]);
+  int changed = 0;
+  for (const auto& c : hue["cases"]) {
+    std::vector<uint8_t> rgb = src;
+    pil_adjust_hue(rgb.data(), rgb.size() / 3, c["factor"]);
+    const std::vector<uint8_t> want = test::base64(c["rgb"]);
+    size_t wrong = 0, first = 0;
+    for (size_t i = 0; i < rgb.size(); ++i) {
+      if (rgb[i] != want[i] && wrong++ == 0) first = i;
+    }
+    EXPECT_EQ(wrong, 0u) << "factor " << c["factor"] << ": first at pixel " << first / 3 << ": " << int(rgb[first])
+                         << " vs " << int(want[first]) << " (source " << int(src[first]) << ")";
+    changed += want != src;
+  }
+  EXPECT_GE(changed, 6) << "every factor but 0 changes the colours";
+}
+
+// ColorJitter's draws: the four adjustments in a uniformly random order (24 orders), brightness,
+// contrast and saturation factors uniform in [max(0, 1 - s), 1 + s], hue in [-h, h]; a zero
+// strength leaves its adjustment out; timm's one-value form sets the first three.
+TEST(Augment, ColorJitterDrawsAsTorchvision) {
+  const ColorJitterOptions o = parse_color_jitter({0.4, 1.5, 0.2, 0.1});
+  std::map<std::vector<int>, int> orders;
+  constexpr int kSamples = 24000;
+  for (int64_t s = 0; s < kSamples; ++s) {
+    const std::vector<JitterStep> plan = color_jitter_plan(o, SampleRandom(4, 0, s));
+    ASSERT_EQ(plan.size(), 4u);
+    std::vector<int> order;
+    for (const JitterStep& step : plan) {
+      order.push_back(static_cast<int>(step.kind));
+      switch (step.kind) {
+        case Jitter::kBrightness: EXPECT_TRUE(step.factor >= 0.6 && step.factor < 1.4); break;
+        case Jitter::kContrast: EXPECT_TRUE(step.factor >= 0.0 && step.factor < 2.5); break;
+        case Jitter::kSaturation: EXPECT_TRUE(step.factor >= 0.8 && step.factor < 1.2); break;
+        case Jitter::kHue: EXPECT_TRUE(step.factor >= -0.1 && step.factor < 0.1); break;
+      }
+    }
+    ++orders[order];
+  }
+  ASSERT_EQ(orders.size(), 24u);
+  for (const auto& [order, n] : orders) EXPECT_NEAR(n, kSamples / 24.0, 6 * std::sqrt(kSamples / 24.0));
+  const ColorJitterOptions one = parse_color_jitter({0.4});
+  EXPECT_EQ(one.contrast, 0.4);
+  EXPECT_EQ(one.saturation, 0.4);
+  EXPECT_EQ(one.hue, 0.0);
+  EXPECT_EQ(color_jitter_plan(one, SampleRandom(4, 0, 1)).size(), 3u) << "no hue";
+  EXPECT_FALSE(parse_color_jitter({}).enabled());
+  for (const std::vector<double>& bad : std::vector<std::vector<double>>{{0.4, 0.4}, {-0.1}, {0.1, 0.1, 0.1, 0.6}}) {
+    EXPECT_THROW(parse_color_jitter(bad), Error);
+  }
+}
+
 // The magnitude tables are torch.linspace's float32 values (and torchvision's posterize bins).
 TEST(Augment, TorchvisionTablesAreTorchs) {
   const nlohmann::json& t = fixture()["tables"];
@@ -305,7 +361,7 @@ TEST(Augment, TheTrainingLoaderAugmentsEachImage) {
                                                 static_cast<std::streamsize>(bytes.size()));
   }
   const ImageFolder folder(dir.path.string(), "train");
-  const auto load = [&](const std::string& aa, bool train, int workers) {
+  const auto load = [&](const std::string& aa, bool train, int workers, const ColorJitterOptions& jitter = {}) {
     LoaderOptions o;
     o.batch_size = 4;
     o.image_size = 10;
@@ -313,6 +369,7 @@ TEST(Augment, TheTrainingLoaderAugmentsEachImage) {
     o.train = train;
     o.seed = 3;
     o.auto_augment = parse_auto_augment(aa);
+    o.color_jitter = jitter;
     Loader loader(folder, o);
     loader.start_epoch(1);
     std::vector<std::pair<int64_t, std::vector<uint8_t>>> images;
@@ -341,6 +398,14 @@ TEST(Augment, TheTrainingLoaderAugmentsEachImage) {
   }
   EXPECT_GT(changed, kImages / 2);
   EXPECT_EQ(load(aa, false, 1), load("", false, 1)) << "evaluation images are not augmented";
+  // Colour jitter after the policy, on a stream of its own.
+  const ColorJitterOptions jitter = parse_color_jitter({0.4, 0.4, 0.4, 0.1});
+  const auto both = load(aa, true, 2, jitter);
+  for (size_t i = 0; i < augmented.size(); ++i) {
+    std::vector<uint8_t> expect = augmented[i].second;
+    color_jitter(jitter, SampleRandom(3 ^ kColorJitterStream, 1, augmented[i].first), expect.data(), 10, 10, scratch);
+    EXPECT_EQ(both[i].second, expect) << "image " << i;
+  }
 }
 
 }  // namespace

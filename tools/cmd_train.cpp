@@ -174,6 +174,9 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "Augmentation of each training image: timm's RandAugment (e.g. rand-m9-mstd0.5; keys m, n, mstd, mmax, "
                   "p, inc), torchvision's ta_wide (TrivialAugmentWide) or imagenet (AutoAugment); Pillow's ops byte for "
                   "byte (README, \"Recipes\")");
+  cmd->add_option("--color-jitter", c->color_jitter,
+                  "torchvision's ColorJitter on each training image (after --auto-augment, as timm orders them): one "
+                  "strength for brightness, contrast and saturation (timm's 0.4), three, or four with hue");
   cmd->add_option("--reprob", c->reprob,
                   "Random erasing's chance per training image (timm's --reprob, e.g. 0.2; 0: off): a box of 2-33% of "
                   "the image, aspect 0.3-3.3, filled after normalisation")

@@ -6,7 +6,8 @@ rotate +-27 degrees at magnitude 9) plus edge cases (factors above 1 that clip, 
 solarize at 0 and 256, rotations Pillow turns into transposes). SolarizeAdd is timm's own
 function, written out here as timm writes it. The tv_* cases are torchvision's
 autoaugment._apply_op (nearest-neighbour, black fill) at magnitudes from its tables, and
-"tables" holds TrivialAugmentWide's and AutoAugment's (ImageNet) float32 magnitude tables.
+"tables" holds TrivialAugmentWide's and AutoAugment's (ImageNet) float32 magnitude tables, and
+"hue" torchvision's adjust_hue (ColorJitter's hue) on 1,024 random colours.
 
 usage: /usr/bin/python3 tools/make_augment_fixtures.py [OUT.json]
 """
@@ -19,6 +20,7 @@ import PIL
 from PIL import Image, ImageEnhance, ImageOps
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import autoaugment as tv_autoaugment
+from torchvision.transforms import functional as tv_functional
 
 FILL = (124, 116, 104)  # timm's img_mean for ImageNet
 
@@ -87,6 +89,13 @@ def main():
             got = np.asarray(fn(Image.fromarray(src.astype(np.uint8))).convert("RGB"))
             doc["cases"].append({"op": name, "args": args, "image": i,
                                  "rgb": base64.b64encode(got.tobytes()).decode()})
+    # adjust_hue's round trip through Pillow's HSV, on 1,024 random colours (its own image: the
+    # conversions' float arithmetic needs many colours to be caught).
+    colours = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    doc["hue"] = {"height": 32, "width": 32, "rgb": base64.b64encode(colours.tobytes()).decode(), "cases": []}
+    for factor in (0.0, 0.1, -0.1, 0.5, -0.5, 0.37, -0.013):
+        got = np.asarray(tv_functional.adjust_hue(Image.fromarray(colours), factor))
+        doc["hue"]["cases"].append({"factor": factor, "rgb": base64.b64encode(got.tobytes()).decode()})
     wide = tv_autoaugment.TrivialAugmentWide()._augmentation_space(31)
     imagenet = tv_autoaugment.AutoAugment()._augmentation_space(10, (224, 224))
     doc["tables"] = {"wide": {k: [float(x) for x in v[0]] for k, v in wide.items() if v[0].ndim},

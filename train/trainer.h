@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -64,6 +65,8 @@ struct TrainConfig {
   double crop_scale = 0.08;  // RandomResizedCrop's smallest area fraction
   // timm's --aa (data/rand_augment.h), e.g. rand-m9-mstd0.5; empty: off. The weights' images only.
   std::string auto_augment;
+  // timm's --color-jitter (data/color_jitter.h): 1, 3 or 4 strengths; empty: off.
+  std::vector<double> color_jitter;
   // timm's --reprob / --remode / --recount (data/random_erasing.h); the weights' images only.
   double reprob = 0.0;
   std::string remode = "pixel";

@@ -70,6 +70,7 @@ void Trainer::prepare() {
              "--mixup-prob and --mixup-switch-prob are probabilities in [0, 1], got {} and {}", cfg_.mixup_prob,
              cfg_.mixup_switch_prob);
   data::parse_auto_augment(cfg_.auto_augment);  // a bad string stops here, before any data is read
+  data::parse_color_jitter(cfg_.color_jitter);
   PMPL_CHECK(cfg_.grad_accum >= 1 && cfg_.grad_accum <= 4096, "--grad-accum must be 1 to 4096 batches per step, got {}",
              cfg_.grad_accum);
   PMPL_CHECK(cfg_.reprob >= 0 && cfg_.reprob <= 1, "--reprob is a probability in [0, 1], got {}", cfg_.reprob);
@@ -189,6 +190,7 @@ void Trainer::make_loaders(bool search) {
   lo.world = comm_.world();
   lo.subset = order;
   lo.auto_augment = data::parse_auto_augment(cfg_.auto_augment);
+  lo.color_jitter = data::parse_color_jitter(cfg_.color_jitter);
   lo.erasing.prob = cfg_.reprob;
   lo.erasing.fill = data::parse_erase_fill(cfg_.remode);
   lo.erasing.max_count = cfg_.recount;
@@ -206,6 +208,7 @@ void Trainer::make_loaders(bool search) {
     ao.seed = cfg_.seed + 1;
     ao.mixup = {};  // the alphas, and perturbation's scores, are judged on images as they are
     ao.auto_augment = {};
+    ao.color_jitter = {};
     ao.erasing = {};
     arch_loader_ = std::make_unique<data::Loader>(*train_set_, ao);
     PMPL_CHECK(static_cast<int64_t>(arch_part.size()) >= cfg_.batch_size * comm_.world(),
