@@ -530,6 +530,26 @@ TEST(CudaTrain, ResumedGpuRunIsBitIdentical) {
   }
 }
 
+// The recipe features on the GPU (LAMB's block-per-tensor kernel, random erasing's fill,
+// accumulated gradients, the soft-target loss) in bf16 and fp16: a killed run resumes
+// bit-identically.
+TEST(CudaTrain, RecipeFeaturesResumeBitIdenticallyOnTheGpu) {
+  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
+  for (const char* amp : {"bf16", "fp16"}) {
+    SCOPED_TRACE(amp);
+    TrainConfig c = tiny_search("");
+    c.device = "cuda";
+    c.amp = amp;
+    c.opt = "lamb";
+    c.lr = 1e-3;
+    c.grad_accum = 2;
+    c.reprob = 0.5;
+    c.auto_augment = "rand-m9-mstd0.5";
+    c.mixup = 0.2;
+    expect_resumes_bit_identical(c, {3}, std::string("gpu_recipe_") + amp);
+  }
+}
+
 // Mixed precision in the trainer: bf16 and fp16 (with loss scaling) searches complete with a
 // finite loss and validation loss.
 TEST(CudaTrain, MixedPrecisionSearchesComplete) {
