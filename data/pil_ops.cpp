@@ -255,9 +255,20 @@ void pil_enhance_sharpness(uint8_t* rgb, int width, int height, double factor, s
 
 namespace {
 
-void affine_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, const double (&m)[6],
-                     const uint8_t (&fill)[3]) {
+// Bicubic convolution with a = -1, as Geometry.c's BICUBIC (Horner form, in double).
+double bicubic(double v1, double v2, double v3, double v4, double d) {
+  const double p1 = v2, p2 = -v1 + v3, p3 = 2 * (v1 - v2) + v3 - v4, p4 = -v1 + v2 - v3 + v4;
+  return p1 + d * (p2 + d * (p3 + d * p4));
+}
+
+// Geometry.c's generic transform with its bilinear or bicubic filter: each output pixel's centre
+// mapped into the source, the fill where it lands outside, else the filter at the shifted point
+// with the taps clamped to the edges; both filters truncate.
+void affine_filtered(const uint8_t* src, uint8_t* dst, int width, int height, const double (&m)[6],
+                     const uint8_t (&fill)[3], bool cubic) {
   const auto at = [&](int y, int x, int c) { return static_cast<double>(src[(static_cast<size_t>(y) * width + x) * 3 + c]); };
+  const auto column = [&](int x) { return std::clamp(x, 0, width - 1); };
+  const auto inside = [&](int y) { return y >= 0 && y < height; };
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
       uint8_t* out = dst + (static_cast<size_t>(y) * width + x) * 3;
@@ -272,15 +283,28 @@ void affine_bilinear(const uint8_t* src, uint8_t* dst, int width, int height, co
       yin -= 0.5;
       const int x0 = static_cast<int>(std::floor(xin)), y0 = static_cast<int>(std::floor(yin));
       const double dx = xin - x0, dy = yin - y0;
-      const int xa = std::clamp(x0, 0, width - 1), xb = std::clamp(x0 + 1, 0, width - 1);
-      const int ya = std::clamp(y0, 0, height - 1);
       for (int c = 0; c < 3; ++c) {
-        double v1 = at(ya, xa, c) + (at(ya, xb, c) - at(ya, xa, c)) * dx;
-        if (y0 + 1 >= 0 && y0 + 1 < height) {
-          const double v2 = at(y0 + 1, xa, c) + (at(y0 + 1, xb, c) - at(y0 + 1, xa, c)) * dx;
-          v1 = v1 + (v2 - v1) * dy;
+        if (!cubic) {
+          const int xa = column(x0), xb = column(x0 + 1), ya = std::clamp(y0, 0, height - 1);
+          double v1 = at(ya, xa, c) + (at(ya, xb, c) - at(ya, xa, c)) * dx;
+          if (inside(y0 + 1)) {
+            const double v2 = at(y0 + 1, xa, c) + (at(y0 + 1, xb, c) - at(y0 + 1, xa, c)) * dx;
+            v1 = v1 + (v2 - v1) * dy;
+          }
+          out[c] = static_cast<uint8_t>(v1);  // within 0-255: no clamp
+          continue;
         }
-        out[c] = static_cast<uint8_t>(v1);  // Geometry.c truncates (v1 stays within 0-255)
+        // Taps at x0 - 1 .. x0 + 2; rows past an edge repeat the row before them.
+        const auto row = [&](int yy) {
+          return bicubic(at(yy, column(x0 - 1), c), at(yy, column(x0), c), at(yy, column(x0 + 1), c),
+                         at(yy, column(x0 + 2), c), dx);
+        };
+        const double r0 = row(std::clamp(y0 - 1, 0, height - 1));
+        const double r1 = inside(y0) ? row(y0) : r0;
+        const double r2 = inside(y0 + 1) ? row(y0 + 1) : r1;
+        const double r3 = inside(y0 + 2) ? row(y0 + 2) : r2;
+        const double v = bicubic(r0, r1, r2, r3, dy);
+        out[c] = v <= 0.0 ? 0 : v >= 255.0 ? 255 : static_cast<uint8_t>(v);
       }
     }
   }
@@ -347,8 +371,8 @@ void affine_nearest(const uint8_t* src, uint8_t* dst, int width, int height, con
 
 void pil_affine(const uint8_t* src, uint8_t* dst, int width, int height, const double (&matrix)[6],
                 PilResample resample, const uint8_t (&fill)[3]) {
-  if (resample == PilResample::kBilinear) {
-    affine_bilinear(src, dst, width, height, matrix, fill);
+  if (resample != PilResample::kNearest) {
+    affine_filtered(src, dst, width, height, matrix, fill, resample == PilResample::kBicubic);
     return;
   }
   // The output starts as the fill colour; pixels whose source is inside are overwritten.

@@ -30,8 +30,9 @@ void pil_adjust_hue(uint8_t* rgb, size_t pixels, double factor);
 
 // Image.transform(size, AFFINE, matrix, resample, fillcolor=fill): output pixel (x, y) samples the
 // source at (a x + b y + c, d x + e y + f) of its centre; where that is outside, `fill`. NEAREST
-// takes Geometry.c's three paths (a scale-and-shift table, 16.16 fixed point, float steps).
-enum class PilResample { kNearest, kBilinear };
+// takes Geometry.c's three paths (a scale-and-shift table, 16.16 fixed point, float steps);
+// BICUBIC is its cubic convolution with a = -1 (not resize's -0.5).
+enum class PilResample { kNearest, kBilinear, kBicubic };
 void pil_affine(const uint8_t* src, uint8_t* dst, int width, int height, const double (&matrix)[6],
                 PilResample resample, const uint8_t (&fill)[3]);
 // Image.rotate(degrees, resample, fillcolor=fill) about the centre, same size (counter-clockwise).

@@ -6,7 +6,6 @@
 #include <limits>
 #include <numbers>
 
-#include "data/pil_ops.h"
 #include "engine/error.h"
 
 namespace pmpl::data {
@@ -14,7 +13,7 @@ namespace {
 
 constexpr double kLevelDenominator = 10.0;     // timm's _LEVEL_DENOM
 constexpr uint8_t kFill[3] = {124, 116, 104};  // timm's img_mean: round(255 * ImageNet's mean)
-constexpr uint32_t kDrawsPerLayer = 8;         // op, chance, two for the normal, sign (the rest spare)
+constexpr uint32_t kDrawsPerLayer = 8;         // op, chance, two for the normal, sign, filter (the rest spare)
 
 double parse_number(const std::string& config, const std::string& key, const std::string& text) {
   double value = 0.0;
@@ -97,8 +96,8 @@ const char* augment_op_name(AugmentOp op, bool increasing) {
   return "?";
 }
 
-void apply_augment_op(AugmentOp op, double magnitude, bool negate, bool increasing, uint8_t* rgb, int width,
-                      int height, std::vector<uint8_t>& scratch) {
+void apply_augment_op(AugmentOp op, double magnitude, bool negate, bool increasing, PilResample resample,
+                      uint8_t* rgb, int width, int height, std::vector<uint8_t>& scratch) {
   // timm's level functions, written as Python evaluates them: (level / 10) * range.
   const double level = magnitude / kLevelDenominator;
   const auto sign = [negate](double v) { return negate ? -v : v; };
@@ -106,7 +105,7 @@ void apply_augment_op(AugmentOp op, double magnitude, bool negate, bool increasi
   const size_t pixels = static_cast<size_t>(width) * static_cast<size_t>(height);
   const auto affine = [&](const double (&matrix)[6]) {
     scratch.assign(rgb, rgb + pixels * 3);
-    pil_affine(scratch.data(), rgb, width, height, matrix, PilResample::kBilinear, kFill);
+    pil_affine(scratch.data(), rgb, width, height, matrix, resample, kFill);
   };
   switch (op) {
     case AugmentOp::kAutoContrast: pil_autocontrast(rgb, pixels); return;
@@ -114,7 +113,7 @@ void apply_augment_op(AugmentOp op, double magnitude, bool negate, bool increasi
     case AugmentOp::kInvert: pil_invert(rgb, pixels); return;
     case AugmentOp::kRotate:
       scratch.assign(rgb, rgb + pixels * 3);
-      pil_rotate(scratch.data(), rgb, width, height, sign(level * 30.0), PilResample::kBilinear, kFill);
+      pil_rotate(scratch.data(), rgb, width, height, sign(level * 30.0), resample, kFill);
       return;
     case AugmentOp::kPosterize: {
       const int bits = static_cast<int>(level * 4.0);
@@ -151,7 +150,9 @@ std::vector<AugmentStep> rand_augment_plan(const RandAugmentOptions& options, co
       const double u1 = rng.uniform(d + 2), u2 = rng.uniform(d + 3);
       magnitude += options.magnitude_std * std::sqrt(-2.0 * std::log1p(-u1)) * std::cos(2.0 * std::numbers::pi * u2);
     }
-    plan.push_back({op, std::clamp(magnitude, 0.0, options.magnitude_max), rng.uniform(d + 4) > 0.5});
+    // timm's random.choice((BILINEAR, BICUBIC)) for the geometric ops.
+    const PilResample resample = rng.uniform(d + 5) < 0.5 ? PilResample::kBilinear : PilResample::kBicubic;
+    plan.push_back({op, std::clamp(magnitude, 0.0, options.magnitude_max), rng.uniform(d + 4) > 0.5, resample});
   }
   return plan;
 }
@@ -159,7 +160,8 @@ std::vector<AugmentStep> rand_augment_plan(const RandAugmentOptions& options, co
 void rand_augment(const RandAugmentOptions& options, const SampleRandom& rng, uint8_t* rgb, int width, int height,
                   std::vector<uint8_t>& scratch) {
   for (const AugmentStep& step : rand_augment_plan(options, rng)) {
-    apply_augment_op(step.op, step.magnitude, step.negate, options.increasing, rgb, width, height, scratch);
+    apply_augment_op(step.op, step.magnitude, step.negate, options.increasing, step.resample, rgb, width, height,
+                     scratch);
   }
 }
 

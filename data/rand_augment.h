@@ -3,8 +3,8 @@
 // each applied with chance `prob` at a magnitude drawn from N(magnitude, magnitude_std) clamped to
 // [0, magnitude_max] (uniform on [0, magnitude] when the std is infinite), on a 0-10 scale that
 // timm's level functions turn into each op's argument. The ops are Pillow's (data/pil_ops.h), byte
-// for byte; geometric ones fill with timm's mean colour (124, 116, 104) and resample bilinearly
-// (timm passes the training interpolation; pmpl's crops are bilinear).
+// for byte; geometric ones fill with timm's mean colour (124, 116, 104) and resample bilinearly or
+// bicubically at random, as timm's train.py default (--train-interpolation random) has them.
 //
 // The configuration is timm's string: "rand" then dash-separated keys, e.g. "rand-m9-mstd0.5":
 // m (magnitude), n (layers), mstd, mmax, p (per-op chance), inc1 (timm's "increasing" op set, where a
@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "data/pil_ops.h"
 #include "data/transform.h"
 
 namespace pmpl::data {
@@ -43,15 +44,16 @@ const char* augment_op_name(AugmentOp op, bool increasing);
 
 // One op at a magnitude (0-10 scale), as timm's level function and op compute it; `negate` stands
 // for timm's coin flip on the ops with a signed argument (rotate, shear, translate, and the
-// "increasing" enhancements). `scratch` is reused between calls.
-void apply_augment_op(AugmentOp op, double magnitude, bool negate, bool increasing, uint8_t* rgb, int width,
-                      int height, std::vector<uint8_t>& scratch);
+// "increasing" enhancements); `resample` for the geometric ones. `scratch` is reused between calls.
+void apply_augment_op(AugmentOp op, double magnitude, bool negate, bool increasing, PilResample resample,
+                      uint8_t* rgb, int width, int height, std::vector<uint8_t>& scratch);
 
 // What the policy does to one image: the ops it applies, in order (a skipped layer is absent).
 struct AugmentStep {
   AugmentOp op;
   double magnitude;
   bool negate;
+  PilResample resample;  // for the geometric ops: bilinear or bicubic, a fair coin
 };
 std::vector<AugmentStep> rand_augment_plan(const RandAugmentOptions& options, const SampleRandom& rng);
 

@@ -48,6 +48,19 @@ std::vector<uint8_t> run_pil_op(const std::string& op, const nlohmann::json& arg
                                 int h) {
   const size_t n = static_cast<size_t>(w) * h;
   std::vector<uint8_t> scratch;
+  const uint8_t timm_fill[3] = {124, 116, 104};
+  if (op.rfind("bicubic_", 0) == 0) {
+    const double v = args[0];
+    std::vector<uint8_t> out(rgb.size());
+    if (op == "bicubic_rotate") {
+      pil_rotate(rgb.data(), out.data(), w, h, v, PilResample::kBicubic, timm_fill);
+      return out;
+    }
+    const double shear[6] = {1, v, 0, 0, 1, 0}, translate[6] = {1, 0, 0, 0, 1, v * h};
+    pil_affine(rgb.data(), out.data(), w, h, op == "bicubic_shear_x" ? shear : translate, PilResample::kBicubic,
+               timm_fill);
+    return out;
+  }
   if (op.rfind("tv_", 0) == 0) {
     apply_tv_op(tv_ops().at(op.substr(3)), args[0], rgb.data(), w, h, scratch);
     return rgb;
@@ -104,9 +117,9 @@ TEST(Augment, EveryOpIsPillowsByteForByte) {
                          << int(want[first % want.size()]);
     if (src != want) ops.insert(c["op"]);
   }
-  // timm's 15 and torchvision's 14 besides Identity: each changes some image (a fixture that
-  // cannot catch a no-op is no test).
-  EXPECT_EQ(ops.size(), 29u);
+  // timm's 15 (3 of them bicubic too) and torchvision's 14 besides Identity: each changes some
+  // image (a fixture that cannot catch a no-op is no test).
+  EXPECT_EQ(ops.size(), 32u);
   EXPECT_EQ(ops.count("tv_identity"), 0u);
 }
 
@@ -140,9 +153,10 @@ TEST(Augment, LevelsAreTimms) {
   const auto& image = fixture()["images"][0];
   const int w = image["width"], h = image["height"];
   const std::vector<uint8_t> src = test::base64(image["rgb"]);
-  const auto op_at = [&](AugmentOp op, double magnitude, bool negate, bool increasing) {
+  const auto op_at = [&](AugmentOp op, double magnitude, bool negate, bool increasing,
+                         PilResample resample = PilResample::kBilinear) {
     std::vector<uint8_t> rgb = src, scratch;
-    apply_augment_op(op, magnitude, negate, increasing, rgb.data(), w, h, scratch);
+    apply_augment_op(op, magnitude, negate, increasing, resample, rgb.data(), w, h, scratch);
     return rgb;
   };
   const auto pil = [&](const std::string& name, nlohmann::json args) { return run_pil_op(name, args, src, w, h); };
@@ -151,6 +165,8 @@ TEST(Augment, LevelsAreTimms) {
   EXPECT_EQ(op_at(AugmentOp::kRotate, 9, false, false), pil("rotate", {27.0}));
   EXPECT_EQ(op_at(AugmentOp::kRotate, 9, true, false), pil("rotate", {-27.0}));
   EXPECT_EQ(op_at(AugmentOp::kShearX, 9, false, false), pil("shear_x", {0.27}));
+  EXPECT_EQ(op_at(AugmentOp::kShearX, 9, false, false, PilResample::kBicubic), pil("bicubic_shear_x", {0.27}));
+  EXPECT_EQ(op_at(AugmentOp::kRotate, 4.5, true, false, PilResample::kBicubic), pil("bicubic_rotate", {-13.5}));
   EXPECT_EQ(op_at(AugmentOp::kShearY, 9, true, false), pil("shear_y", {-0.27}));
   EXPECT_EQ(op_at(AugmentOp::kTranslateXRel, 9, true, false), pil("translate_x", {-0.405}));
   EXPECT_EQ(op_at(AugmentOp::kTranslateYRel, 4.5, false, false), pil("translate_y", {0.2025}));
@@ -181,7 +197,7 @@ TEST(Augment, ThePolicyDrawsAsTimmDoes) {
     return out;
   };
   std::map<int, int> op_count;
-  int steps = 0, negated = 0, clamped = 0;
+  int steps = 0, negated = 0, clamped = 0, bicubic = 0;
   double sum = 0, sum2 = 0;
   for (const auto& plan : plans("rand-m9-mstd0.5")) {
     ASSERT_LE(plan.size(), 2u);
@@ -189,6 +205,7 @@ TEST(Augment, ThePolicyDrawsAsTimmDoes) {
       ++steps;
       ++op_count[static_cast<int>(step.op)];
       negated += step.negate;
+      bicubic += step.resample == PilResample::kBicubic;
       clamped += step.magnitude == 10.0;
       sum += step.magnitude;
       sum2 += step.magnitude * step.magnitude;
@@ -201,6 +218,7 @@ TEST(Augment, ThePolicyDrawsAsTimmDoes) {
   ASSERT_EQ(op_count.size(), 15u);
   for (const auto& [op, n] : op_count) EXPECT_NEAR(n, steps / 15.0, 6 * std::sqrt(steps / 15.0)) << op;
   EXPECT_NEAR(negated, steps / 2.0, 6 * std::sqrt(steps / 4.0));
+  EXPECT_NEAR(bicubic, steps / 2.0, 6 * std::sqrt(steps / 4.0));
   // N(9, 0.5) clamped at 10: P(> 10) = 2.3%; the mean and sd of the clamped normal are 8.998 and 0.49.
   EXPECT_NEAR(clamped, 0.0228 * steps, 6 * std::sqrt(0.0228 * steps));
   EXPECT_NEAR(sum / steps, 8.998, 0.02);

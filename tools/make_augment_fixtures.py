@@ -52,6 +52,15 @@ def cases():
                                                                  fillcolor=FILL)
     for deg in (27.0, -27.0, 13.5, -2.7, 0.0, 90.0, 180.0, -90.0, 270.0, 359.5):
         yield "rotate", [deg], lambda im, d=deg: im.rotate(d, Image.BILINEAR, fillcolor=FILL)
+    # timm's RandAugment picks bilinear or bicubic per geometric op (train.py's 'random').
+    for v in (0.27, -0.2025):
+        yield "bicubic_shear_x", [v], lambda im, v=v: im.transform(im.size, Image.AFFINE, (1, v, 0, 0, 1, 0),
+                                                                   Image.BICUBIC, fillcolor=FILL)
+        yield "bicubic_translate_y", [v], lambda im, v=v: im.transform(im.size, Image.AFFINE,
+                                                                       (1, 0, 0, 0, 1, v * im.size[1]),
+                                                                       Image.BICUBIC, fillcolor=FILL)
+    for deg in (27.0, -13.5):
+        yield "bicubic_rotate", [deg], lambda im, d=deg: im.rotate(d, Image.BICUBIC, fillcolor=FILL)
     tv = {"identity": [0.0], "shear_x": [0.99000001, -0.3, 0.13333334], "shear_y": [-0.627000034, 0.2],
           "translate_x": [13.8666668, -16.0, 3.2], "translate_y": [-7.46666718, 32.0],
           "rotate": [-135.0, 26.666666, 90.0, 3.33333325], "brightness": [-0.99000001, 0.5],
