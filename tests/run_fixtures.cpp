@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -34,6 +35,42 @@ std::string make_dataset() {
     return dir.string();
   }();
   return root;
+}
+
+std::string make_uniform_dataset(int per_class) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("pmpl_uniform_data_" + std::to_string(::getpid()) + "_" + std::to_string(per_class));
+  if (fs::exists(dir / "val")) return dir.string();
+  std::vector<uint8_t> rgb(12 * 12 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(60 + 50 * (i % 3));
+  const std::vector<uint8_t> jpeg = data::encode_jpeg(rgb.data(), 12, 12, data::JpegColor::kRgb);
+  for (const char* split : {"train", "val"}) {
+    for (int c = 0; c < 2; ++c) {
+      for (int i = 0; i < (split[0] == 't' ? per_class : 2); ++i) {
+        const fs::path path = dir / split / ("c" + std::to_string(c)) / (std::to_string(i) + ".jpg");
+        fs::create_directories(path.parent_path());
+        std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(jpeg.data()),
+                                                    static_cast<std::streamsize>(jpeg.size()));
+      }
+    }
+  }
+  return dir.string();
+}
+
+double step_distance(const std::string& init_path, const std::string& a_path, const std::string& b_path) {
+  const TensorFile init = load_safetensors(init_path), a = load_safetensors(a_path), b = load_safetensors(b_path);
+  double diff = 0.0, norm = 0.0;
+  for (const auto& [name, tensor] : init.tensors) {
+    if (name.find("running_") != std::string::npos || tensor.dtype() != DType::kF32) continue;
+    const std::vector<float> x0 = tensor.to_vector<float>(), xa = a.find(name).to_vector<float>(),
+                             xb = b.find(name).to_vector<float>();
+    for (size_t i = 0; i < x0.size(); ++i) {
+      const double da = static_cast<double>(xa[i]) - x0[i], db = static_cast<double>(xb[i]) - x0[i];
+      diff += (da - db) * (da - db);
+      norm += db * db;
+    }
+  }
+  return std::sqrt(diff / norm);
 }
 
 TrainConfig tiny_search(const std::string& output) {

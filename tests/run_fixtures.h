@@ -20,6 +20,15 @@ namespace pmpl::test {
 // once per test binary; the folder's path.
 std::string make_dataset();
 
+// 2 classes of `per_class` identical training images (and 2 validation images each), all one solid
+// colour, 12 x 12 JPEGs, made once per test binary: batchnorm's batch statistics over any of its
+// batches are the same, so a step does not depend on how its batch is split.
+std::string make_uniform_dataset(int per_class = 8);
+
+// The relative L2 distance between two runs' first steps from the same start: || (a - init) -
+// (b - init) || / || b - init || over the f32 parameters (running statistics left out).
+double step_distance(const std::string& init, const std::string& a, const std::string& b);
+
 // A run folder under the temporary directory, removed before and after.
 struct TempRun {
   std::string dir;

@@ -144,24 +144,11 @@ TEST(Pmpl, GradientAccumulationStepsPerGroupAndResumes) {
 // batch is split; the two steps agree to rounding, where a loss not divided by the 2 batches
 // doubles every gradient.
 TEST(Train, GradientAccumulationEqualsOneBigBatch) {
-  test::TempDir data("pmpl_accum");
-  std::vector<uint8_t> rgb(12 * 12 * 3);
-  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(60 + 50 * (i % 3));
-  const std::vector<uint8_t> jpeg = data::encode_jpeg(rgb.data(), 12, 12, data::JpegColor::kRgb);
-  for (const char* split : {"train", "val"}) {
-    for (int c = 0; c < 2; ++c) {
-      for (int i = 0; i < (split[0] == 't' ? 8 : 2); ++i) {
-        const std::filesystem::path path = data.path / split / ("c" + std::to_string(c)) / (std::to_string(i) + ".jpg");
-        std::filesystem::create_directories(path.parent_path());
-        std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(jpeg.data()),
-                                                    static_cast<std::streamsize>(jpeg.size()));
-      }
-    }
-  }
+  const std::string data = test::make_uniform_dataset();
   const auto step = [&](int64_t batch, int64_t accum, double lr, const std::string& name) {
     TempRun run(name);
     TrainConfig c;
-    c.data = data.path.string();
+    c.data = data;
     c.output = run.dir;
     c.model = "mobilenetv2";
     c.width = 0.25;
@@ -179,32 +166,20 @@ TEST(Train, GradientAccumulationEqualsOneBigBatch) {
     c.workers = 1;
     c.quiet = true;
     EXPECT_TRUE(run_training(c).completed);
-    return load_safetensors(run.dir + "/checkpoint-last.safetensors");
+    const std::string kept = run.dir + ".safetensors";
+    std::filesystem::copy_file(run.dir + "/checkpoint-last.safetensors", kept,
+                               std::filesystem::copy_options::overwrite_existing);
+    return kept;
   };
   // The initial weights: a step at an lr too small to move them.
-  const TensorFile init = step(16, 1, 1e-12, "accum_init"), big = step(16, 1, 0.5, "accum_big"),
-                   split = step(8, 2, 0.5, "accum_split");
-  EXPECT_EQ(nlohmann::json::parse(split.metadata.at("pmpl.trainer"))["weight_optimizer_steps"], 1);
-  // The steps, parameters only (the batchnorms' running statistics take one update per batch).
-  const auto update = [&](const TensorFile& after) {
-    std::vector<double> d;
-    for (const auto& [name, tensor] : init.tensors) {
-      if (name.find("running_") != std::string::npos || tensor.dtype() != DType::kF32) continue;
-      const std::vector<float> a = after.find(name).to_vector<float>(), b = tensor.to_vector<float>();
-      for (size_t i = 0; i < a.size(); ++i) d.push_back(static_cast<double>(a[i]) - b[i]);
-    }
-    return d;
-  };
-  const auto distance = [](const std::vector<double>& a, const std::vector<double>& b) {
-    double diff = 0.0, norm = 0.0;
-    for (size_t i = 0; i < a.size(); ++i) diff += (a[i] - b[i]) * (a[i] - b[i]), norm += b[i] * b[i];
-    return std::sqrt(diff / norm);
-  };
-  const std::vector<double> big_step = update(big);
-  EXPECT_GT(distance(std::vector<double>(big_step.size(), 0.0), big_step), 0.99) << "the step moved the weights";
+  const std::string init = step(16, 1, 1e-12, "accum_init"), big = step(16, 1, 0.5, "accum_big"),
+                    split = step(8, 2, 0.5, "accum_split");
+  EXPECT_EQ(nlohmann::json::parse(load_safetensors(split).metadata.at("pmpl.trainer"))["weight_optimizer_steps"], 1);
+  EXPECT_GT(test::step_distance(init, init, big), 0.99) << "the step moved the weights";
   // 2e-4 measured (batchnorm over identical images divides rounding noise by sqrt(eps)); a loss
   // not divided by 2 gives 1.
-  EXPECT_LT(distance(update(split), big_step), 1e-3) << "two accumulated batches of 8 against one of 16";
+  EXPECT_LT(test::step_distance(init, split, big), 1e-3) << "two accumulated batches of 8 against one of 16";
+  for (const std::string& f : {init, big, split}) std::filesystem::remove(f);
 }
 
 // RandAugment and random erasing draw from streams keyed by sample, Mixup and CutMix from one keyed
