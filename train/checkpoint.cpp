@@ -5,33 +5,6 @@
 
 namespace pmpl {
 
-nlohmann::json ModelDescription::to_json() const {
-  nlohmann::json j = {{"name", name},
-                      {"width", config.width},
-                      {"num_classes", config.num_classes},
-                      {"small_input", config.small_input},
-                      {"dropout", config.dropout},
-                      {"seed", config.seed}};
-  j["genotype"] = config.genotype ? config.genotype->to_json() : nlohmann::json(nullptr);
-  return j;
-}
-
-ModelDescription ModelDescription::from_json(const nlohmann::json& j, const std::string& where) {
-  ModelDescription d;
-  try {
-    d.name = j.at("name").get<std::string>();
-    d.config.width = j.at("width").get<double>();
-    d.config.num_classes = j.at("num_classes").get<int64_t>();
-    d.config.small_input = j.at("small_input").get<bool>();
-    d.config.dropout = j.at("dropout").get<double>();
-    d.config.seed = j.at("seed").get<uint64_t>();
-    if (!j.at("genotype").is_null()) d.config.genotype = Genotype::from_json(j.at("genotype"), where);
-  } catch (const nlohmann::json::exception& e) {
-    PMPL_CHECK(false, "{}: the model description is incomplete ({})", where, e.what());
-  }
-  return d;
-}
-
 void apply_fixed(MobileNetV2& model, const Genotype& fixed, const std::string& where) {
   const auto enhancers = model.enhancers();
   PMPL_CHECK(fixed.enhancers.size() == enhancers.size(), "{}: {} enhancers recorded, the network has {}",

@@ -17,15 +17,9 @@
 
 #include "engine/io/safetensors.h"
 #include "models/registry.h"
+#include "train/model_description.h"
 
 namespace pmpl {
-
-struct ModelDescription {
-  std::string name;
-  MobileNetV2Config config;
-  nlohmann::json to_json() const;
-  static ModelDescription from_json(const nlohmann::json& j, const std::string& where);
-};
 
 // Fixes a searching network's enhancers as `fixed` lists (entries with no ops stay open).
 void apply_fixed(MobileNetV2& model, const Genotype& fixed, const std::string& where);

@@ -1,51 +1,18 @@
 // The trainer's checkpoints (write, resume), its config.json and the state every process must
 // share.
 #include <filesystem>
+#include <limits>
 #include <map>
 
 #include <fmt/format.h>
 
 #include "layers/weights.h"
+#include "train/metadata_fields.h"
 #include "train/trainer_impl.h"
 
 namespace pmpl::trainer {
 
 namespace fs = std::filesystem;
-
-nlohmann::json TrainerState::to_json() const {
-  return {{"epoch", epoch},
-          {"batch", batch},
-          {"global_step", global_step},
-          {"arch_epoch", arch_epoch},
-          {"arch_batch", arch_batch},
-          {"best_top1", best_top1},
-          {"dropout_seed", dropout_seed},
-          {"dropout_offset", dropout_offset},
-          {"loss_scaled", loss_scaled},
-          {"loss_scale", loss_scale},
-          {"loss_scale_good", loss_scale_good},
-          {"arch_loss_scale", arch_loss_scale},
-          {"arch_loss_scale_good", arch_loss_scale_good}};
-}
-
-TrainerState TrainerState::from_json(const nlohmann::json& j) {
-  TrainerState s;
-  s.epoch = j.at("epoch");
-  s.batch = j.at("batch");
-  s.global_step = j.at("global_step");
-  s.arch_epoch = j.at("arch_epoch");
-  s.arch_batch = j.at("arch_batch");
-  s.best_top1 = j.at("best_top1");
-  s.dropout_seed = j.at("dropout_seed");
-  s.dropout_offset = j.at("dropout_offset");
-  // Absent in older checkpoints: those resume with the initial scales.
-  s.loss_scaled = j.value("loss_scaled", false);
-  s.loss_scale = j.value("loss_scale", 1.0);
-  s.loss_scale_good = j.value("loss_scale_good", int64_t{0});
-  s.arch_loss_scale = j.value("arch_loss_scale", 1.0);
-  s.arch_loss_scale_good = j.value("arch_loss_scale_good", int64_t{0});
-  return s;
-}
 
 // Rank 0's weights, statistics and dropout stream position on every process: at the start
 // (and after a resume) and before each evaluation, so every rank evaluates and goes on with the
@@ -167,7 +134,7 @@ void Trainer::restore(const TensorFile& file, const std::string& path) {
   }
   load_weights(*model_, file, path);
   const nlohmann::json trainer = nlohmann::json::parse(file.metadata.at("pmpl.trainer"));
-  state_ = TrainerState::from_json(trainer);
+  state_ = TrainerState::from_json(trainer, path + " (pmpl.trainer)");
   restore_optimizer(file, trainer, path);
   if (ema_) {
     if (!ema_->restore(file, path)) {
@@ -176,7 +143,11 @@ void Trainer::restore(const TensorFile& file, const std::string& path) {
                                  path));
     }
   }
-  if (search_) search_->adam().restore(file.find("optim.arch.m"), file.find("optim.arch.v"), trainer.at("adam_steps"));
+  if (search_) {
+    search_->adam().restore(file.find("optim.arch.m"), file.find("optim.arch.v"),
+                            metadata::integer(trainer, "adam_steps", 0, std::numeric_limits<int64_t>::max(),
+                                              path + " (pmpl.trainer)"));
+  }
   model_->dropout_generator().set_state(state_.dropout_seed, state_.dropout_offset);
   scaler_->restore(state_.loss_scaled, state_.loss_scale, state_.loss_scale_good);
   if (search_) search_->scaler().restore(state_.loss_scaled, state_.arch_loss_scale, state_.arch_loss_scale_good);
@@ -184,7 +155,8 @@ void Trainer::restore(const TensorFile& file, const std::string& path) {
 
 // The weights' optimiser state; checkpoints from before --opt hold SGD's under "sgd_steps".
 void Trainer::restore_optimizer(const TensorFile& file, const nlohmann::json& trainer, const std::string& path) {
-  const std::string saved = trainer.value("weight_optimizer", std::string("sgd"));
+  const std::string where = path + " (pmpl.trainer)";
+  const std::string saved = trainer.contains("weight_optimizer") ? metadata::text(trainer, "weight_optimizer", where) : "sgd";
   PMPL_CHECK(saved == optimizer_->name(), "{} was trained with --opt {}; resume it with --opt {}", path, saved, saved);
   std::vector<Tensor> state;
   for (const auto& [name, t] : optimizer_->state()) {
@@ -193,8 +165,10 @@ void Trainer::restore_optimizer(const TensorFile& file, const nlohmann::json& tr
     PMPL_CHECK(state.back().defined(), "{} holds no {} (a checkpoint of --opt {} has it): resume from another one",
                path, key, saved);
   }
-  const int64_t steps = trainer.contains("weight_optimizer_steps") ? trainer.at("weight_optimizer_steps").get<int64_t>()
-                                                                   : trainer.at("sgd_steps").get<int64_t>();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const int64_t steps = trainer.contains("weight_optimizer_steps")
+                            ? metadata::integer(trainer, "weight_optimizer_steps", 0, kMax, where)
+                            : metadata::integer(trainer, "sgd_steps", 0, kMax, where);
   optimizer_->restore(state, steps);
 }
 

@@ -35,6 +35,7 @@
 #include "train/schedule.h"
 #include "train/weight_optimizer.h"
 #include "train/trainer.h"
+#include "train/trainer_state.h"
 
 namespace pmpl::trainer {
 
@@ -48,25 +49,6 @@ inline constexpr const char* kPreviousCheckpoint = "checkpoint-prev.safetensors"
 inline double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
-
-// Where the run stands: everything a resumed run needs besides tensors.
-struct TrainerState {
-  int64_t epoch = 0;        // the epoch in progress
-  int64_t batch = 0;        // its next batch
-  int64_t global_step = 0;
-  int64_t arch_epoch = 0;   // the architecture loader's position
-  int64_t arch_batch = 0;
-  double best_top1 = -1.0;
-  uint64_t dropout_seed = 0, dropout_offset = 0;
-  // fp16's dynamic loss scales (weights, and the architecture step's own) and their good steps in
-  // a row; loss_scaled says the run scaled at all (fp16), so another --amp restores none of it.
-  bool loss_scaled = false;
-  double loss_scale = 1.0, arch_loss_scale = 1.0;
-  int64_t loss_scale_good = 0, arch_loss_scale_good = 0;
-
-  nlohmann::json to_json() const;
-  static TrainerState from_json(const nlohmann::json& j);
-};
 
 // What is summed between two step log lines.
 struct StepInterval {
