@@ -2,7 +2,7 @@
 """Kill soak: pmpl train killed with SIGKILL at random moments and resumed must end bit for bit as
 an uninterrupted run (weights, batchnorm statistics, optimiser state, alphas, genotype).
 
-  tools/kill_soak.py --pmpl build/pmpl --data DIR [--kills 20] [--seed 0] [--work DIR]
+  tools/kill_soak.py --pmpl build/pmpl --data DIR [--kills 20] [--seed 0] [--work DIR] [--mpirun N]
 
 Runs two jobs on the CPU: a PMPL search (fixing by threshold and by force on the way) and a plain
 training run, each with a checkpoint every step so kills land in steps, in checkpoint writes, in
@@ -10,7 +10,9 @@ evaluations and in fixing. Each job runs once uninterrupted, then again under SI
 random number of log lines and a random part of a step, restarted (with --resume once a
 checkpoint exists) until it completes or has been killed --kills times; then it runs to the end. Every tensor of the final checkpoint-last and the
 genotype must equal the uninterrupted run's. Prints each kill (when, and the run's step then) and
-a verdict; exits 1 on any difference.
+a verdict; exits 1 on any difference. With --mpirun N every run is `mpirun -np N pmpl train`
+(data-parallel, one thread per process) and each kill is a SIGKILL to the whole job's process
+group, as when a node dies.
 """
 import argparse
 import json
@@ -64,10 +66,24 @@ def log_lines(folder):
         return 0
 
 
-def command(pmpl, data, folder, job):
+def command(args, folder, job):
     has_checkpoint = any((folder / n).exists() for n in ("checkpoint-last.safetensors", "checkpoint-prev.safetensors"))
     where = ["--resume", str(folder)] if has_checkpoint else ["--output", str(folder)]
-    return [pmpl, "train", "--data", data, *JOBS[job], *COMMON, *where]
+    launch = [args.mpirun_bin, "-np", str(args.mpirun)] if args.mpirun > 0 else []
+    return [*launch, args.pmpl, "train", "--data", args.data, *JOBS[job], *COMMON, *where]
+
+
+def launch_job(args, folder, job, env, **streams):
+    # Its own session, so a kill reaches every process of the job (mpirun and its ranks).
+    return subprocess.Popen(command(args, folder, job), env=env, start_new_session=True, **streams)
+
+
+def kill(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def run_job(args, job, rng):
@@ -75,10 +91,11 @@ def run_job(args, job, rng):
     reference, killed = work / f"{job}_reference", work / f"{job}_killed"
     for folder in (reference, killed):
         shutil.rmtree(folder, ignore_errors=True)
-    env = dict(os.environ, OMP_NUM_THREADS="2")
+    env = dict(os.environ, OMP_NUM_THREADS="1" if args.mpirun > 0 else "2", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     # The uninterrupted run, timed: its start (until the first checkpoint) and its whole length.
     start = time.monotonic()
-    proc = subprocess.Popen(command(args.pmpl, args.data, reference, job), env=env, stdout=subprocess.DEVNULL)
+    proc = launch_job(args, reference, job, env, stdout=subprocess.DEVNULL)
     startup = None
     while proc.poll() is None:
         if startup is None and (reference / "checkpoint-last.safetensors").exists():
@@ -95,8 +112,7 @@ def run_job(args, job, rng):
           f"{step_of(reference)} steps")
     kills = 0
     while True:
-        proc = subprocess.Popen(command(args.pmpl, args.data, killed, job), env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        proc = launch_job(args, killed, job, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if kills >= args.kills:
             _, err = proc.communicate()
             if proc.returncode != 0:
@@ -111,8 +127,7 @@ def run_job(args, job, rng):
             time.sleep(0.005)
         time.sleep(rng.uniform(0, step_seconds))
         if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            kill(proc)
             kills += 1
             print(f"{job}: kill {kills}/{args.kills} at log line {log_lines(killed)}, checkpoint at step {step_of(killed)}")
             continue
@@ -145,6 +160,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="seeds the kill times")
     parser.add_argument("--work", default="runs/kill_soak", help="scratch folder for the runs")
     parser.add_argument("--jobs", default="search,plain", help="which jobs: search, plain or both")
+    parser.add_argument("--mpirun", type=int, default=0, help="run every job as mpirun -np N (0: one process)")
+    parser.add_argument("--mpirun-bin", default="mpirun", help="the mpirun to use")
     args = parser.parse_args()
     if not os.access(args.pmpl, os.X_OK) or not pathlib.Path(args.data).is_dir():
         print(f"kill_soak: need an executable --pmpl ({args.pmpl}) and a data folder ({args.data})", file=sys.stderr)
