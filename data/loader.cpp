@@ -28,6 +28,7 @@ struct WorkerBuffers {
   DecodedRegion region;
   ResampleScratch scratch;
   std::vector<uint8_t> augment_scratch;
+  std::vector<uint8_t> originals;  // the batch before pair / elem mixing
   std::string error;
 };
 
@@ -60,6 +61,9 @@ Loader::Loader(const ImageFolder& dataset, LoaderOptions options,
     slot.images = Tensor::empty_pinned(Shape{options_.batch_size, s, s, 3}, DType::kU8);
     slot.labels = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
     if (mixing()) slot.partner_labels = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
+    if (mixing() && options_.mixup.mode != MixMode::kBatch) {
+      slot.row_lambdas = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kF32);
+    }
     if (erasing()) {
       slot.erase_boxes = Tensor::empty_pinned(Shape{options_.batch_size, options_.erasing.max_count, 4}, DType::kI32);
       slot.erase_keys = Tensor::empty_pinned(Shape{options_.batch_size}, DType::kI64);
@@ -140,6 +144,7 @@ std::optional<Batch> Loader::next() {
   if (mixing()) {
     batch.partner_labels = slot.partner_labels.view_slice(0, Shape{slot.rows});
     batch.lambda = slot.lambda;
+    if (slot.row_lambdas.defined()) batch.row_lambdas = slot.row_lambdas.view_slice(0, Shape{slot.rows});
   }
   if (erasing()) {
     batch.erase_boxes = slot.erase_boxes.view_slice(0, Shape{slot.rows, options_.erasing.max_count, 4});
@@ -286,9 +291,24 @@ void Loader::produce(int worker, int64_t batch, int64_t generation) {
     // Each batch of each process draws from its own stretch of a stream apart from the crops'.
     constexpr uint64_t kMixStream = 0x6d69787570ull;  // "mixup"
     const SampleRandom rng(options_.seed ^ kMixStream, epoch_, (batch * options_.world + options_.rank) * 64);
-    const MixParams mix = mix_params(options_.mixup, rng, s, s);
-    mix_batch(mix, images, rows, s, s, labels, slot.partner_labels.data<int64_t>());
-    slot.lambda = mix.lambda;
+    if (options_.mixup.mode == MixMode::kBatch) {
+      const MixParams mix = mix_params(options_.mixup, rng, s, s);
+      mix_batch(mix, images, rows, s, s, labels, slot.partner_labels.data<int64_t>());
+      slot.lambda = mix.lambda;
+    } else {
+      // One draw per image (elem) or pair, each from its own stretch of another stream.
+      constexpr uint64_t kRowStream = 0x6d6978726f77ull;  // "mixrow"
+      const int64_t count = options_.mixup.mode == MixMode::kElem ? rows : rows / 2;
+      std::vector<MixParams> params;
+      for (int64_t i = 0; i < count; ++i) {
+        const SampleRandom row_rng(options_.seed ^ kRowStream, epoch_,
+                                   ((batch * options_.world + options_.rank) * options_.batch_size + i) * 64);
+        params.push_back(mix_params(options_.mixup, row_rng, s, s, true));
+      }
+      buf.originals.assign(images, images + static_cast<size_t>(rows) * image_bytes);
+      mix_rows(options_.mixup.mode, params.data(), images, buf.originals.data(), rows, s, s, labels,
+               slot.partner_labels.data<int64_t>(), slot.row_lambdas.data<float>());
+    }
   }
   slot.rows = rows;
 }

@@ -62,6 +62,8 @@ struct Batch {
   // and the loss weighs labels by lambda and partner_labels by 1 - lambda. Undefined otherwise.
   Tensor partner_labels;
   double lambda = 1.0;
+  // timm's pair and elem modes: each image's own lambda (f32 [B]); then `lambda` is unused.
+  Tensor row_lambdas;
   // With random erasing on: each image's boxes (i32 [B, max_count, 4]: top, left, height, width;
   // height 0 for none) and its fill key (i64 [B]), for ops::erase_boxes_ after normalisation.
   // Undefined otherwise.
@@ -98,7 +100,7 @@ class Loader {
 
  private:
   struct Slot {
-    Tensor images, labels, partner_labels, erase_boxes, erase_keys;
+    Tensor images, labels, partner_labels, row_lambdas, erase_boxes, erase_keys;
     double lambda = 1.0;
     int64_t ready = -1;  // the batch index the slot holds, once complete
     int64_t rows = 0;

@@ -5,6 +5,8 @@
 #include <numbers>
 #include <vector>
 
+#include "engine/error.h"
+
 namespace pmpl::data {
 namespace {
 
@@ -42,13 +44,23 @@ double beta_sample(double a, const SampleRandom& rng, uint32_t& draw) {
   return 1.0 / (1.0 + std::exp(ly - lx));  // X / (X + Y)
 }
 
-MixParams mix_params(const MixupOptions& options, const SampleRandom& rng, int height, int width) {
+MixMode parse_mix_mode(const std::string& mode) {
+  if (mode == "batch") return MixMode::kBatch;
+  if (mode == "pair") return MixMode::kPair;
+  if (mode == "elem") return MixMode::kElem;
+  PMPL_CHECK(false, "--mixup-mode must be batch, pair or elem (timm's), got '{}'", mode);
+  return MixMode::kBatch;
+}
+
+MixParams mix_params(const MixupOptions& options, const SampleRandom& rng, int height, int width,
+                     bool float32_lambda) {
   MixParams p;
   uint32_t draw = 0;
   if (!options.enabled() || rng.uniform(draw++) >= options.prob) return p;
   p.cutmix = options.mixup_alpha <= 0 ||
              (options.cutmix_alpha > 0 && rng.uniform(draw++) < options.switch_prob);
   p.lambda = beta_sample(p.cutmix ? options.cutmix_alpha : options.mixup_alpha, rng, draw);
+  if (float32_lambda) p.lambda = static_cast<float>(p.lambda);
   if (!p.cutmix) return p;
   const double ratio = std::sqrt(1.0 - p.lambda);
   const int cut_h = static_cast<int>(height * ratio), cut_w = static_cast<int>(width * ratio);
@@ -89,6 +101,54 @@ void mix_batch(const MixParams& params, uint8_t* images, int64_t rows, int heigh
       a[k] = blend(va, vb);
       b[k] = blend(vb, va);
     }
+  }
+}
+
+namespace {
+
+// Image `dst` becomes `own` mixed with `other` by p: the box pasted from `other`, or the float32
+// blend rounded half to even; returns the lambda, corrected for the box.
+double mix_image(const MixParams& p, uint8_t* dst, const uint8_t* own, const uint8_t* other, int height, int width) {
+  const size_t row_bytes = static_cast<size_t>(width) * 3, bytes = row_bytes * static_cast<size_t>(height);
+  std::copy_n(own, bytes, dst);
+  if (p.lambda == 1.0) return 1.0;
+  if (p.cutmix) {
+    const size_t x0 = static_cast<size_t>(p.x0) * 3, n = static_cast<size_t>(p.x1 - p.x0) * 3;
+    for (int y = p.y0; y < p.y1; ++y) std::copy_n(other + y * row_bytes + x0, n, dst + y * row_bytes + x0);
+    return p.lambda;
+  }
+  const float a = static_cast<float>(p.lambda), b = static_cast<float>(1.0 - p.lambda);
+  for (size_t k = 0; k < bytes; ++k) {
+    const float v = static_cast<float>(own[k]) * a + static_cast<float>(other[k]) * b;
+    dst[k] = static_cast<uint8_t>(std::clamp(std::nearbyint(v), 0.0f, 255.0f));
+  }
+  return p.lambda;
+}
+
+}  // namespace
+
+void mix_rows(MixMode mode, const MixParams* params, uint8_t* images, const uint8_t* originals, int64_t rows,
+              int height, int width, const int64_t* labels, int64_t* partner_labels, float* row_lambdas) {
+  const size_t bytes = static_cast<size_t>(width) * 3 * static_cast<size_t>(height);
+  for (int64_t i = 0; i < rows; ++i) partner_labels[i] = labels[rows - 1 - i];
+  const auto image = [&](const uint8_t* base, int64_t i) { return base + static_cast<size_t>(i) * bytes; };
+  if (mode == MixMode::kElem) {
+    for (int64_t i = 0; i < rows; ++i) {
+      row_lambdas[i] = static_cast<float>(
+          mix_image(params[i], images + static_cast<size_t>(i) * bytes, image(originals, i), image(originals, rows - 1 - i),
+                    height, width));
+    }
+    return;
+  }
+  // An odd batch's middle image would pair with itself: it stays as it is.
+  if (rows % 2 == 1) row_lambdas[rows / 2] = 1.0f;
+  for (int64_t i = 0; i < rows / 2; ++i) {
+    const int64_t j = rows - 1 - i;
+    const double lambda = mix_image(params[i], images + static_cast<size_t>(i) * bytes, image(originals, i),
+                                    image(originals, j), height, width);
+    mix_image(params[i], images + static_cast<size_t>(j) * bytes, image(originals, j), image(originals, i), height,
+              width);
+    row_lambdas[i] = row_lambdas[j] = static_cast<float>(lambda);
   }
 }
 

@@ -134,6 +134,7 @@ TEST(Cli, TrainRefusesBadInputInOneLine) {
                            "train --data /tmp --output /tmp/pmpl_cli_never --aa rand-m9-x3",
                            "train --data /tmp --output /tmp/pmpl_cli_never --reprob 1.5",
                            "train --data /tmp --output /tmp/pmpl_cli_never --color-jitter 0.4 0.4",
+                           "train --data /tmp --output /tmp/pmpl_cli_never --mixup 0.2 --mixup-mode row",
                            "train --data /tmp --output /tmp/pmpl_cli_never --reprob 0.2 --remode noise",
                            "train --data /tmp --output /tmp/pmpl_cli_never --auto-augment autoaug",
                            "train --data /tmp --output /tmp/pmpl_cli_never --cutmix 1 --mixup-prob 1.5",

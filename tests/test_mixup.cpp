@@ -6,11 +6,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "data/image_folder.h"
 #include "data/jpeg_encode.h"
 #include "data/loader.h"
 #include "data/mixup.h"
+#include "engine/error.h"
 #include "engine/ops.h"
 #include "tests/test_util.h"
 #include "train/mixed_loss.h"
@@ -160,15 +162,16 @@ TEST(Mixup, TheTrainingLoaderMixesItsBatches) {
     std::vector<std::vector<uint8_t>> images;
     std::vector<std::vector<int64_t>> labels, partners;
     std::vector<double> lambdas;
+    std::vector<std::vector<float>> row_lambdas;
   };
-  const auto load = [&](bool mix, bool train, int workers) {
+  const auto load = [&](bool mix, bool train, int workers, MixMode mode = MixMode::kBatch) {
     LoaderOptions o;
     o.batch_size = 5;
     o.image_size = 12;
     o.workers = workers;
     o.train = train;
     o.seed = 9;
-    if (mix) o.mixup = {0.4, 0.0, 1.0, 0.5};
+    if (mix) o.mixup = {0.4, 0.0, 1.0, 0.5, mode};
     Loader loader(folder, o);
     loader.start_epoch(2);
     Seen s;
@@ -177,6 +180,7 @@ TEST(Mixup, TheTrainingLoaderMixesItsBatches) {
       s.labels.push_back(b->labels.to_vector<int64_t>());
       s.partners.push_back(b->partner_labels.defined() ? b->partner_labels.to_vector<int64_t>() : std::vector<int64_t>{});
       s.lambdas.push_back(b->lambda);
+      s.row_lambdas.push_back(b->row_lambdas.defined() ? b->row_lambdas.to_vector<float>() : std::vector<float>{});
     }
     return s;
   };
@@ -196,12 +200,123 @@ TEST(Mixup, TheTrainingLoaderMixesItsBatches) {
     EXPECT_TRUE(plain.partners[b].empty());
   }
   EXPECT_NE(mixed.lambdas[0], mixed.lambdas[1]) << "each batch draws its own lambda";
+  // Per image and per pair: the same whatever the workers, each image its own lambda (a pair's two
+  // alike), the batch mode's none.
+  for (MixMode mode : {MixMode::kElem, MixMode::kPair}) {
+    const Seen rows1 = load(true, true, 1, mode), rows3 = load(true, true, 3, mode);
+    EXPECT_EQ(rows1.images, rows3.images);
+    EXPECT_EQ(rows1.row_lambdas, rows3.row_lambdas);
+    ASSERT_EQ(rows1.row_lambdas.size(), 4u);
+    std::set<float> distinct;
+    for (size_t b = 0; b < rows1.row_lambdas.size(); ++b) {
+      const std::vector<float>& l = rows1.row_lambdas[b];
+      ASSERT_EQ(l.size(), 5u);
+      EXPECT_NE(rows1.images[b], plain.images[b]);
+      EXPECT_EQ(rows1.partners[b], mixed.partners[b]);
+      for (float v : l) EXPECT_TRUE(v > 0.0f && v <= 1.0f) << v;
+      if (mode == MixMode::kPair) EXPECT_TRUE(l[0] == l[4] && l[1] == l[3] && l[2] == 1.0f) << "the middle of 5 stays";
+      distinct.insert(l.begin(), l.end());
+    }
+    EXPECT_GT(distinct.size(), mode == MixMode::kElem ? 10u : 5u);
+  }
+  for (const auto& l : mixed.row_lambdas) EXPECT_TRUE(l.empty());
   const Seen eval_plain = load(false, false, 1), eval_mixed = load(true, false, 1);
   EXPECT_EQ(eval_mixed.images, eval_plain.images);
   for (size_t b = 0; b < eval_mixed.images.size(); ++b) {
     EXPECT_EQ(eval_mixed.lambdas[b], 1.0);
     EXPECT_TRUE(eval_mixed.partners[b].empty());
   }
+}
+
+// timm's elem mode: image i blended with image B-1-i (both as they were) by its own float32
+// lambda, or given its box; pair mode: images i and B-1-i mixed with each other by one lambda, the
+// box swapped. Each row's lambda comes back as float32.
+TEST(Mixup, PairAndElemModesMixEachImageOrPair) {
+  constexpr int kRows = 4, kH = 3, kW = 5;
+  constexpr size_t kImage = kH * kW * 3;
+  std::vector<uint8_t> original(kRows * kImage);
+  for (size_t i = 0; i < original.size(); ++i) original[i] = static_cast<uint8_t>((i * 59 + 3) % 256);
+  const std::vector<int64_t> labels = {0, 1, 2, 3};
+  MixParams blend;
+  blend.lambda = static_cast<float>(0.3);
+  MixParams cut;  // as mix_params gives it: lambda already 1 - the box's share (4 of 15 pixels)
+  cut.lambda = 1.0 - 4.0 / 15.0;
+  cut.cutmix = true;
+  cut.y0 = 1, cut.y1 = 3, cut.x0 = 0, cut.x1 = 2;
+  const MixParams none;
+  const auto blended = [&](size_t i, size_t j, size_t k, float lam) {
+    const float v = static_cast<float>(original[i * kImage + k]) * lam +
+                    static_cast<float>(original[j * kImage + k]) * static_cast<float>(1.0 - static_cast<double>(lam));
+    return static_cast<uint8_t>(std::nearbyint(v));
+  };
+  const auto in_box = [&](size_t k) {
+    const size_t pixel = k / 3, y = pixel / kW, x = pixel % kW;
+    return y >= 1 && y < 3 && x < 2;
+  };
+  {
+    std::vector<uint8_t> mixed = original;
+    std::vector<int64_t> partner(kRows);
+    std::vector<float> lambdas(kRows);
+    const MixParams params[kRows] = {blend, cut, none, blend};
+    mix_rows(MixMode::kElem, params, mixed.data(), original.data(), kRows, kH, kW, labels.data(), partner.data(),
+             lambdas.data());
+    EXPECT_EQ(partner, (std::vector<int64_t>{3, 2, 1, 0}));
+    EXPECT_EQ(lambdas, (std::vector<float>{0.3f, static_cast<float>(1.0 - 4.0 / 15.0), 1.0f, 0.3f}));
+    for (size_t k = 0; k < kImage; ++k) {
+      ASSERT_EQ(mixed[k], blended(0, 3, k, 0.3f)) << k;
+      ASSERT_EQ(mixed[3 * kImage + k], blended(3, 0, k, 0.3f)) << k;
+      ASSERT_EQ(mixed[kImage + k], original[(in_box(k) ? 2 : 1) * kImage + k]) << k;
+      ASSERT_EQ(mixed[2 * kImage + k], original[2 * kImage + k]) << "lambda 1 leaves the image";
+    }
+  }
+  {
+    std::vector<uint8_t> mixed = original;
+    std::vector<int64_t> partner(kRows);
+    std::vector<float> lambdas(kRows);
+    const MixParams params[kRows / 2] = {cut, blend};
+    mix_rows(MixMode::kPair, params, mixed.data(), original.data(), kRows, kH, kW, labels.data(), partner.data(),
+             lambdas.data());
+    const float cut_lambda = static_cast<float>(1.0 - 4.0 / 15.0);
+    EXPECT_EQ(lambdas, (std::vector<float>{cut_lambda, 0.3f, 0.3f, cut_lambda}));
+    for (size_t k = 0; k < kImage; ++k) {
+      ASSERT_EQ(mixed[k], original[(in_box(k) ? 3 : 0) * kImage + k]) << k;
+      ASSERT_EQ(mixed[3 * kImage + k], original[(in_box(k) ? 0 : 3) * kImage + k]) << k;
+      ASSERT_EQ(mixed[kImage + k], blended(1, 2, k, 0.3f)) << k;
+      ASSERT_EQ(mixed[2 * kImage + k], blended(2, 1, k, 0.3f)) << k;
+    }
+  }
+  EXPECT_THROW(parse_mix_mode("row"), Error);
+}
+
+// The per-row loss: timm's float32 mixup_target, then -sum(target * log_softmax) averaged; with
+// every row at one lambda it is the batch mode's loss.
+TEST(Mixup, TheRowLossIsSoftTargetCrossEntropyPerRow) {
+  constexpr int64_t kRows = 5, kClasses = 4;
+  const Tensor logits = test::random(Shape{kRows, kClasses}, 31, true, 2.0);
+  const std::vector<int64_t> y = {0, 3, 1, 1, 2}, partner = {2, 1, 1, 3, 0};
+  const std::vector<float> lambdas = {0.25f, 1.0f, 0.6f, 0.05f, 0.9f};
+  const double smoothing = 0.1;
+  const auto x = logits.to_vector<double>();
+  double expect = 0.0;
+  for (int64_t r = 0; r < kRows; ++r) {
+    double top = -INFINITY, sum = 0.0;
+    for (int64_t c = 0; c < kClasses; ++c) top = std::max(top, x[r * kClasses + c]);
+    for (int64_t c = 0; c < kClasses; ++c) sum += std::exp(x[r * kClasses + c] - top);
+    const float off = static_cast<float>(smoothing / kClasses), on = static_cast<float>(1.0 - smoothing + smoothing / kClasses);
+    for (int64_t c = 0; c < kClasses; ++c) {
+      const float lam = lambdas[static_cast<size_t>(r)];
+      const float t = (c == y[r] ? on : off) * lam + (c == partner[r] ? on : off) * (1.0f - lam);
+      expect -= static_cast<double>(t) * (x[r * kClasses + c] - top - std::log(sum)) / kRows;
+    }
+  }
+  const Tensor labels = Tensor::from_vector(y, Shape{kRows}), partners = Tensor::from_vector(partner, Shape{kRows});
+  const Tensor rows = Tensor::from_vector(lambdas, Shape{kRows});
+  EXPECT_NEAR(mixed_cross_entropy_rows(logits, labels, partners, rows, smoothing).item(), expect, 1e-12);
+  test::expect_gradients_match(
+      [&](const Tensors& in) { return mixed_cross_entropy_rows(in[0], labels, partners, rows, smoothing); }, {logits});
+  const Tensor same = Tensor::from_vector(std::vector<float>(kRows, 0.375f), Shape{kRows});
+  EXPECT_NEAR(mixed_cross_entropy_rows(logits, labels, partners, same, smoothing).item(),
+              mixed_cross_entropy(logits, labels, partners, 0.375, smoothing).item(), 1e-6);
 }
 
 // mixed_cross_entropy is timm's SoftTargetCrossEntropy on mixup_target(labels, C, lambda,

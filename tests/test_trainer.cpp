@@ -118,6 +118,19 @@ TEST(Pmpl, DropPathResumesBitIdentically) {
   expect_resumes_bit_identical(c, {3}, "droppath");
 }
 
+// timm's pair and elem mixup: per-row lambdas from a stream keyed by batch and row, so a killed
+// run resumes bit-identically.
+TEST(Pmpl, PerRowMixupResumesBitIdentically) {
+  for (const char* mode : {"pair", "elem"}) {
+    SCOPED_TRACE(mode);
+    TrainConfig c = tiny_search("");
+    c.mixup = 0.4;
+    c.cutmix = 1.0;
+    c.mixup_mode = mode;
+    expect_resumes_bit_identical(c, {3}, std::string("mix_") + mode);
+  }
+}
+
 // --grad-accum 3 on epochs of 4 batches: two optimiser steps per epoch (3 batches, then the last
 // one alone), counted by the schedule, the log and the checkpoints; a run killed mid-epoch or at
 // its end resumes bit-identically.

@@ -190,7 +190,11 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "the loss weighing both labels")
       ->capture_default_str();
   cmd->add_option("--cutmix", c->cutmix, "CutMix's Beta alpha (timm's --cutmix, e.g. 1.0; 0: off)")->capture_default_str();
-  cmd->add_option("--mixup-prob", c->mixup_prob, "Chance that a batch is mixed at all")->capture_default_str();
+  cmd->add_option("--mixup-prob", c->mixup_prob, "Chance that a batch (or image, or pair) is mixed at all")
+      ->capture_default_str();
+  cmd->add_option("--mixup-mode", c->mixup_mode,
+                  "timm's: batch (one draw per batch), pair (per pair of images i, B-1-i) or elem (per image)")
+      ->capture_default_str();
   cmd->add_option("--mixup-switch-prob", c->mixup_switch_prob, "With --mixup and --cutmix, the chance of CutMix")
       ->capture_default_str();
   cmd->add_option("--workers", c->workers, "Loader threads")->capture_default_str();

@@ -99,7 +99,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"warmup_epochs", warmup_epochs}, {"min_lr", min_lr}, {"weight_decay", weight_decay}, {"decay_norm_and_bias", decay_norm_and_bias},
           {"momentum", momentum}, {"nesterov", nesterov}, {"opt_eps", opt_eps}, {"opt_betas", {opt_beta1, opt_beta2}}, {"model_ema", model_ema}, {"model_ema_decay", model_ema_decay}, {"model_ema_warmup", model_ema_warmup},
           {"label_smoothing", label_smoothing},
-          {"clip_grad", clip_grad}, {"input_size", input_size}, {"crop_scale", crop_scale}, {"auto_augment", auto_augment}, {"color_jitter", color_jitter}, {"reprob", reprob}, {"remode", remode}, {"recount", recount}, {"mixup", mixup}, {"cutmix", cutmix}, {"mixup_prob", mixup_prob}, {"mixup_switch_prob", mixup_switch_prob}, {"workers", workers}, {"seed", seed},
+          {"clip_grad", clip_grad}, {"input_size", input_size}, {"crop_scale", crop_scale}, {"auto_augment", auto_augment}, {"color_jitter", color_jitter}, {"reprob", reprob}, {"remode", remode}, {"recount", recount}, {"mixup", mixup}, {"cutmix", cutmix}, {"mixup_prob", mixup_prob}, {"mixup_switch_prob", mixup_switch_prob}, {"mixup_mode", mixup_mode}, {"workers", workers}, {"seed", seed},
           {"arch_lr", arch_lr > 0 ? nlohmann::json(arch_lr) : nlohmann::json("auto")}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
           {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"arch_start_epoch", arch_start_epoch}, {"arch_grad", arch_grad}, {"force_fix_epoch", force_fix_epoch},
           {"fix_top", fix_top}, {"select", select}, {"select_batches", select_batches}, {"eval_interval", eval_interval}, {"log_interval", log_interval},

@@ -74,6 +74,7 @@ struct TrainConfig {
   // timm's --mixup / --cutmix (data/mixup.h): Beta alphas, 0 off; on the weights' batches only.
   double mixup = 0.0, cutmix = 0.0;
   double mixup_prob = 1.0, mixup_switch_prob = 0.5;
+  std::string mixup_mode = "batch";  // batch, pair or elem
   int workers = 4;
   uint64_t seed = 0;
   // Data-parallel (mpirun): batch_size is per process.

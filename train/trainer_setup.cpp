@@ -70,6 +70,7 @@ void Trainer::prepare() {
              "--mixup-prob and --mixup-switch-prob are probabilities in [0, 1], got {} and {}", cfg_.mixup_prob,
              cfg_.mixup_switch_prob);
   data::parse_auto_augment(cfg_.auto_augment);  // a bad string stops here, before any data is read
+  data::parse_mix_mode(cfg_.mixup_mode);
   data::parse_color_jitter(cfg_.color_jitter);
   PMPL_CHECK(cfg_.grad_accum >= 1 && cfg_.grad_accum <= 4096, "--grad-accum must be 1 to 4096 batches per step, got {}",
              cfg_.grad_accum);
@@ -194,7 +195,7 @@ void Trainer::make_loaders(bool search) {
   lo.erasing.prob = cfg_.reprob;
   lo.erasing.fill = data::parse_erase_fill(cfg_.remode);
   lo.erasing.max_count = cfg_.recount;
-  lo.mixup = {cfg_.mixup, cfg_.cutmix, cfg_.mixup_prob, cfg_.mixup_switch_prob};
+  lo.mixup = {cfg_.mixup, cfg_.cutmix, cfg_.mixup_prob, cfg_.mixup_switch_prob, data::parse_mix_mode(cfg_.mixup_mode)};
   loader_ = std::make_unique<data::Loader>(*train_set_, lo);
   loader_->start_epoch(0);
   steps_per_epoch_ = loader_->batches_per_epoch();

@@ -18,6 +18,9 @@ Tensor Trainer::forward_loss(const data::Batch& batch, Tensor* logits) {
   const Tensor out = model_->forward(input);
   if (logits != nullptr) *logits = out;
   // The labels go up with the images, so the loss needs no copy (and no wait) mid-step.
+  if (batch.row_lambdas.defined()) {
+    return mixed_cross_entropy_rows(out, batch.labels, batch.partner_labels, batch.row_lambdas, cfg_.label_smoothing);
+  }
   if (batch.lambda == 1.0) return ops::cross_entropy(out, batch.labels.to(device_), cfg_.label_smoothing);
   return mixed_cross_entropy(out, batch.labels.to(device_), batch.partner_labels.to(device_), batch.lambda,
                              cfg_.label_smoothing);
