@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 
 #include "data/image_folder.h"
@@ -288,6 +289,20 @@ TEST(Mixup, PairAndElemModesMixEachImageOrPair) {
   EXPECT_THROW(parse_mix_mode("row"), Error);
 }
 
+// -sum_c t(r, c) log_softmax(x)_rc averaged over the rows, in f64: SoftTargetCrossEntropy's
+// reference for a target t.
+double soft_target_reference(const std::vector<double>& x, int64_t rows, int64_t classes,
+                             const std::function<double(int64_t, int64_t)>& t) {
+  double loss = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double top = -INFINITY, sum = 0.0;
+    for (int64_t c = 0; c < classes; ++c) top = std::max(top, x[r * classes + c]);
+    for (int64_t c = 0; c < classes; ++c) sum += std::exp(x[r * classes + c] - top);
+    for (int64_t c = 0; c < classes; ++c) loss -= t(r, c) * (x[r * classes + c] - top - std::log(sum)) / rows;
+  }
+  return loss;
+}
+
 // The per-row loss: timm's float32 mixup_target, then -sum(target * log_softmax) averaged; with
 // every row at one lambda it is the batch mode's loss.
 TEST(Mixup, TheRowLossIsSoftTargetCrossEntropyPerRow) {
@@ -296,19 +311,12 @@ TEST(Mixup, TheRowLossIsSoftTargetCrossEntropyPerRow) {
   const std::vector<int64_t> y = {0, 3, 1, 1, 2}, partner = {2, 1, 1, 3, 0};
   const std::vector<float> lambdas = {0.25f, 1.0f, 0.6f, 0.05f, 0.9f};
   const double smoothing = 0.1;
-  const auto x = logits.to_vector<double>();
-  double expect = 0.0;
-  for (int64_t r = 0; r < kRows; ++r) {
-    double top = -INFINITY, sum = 0.0;
-    for (int64_t c = 0; c < kClasses; ++c) top = std::max(top, x[r * kClasses + c]);
-    for (int64_t c = 0; c < kClasses; ++c) sum += std::exp(x[r * kClasses + c] - top);
-    const float off = static_cast<float>(smoothing / kClasses), on = static_cast<float>(1.0 - smoothing + smoothing / kClasses);
-    for (int64_t c = 0; c < kClasses; ++c) {
-      const float lam = lambdas[static_cast<size_t>(r)];
-      const float t = (c == y[r] ? on : off) * lam + (c == partner[r] ? on : off) * (1.0f - lam);
-      expect -= static_cast<double>(t) * (x[r * kClasses + c] - top - std::log(sum)) / kRows;
-    }
-  }
+  const float off = static_cast<float>(smoothing / kClasses), on = static_cast<float>(1.0 - smoothing + smoothing / kClasses);
+  const double expect =
+      soft_target_reference(logits.to_vector<double>(), kRows, kClasses, [&](int64_t r, int64_t c) {
+        const float lam = lambdas[static_cast<size_t>(r)];
+        return static_cast<double>((c == y[r] ? on : off) * lam + (c == partner[r] ? on : off) * (1.0f - lam));
+      });
   const Tensor labels = Tensor::from_vector(y, Shape{kRows}), partners = Tensor::from_vector(partner, Shape{kRows});
   const Tensor rows = Tensor::from_vector(lambdas, Shape{kRows});
   EXPECT_NEAR(mixed_cross_entropy_rows(logits, labels, partners, rows, smoothing).item(), expect, 1e-12);
@@ -326,18 +334,10 @@ TEST(Mixup, TheLossIsSoftTargetCrossEntropy) {
   const Tensor logits = test::random(Shape{kRows, kClasses}, 21, true, 2.0);
   const std::vector<int64_t> y = {0, 4, 2, 2, 1, 3}, partner = {3, 1, 2, 2, 4, 0};
   const double lambda = 0.37, smoothing = 0.1;
-  const auto x = logits.to_vector<double>();
-  double expect = 0.0;
-  for (int64_t r = 0; r < kRows; ++r) {
-    double top = -INFINITY, sum = 0.0;
-    for (int64_t c = 0; c < kClasses; ++c) top = std::max(top, x[r * kClasses + c]);
-    for (int64_t c = 0; c < kClasses; ++c) sum += std::exp(x[r * kClasses + c] - top);
-    for (int64_t c = 0; c < kClasses; ++c) {
-      const double off = smoothing / kClasses, on = 1.0 - smoothing + off;
-      const double t = lambda * (c == y[r] ? on : off) + (1 - lambda) * (c == partner[r] ? on : off);
-      expect -= t * (x[r * kClasses + c] - top - std::log(sum)) / kRows;
-    }
-  }
+  const double off = smoothing / kClasses, on = 1.0 - smoothing + off;
+  const double expect = soft_target_reference(logits.to_vector<double>(), kRows, kClasses, [&](int64_t r, int64_t c) {
+    return lambda * (c == y[r] ? on : off) + (1 - lambda) * (c == partner[r] ? on : off);
+  });
   const Tensor labels = Tensor::from_vector(y, Shape{kRows}), partners = Tensor::from_vector(partner, Shape{kRows});
   EXPECT_NEAR(mixed_cross_entropy(logits, labels, partners, lambda, smoothing).item(), expect, 1e-13);
   test::expect_gradients_match(
