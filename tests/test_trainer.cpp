@@ -519,7 +519,7 @@ TEST(CudaTrain, ResumedGpuRunIsBitIdentical) {
 }
 
 // The recipe features on the GPU (LAMB's block-per-tensor kernel, random erasing's fill,
-// accumulated gradients, the soft-target loss) in bf16 and fp16: a killed run resumes
+// accumulated gradients, the per-row soft-target loss) in bf16 and fp16: a killed run resumes
 // bit-identically.
 TEST(CudaTrain, RecipeFeaturesResumeBitIdenticallyOnTheGpu) {
   if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
@@ -534,6 +534,7 @@ TEST(CudaTrain, RecipeFeaturesResumeBitIdenticallyOnTheGpu) {
     c.reprob = 0.5;
     c.auto_augment = "rand-m9-mstd0.5";
     c.mixup = 0.2;
+    c.mixup_mode = "elem";  // the per-row soft-target loss in the compute dtype
     expect_resumes_bit_identical(c, {3}, std::string("gpu_recipe_") + amp);
   }
 }

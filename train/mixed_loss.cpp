@@ -28,9 +28,12 @@ Tensor mixed_cross_entropy_rows(const Tensor& logits, const Tensor& labels, cons
           (c == y[static_cast<size_t>(i)] ? on : off) * lam + (c == partner[static_cast<size_t>(i)] ? on : off) * rest;
     }
   }
-  Tensor t = Tensor::from_vector(target, Shape{rows, classes}).to(logits.device());
-  if (t.dtype() != logits.dtype()) t = ops::cast(t, logits.dtype());
-  return ops::mean(ops::sum(ops::scale(ops::mul(t, ops::log_softmax(logits)), -1.0), {1}));
+  // Mixed precision's bf16 / f16 logits are taken in float32, as cross_entropy takes them.
+  const bool half = logits.dtype() == DType::kBF16 || logits.dtype() == DType::kF16;
+  const Tensor x = half ? ops::cast(logits, DType::kF32) : logits;
+  Tensor t = Tensor::from_vector(target, Shape{rows, classes}).to(x.device());
+  if (t.dtype() != x.dtype()) t = ops::cast(t, x.dtype());
+  return ops::mean(ops::sum(ops::scale(ops::mul(t, ops::log_softmax(x)), -1.0), {1}));
 }
 
 }  // namespace pmpl
