@@ -184,11 +184,23 @@ TEST(Cli, ExportThenInferAndTheirMistakes) {
         "export --model mobilenetv2 --width 0.25 --num-classes 10 --weights " + weights + " --classes " + weights +
             " --out " + dir + "pmpl_cli_never.pmpl",
         "export --model mobilenetv2_mp --width 0.25 --num-classes 10 --weights /nonexistent.safetensors --out " +
-            dir + "pmpl_cli_never.pmpl"}) {
+            dir + "pmpl_cli_never.pmpl",
+        "export --from " + broken + " --out " + dir + "pmpl_cli_never.onnx",
+        "export --from " + weights + " --out " + dir + "pmpl_cli_never.onnx",
+        "export --from " + model + " --weights " + weights + " --out " + dir + "pmpl_cli_never.onnx",
+        "export --from " + model + " --dtype f16 --out " + dir + "pmpl_cli_never.onnx",
+        "forward --input /nonexistent.npy --output " + dir + "pmpl_cli_never.npy",  // neither weights nor a file
+        "forward --deploy " + broken + " --input /nonexistent.npy --output " + dir + "pmpl_cli_never.npy"}) {
     const Result r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args << ": " << r.output;
     EXPECT_EQ(count_lines(r.output), 1) << args << ": " << r.output;
   }
+  EXPECT_FALSE(std::filesystem::exists(dir + "pmpl_cli_never.onnx"));
+  const std::string onnx = dir + "pmpl_cli_export.onnx";
+  const Result converted = run_cli("export --from " + model + " --out " + onnx);
+  EXPECT_EQ(converted.code, 0) << converted.output;
+  EXPECT_GT(std::filesystem::file_size(onnx), std::filesystem::file_size(model) / 2);
+  std::remove(onnx.c_str());
   std::remove(model.c_str());
   std::remove(broken.c_str());
   std::remove(image.c_str());

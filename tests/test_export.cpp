@@ -31,36 +31,8 @@ std::string temp(const std::string& name) {
   return (fs::temp_directory_path() / ("pmpl_export_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-// A fixed Meta-Pooling network using every kind of op (strip, skip, max, avg, and pairs), with
-// batchnorm statistics and affine parameters moved off their initial values.
-std::shared_ptr<MobileNetV2> trained_fixed_network() {
-  MobileNetV2Config config = test::tiny_config(7);
-  Genotype g = build_model("mobilenetv2_mp", config)->genotype();
-  const std::vector<std::vector<PoolOp>> choices = {{PoolOp::kStrip}, {PoolOp::kMax7}, {PoolOp::kAvg3, PoolOp::kMax3},
-                                                    {PoolOp::kSkip},  {PoolOp::kAvg5}, {PoolOp::kStrip, PoolOp::kAvg7},
-                                                    {PoolOp::kMax5}};
-  for (size_t i = 0; i < g.enhancers.size(); ++i) g.enhancers[i].ops = choices[i % choices.size()];
-  config.genotype = g;
-  auto model = build_model("mobilenetv2_mp", config);
-  NoGradGuard no_grad;
-  for (const NamedParameter& p : model->parameters()) {
-    if (p.kind != ParamKind::kNoDecay) continue;
-    Tensor t = p.tensor;
-    t.copy_(ops::add(t, test::random(t.shape(), 5, false, 0.3, DType::kF32)));
-  }
-  model->train();
-  for (int i = 0; i < 3; ++i) model->forward(test::random({4, 20, 20, 3}, 10 + i, false, 1.5, DType::kF32));
-  model->eval();
-  return model;
-}
-
-// The export options every test here uses: the Meta-Pooling network at 20 px.
-deploy::ExportOptions mp_options() {
-  deploy::ExportOptions options;
-  options.architecture = "mobilenetv2_mp";
-  options.input_size = 20;
-  return options;
-}
+using test::mp_options;
+using test::trained_fixed_network;
 
 std::vector<int64_t> argmax_rows(const Tensor& logits) {
   const std::vector<double> v = test::as_doubles(logits);

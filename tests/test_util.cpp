@@ -7,6 +7,8 @@
 
 #include <unistd.h>
 
+#include "models/registry.h"
+
 namespace pmpl::test {
 
 Tensor random(const Shape& shape, uint64_t seed, bool requires_grad, double scale, DType dtype) {
@@ -25,6 +27,34 @@ MobileNetV2Config tiny_config(int64_t classes, double dropout) {
   config.small_input = true;
   config.dropout = dropout;
   return config;
+}
+
+std::shared_ptr<MobileNetV2> trained_fixed_network() {
+  MobileNetV2Config config = test::tiny_config(7);
+  Genotype g = build_model("mobilenetv2_mp", config)->genotype();
+  const std::vector<std::vector<PoolOp>> choices = {{PoolOp::kStrip}, {PoolOp::kMax7}, {PoolOp::kAvg3, PoolOp::kMax3},
+                                                    {PoolOp::kSkip},  {PoolOp::kAvg5}, {PoolOp::kStrip, PoolOp::kAvg7},
+                                                    {PoolOp::kMax5}};
+  for (size_t i = 0; i < g.enhancers.size(); ++i) g.enhancers[i].ops = choices[i % choices.size()];
+  config.genotype = g;
+  auto model = build_model("mobilenetv2_mp", config);
+  NoGradGuard no_grad;
+  for (const NamedParameter& p : model->parameters()) {
+    if (p.kind != ParamKind::kNoDecay) continue;
+    Tensor t = p.tensor;
+    t.copy_(ops::add(t, test::random(t.shape(), 5, false, 0.3, DType::kF32)));
+  }
+  model->train();
+  for (int i = 0; i < 3; ++i) model->forward(test::random({4, 20, 20, 3}, 10 + i, false, 1.5, DType::kF32));
+  model->eval();
+  return model;
+}
+
+deploy::ExportOptions mp_options() {
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv2_mp";
+  options.input_size = 20;
+  return options;
 }
 
 std::vector<double> as_doubles(const Tensor& t) { return t.to(DType::kF64).to_vector<double>(); }

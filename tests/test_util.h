@@ -13,6 +13,7 @@
 #include "engine/cuda_runtime.h"
 #include "engine/ops.h"
 #include "core/rng.h"
+#include "models/deploy/export.h"
 #include "models/mobilenetv2.h"
 
 // GPU tests skip (not pass) where no GPU is visible, saying why.
@@ -47,6 +48,13 @@ void expect_parameter_gradients_match(const std::function<Tensor()>& forward,
 
 // The smallest useful MobileNetV2: width 0.25, small-input stem, `classes` outputs.
 MobileNetV2Config tiny_config(int64_t classes, double dropout = 0.2);
+
+// A fixed Meta-Pooling network (tiny_config(7)) using every kind of op (strip, skip, max, avg,
+// and pairs), with batchnorm statistics and affine parameters moved off their initial values, in
+// eval mode: what the export tests export.
+std::shared_ptr<MobileNetV2> trained_fixed_network();
+// The export options for it: mobilenetv2_mp at 20 px.
+deploy::ExportOptions mp_options();
 
 // |actual - expected| <= atol + rtol * |expected| elementwise, any float dtypes; same shape.
 void expect_close(const Tensor& actual, const Tensor& expected, double atol, double rtol,

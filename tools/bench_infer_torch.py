@@ -17,20 +17,12 @@ import os
 import statistics
 import sys
 import time
-import zlib
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_mobilenetv2_mp as mp  # noqa: E402
-
-
-def genotype_tag(enhancers):
-    """The same tag `pmpl bench infer` puts in its keys: CRC32 of "op+op,op,...", in order."""
-    if enhancers is None:
-        return ""
-    text = ",".join("+".join(e["ops"]) for e in enhancers)
-    return f"_g{zlib.crc32(text.encode()):08x}"
+from bench_infer_common import add_timing_args, infer_key  # noqa: E402
 
 
 def main():
@@ -38,11 +30,7 @@ def main():
     mp.add_model_args(ap)
     ap.add_argument("--genotype", help="genotype.json (required for mobilenetv2_mp: pmpl exports fixed networks)")
     ap.add_argument("--input-size", type=int, default=224)
-    ap.add_argument("--batch-sizes", default="1,8")
-    ap.add_argument("--repeat", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--out", required=True)
+    add_timing_args(ap)
     a = ap.parse_args()
     if (a.model == "mobilenetv2_mp") != (a.genotype is not None):
         ap.error("--genotype goes with --model mobilenetv2_mp, and only with it")
@@ -54,8 +42,6 @@ def main():
     model = mp.build(a.width, a.num_classes, a.small_input, a.model == "mobilenetv2_mp",
                      genotype=None if enhancers is None else {e["name"]: e["ops"] for e in enhancers})
     model = model.to(memory_format=torch.channels_last).eval()
-    # The same key `pmpl bench infer` prints (width as C++'s {} formats a double).
-    arch = f"{a.model}_w{a.width:g}{'_small' if a.small_input else ''}{genotype_tag(enhancers)}"
     results = {}
     if os.path.exists(a.out):
         with open(a.out) as f:
@@ -70,7 +56,7 @@ def main():
                 if i >= a.warmup:
                     times.append(time.perf_counter() - t0)
             ms = statistics.median(times) * 1e3
-            key = f"{arch}_b{batch}_s{a.input_size}_k{a.num_classes}"
+            key = infer_key(a.model, a.width, a.small_input, enhancers, batch, a.input_size, a.num_classes)
             print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads: {key}: {ms:.2f} ms, "
                   f"{batch * 1e3 / ms:.1f} img/s")
             results[key] = {"key": key, "ms": ms, "img_per_s": batch * 1e3 / ms}

@@ -30,6 +30,7 @@ except ImportError as e:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_mobilenetv2_mp as mp  # noqa: E402
+from check_util import centered, fixed_model, relative, rounding_floor, save_for_pmpl  # noqa: E402
 
 CASES = [("mobilenetv2", dict(width=0.5, num_classes=7, small_input=False), 48),
          ("mobilenetv2_mp", dict(width=0.25, num_classes=5, small_input=True), 24)]
@@ -46,30 +47,8 @@ def check_export(pmpl, tool, tmp):
     import torchvision.transforms as T
 
     width, classes, size = 0.25, 5, 24
-    probe = mp.build(width, classes, True, True)
-    names = [f"features.{i}.enhancer" for i, b in enumerate(probe.features) if hasattr(b, "enhancer")]
-    choices = [["strip"], ["max7"], ["avg3", "max3"], ["skip"], ["avg5"], ["strip", "avg7"], ["max5"]]
-    genotype = {n: choices[i % len(choices)] for i, n in enumerate(names)}
-    torch.manual_seed(11)
-    model = mp.build(width, classes, True, True, genotype=genotype)
-    with torch.no_grad():
-        for m in model.modules():  # running statistics: the true averages of the batches below
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.momentum = None
-        model.train()
-        for _ in range(3):
-            model(torch.randn(32, 3, size, size) * 1.5)
-        for m in model.modules():  # batchnorm affine parameters off their initial values
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-    model.eval()
-    pth, st, geno = (os.path.join(tmp, f"fixed.{ext}") for ext in ("pth", "safetensors", "genotype.json"))
-    torch.save(model.state_dict(), pth)
-    run(tool, "to-pmpl", pth, st)
-    with open(geno, "w") as f:
-        json.dump({"format": "pmpl-genotype", "version": 1,
-                   "enhancers": [{"name": n, "ops": genotype[n]} for n in names]}, f)
+    model, genotype = fixed_model(width, classes, size)
+    st, geno = save_for_pmpl(model, genotype, os.path.join(tmp, "fixed"))
     # Structure the network responds to (smooth ramps, a bright block off-centre), plus noise:
     # a crop or resize that differs from torchvision's moves the probabilities visibly.
     rng = np.random.default_rng(3)
@@ -117,33 +96,6 @@ def check_export(pmpl, tool, tmp):
               f"PNG: relative error {err:.2e} (bound {bound:.1e})")
         failures += not (err <= bound and top[0]["index"] == int(expected.argmax()))
     return failures
-
-
-def centered(logits):
-    """Logits less their mean: what log-probabilities determine."""
-    return logits - logits.mean(-1, keepdim=True)
-
-
-def relative(a, b):
-    return float((a.double() - b.double()).norm() / b.double().norm())
-
-
-def rounding_floor(model, x, unit):
-    """How far the centered logits move (relative, float64) when every weight and statistic is
-    scaled by a random factor in [1 - unit, 1 + unit]: the error any faithful copy stored with
-    that epsilon can have. A random network cancels a lot in its logits, so this is far above
-    the epsilon itself (about 1e-5 for float32 here) and is the honest yardstick."""
-    reference = copy.deepcopy(model).double()
-    want = centered(reference(x.double()))
-    generator = torch.Generator().manual_seed(0)
-    worst = 0.0
-    for _ in range(3):
-        perturbed = copy.deepcopy(reference)
-        for v in perturbed.state_dict().values():
-            if v.is_floating_point():
-                v.mul_(1 + unit * (2 * torch.rand(v.shape, generator=generator, dtype=v.dtype) - 1))
-        worst = max(worst, relative(centered(perturbed(x.double())), want))
-    return worst
 
 
 def main():

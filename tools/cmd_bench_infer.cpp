@@ -99,7 +99,7 @@ void run_bench_infer(const BenchInferOptions& opt) {
                                        config.at("width").get<double>(),
                                        config.at("small_input").get<bool>() ? "_small" : "");
   const std::string tag = genotype_tag(config.at("genotype"));
-  const Baseline base = read_baseline(opt.baseline, "bench infer", "tools/bench_infer_torch.py");
+  const Baseline base = read_baseline(opt.baseline, "bench infer", "tools/bench_infer_torch.py or tools/bench_infer_onnx.py");
 
   fmt::print("pmpl bench infer: {}{} ({}, {} classes, {}x{} input), CPU, {} threads, median of {} after {} warm-up\n",
              arch, tag, config.at("dtype").get<std::string>(), runtime->num_classes(), size, size,
@@ -145,7 +145,7 @@ void add_bench_infer_command(CLI::App* bench, Runner& run) {
       ->capture_default_str();
   cmd->add_option("--warmup", opt->warmup, "Untimed runs first")->capture_default_str();
   cmd->add_option("--threads", opt->threads, "OpenMP threads (default: all cores)");
-  cmd->add_option("--baseline", opt->baseline, "JSON from tools/bench_infer_torch.py: adds PyTorch's latency");
+  cmd->add_option("--baseline", opt->baseline, "JSON from tools/bench_infer_torch.py (PyTorch) or tools/bench_infer_onnx.py (onnxruntime): adds its latency");
   cmd->callback([&run, opt] { run = [opt] { run_bench_infer(*opt); }; });
 }
 

@@ -10,6 +10,7 @@
 #include "data/eval_image.h"
 #include "layers/weights.h"
 #include "models/deploy/export.h"
+#include "models/deploy/onnx_export.h"
 #include "models/deploy/runtime.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
@@ -20,18 +21,50 @@ namespace pmpl::cli {
 namespace {
 
 struct ExportCommand {
-  std::string checkpoint, weights, out, dtype = "f32", classes_file;
+  std::string checkpoint, weights, from, out, dtype = "f32", classes_file, format;
   ModelFlags model;
   int input_size = 0;
   bool fix_remaining = false;
   bool ema = false;
 };
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// --format, or what --out's extension says (.onnx: onnx; anything else: pmpl).
+std::string output_format(const ExportCommand& c) {
+  if (!c.format.empty()) return c.format;
+  return ends_with(c.out, ".onnx") ? "onnx" : "pmpl";
+}
+
+void write_export(const deploy::DeployModel& folded, const std::string& format, const ExportCommand& c) {
+  if (format == "onnx") {
+    PMPL_CHECK(c.dtype == "f32", "--dtype {}: ONNX export writes f32 weights; drop --dtype (onnxruntime and the "
+               "converters of other runtimes make their own f16 or int8 copies)", c.dtype);
+    deploy::export_onnx(folded, c.out);
+  } else {
+    deploy::write_deploy_file(folded, c.dtype == "f16", c.out);
+  }
+}
+
+// --from: a deployment file rewritten in another format (or dtype).
+void run_convert(const ExportCommand& c, const std::string& format) {
+  PMPL_CHECK(c.checkpoint.empty() && c.weights.empty() && !c.ema && !c.fix_remaining && c.classes_file.empty() &&
+                 c.input_size <= 0,
+             "--from {} takes a finished deployment file: drop --checkpoint, --weights, --ema, --fix-remaining, "
+             "--classes and --input-size", c.from);
+  const deploy::DeployModel folded = deploy::read_deploy_model(c.from);
+  write_export(folded, format, c);
+  fmt::print("wrote {} ({} from {})\n", c.out, format, c.from);
+}
+
 void run_export(const ExportCommand& c) {
-  PMPL_CHECK(c.checkpoint.empty() != c.weights.empty(), "pass either --checkpoint or --weights");
+  const std::string format = output_format(c);
+  if (!c.from.empty()) return run_convert(c, format);
+  PMPL_CHECK(c.checkpoint.empty() != c.weights.empty(), "pass either --checkpoint or --weights (or --from a .pmpl file)");
   std::shared_ptr<MobileNetV2> model;
   deploy::ExportOptions options;
-  options.f16 = c.dtype == "f16";
   options.input_size = 224;
   const std::string source = c.checkpoint.empty() ? c.weights : c.checkpoint;
   const TensorFile file = load_safetensors(source);
@@ -75,9 +108,9 @@ void run_export(const ExportCommand& c) {
     }
   }
   model->eval();
-  deploy::export_model(*model, options, c.out);
-  fmt::print("wrote {} ({} {}, {} classes, input {}x{}, {})\n", c.out, options.architecture, model->config().width,
-             model->config().num_classes, options.input_size, options.input_size, c.dtype);
+  write_export(deploy::fold_model(*model, options), format, c);
+  fmt::print("wrote {} ({}: {} {}, {} classes, input {}x{}, {})\n", c.out, format, options.architecture,
+             model->config().width, model->config().num_classes, options.input_size, options.input_size, c.dtype);
 }
 
 struct InferCommand {
@@ -122,12 +155,19 @@ void run_infer(const InferCommand& c) {
 
 void add_export_command(CLI::App& app, Runner& run) {
   auto e = std::make_shared<ExportCommand>();
-  CLI::App* ex = app.add_subcommand("export", "Write a trained network as a deployment file (BN folded, enhancers fixed)");
+  CLI::App* ex = app.add_subcommand(
+      "export", "Write a trained network as a deployment file or ONNX graph (BN folded, enhancers fixed)");
   ex->add_option("--checkpoint", e->checkpoint, "A pmpl checkpoint (it records its network)");
   ex->add_option("--weights", e->weights, "Plain weights (.safetensors); give the model flags");
+  ex->add_option("--from", e->from, "A deployment file (.pmpl) to rewrite, e.g. as ONNX");
   add_model_flags(ex, e->model);
-  ex->add_option("--out", e->out, "The deployment file to write (.pmpl)")->required();
-  ex->add_option("--dtype", e->dtype, "f32 or f16 weights")->check(CLI::IsMember({"f32", "f16"}))->capture_default_str();
+  ex->add_option("--out", e->out, "The file to write (.pmpl, or .onnx for ONNX)")->required();
+  ex->add_option("--format", e->format, "pmpl (the flat binary pmpl infer and the C API run) or onnx "
+                 "(opset 17, NCHW input); default: onnx when --out ends in .onnx, else pmpl")
+      ->check(CLI::IsMember({"pmpl", "onnx"}));
+  ex->add_option("--dtype", e->dtype, "f32 or f16 weights (pmpl format)")
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
   ex->add_option("--input-size", e->input_size, "Image side (default: the training run's, else 224)");
   ex->add_option("--classes", e->classes_file, "Class names, one per line (default: the checkpoint's)");
   ex->add_flag("--ema", e->ema, "Export the average of the weights a --model-ema run saved in the checkpoint");

@@ -25,13 +25,8 @@ std::vector<double> values(const std::map<std::string, Tensor>& state, const std
   return it->second.to(DType::kF64).to_vector<double>();
 }
 
-struct Folded {
-  std::vector<int64_t> shape;
-  std::vector<double> data;
-};
-
 // The conv `conv` (weight [Cout, ...], optional bias) with the batchnorm `bn` after it folded in.
-std::pair<Folded, Folded> fold(const std::map<std::string, Tensor>& state, const std::string& conv,
+std::pair<FoldedTensor, FoldedTensor> fold(const std::map<std::string, Tensor>& state, const std::string& conv,
                                const std::string& bn) {
   const Tensor& w = state.at(conv + ".weight");
   std::vector<double> weight = values(state, conv + ".weight");
@@ -50,14 +45,15 @@ std::pair<Folded, Folded> fold(const std::map<std::string, Tensor>& state, const
 
 }  // namespace
 
-void export_model(const MobileNetV2& model, const ExportOptions& options, const std::string& path) {
+DeployModel fold_model(const MobileNetV2& model, const ExportOptions& options) {
   for (const auto& [name, e] : model.enhancers()) {
     PMPL_CHECK(e->fixed(), "{} is still searching: finish the search, or export with --fix-remaining to fix "
                            "it (and any other open enhancer) to its most probable op", name);
   }
   std::map<std::string, Tensor> state;
   for (const NamedTensor& t : model.state()) state[t.name] = t.tensor;
-  std::map<std::string, Folded> out;  // sorted names: a stable file for the same network
+  DeployModel folded;
+  std::map<std::string, FoldedTensor>& out = folded.tensors;
   auto add_fold = [&](const std::string& conv, const std::string& bn) {
     auto [w, b] = fold(state, conv, bn);
     out[conv + ".weight"] = std::move(w);
@@ -75,7 +71,7 @@ void export_model(const MobileNetV2& model, const ExportOptions& options, const 
       // The enhancer's batchnorm follows a pooling sum: kept as scale and shift.
       const std::vector<double> gamma = values(state, bn + ".weight"), beta = values(state, bn + ".bias");
       const std::vector<double> mean = values(state, bn + ".running_mean"), var = values(state, bn + ".running_var");
-      Folded scale{{static_cast<int64_t>(gamma.size())}, {}}, shift = scale;
+      FoldedTensor scale{{static_cast<int64_t>(gamma.size())}, {}}, shift = scale;
       for (size_t c = 0; c < gamma.size(); ++c) {
         const double s = gamma[c] / std::sqrt(var[c] + kBnEps);
         scale.data.push_back(s);
@@ -97,8 +93,7 @@ void export_model(const MobileNetV2& model, const ExportOptions& options, const 
                            {"architecture", options.architecture},
                            {"width", model.config().width},
                            {"small_input", model.config().small_input},
-                           {"num_classes", model.config().num_classes},
-                           {"dtype", options.f16 ? "f16" : "f32"}};
+                           {"num_classes", model.config().num_classes}};
   config["genotype"] = options.architecture == "mobilenetv2_mp" ? model.genotype().to_json() : nlohmann::json(nullptr);
   std::vector<std::string> classes = options.classes;
   if (classes.empty()) {
@@ -112,16 +107,56 @@ void export_model(const MobileNetV2& model, const ExportOptions& options, const 
                      {"std", {kStd[0], kStd[1], kStd[2]}},
                      {"transform", "resize shorter side to int(size / 0.875), center crop size"}};
 
+  folded.config = std::move(config);
+  return folded;
+}
+
+DeployModel read_deploy_model(const std::string& path) {
+  DeployFile file;
+  std::string error;
+  PMPL_CHECK(read_deploy_file(path, file, error), "{}", error);
+  DeployModel model;
+  try {
+    model.config = nlohmann::json::parse(file.config_json);
+  } catch (const nlohmann::json::exception& e) {
+    PMPL_CHECK(false, "{}: the model description is not JSON ({})", path, e.what());
+  }
+  PMPL_CHECK(model.config.is_object() && model.config.value("format", "") == "pmpl-model",
+             "{}: not a pmpl model description", path);
+  model.config.erase("dtype");
+  for (const DeployTensor& t : file.tensors) {
+    FoldedTensor& out = model.tensors[t.name];
+    for (uint64_t d : t.shape) out.shape.push_back(static_cast<int64_t>(d));
+    out.data.resize(t.numel());
+    const uint8_t* src = file.bytes.data() + t.offset;
+    for (uint64_t i = 0; i < t.numel(); ++i) {
+      if (t.dtype == DeployDType::kF32) {
+        float v;
+        std::memcpy(&v, src + 4 * i, 4);
+        out.data[i] = v;
+      } else {
+        f16 h;
+        std::memcpy(&h.bits, src + 2 * i, 2);
+        out.data[i] = static_cast<float>(h);
+      }
+    }
+  }
+  return model;
+}
+
+void write_deploy_file(const DeployModel& model, bool f16_weights, const std::string& path) {
+  nlohmann::json config = model.config;
+  config["dtype"] = f16_weights ? "f16" : "f32";
   std::vector<DeployTensor> tensors;
   std::vector<std::vector<uint8_t>> data;
-  for (const auto& [name, f] : out) {
+  for (const auto& [name, f] : model.tensors) {
     DeployTensor t;
     t.name = name;
-    t.dtype = options.f16 ? DeployDType::kF16 : DeployDType::kF32;
+    t.dtype = f16_weights ? DeployDType::kF16 : DeployDType::kF32;
     for (int64_t d : f.shape) t.shape.push_back(static_cast<uint64_t>(d));
-    std::vector<uint8_t> bytes(f.data.size() * (options.f16 ? 2 : 4));
+    std::vector<uint8_t> bytes(f.data.size() * (f16_weights ? 2 : 4));
     for (size_t i = 0; i < f.data.size(); ++i) {
-      if (options.f16) {
+      if (f16_weights) {
         const uint16_t h = f16(static_cast<float>(f.data[i])).bits;
         std::memcpy(bytes.data() + 2 * i, &h, 2);
       } else {
@@ -133,11 +168,19 @@ void export_model(const MobileNetV2& model, const ExportOptions& options, const 
     data.push_back(std::move(bytes));
   }
   const std::vector<uint8_t> file = encode_deploy_file(config.dump(), tensors, data);
+  write_file_atomically(path, std::string(file.begin(), file.end()));
+}
+
+void export_model(const MobileNetV2& model, const ExportOptions& options, const std::string& path) {
+  write_deploy_file(fold_model(model, options), options.f16, path);
+}
+
+void write_file_atomically(const std::string& path, const std::string& bytes) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     PMPL_CHECK(f.good(), "cannot write {}: check the directory exists and is writable", path);
-    f.write(reinterpret_cast<const char*>(file.data()), static_cast<std::streamsize>(file.size()));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     PMPL_CHECK(f.good(), "writing {} failed (disk full?)", tmp);
   }
   PMPL_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename {} to {}", tmp, path);
