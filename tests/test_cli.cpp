@@ -189,6 +189,8 @@ TEST(Cli, ExportThenInferAndTheirMistakes) {
         "export --from " + weights + " --out " + dir + "pmpl_cli_never.onnx",
         "export --from " + model + " --weights " + weights + " --out " + dir + "pmpl_cli_never.onnx",
         "export --from " + model + " --dtype f16 --out " + dir + "pmpl_cli_never.onnx",
+        "export --from " + model + " --dtype int8 --out " + dir + "pmpl_cli_never.onnx",  // no --calibrate
+        "export --from " + model + " --calibrate /nonexistent --out " + dir + "pmpl_cli_never.onnx",
         "forward --input /nonexistent.npy --output " + dir + "pmpl_cli_never.npy",  // neither weights nor a file
         "forward --deploy " + broken + " --input /nonexistent.npy --output " + dir + "pmpl_cli_never.npy"}) {
     const Result r = run_cli(args);

@@ -163,8 +163,22 @@ TEST(Export, DamagedAndForeignFilesAreRefused) {
   flipped[good.size() / 3] ^= 0x10;
   refused(flipped, "CRC32");
   std::vector<uint8_t> version = good;
-  version[8] = 2;
-  refused(version, "version 2");
+  version[8] = 3;
+  refused(version, "version 3");
+  // Version 1 had no int8 dtype: a version-1 table entry with dtype 2 is malformed (checksum
+  // recomputed, so the table check is what refuses it).
+  {
+    const std::vector<deploy::DeployTensor> one = {{"w", deploy::DeployDType::kI8, {4}, 0, 0}};
+    std::vector<uint8_t> bytes = deploy::encode_deploy_file("{}", one, {std::vector<uint8_t>(4, 1)});
+    ASSERT_EQ(bytes[8], 2);
+    deploy::DeployFile file;
+    std::string error;
+    EXPECT_TRUE(deploy::decode_deploy_file(bytes, file, error)) << error;
+    bytes[8] = 1;
+    const uLong crc = crc32(crc32(0L, Z_NULL, 0), bytes.data(), static_cast<uInt>(bytes.size() - 4));
+    for (int i = 0; i < 4; ++i) bytes[bytes.size() - 4 + i] = static_cast<uint8_t>(crc >> (8 * i));
+    refused(bytes, "malformed");
+  }
   std::vector<uint8_t> foreign = good;
   foreign[0] = 'X';
   refused(foreign, "not a pmpl model file");

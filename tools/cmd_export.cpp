@@ -5,12 +5,18 @@
 #include <cmath>
 #include <fstream>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "data/eval_image.h"
+#include "data/image_folder.h"
+#include "data/loader.h"
+#include "engine/ops.h"
 #include "layers/weights.h"
 #include "models/deploy/export.h"
 #include "models/deploy/onnx_export.h"
+#include "models/deploy/quantize.h"
 #include "models/deploy/runtime.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
@@ -22,6 +28,9 @@ namespace {
 
 struct ExportCommand {
   std::string checkpoint, weights, from, out, dtype = "f32", classes_file, format;
+  std::string calibrate, calib_split = "train", calib_method = "minmax";
+  int64_t calib_images = 512;
+  double calib_percentile = 99.99;
   ModelFlags model;
   int input_size = 0;
   bool fix_remaining = false;
@@ -38,11 +47,44 @@ std::string output_format(const ExportCommand& c) {
   return ends_with(c.out, ".onnx") ? "onnx" : "pmpl";
 }
 
+// The f32 network run on --calib-images images of --calibrate's split (the eval transform,
+// spread evenly over its class-sorted files) while a Calibrator watches, then quantised.
+deploy::DeployModel calibrate_and_quantize(const deploy::DeployModel& folded, const ExportCommand& c) {
+  const deploy::Runtime f32(folded);
+  deploy::Calibrator calibrator({c.calib_method, c.calib_percentile});
+  const data::ImageFolder split(c.calibrate, c.calib_split);
+  PMPL_CHECK(c.calib_images > 0, "--calib-images {}: give at least 1", c.calib_images);
+  data::LoaderOptions lo;
+  lo.batch_size = 32;
+  lo.image_size = f32.input_size();
+  lo.train = false;
+  lo.shuffle = false;
+  lo.drop_last = false;
+  const int64_t n = std::min<int64_t>(c.calib_images, split.size());
+  for (int64_t i = 0; i < n; ++i) lo.subset.push_back(i * split.size() / n);
+  data::Loader loader(split, lo);
+  loader.start_epoch(0);
+  int64_t seen = 0;
+  while (auto batch = loader.next()) {
+    f32.run_observed(ops::normalize_images(batch->images, f32.mean(), f32.stddev()),
+                     [&](const std::string& point, const Tensor& t) { calibrator.observe(point, t); });
+    seen += batch->images.dim(0);
+    if (isatty(2)) fmt::print(stderr, "\rcalibrating on {}: {}/{} images", split.directory(), seen, n);
+  }
+  fmt::print(stderr, "{}calibrated on {} images of {}\n", isatty(2) ? "\r" : "", seen, split.directory());
+  return deploy::quantize_model(folded, calibrator, seen);
+}
+
 void write_export(const deploy::DeployModel& folded, const std::string& format, const ExportCommand& c) {
+  PMPL_CHECK((c.dtype == "int8") == !c.calibrate.empty(), "{}", c.dtype == "int8"
+             ? "--dtype int8 needs --calibrate ROOT: images (ROOT/train/<class>/...) to measure the activations on"
+             : "--calibrate goes with --dtype int8");
   if (format == "onnx") {
     PMPL_CHECK(c.dtype == "f32", "--dtype {}: ONNX export writes f32 weights; drop --dtype (onnxruntime and the "
                "converters of other runtimes make their own f16 or int8 copies)", c.dtype);
     deploy::export_onnx(folded, c.out);
+  } else if (c.dtype == "int8") {
+    deploy::write_deploy_file(calibrate_and_quantize(folded, c), false, c.out);
   } else {
     deploy::write_deploy_file(folded, c.dtype == "f16", c.out);
   }
@@ -165,8 +207,18 @@ void add_export_command(CLI::App& app, Runner& run) {
   ex->add_option("--format", e->format, "pmpl (the flat binary pmpl infer and the C API run) or onnx "
                  "(opset 17, NCHW input); default: onnx when --out ends in .onnx, else pmpl")
       ->check(CLI::IsMember({"pmpl", "onnx"}));
-  ex->add_option("--dtype", e->dtype, "f32 or f16 weights (pmpl format)")
-      ->check(CLI::IsMember({"f32", "f16"}))
+  ex->add_option("--dtype", e->dtype, "f32, f16, or int8 (pmpl format; int8 needs --calibrate)")
+      ->check(CLI::IsMember({"f32", "f16", "int8"}))
+      ->capture_default_str();
+  ex->add_option("--calibrate", e->calibrate, "int8: a dataset folder (ROOT/<split>/<class>/...) whose images set "
+                 "the activations' ranges");
+  ex->add_option("--calib-split", e->calib_split, "int8: the split of --calibrate to use")->capture_default_str();
+  ex->add_option("--calib-images", e->calib_images, "int8: how many images, spread over the classes")
+      ->capture_default_str();
+  ex->add_option("--calib-method", e->calib_method, "int8: minmax (every value observed) or percentile")
+      ->check(CLI::IsMember({"minmax", "percentile"}))
+      ->capture_default_str();
+  ex->add_option("--calib-percentile", e->calib_percentile, "int8 with percentile: the share of values kept in range")
       ->capture_default_str();
   ex->add_option("--input-size", e->input_size, "Image side (default: the training run's, else 224)");
   ex->add_option("--classes", e->classes_file, "Class names, one per line (default: the checkpoint's)");

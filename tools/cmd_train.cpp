@@ -6,6 +6,7 @@
 #include "engine/ops.h"
 #include "engine/cuda_runtime.h"
 #include "layers/weights.h"
+#include "models/deploy/runtime.h"
 #include "tools/commands.h"
 #include "tools/model_flags.h"
 #include "tools/train_recipes.h"
@@ -32,7 +33,7 @@ void run_train(const TrainConfig& config) {
 }
 
 struct EvalCommand {
-  std::string data, weights, split = "val", device = "cpu", amp = "auto";
+  std::string data, weights, deploy, split = "val", device = "cpu", amp = "auto";
   ModelFlags model;
   EvalOptions options;
   bool fix_remaining = false;
@@ -40,7 +41,28 @@ struct EvalCommand {
   int recalibrate_bn = 0;  // training batches to re-estimate batchnorm statistics on (0: none)
 };
 
+// --deploy: a deployment file (f32, f16 or int8) through the runtime, at its own input size.
+void run_eval_deploy(CLI::App* cmd, const EvalCommand& e) {
+  PMPL_CHECK(cmd->count("--model") + cmd->count("--width") + cmd->count("--small-input") + cmd->count("--genotype") +
+                     cmd->count("--ema") + cmd->count("--fix-remaining") + cmd->count("--recalibrate-bn") ==
+                 0,
+             "{} is a finished network: drop the model flags, --ema, --fix-remaining and --recalibrate-bn", e.deploy);
+  PMPL_CHECK(e.device == "cpu", "--device {}: the deployment runtime runs on the CPU", e.device);
+  const deploy::Runtime runtime(e.deploy);
+  const data::ImageFolder split(e.data, e.split);
+  PMPL_CHECK(split.num_classes() == runtime.num_classes(), "{} has {} classes, {} {}", split.directory(),
+             split.num_classes(), e.deploy, runtime.num_classes());
+  EvalOptions options = e.options;
+  if (cmd->count("--input-size") == 0) options.image_size = runtime.input_size();
+  const EvalResult r = evaluate_with([&](const Tensor& images) { return runtime.run_u8(images); }, split, options);
+  fmt::print("{}: {} images, top-1 {:.2f}%, top-5 {:.2f}% ({}, {})\n", split.directory(), r.images, 100 * r.top1,
+             100 * r.top5, e.deploy, runtime.config().value("dtype", "f32"));
+}
+
 void run_eval(CLI::App* cmd, const EvalCommand& e) {
+  PMPL_CHECK(e.weights.empty() != e.deploy.empty(), "pass either --weights (a checkpoint or weights) or --deploy "
+             "(a file pmpl export wrote)");
+  if (!e.deploy.empty()) return run_eval_deploy(cmd, e);
   // A pmpl checkpoint says which network it holds; plain weights need the model flags.
   const TensorFile file = load_safetensors(e.weights);
   std::shared_ptr<MobileNetV2> model;
@@ -283,9 +305,10 @@ void add_train_command(CLI::App& app, Runner& run) {
   });
 
   auto e = std::make_shared<EvalCommand>();
-  CLI::App* ev = app.add_subcommand("eval", "Top-1 / top-5 of trained weights on ROOT/val");
+  CLI::App* ev = app.add_subcommand("eval", "Top-1 / top-5 of trained weights or a deployment file on ROOT/val");
   ev->add_option("--data", e->data, "Dataset folder")->required();
-  ev->add_option("--weights", e->weights, "A checkpoint or weights file (.safetensors)")->required();
+  ev->add_option("--weights", e->weights, "A checkpoint or weights file (.safetensors)");
+  ev->add_option("--deploy", e->deploy, "Or a deployment file (.pmpl: f32, f16 or int8), run by the runtime");
   ev->add_option("--split", e->split, "val or train")->capture_default_str();
   add_model_flags(ev, e->model);
   ev->add_option("--input-size", e->options.image_size, "Image side in pixels")->capture_default_str();

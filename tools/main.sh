@@ -3,8 +3,8 @@
 # Debian's Fashion-MNIST (converted to the ImageNet folder layout): a short PMPL search with the
 # small-input MobileNetV2-MP, training of the architecture it found and of plain MobileNetV2 on the
 # same budget, evaluation of both, the chosen op per layer with its probability, and deployment:
-# export to a .pmpl file and inference on test images with it, and export to ONNX, scored on the
-# validation set by onnxruntime. About 8 minutes on 2 cores.
+# export to a .pmpl file and inference on test images with it, an int8 file (calibrated) and an
+# ONNX file, each scored on the validation set (the ONNX one by onnxruntime). About 8 minutes on 2 cores.
 #   PMPL_RUN=DIR      where the run goes (default runs/main-<date>)
 #   PMPL_QUICK=1      a 1-minute smoke version
 set -euo pipefail
@@ -72,6 +72,11 @@ for class_dir in "$data"/val/*/; do
   images+=("${files[0]}")
 done
 ./build/pmpl infer "$run/model.pmpl" "${images[@]}" --top 1
+echo "== int8 export (calibrated on 512 training images, bias-corrected), scored by pmpl's int8 runtime"
+./build/pmpl export --from "$run/model.pmpl" --dtype int8 --calibrate "$data" --out "$run/model-int8.pmpl"
+ls -l "$run/model-int8.pmpl" | awk '{print "  " $NF ": " $5 " bytes"}'
+echo "  int8: $(./build/pmpl eval --data "$data" --deploy "$run/model-int8.pmpl" | sed 's/^[^:]*: //')"
+echo "  f32:  $(./build/pmpl eval --data "$data" --deploy "$run/model.pmpl" | sed 's/^[^:]*: //')"
 echo "== ONNX export (opset 17, NCHW input), scored by onnxruntime on all of $data/val"
 ./build/pmpl export --from "$run/model.pmpl" --out "$run/model.onnx"
 ls -l "$run/model.onnx" | awk '{print "  " $NF ": " $5 " bytes"}'

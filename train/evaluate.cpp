@@ -33,7 +33,8 @@ int64_t count_top_k(const Tensor& logits, const Tensor& labels, int k) {
   return hits;
 }
 
-EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const EvalOptions& options) {
+EvalResult evaluate_with(const std::function<Tensor(const Tensor&)>& forward, const data::ImageFolder& split,
+                         const EvalOptions& options) {
   data::LoaderOptions lo;
   lo.batch_size = options.batch_size;
   lo.image_size = options.image_size;
@@ -51,25 +52,19 @@ EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const Ev
   }
   data::Loader loader(split, lo);
   loader.start_epoch(0);
-  const bool was_training = model.training();
-  model.eval();
   NoGradGuard no_grad;
-  const std::vector<NamedParameter> params = model.parameters();
-  const Device device = params.empty() ? Device::cpu() : params[0].tensor.device();
   EvalResult r;
   int64_t top1 = 0, top5 = 0;
   double loss_sum = 0.0;
   while (auto batch = loader.next()) {
     // One copy of the logits per batch (on a GPU, the batch's only wait); loss and counts on the host.
-    const Tensor logits =
-        model.forward(ops::normalize_images(batch->images.to(device), kImageMean, kImageStd)).to(Device::cpu());
+    const Tensor logits = forward(batch->images).to(Device::cpu());
     const int64_t n = logits.dim(0);
     loss_sum += ops::cross_entropy(logits, batch->labels, options.label_smoothing).item() * static_cast<double>(n);
     top1 += count_top_k(logits, batch->labels, 1);
     top5 += count_top_k(logits, batch->labels, std::min<int>(5, static_cast<int>(logits.dim(1))));
     r.images += n;
   }
-  model.train(was_training);
   if (options.comm != nullptr) {
     const std::vector<double> sums = sum_over_processes(
         {static_cast<double>(top1), static_cast<double>(top5), loss_sum, static_cast<double>(r.images)}, *options.comm);
@@ -83,6 +78,20 @@ EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const Ev
     r.top5 = static_cast<double>(top5) / static_cast<double>(r.images);
     r.loss = loss_sum / static_cast<double>(r.images);
   }
+  return r;
+}
+
+EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const EvalOptions& options) {
+  const bool was_training = model.training();
+  model.eval();
+  const std::vector<NamedParameter> params = model.parameters();
+  const Device device = params.empty() ? Device::cpu() : params[0].tensor.device();
+  const EvalResult r = evaluate_with(
+      [&](const Tensor& images) {
+        return model.forward(ops::normalize_images(images.to(device), kImageMean, kImageStd));
+      },
+      split, options);
+  model.train(was_training);
   return r;
 }
 

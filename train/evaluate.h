@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "data/image_folder.h"
 #include "engine/comm.h"
@@ -34,6 +35,10 @@ struct EvalOptions {
 };
 
 EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const EvalOptions& options);
+// The same for any forward: `forward` maps the loader's uint8 images [N, H, W, 3] to logits
+// (a deployment file's runtime, `pmpl eval --deploy`).
+EvalResult evaluate_with(const std::function<Tensor(const Tensor&)>& forward, const data::ImageFolder& split,
+                         const EvalOptions& options);
 
 // How many of `labels` are among the top-k of each row of `logits` [N, K] (ties count for the
 // earlier class, as torch.topk).

@@ -130,7 +130,10 @@ DeployModel read_deploy_model(const std::string& path) {
     out.data.resize(t.numel());
     const uint8_t* src = file.bytes.data() + t.offset;
     for (uint64_t i = 0; i < t.numel(); ++i) {
-      if (t.dtype == DeployDType::kF32) {
+      if (t.dtype == DeployDType::kI8) {
+        out.data[i] = static_cast<int8_t>(src[i]);
+        out.int8 = true;
+      } else if (t.dtype == DeployDType::kF32) {
         float v;
         std::memcpy(&v, src + 4 * i, 4);
         out.data[i] = v;
@@ -146,17 +149,21 @@ DeployModel read_deploy_model(const std::string& path) {
 
 void write_deploy_file(const DeployModel& model, bool f16_weights, const std::string& path) {
   nlohmann::json config = model.config;
-  config["dtype"] = f16_weights ? "f16" : "f32";
+  config["dtype"] = config.contains("quantization") ? "int8" : f16_weights ? "f16" : "f32";
   std::vector<DeployTensor> tensors;
   std::vector<std::vector<uint8_t>> data;
   for (const auto& [name, f] : model.tensors) {
     DeployTensor t;
     t.name = name;
-    t.dtype = f16_weights ? DeployDType::kF16 : DeployDType::kF32;
+    t.dtype = f.int8 ? DeployDType::kI8 : f16_weights ? DeployDType::kF16 : DeployDType::kF32;
     for (int64_t d : f.shape) t.shape.push_back(static_cast<uint64_t>(d));
-    std::vector<uint8_t> bytes(f.data.size() * (f16_weights ? 2 : 4));
+    std::vector<uint8_t> bytes(f.data.size() * (f.int8 ? 1 : f16_weights ? 2 : 4));
     for (size_t i = 0; i < f.data.size(); ++i) {
-      if (f16_weights) {
+      if (f.int8) {
+        PMPL_ASSERT(f.data[i] >= -127 && f.data[i] <= 127 && f.data[i] == std::floor(f.data[i]),
+                    "export: {}[{}] = {} is not an int8 value", name, i, f.data[i]);
+        bytes[i] = static_cast<uint8_t>(static_cast<int8_t>(f.data[i]));
+      } else if (f16_weights) {
         const uint16_t h = f16(static_cast<float>(f.data[i])).bits;
         std::memcpy(bytes.data() + 2 * i, &h, 2);
       } else {

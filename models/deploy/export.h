@@ -23,10 +23,12 @@ struct ExportOptions {
   bool f16 = false;  // export_model's weights: f16 rather than f32
 };
 
-// One folded tensor in pmpl's layouts (docs/FORMAT.md, "Tensors"), kept in double until written.
+// One folded tensor in pmpl's layouts (docs/FORMAT.md, "Tensors"), kept in double until written;
+// `int8`: its values are integers in [-127, 127], written as int8 (a quantised file's weights).
 struct FoldedTensor {
   std::vector<int64_t> shape;
   std::vector<double> data;
+  bool int8 = false;
 };
 
 // The folded network: the file's config (docs/FORMAT.md, "The config", without "dtype") and its

@@ -52,7 +52,7 @@ struct Cursor {
   }
 };
 
-uint64_t element_size(DeployDType d) { return d == DeployDType::kF32 ? 4 : 2; }
+uint64_t element_size(DeployDType d) { return d == DeployDType::kF32 ? 4 : d == DeployDType::kF16 ? 2 : 1; }
 
 uint32_t crc32_of(const uint8_t* data, uint64_t n) {
   uLong crc = crc32(0L, Z_NULL, 0);
@@ -76,7 +76,10 @@ uint64_t DeployTensor::numel() const {
 std::vector<uint8_t> encode_deploy_file(const std::string& config_json, const std::vector<DeployTensor>& tensors,
                                         const std::vector<std::vector<uint8_t>>& data) {
   std::vector<uint8_t> out(kMagic, kMagic + 8);
-  put(out, kFormatVersion, 4);
+  const bool int8 = std::any_of(tensors.begin(), tensors.end(), [](const DeployTensor& t) {
+    return t.dtype == DeployDType::kI8;
+  });
+  put(out, int8 ? kFormatVersion : 1, 4);
   put(out, 0, 4);
   put(out, config_json.size(), 8);
   put(out, tensors.size(), 8);
@@ -114,8 +117,8 @@ bool decode_deploy_file(std::vector<uint8_t> bytes, DeployFile& out, std::string
   }
   Cursor c{bytes.data(), n - 4, 8};
   const uint64_t version = c.get(4);
-  if (version != kFormatVersion) {
-    error = "model file format version " + std::to_string(version) + " is not supported (this pmpl reads version " +
+  if (version < 1 || version > kFormatVersion) {
+    error = "model file format version " + std::to_string(version) + " is not supported (this pmpl reads versions 1 to " +
             std::to_string(kFormatVersion) + "); re-export it with this pmpl";
     return false;
   }
@@ -141,7 +144,7 @@ bool decode_deploy_file(std::vector<uint8_t> bytes, DeployFile& out, std::string
     DeployTensor t;
     t.name = c.text(c.get(2));
     const uint64_t dtype = c.get(1), rank = c.get(1);
-    if (!c.ok || dtype > 1 || rank > kMaxRank) {
+    if (!c.ok || dtype > (version >= 2 ? 2 : 1) || rank > kMaxRank) {
       error = "tensor table entry " + std::to_string(i) + " is malformed";
       return false;
     }

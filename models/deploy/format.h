@@ -13,10 +13,12 @@
 namespace pmpl::deploy {
 
 inline constexpr char kMagic[8] = {'P', 'M', 'P', 'L', 'M', 'D', 'L', '\0'};
-inline constexpr uint32_t kFormatVersion = 1;
+// Version 2 added int8 tensors (dtype 2); a file without them is still written as version 1, so
+// older readers load it. Readers take both.
+inline constexpr uint32_t kFormatVersion = 2;
 inline constexpr uint64_t kAlignment = 64;
 
-enum class DeployDType : uint8_t { kF32 = 0, kF16 = 1 };
+enum class DeployDType : uint8_t { kF32 = 0, kF16 = 1, kI8 = 2 };
 
 struct DeployTensor {
   std::string name;

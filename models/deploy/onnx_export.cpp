@@ -181,6 +181,8 @@ void value_info(onnx::ValueInfoProto* v, const std::string& name, const std::vec
 
 std::string onnx_model_bytes(const DeployModel& model) {
   const nlohmann::json& config = model.config;
+  PMPL_CHECK(!config.contains("quantization"), "this is an int8 model: ONNX export takes the f32 network (export "
+             "it again without --dtype int8, or quantise the ONNX file with onnxruntime's tools)");
   std::string architecture;
   double width = 1.0;
   bool small_input = false;

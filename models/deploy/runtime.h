@@ -1,9 +1,12 @@
 // The deployment runtime: loads a `pmpl export` file and runs it, forward only, with the folded
-// weights. It needs the engine's ops and the architecture description (models/mobilenetv2.h),
-// nothing from training: no autograd graph is built, no optimiser, loader or trainer code.
+// weights: in f32 (f32 and f16 files), or with uint8 activations and int8 weights (int8 files,
+// runtime_int8.cpp). It needs the engine's ops and the architecture description
+// (models/mobilenetv2.h), nothing from training: no autograd graph, optimiser, loader or trainer.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,10 +18,16 @@
 
 namespace pmpl::deploy {
 
+struct DeployModel;
+struct QuantizedLayers;
+
 class Runtime {
  public:
   // pmpl::Error (one line naming the file and the reason) for anything but a valid export.
   explicit Runtime(const std::string& path);
+  // The same from a folded network in memory (export's calibration runs it).
+  explicit Runtime(const DeployModel& model);
+  ~Runtime();
 
   int input_size() const { return input_size_; }
   int64_t num_classes() const { return static_cast<int64_t>(classes_.size()); }
@@ -27,12 +36,23 @@ class Runtime {
   const float* mean() const { return mean_; }
   const float* stddev() const { return std_; }
 
+  bool quantized() const { return quantized_ != nullptr; }
+
   // Logits [N, classes] for normalised f32 images [N, H, W, 3].
   Tensor run(const Tensor& images) const;
   // The same from uint8 images [N, size, size, 3] (normalised here with the file's mean/std).
   Tensor run_u8(const Tensor& images) const;
+  // The f32 network with `observe(point, activation)` called wherever the int8 network holds a
+  // uint8 tensor (docs/FORMAT.md, "int8"): what calibration measures. Not for int8 files.
+  using Observer = std::function<void(const std::string& point, const Tensor& value)>;
+  Tensor run_observed(const Tensor& images, const Observer& observe) const;
 
  private:
+  void load(const std::string& where);
+  Tensor run_f32(const Tensor& images, const Observer* observe) const;
+  Tensor run_int8(const Tensor& images) const;
+  // An enhancer's ops on its input y, summed, then its scale, shift and hardswish.
+  Tensor enhancer(const Tensor& y, const Genotype::Entry& entry) const;
   const Tensor& weight(const std::string& name) const;
   Tensor conv1x1(const Tensor& x, const std::string& conv,
                  ops::ChannelActivation act = ops::ChannelActivation::kNone) const;
@@ -46,6 +66,7 @@ class Runtime {
   float mean_[3], std_[3];
   double width_ = 1.0;
   bool small_input_ = false;
+  std::unique_ptr<QuantizedLayers> quantized_;
 };
 
 }  // namespace pmpl::deploy

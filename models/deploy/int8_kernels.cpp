@@ -1,0 +1,133 @@
+#include "models/deploy/int8_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/blas.h"
+#include "engine/error.h"
+
+namespace pmpl::deploy {
+
+QuantParams choose_params(double lo, double hi) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  QuantParams q;
+  if (hi - lo < 1e-12) return q;  // an all-zero tensor: any scale represents it
+  q.scale = static_cast<float>((hi - lo) / 255.0);
+  q.zero_point = std::clamp(static_cast<int32_t>(std::lround(-lo / q.scale)), 0, 255);
+  return q;
+}
+
+Requantize make_requantize(const std::vector<float>& weight_scale, const std::vector<float>& bias, QuantParams in,
+                           QuantParams out, bool relu6) {
+  PMPL_ASSERT(weight_scale.size() == bias.size(), "requantize: {} scales for {} biases", weight_scale.size(),
+              bias.size());
+  Requantize r;
+  r.zero = out.zero_point;
+  r.lo = relu6 ? out.zero_point : 0;
+  r.hi = relu6 ? std::min<int32_t>(255, out.zero_point + static_cast<int32_t>(std::lround(6.0 / out.scale))) : 255;
+  for (size_t c = 0; c < bias.size(); ++c) {
+    const double acc_scale = static_cast<double>(in.scale) * weight_scale[c];
+    r.bias.push_back(static_cast<int32_t>(std::lround(bias[c] / acc_scale)));
+    r.multiplier.push_back(static_cast<float>(acc_scale / out.scale));
+  }
+  return r;
+}
+
+void quantize_u8(const float* x, int64_t n, QuantParams q, uint8_t* out) {
+  const float inv = 1.0f / q.scale;
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i] * inv;
+    const int32_t r = static_cast<int32_t>(v + (v >= 0.0f ? 0.5f : -0.5f)) + q.zero_point;
+    out[i] = static_cast<uint8_t>(std::clamp(r, 0, 255));
+  }
+}
+
+void dequantize_u8(const uint8_t* x, int64_t n, QuantParams q, float* out) {
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) out[i] = q.scale * static_cast<float>(static_cast<int32_t>(x[i]) - q.zero_point);
+}
+
+void conv1x1_u8(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
+                const Requantize& r, std::vector<int32_t>& scratch, uint8_t* out) {
+  scratch.resize(static_cast<size_t>(m * n));
+  blas::gemm_u8s8s32(m, n, k, x, k, static_cast<uint8_t>(x_zero), weight, k, scratch.data(), n);
+  const int32_t* bias = r.bias.data();
+  const float* mult = r.multiplier.data();
+#pragma omp parallel for if (m * n > 65536)
+  for (int64_t i = 0; i < m; ++i) {
+    const int32_t* acc = scratch.data() + i * n;
+    uint8_t* o = out + i * n;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) o[j] = requantize_one(acc[j], bias[j], mult[j], r.zero, r.lo, r.hi);
+  }
+}
+
+void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
+                  const int16_t* taps, int k, int stride, const Requantize& r, uint8_t* out) {
+  const int pad = k / 2;
+  const int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
+  const int32_t* bias = r.bias.data();
+  const float* mult = r.multiplier.data();
+#pragma omp parallel
+  {
+    std::vector<int32_t> acc(static_cast<size_t>(c));
+#pragma omp for
+    for (int64_t row = 0; row < batch * ho; ++row) {
+      const int64_t b = row / ho, oy = row % ho;
+      for (int64_t ox = 0; ox < wo; ++ox) {
+        std::copy(bias, bias + c, acc.begin());
+        int32_t* a = acc.data();
+        for (int ky = 0; ky < k; ++ky) {
+          const int64_t iy = oy * stride + ky - pad;
+          if (iy < 0 || iy >= h) continue;
+          for (int kx = 0; kx < k; ++kx) {
+            const int64_t ix = ox * stride + kx - pad;
+            if (ix < 0 || ix >= w) continue;  // padding is the real 0: (zero - zero) * w adds nothing
+            const uint8_t* px = x + ((b * h + iy) * w + ix) * c;
+            const int16_t* t = taps + (ky * k + kx) * c;
+#pragma omp simd
+            for (int64_t ch = 0; ch < c; ++ch) a[ch] += (static_cast<int32_t>(px[ch]) - x_zero) * t[ch];
+          }
+        }
+        uint8_t* o = out + ((b * ho + oy) * wo + ox) * c;
+#pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch) o[ch] = requantize_one(a[ch], 0, mult[ch], r.zero, r.lo, r.hi);
+      }
+    }
+  }
+}
+
+void add_u8(const uint8_t* a, QuantParams qa, const uint8_t* b, QuantParams qb, int64_t n, QuantParams out_q,
+            uint8_t* out) {
+  const float sa = qa.scale / out_q.scale, sb = qb.scale / out_q.scale;
+#pragma omp parallel for simd if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = sa * static_cast<float>(static_cast<int32_t>(a[i]) - qa.zero_point) +
+                    sb * static_cast<float>(static_cast<int32_t>(b[i]) - qb.zero_point);
+    const int32_t r = static_cast<int32_t>(v + (v >= 0.0f ? 0.5f : -0.5f)) + out_q.zero_point;
+    out[i] = static_cast<uint8_t>(std::clamp(r, 0, 255));
+  }
+}
+
+void global_avg_pool_u8(const uint8_t* x, int64_t batch, int64_t hw, int64_t c, QuantParams in_q, QuantParams out_q,
+                        uint8_t* out) {
+  const float scale = in_q.scale / (out_q.scale * static_cast<float>(hw));
+  std::vector<int32_t> sum(static_cast<size_t>(c));
+  for (int64_t b = 0; b < batch; ++b) {
+    std::fill(sum.begin(), sum.end(), 0);
+    for (int64_t p = 0; p < hw; ++p) {
+      const uint8_t* px = x + (b * hw + p) * c;
+#pragma omp simd
+      for (int64_t ch = 0; ch < c; ++ch) sum[ch] += px[ch];
+    }
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float v = static_cast<float>(sum[ch] - in_q.zero_point * hw) * scale;
+      const int32_t r = static_cast<int32_t>(v + (v >= 0.0f ? 0.5f : -0.5f)) + out_q.zero_point;
+      out[b * c + ch] = static_cast<uint8_t>(std::clamp(r, 0, 255));
+    }
+  }
+}
+
+}  // namespace pmpl::deploy
