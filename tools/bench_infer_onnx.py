@@ -27,6 +27,7 @@ from bench_infer_common import add_timing_args, infer_key  # noqa: E402
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
+    ap.add_argument("--label", help="the baseline's name in pmpl's table (default: onnxruntime-VERSION)")
     add_timing_args(ap)
     a = ap.parse_args()
     meta = {p.key: p.value for p in onnx.load(a.model).metadata_props}
@@ -59,7 +60,7 @@ def main():
               f"{batch * 1e3 / ms:.1f} img/s")
         results[key] = {"key": key, "ms": ms, "img_per_s": batch * 1e3 / ms}
     with open(a.out, "w") as f:
-        json.dump({"label": f"onnxruntime-{ort.__version__}", "threads": options.intra_op_num_threads,
+        json.dump({"label": a.label or f"onnxruntime-{ort.__version__}", "threads": options.intra_op_num_threads,
                    "results": list(results.values())}, f, indent=2)
 
 
