@@ -124,9 +124,11 @@ Tensor Runtime::run_int8(const Tensor& images) const {
                                           Tensor(), weight("features.0.0.bias"), ops::ChannelActivation::kReLU6);
   const int64_t n = stem.dim(0);
   int64_t h = stem.dim(1), w = stem.dim(2), c = stem.dim(3);
-  std::vector<uint8_t> x(static_cast<size_t>(stem.numel())), y, z;
+  // Per thread and reused from call to call: fresh buffers cost page faults on every image.
+  thread_local std::vector<uint8_t> x, y, z, sum;
+  thread_local std::vector<int32_t> scratch;
+  x.resize(static_cast<size_t>(stem.numel()));
   quantize_u8(stem.data<float>(), stem.numel(), q.stem_q, x.data());
-  std::vector<int32_t> scratch;
   auto pointwise = [&](const QuantizedConv& conv, const std::vector<uint8_t>& in, std::vector<uint8_t>& out) {
     out.resize(static_cast<size_t>(n * h * w * conv.out));
     conv1x1_u8(in.data(), n * h * w, conv.in, conv.in_q.zero_point, conv.weight.data(), conv.out, conv.requantize,
@@ -155,7 +157,7 @@ Tensor Runtime::run_int8(const Tensor& images) const {
     pointwise(b.project, z, y);
     c = b.project.out;
     if (b.residual) {
-      std::vector<uint8_t> sum(y.size());
+      sum.resize(y.size());
       add_u8(x.data(), b.expand ? b.expand->in_q : b.depthwise.in_q, y.data(), b.project.out_q,
              static_cast<int64_t>(y.size()), b.out_q, sum.data());
       x.swap(sum);
