@@ -38,7 +38,9 @@ void Calibrator::observe(const std::string& point, const Tensor& activation) {
     const int64_t c = t.dim(-1);
     Means& m = inputs_[point.substr(6)];
     m.sum.resize(static_cast<size_t>(c), 0.0);
-    for (int64_t i = 0; i < n; ++i) m.sum[static_cast<size_t>(i % c)] += p[i];
+    for (int64_t row = 0; row < n / c; ++row) {
+      for (int64_t ch = 0; ch < c; ++ch) m.sum[static_cast<size_t>(ch)] += p[row * c + ch];
+    }
     m.count += n / c;
     return;
   }

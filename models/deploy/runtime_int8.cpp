@@ -78,6 +78,7 @@ QuantizedLayers::QuantizedLayers(const nlohmann::json& q, const std::map<std::st
   for (const BlockSpec& b : spec.blocks) {
     const std::string p = "features." + std::to_string(b.index) + ".conv.";
     QuantizedBlock block;
+    block.in_q = cur;
     int child = 0;
     QuantParams in = cur;
     if (b.expand != 1) {
@@ -158,7 +159,7 @@ Tensor Runtime::run_int8(const Tensor& images) const {
     c = b.project.out;
     if (b.residual) {
       sum.resize(y.size());
-      add_u8(x.data(), b.expand ? b.expand->in_q : b.depthwise.in_q, y.data(), b.project.out_q,
+      add_u8(x.data(), b.in_q, y.data(), b.project.out_q,
              static_cast<int64_t>(y.size()), b.out_q, sum.data());
       x.swap(sum);
     } else {

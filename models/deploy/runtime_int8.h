@@ -31,6 +31,7 @@ struct QuantizedConv {
 };
 
 struct QuantizedBlock {
+  QuantParams in_q;  // the block's input (the residual add's other operand)
   std::optional<QuantizedConv> expand;
   QuantizedConv depthwise;
   const Genotype::Entry* enhancer = nullptr;  // with its output's parameters:
