@@ -47,11 +47,22 @@ __device__ __forceinline__ float pre_activation(float x, const double* stats, co
   return (x - m) * s + beta[j];
 }
 
+// act: ops::BnActivation's value (0 none, 1 ReLU6, 2 hardswish, 3 ReLU).
 __device__ __forceinline__ float activate(float v, int act) {
-  return act == 1 ? math::relu6(v) : (act == 2 ? math::hardswish(v) : v);
+  switch (act) {
+    case 1: return math::relu6(v);
+    case 2: return math::hardswish(v);
+    case 3: return math::relu(v);
+    default: return v;
+  }
 }
 __device__ __forceinline__ float activation_grad(float v, int act) {
-  return act == 1 ? math::relu6_grad(v) : (act == 2 ? math::hardswish_grad(v) : 1.0f);
+  switch (act) {
+    case 1: return math::relu6_grad(v);
+    case 2: return math::hardswish_grad(v);
+    case 3: return math::relu_grad(v);
+    default: return 1.0f;
+  }
 }
 
 template <class S>

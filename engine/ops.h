@@ -91,9 +91,9 @@ Tensor pointwise_conv(const Tensor& x, const Tensor& weight);
 // all processes' batches. dgamma and dbeta stay this process's own sums: the gradient all-reduce
 // that follows adds them up.
 // The activation fused after the normalisation (ReLU6 in MobileNetV2's blocks, hardswish in the
-// Meta-Pooling enhancer and its strip attention): one pass less each way, the same bits as the
-// separate op.
-enum class BnActivation : uint8_t { kNone, kReLU6, kHardswish };
+// Meta-Pooling enhancer and its strip attention, ReLU or hardswish in MobileNetV3's): one pass
+// less each way, the same bits as the separate op.
+enum class BnActivation : uint8_t { kNone, kReLU6, kHardswish, kReLU };
 using SumReducer = std::function<void(const Tensor&)>;
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,

@@ -53,7 +53,9 @@ Tensor DepthwiseConv2d::forward_impl(const Tensor& x) {
   return ops::depthwise_conv2d(x, ops::cast(weight_, x.dtype()), stride_, kernel_ / 2);
 }
 
-BatchNorm::BatchNorm(int64_t channels, ops::BnActivation fused, double weight_init, double bias_init) : fused_(fused) {
+BatchNorm::BatchNorm(int64_t channels, ops::BnActivation fused, double weight_init, double bias_init, double eps,
+                     double momentum)
+    : fused_(fused), eps_(eps), momentum_(momentum) {
   weight_ = register_parameter("weight", Tensor::full(Shape{channels}, weight_init), ParamKind::kNoDecay);
   bias_ = register_parameter("bias", Tensor::full(Shape{channels}, bias_init), ParamKind::kNoDecay);
   running_mean_ = register_buffer("running_mean", Tensor::zeros(Shape{channels}));
@@ -66,13 +68,13 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
     // The k-th batch since the start weighs 1/k: the statistics are the mean over the batches.
     ++recalibrated_;
     return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, true,
-                           1.0 / static_cast<double>(recalibrated_), 1e-5, fused_, sync_.get());
+                           1.0 / static_cast<double>(recalibrated_), eps_, fused_, sync_.get());
   }
   if (!training() && batch_statistics_) {
-    return ops::batch_norm(x, weight_, bias_, Tensor(), Tensor(), true, 0.1, 1e-5, fused_, sync_.get());
+    return ops::batch_norm(x, weight_, bias_, Tensor(), Tensor(), true, momentum_, eps_, fused_, sync_.get());
   }
   if (training()) ops::increment_(batches_tracked_, 1);
-  return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), 0.1, 1e-5,
+  return ops::batch_norm(x, weight_, bias_, running_mean_, running_var_, training(), momentum_, eps_,
                          fused_, sync_.get());
 }
 
@@ -91,7 +93,9 @@ Tensor Linear::forward_impl(const Tensor& x) {
 
 Tensor ReLU6::forward_impl(const Tensor& x) { return fused_ ? x : ops::relu6(x); }
 
-Tensor Hardswish::forward_impl(const Tensor& x) { return ops::hardswish(x); }
+Tensor ReLU::forward_impl(const Tensor& x) { return fused_ ? x : ops::relu(x); }
+
+Tensor Hardswish::forward_impl(const Tensor& x) { return fused_ ? x : ops::hardswish(x); }
 
 Dropout::Dropout(double p, uint64_t seed) : p_(p), gen_(seed) {}
 

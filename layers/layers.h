@@ -45,9 +45,13 @@ class DepthwiseConv2d : public Module {
 // the enhancer's hardswish is no module).
 class BatchNorm : public Module {
  public:
-  // weight (gamma) and bias (beta) start at `weight_init` and `bias_init`.
+  // weight (gamma) and bias (beta) start at `weight_init` and `bias_init`. eps and momentum as
+  // PyTorch's (MobileNetV3 uses 1e-3 and 0.01).
   explicit BatchNorm(int64_t channels, ops::BnActivation fused = ops::BnActivation::kNone, double weight_init = 1.0,
-                     double bias_init = 0.0);
+                     double bias_init = 0.0, double eps = 1e-5, double momentum = 0.1);
+  double eps() const { return eps_; }
+  double momentum() const { return momentum_; }
+  void set_momentum(double momentum) { momentum_ = momentum; }
   std::string type_name() const override { return "BatchNorm"; }
   // Training statistics over every data-parallel process (--sync-bn); null: this process's own.
   void set_sync(std::shared_ptr<const ops::SumReducer> sync) { sync_ = std::move(sync); }
@@ -67,6 +71,7 @@ class BatchNorm : public Module {
  private:
   Tensor weight_, bias_, running_mean_, running_var_, batches_tracked_;
   ops::BnActivation fused_;
+  double eps_, momentum_;
   std::shared_ptr<const ops::SumReducer> sync_;
   int64_t recalibrated_ = -1;  // batches averaged since begin_recalibration(); -1: not recalibrating
   bool batch_statistics_ = false;
@@ -99,12 +104,28 @@ class ReLU6 : public Module {
   bool fused_;
 };
 
-class Hardswish : public Module {
+class ReLU : public Module {
  public:
-  std::string type_name() const override { return "Hardswish"; }
+  explicit ReLU(bool fused = false) : fused_(fused) {}
+  std::string type_name() const override { return fused_ ? "ReLU (fused)" : "ReLU"; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  bool fused_;
+};
+
+class Hardswish : public Module {
+ public:
+  explicit Hardswish(bool fused = false) : fused_(fused) {}
+  std::string type_name() const override { return fused_ ? "Hardswish (fused)" : "Hardswish"; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  bool fused_;
 };
 
 // Its own generator (seeded from the model's), so that masks are reproducible and resumable.

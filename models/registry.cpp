@@ -1,19 +1,29 @@
 #include "models/registry.h"
 
+#include <fmt/ranges.h>
+
 #include "engine/error.h"
+#include "models/mobilenetv2.h"
+#include "models/mobilenetv3.h"
 
 namespace pmpl {
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names{"mobilenetv2", "mobilenetv2_mp"};
+  static const std::vector<std::string> names{"mobilenetv2",       "mobilenetv2_mp",       "mobilenetv3_large",
+                                              "mobilenetv3_large_mp", "mobilenetv3_small", "mobilenetv3_small_mp"};
   return names;
 }
 
-std::shared_ptr<MobileNetV2> build_model(const std::string& name, MobileNetV2Config config) {
-  PMPL_CHECK(name == "mobilenetv2" || name == "mobilenetv2_mp",
-             "unknown model '{}': use mobilenetv2 or mobilenetv2_mp", name);
-  config.meta_pooling = name == "mobilenetv2_mp";
-  return std::make_shared<MobileNetV2>(config);
+std::shared_ptr<Network> build_model(const std::string& name, ModelConfig config) {
+  const bool mp = name.size() > 3 && name.compare(name.size() - 3, 3, "_mp") == 0;
+  const std::string backbone = mp ? name.substr(0, name.size() - 3) : name;
+  config.meta_pooling = mp;
+  if (backbone == "mobilenetv2") return std::make_shared<MobileNetV2>(name, config);
+  if (backbone == "mobilenetv3_large") return std::make_shared<MobileNetV3>(name, true, config);
+  if (backbone == "mobilenetv3_small") return std::make_shared<MobileNetV3>(name, false, config);
+  throw Error(fmt::format("unknown model '{}': use one of {}", name, fmt::join(model_names(), ", ")));
 }
+
+bool exportable(const std::string& name) { return name == "mobilenetv2" || name == "mobilenetv2_mp"; }
 
 }  // namespace pmpl

@@ -5,13 +5,17 @@
 #include <string>
 #include <vector>
 
-#include "models/mobilenetv2.h"
+#include "models/network.h"
 
 namespace pmpl {
 
-// "mobilenetv2" and "mobilenetv2_mp" (with Meta-Pooling enhancers).
+// Each backbone plain and with Meta-Pooling enhancers (the name with "_mp"): mobilenetv2,
+// mobilenetv3_large, mobilenetv3_small.
 const std::vector<std::string>& model_names();
-// Throws pmpl::Error for an unknown name, listing the known ones.
-std::shared_ptr<MobileNetV2> build_model(const std::string& name, MobileNetV2Config config);
+// Throws pmpl::Error for an unknown name, listing the known ones. Sets config.meta_pooling from
+// the name.
+std::shared_ptr<Network> build_model(const std::string& name, ModelConfig config);
+// Whether the deployment exporters (pmpl export, the runtime, ONNX) handle this model yet.
+bool exportable(const std::string& name);
 
 }  // namespace pmpl

@@ -72,7 +72,7 @@ TEST(Export, FoldedNetworkMatchesTheTrainingGraph) {
 }
 
 TEST(Export, PlainMobileNetV2MatchesToo) {
-  MobileNetV2Config config;
+  ModelConfig config;
   config.width = 0.5;
   config.num_classes = 11;
   auto model = build_model("mobilenetv2", config);
@@ -139,6 +139,20 @@ TEST(Export, OpenEnhancersAreRefused) {
     ADD_FAILURE() << "a searching network cannot be exported";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--fix-remaining"), std::string::npos) << e.what();
+  }
+}
+
+// The runtime and the ONNX writer walk MobileNetV2's structure: other backbones are refused in one
+// line rather than folded wrongly (issue #15).
+TEST(Export, BackbonesTheRuntimeLacksAreRefused) {
+  auto v3 = build_model("mobilenetv3_small", test::tiny_config(3));
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv3_small";
+  try {
+    deploy::fold_model(*v3, options);
+    ADD_FAILURE() << "MobileNetV3 cannot be deployed yet";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be deployed yet"), std::string::npos) << e.what();
   }
 }
 

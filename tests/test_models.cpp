@@ -1,4 +1,4 @@
-// MobileNetV2 and its Meta-Pooling variant: structure, counts, fixing, weights files, and the
+// The backbones and their Meta-Pooling variants: structure, counts, fixing, weights files, and the
 // whole network's backward against finite differences.
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +9,7 @@
 #include "engine/ops.h"
 #include "layers/drop_path.h"
 #include "layers/weights.h"
+#include "models/mobilenetv3.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
 
@@ -25,9 +26,10 @@ std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("pmpl_test_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
-TEST(Model, MobileNetV2MatchesTorchvisionCounts) {
-  auto model = build_model("mobilenetv2", {});
-  EXPECT_EQ(count_params(*model), 3504872);  // torchvision.models.mobilenet_v2()
+// Parameters and multiply-accumulates of one 224 px image (conv and linear layers), as pmpl
+// summary counts them.
+std::pair<int64_t, int64_t> counts(const std::string& name) {
+  auto model = build_model(name, {});
   model->eval();
   LayerRecorder recorder;
   {
@@ -36,7 +38,18 @@ TEST(Model, MobileNetV2MatchesTorchvisionCounts) {
   }
   int64_t macs = 0;
   for (const LayerRecord& r : recorder.records()) macs += r.module->macs(r.input, r.output);
-  EXPECT_EQ(macs, 300774272);  // the commonly quoted 300.8M
+  return {count_params(*model), macs};
+}
+
+// torchvision 0.14's models with default arguments; MACs summed over its Conv2d and Linear
+// layers by forward hooks (out elements x in/groups x kh x kw; in x out).
+TEST(Model, MobileNetV2MatchesTorchvisionCounts) {
+  EXPECT_EQ(counts("mobilenetv2"), std::make_pair(int64_t{3504872}, int64_t{300774272}));  // the quoted 300.8M
+}
+
+TEST(Model, MobileNetV3MatchesTorchvisionCounts) {
+  EXPECT_EQ(counts("mobilenetv3_large"), std::make_pair(int64_t{5483032}, int64_t{216589760}));  // quoted 0.22 GFLOPS
+  EXPECT_EQ(counts("mobilenetv3_small"), std::make_pair(int64_t{2542856}, int64_t{56510400}));   // quoted 0.06
 }
 
 TEST(Model, MakeDivisibleFollowsTorchvision) {
@@ -60,8 +73,58 @@ TEST(Model, EnhancersSitInEveryExpandingBlock) {
   EXPECT_TRUE(build_model("mobilenetv2", {})->enhancers().empty());
 }
 
+// MobileNetV3: an enhancer after the depthwise conv of every block with an expansion conv (all but
+// the first in both), on the expanded channels, before the squeeze-and-excitation.
+TEST(Model, MobileNetV3EnhancersSitInEveryExpandingBlock) {
+  for (const auto& [name, count, first_channels] :
+       {std::tuple{"mobilenetv3_large_mp", 14u, int64_t{64}}, std::tuple{"mobilenetv3_small_mp", 10u, int64_t{72}}}) {
+    SCOPED_TRACE(name);
+    auto model = build_model(name, {});
+    const auto enhancers = model->enhancers();
+    ASSERT_EQ(enhancers.size(), count);
+    EXPECT_EQ(enhancers.front().first, "features.2.enhancer");
+    EXPECT_EQ(enhancers.back().first, fmt::format("features.{}.enhancer", count + 1));
+    EXPECT_EQ(enhancers.front().second->batchnorm().parameters()[0].tensor.numel(), first_channels);
+    // A genotype of the search builds the same network fixed.
+    Genotype g = model->genotype();
+    for (auto& e : g.enhancers) e.ops = {PoolOp::kMax3};
+    ModelConfig config;
+    config.genotype = g;
+    EXPECT_EQ(build_model(name, config)->genotype().to_json(), g.to_json());
+  }
+  EXPECT_TRUE(build_model("mobilenetv3_small", {})->enhancers().empty());
+  EXPECT_THROW(
+      {
+        try {
+          build_model("mobilenetv4", {});
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("mobilenetv3_small_mp"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      Error);
+}
+
+// The small-input variant keeps the resolution of the stem and the first stride-2 block; that
+// block becomes a residual one where its widths match (MobileNetV3-Small's first, 16 -> 16).
+TEST(Model, MobileNetV3SmallInput) {
+  ModelConfig config = test::tiny_config(10);
+  auto model = build_model("mobilenetv3_small", config);
+  model->eval();
+  LayerRecorder recorder;
+  NoGradGuard no_grad;
+  EXPECT_EQ(model->forward(Tensor::zeros(Shape{2, 32, 32, 3})).shape(), (Shape{2, 10}));
+  // Three stride-2 blocks are left: 32 -> 4 at the last convolution (144 = 6 x 24 channels).
+  const LayerRecord& last_conv = recorder.records()[recorder.records().size() - 6];
+  EXPECT_EQ(last_conv.output, (Shape{2, 4, 4, 144}));
+  const V3ArchitectureSpec spec = mobilenetv3_spec(false, 0.25, true);
+  EXPECT_EQ(spec.stem_stride, 1);
+  EXPECT_TRUE(spec.blocks[0].residual());
+  EXPECT_FALSE(mobilenetv3_spec(false, 0.25, false).blocks[0].residual());
+}
+
 TEST(Model, SmallInputKeepsResolutionLonger) {
-  MobileNetV2Config config = test::tiny_config(10);
+  ModelConfig config = test::tiny_config(10);
   auto model = build_model("mobilenetv2", config);
   model->eval();
   LayerRecorder recorder;
@@ -74,7 +137,7 @@ TEST(Model, SmallInputKeepsResolutionLonger) {
 }
 
 TEST(Model, FixingDropsCandidatesAndFreezesAlpha) {
-  MobileNetV2Config config = test::tiny_config(5);
+  ModelConfig config = test::tiny_config(5);
   auto model = build_model("mobilenetv2_mp", config);
   MetaPooling* e = model->enhancers()[0].second;
   const std::vector<double> probs = e->probabilities();
@@ -107,7 +170,7 @@ TEST(Model, BuildsFixedFromAGenotypeFile) {
   }
   const std::string path = temp_path("genotype.json");
   g.save(path);
-  MobileNetV2Config config;
+  ModelConfig config;
   config.genotype = Genotype::load(path);
   std::remove(path.c_str());
   auto fixed = build_model("mobilenetv2_mp", config);
@@ -141,7 +204,7 @@ TEST(Model, GenotypeFilesAreValidated) {
 }
 
 TEST(Model, WeightsRoundTripThroughSafetensors) {
-  MobileNetV2Config config = test::tiny_config(7);
+  ModelConfig config = test::tiny_config(7);
   config.seed = 1;
   auto a = build_model("mobilenetv2_mp", config);
   config.seed = 2;
@@ -248,7 +311,7 @@ TEST(Model, DropPathDropsSamplesAndKeepsTheExpectation) {
 
 // --drop-path acts in training only, on the residual blocks, rising from 0 in features.1.
 TEST(Model, DropPathIsForTrainingOnly) {
-  const MobileNetV2Config config = test::tiny_config(3, 0.0);
+  const ModelConfig config = test::tiny_config(3, 0.0);
   auto model = build_model("mobilenetv2", config);
   const Tensor x = test::random({8, 32, 32, 3}, 2, false, 1.0, DType::kF32);
   model->eval();
@@ -263,8 +326,32 @@ TEST(Model, DropPathIsForTrainingOnly) {
   EXPECT_THROW(model->set_drop_path(1.0), Error);
 }
 
+// The whole network in f64, training mode, on a 32 px batch of 2 (seeded by `seed`): sampled
+// elements of every parameter under `prefixes` (more than `at_least` tensors) against finite
+// differences.
+void expect_network_gradients_match(Network& model, const std::vector<std::string>& prefixes, size_t at_least,
+                                    uint64_t seed) {
+  model.to(DType::kF64);
+  const Tensor x = test::random({2, 32, 32, 3}, seed, false);
+  std::vector<std::pair<std::string, Tensor>> params;
+  for (const NamedParameter& p : model.parameters()) {
+    for (const std::string& prefix : prefixes) {
+      if (p.name.rfind(prefix, 0) == 0) {
+        params.emplace_back(p.name, p.tensor);
+        break;
+      }
+    }
+  }
+  ASSERT_GT(params.size(), at_least);
+  test::GradCheckOptions options;
+  options.eps = 1e-8;
+  options.atol = 1e-6;
+  options.rtol = 1e-4;
+  test::expect_parameter_gradients_match([&] { return model.forward(x); }, params, 2, options);
+}
+
 TEST(Model, GradientsMatchFiniteDifferences) {
-  MobileNetV2Config config = test::tiny_config(3, 0.0);
+  ModelConfig config = test::tiny_config(3, 0.0);
   Genotype genotype = build_model("mobilenetv2_mp", config)->genotype();
   const std::vector<std::vector<PoolOp>> choices = {
       {PoolOp::kStrip, PoolOp::kAvg3}, {PoolOp::kAvg5}, {PoolOp::kSkip}, {PoolOp::kAvg7}, {PoolOp::kStrip}};
@@ -272,23 +359,53 @@ TEST(Model, GradientsMatchFiniteDifferences) {
   config.genotype = genotype;
   auto model = build_model("mobilenetv2_mp", config);
   for (const auto& [name, e] : model->enhancers()) put_enhancer_batchnorms_on_the_curve(*e);
-  model->to(DType::kF64);
-  const Tensor x = test::random({2, 32, 32, 3}, 6, false);
-  std::vector<std::pair<std::string, Tensor>> params;
-  for (const NamedParameter& p : model->parameters()) {
-    for (const char* prefix : {"features.0.", "features.2.", "features.17.", "features.18.", "classifier."}) {
-      if (p.name.rfind(prefix, 0) == 0) {
-        params.emplace_back(p.name, p.tensor);
-        break;
-      }
+  expect_network_gradients_match(*model, {"features.0.", "features.2.", "features.17.", "features.18.", "classifier."},
+                                 30, 6);
+}
+
+// MobileNetV3-Small with fixed enhancers in f64, training mode: the stem, a block with
+// squeeze-and-excitation (features.4: 5x5 depthwise, hardswish), the head and the classifier.
+TEST(Model, MobileNetV3GradientsMatchFiniteDifferences) {
+  ModelConfig config = test::tiny_config(3, 0.0);
+  Genotype genotype = build_model("mobilenetv3_small_mp", config)->genotype();
+  const std::vector<std::vector<PoolOp>> choices = {{PoolOp::kStrip, PoolOp::kMax3}, {PoolOp::kAvg5}, {PoolOp::kSkip}};
+  for (size_t i = 0; i < genotype.enhancers.size(); ++i) genotype.enhancers[i].ops = choices[i % choices.size()];
+  config.genotype = genotype;
+  auto model = build_model("mobilenetv3_small_mp", config);
+  for (const auto& [name, e] : model->enhancers()) put_enhancer_batchnorms_on_the_curve(*e);
+  expect_network_gradients_match(*model, {"features.0.", "features.4.", "features.12.", "classifier."}, 20, 16);
+}
+
+// --bn-momentum replaces every batchnorm's momentum: after one training batch from zero, a running
+// mean is momentum x the batch mean, so 0.1 gives 10x torchvision's MobileNetV3 0.01.
+TEST(Model, BatchNormMomentumIsSetEverywhere) {
+  const ModelConfig config = test::tiny_config(3, 0.0);
+  auto own = build_model("mobilenetv3_small_mp", config), set = build_model("mobilenetv3_small_mp", config);
+  set->set_bn_momentum(0.1);
+  const Tensor x = test::random({4, 32, 32, 3}, 17, false, 1.0, DType::kF32);
+  own->forward(x);
+  set->forward(x);
+  size_t compared = 0;
+  const auto a = own->buffers(), b = set->buffers();
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].name.find("running_mean") == std::string::npos || a[i].name.find("enhancer") != std::string::npos) continue;
+    // Past the first batchnorm both see the same input only in exact arithmetic: the stem's.
+    if (a[i].name != "features.0.1.running_mean") continue;
+    const auto va = a[i].tensor.to_vector<float>(), vb = b[i].tensor.to_vector<float>();
+    for (size_t c = 0; c < va.size(); ++c) EXPECT_NEAR(vb[c], 10.0f * va[c], 1e-5f * std::abs(vb[c]) + 1e-9f);
+    ++compared;
+  }
+  EXPECT_EQ(compared, 1u);
+  int batchnorms = 0;
+  for (const auto& [name, m] : set->modules()) {
+    if (const auto* bn = dynamic_cast<const BatchNorm*>(m)) {
+      EXPECT_EQ(bn->momentum(), 0.1) << name;
+      ++batchnorms;
     }
   }
-  ASSERT_GT(params.size(), 30u);
-  test::GradCheckOptions options;
-  options.eps = 1e-8;
-  options.atol = 1e-6;
-  options.rtol = 1e-4;
-  test::expect_parameter_gradients_match([&] { return model->forward(x); }, params, 2, options);
+  EXPECT_GT(batchnorms, 30);
+  EXPECT_THROW(set->set_bn_momentum(0.0), Error);
+  EXPECT_THROW(set->set_bn_momentum(1.5), Error);
 }
 
 // One searching enhancer, every candidate weighted: input gradient and every parameter (alpha,

@@ -47,6 +47,14 @@ TEST(OpGrad, BatchNormHardswish) {
        random({5}, 57)});
 }
 
+TEST(OpGrad, BatchNormReLU) {
+  expect_gradients_match(
+      [](const Tensors& t) {
+        return ops::batch_norm(t[0], t[1], t[2], Tensor(), Tensor(), true, 0.1, 1e-3, ops::BnActivation::kReLU);
+      },
+      {random({2, 3, 4, 5}, 58), ops::scale(random({5}, 59, false), 4.0).set_requires_grad(true), random({5}, 60)});
+}
+
 TEST(OpGrad, BatchNormEval) {
   const Tensor running_mean = random({5}, 35, false);
   const Tensor running_var = ops::add(ops::mul(random({5}, 36, false), random({5}, 36, false)),
@@ -105,9 +113,9 @@ TEST(OpRef, BatchNormFusedActivationsEqualSeparate) {
   const Tensor x = f32(random({2, 5, 4, 7}, 20, false, 3.0));
   const Tensor gamma = f32(random({7}, 21, false, 3.0)), beta = f32(random({7}, 22, false, 2.0));
   const Tensor g = f32(random({2, 5, 4, 7}, 23, false));
-  for (const auto act : {ops::BnActivation::kReLU6, ops::BnActivation::kHardswish}) {
+  for (const auto act : {ops::BnActivation::kReLU6, ops::BnActivation::kHardswish, ops::BnActivation::kReLU}) {
     const bool relu6 = act == ops::BnActivation::kReLU6;
-    SCOPED_TRACE(relu6 ? "relu6" : "hardswish");
+    SCOPED_TRACE(static_cast<int>(act));
     Tensors grads[2];
     std::vector<float> outputs[2];
     for (int fused = 0; fused < 2; ++fused) {
@@ -118,7 +126,7 @@ TEST(OpRef, BatchNormFusedActivationsEqualSeparate) {
         y = ops::batch_norm(xi, gi, bi, Tensor(), Tensor(), true, 0.1, 1e-5, act);
       } else {
         const Tensor z = ops::batch_norm(xi, gi, bi, Tensor(), Tensor(), true);
-        y = relu6 ? ops::relu6(z) : ops::hardswish(z);
+        y = relu6 ? ops::relu6(z) : (act == ops::BnActivation::kReLU ? ops::relu(z) : ops::hardswish(z));
       }
       y.backward(g);
       outputs[fused] = y.to_vector<float>();
@@ -126,7 +134,7 @@ TEST(OpRef, BatchNormFusedActivationsEqualSeparate) {
     }
     EXPECT_EQ(outputs[0], outputs[1]);
     for (int i = 0; i < 3; ++i) EXPECT_EQ(grads[0][i].to_vector<float>(), grads[1][i].to_vector<float>());
-    int saturated = 0;  // ReLU6: both edges of the clamp; hardswish: its zero below -3
+    int saturated = 0;  // ReLU6: both edges of the clamp; hardswish: its zero below -3; ReLU: below 0
     for (float v : outputs[1]) saturated += v == 0.0f || (relu6 && v == 6.0f);
     EXPECT_GT(saturated, 10) << "the input should reach the activation's flat parts";
   }

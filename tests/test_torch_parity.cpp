@@ -1,4 +1,4 @@
-// ModelTorch.*: pmpl's MobileNetV2 and MobileNetV2 with Meta-Pooling against PyTorch
+// ModelTorch.*: pmpl's MobileNetV2, MobileNetV3 and their Meta-Pooling variants against PyTorch
 // (torchvision, and the enhancer written from the spec in tools/torch_mobilenetv2_mp.py), on the
 // fixtures tools/make_model_fixtures.py writes: the same f32 weights and input, one eval pass and
 // one training step, compared with PyTorch's answer computed in f64.
@@ -55,7 +55,7 @@ Fixture load_fixture(const std::string& name) {
 
 // pmpl's answers under the fixture's names: logits_eval, logits_train, loss, grad.*, after.*.
 std::vector<std::pair<std::string, Tensor>> run_step(const Fixture& f, DType dtype) {
-  MobileNetV2Config config;
+  ModelConfig config;
   config.width = f.config.at("width").get<double>();
   config.num_classes = f.config.at("num_classes").get<int64_t>();
   config.small_input = f.config.at("small_input").get<bool>();
@@ -158,6 +158,12 @@ TEST(ModelTorch, MobileNetV2F64MatchesTorchvision) { check_f64("mobilenetv2_w025
 TEST(ModelTorch, MobileNetV2F32AsAccurateAsTorchvision) { check_f32("mobilenetv2_w025_64px"); }
 TEST(ModelTorch, MetaPoolingF64MatchesPyTorch) { check_f64("mobilenetv2_mp_w025_small_32px"); }
 TEST(ModelTorch, MetaPoolingF32AsAccurateAsPyTorch) { check_f32("mobilenetv2_mp_w025_small_32px"); }
+TEST(ModelTorch, MobileNetV3SmallF64MatchesTorchvision) { check_f64("mobilenetv3_small_w025_64px"); }
+TEST(ModelTorch, MobileNetV3SmallF32AsAccurateAsTorchvision) { check_f32("mobilenetv3_small_w025_64px"); }
+TEST(ModelTorch, MobileNetV3LargeMetaPoolingF64MatchesPyTorch) { check_f64("mobilenetv3_large_mp_w025_small_32px"); }
+TEST(ModelTorch, MobileNetV3LargeMetaPoolingF32AsAccurateAsPyTorch) {
+  check_f32("mobilenetv3_large_mp_w025_small_32px");
+}
 
 }  // namespace
 }  // namespace pmpl

@@ -18,7 +18,7 @@ namespace pmpl {
 namespace {
 
 TEST(Train, PackedParametersKeepValuesAndCollectGradients) {
-  MobileNetV2Config config = test::tiny_config(4, 0.0);
+  ModelConfig config = test::tiny_config(4, 0.0);
   auto model = build_model("mobilenetv2_mp", config);
   auto reference = build_model("mobilenetv2_mp", config);  // same seed: same values
   ParameterGroup group(model->parameters());

@@ -319,7 +319,7 @@ TEST(Pmpl, InitialCheckpointStartsFromPretrainedWeights) {
   const std::string path = plain.dir + "/checkpoint-last.safetensors";
   const TensorFile file = load_safetensors(path);
 
-  MobileNetV2Config config;
+  ModelConfig config;
   config.width = 0.25;
   config.small_input = true;
   config.num_classes = 3;

@@ -20,8 +20,8 @@ Tensor random(const Shape& shape, uint64_t seed, bool requires_grad, double scal
   return t;
 }
 
-MobileNetV2Config tiny_config(int64_t classes, double dropout) {
-  MobileNetV2Config config;
+ModelConfig tiny_config(int64_t classes, double dropout) {
+  ModelConfig config;
   config.width = 0.25;
   config.num_classes = classes;
   config.small_input = true;
@@ -29,8 +29,8 @@ MobileNetV2Config tiny_config(int64_t classes, double dropout) {
   return config;
 }
 
-std::shared_ptr<MobileNetV2> trained_fixed_network() {
-  MobileNetV2Config config = test::tiny_config(7);
+std::shared_ptr<Network> trained_fixed_network() {
+  ModelConfig config = test::tiny_config(7);
   Genotype g = build_model("mobilenetv2_mp", config)->genotype();
   const std::vector<std::vector<PoolOp>> choices = {{PoolOp::kStrip}, {PoolOp::kMax7}, {PoolOp::kAvg3, PoolOp::kMax3},
                                                     {PoolOp::kSkip},  {PoolOp::kAvg5}, {PoolOp::kStrip, PoolOp::kAvg7},

@@ -14,7 +14,7 @@
 #include "engine/ops.h"
 #include "core/rng.h"
 #include "models/deploy/export.h"
-#include "models/mobilenetv2.h"
+#include "models/network.h"
 
 // GPU tests skip (not pass) where no GPU is visible, saying why.
 #define SKIP_WITHOUT_GPU()                                                                  \
@@ -47,12 +47,12 @@ void expect_parameter_gradients_match(const std::function<Tensor()>& forward,
                                       int samples, const GradCheckOptions& options = {});
 
 // The smallest useful MobileNetV2: width 0.25, small-input stem, `classes` outputs.
-MobileNetV2Config tiny_config(int64_t classes, double dropout = 0.2);
+ModelConfig tiny_config(int64_t classes, double dropout = 0.2);
 
 // A fixed Meta-Pooling network (tiny_config(7)) using every kind of op (strip, skip, max, avg,
 // and pairs), with batchnorm statistics and affine parameters moved off their initial values, in
 // eval mode: what the export tests export.
-std::shared_ptr<MobileNetV2> trained_fixed_network();
+std::shared_ptr<Network> trained_fixed_network();
 // The export options for it: mobilenetv2_mp at 20 px.
 deploy::ExportOptions mp_options();
 

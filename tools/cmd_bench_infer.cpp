@@ -77,7 +77,7 @@ void run_bench_infer(const BenchInferOptions& opt) {
   for (int64_t b : opt.batches) PMPL_CHECK(b > 0, "bench infer: --batch-sizes must be positive ({})", b);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
 
-  std::shared_ptr<MobileNetV2> graph;  // only when built here from the model flags
+  std::shared_ptr<Network> graph;  // only when built here from the model flags
   std::string path = opt.file;
   if (path.empty()) {
     graph = build_model_from_flags(opt.model);

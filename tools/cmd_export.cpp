@@ -105,7 +105,7 @@ void run_export(const ExportCommand& c) {
   const std::string format = output_format(c);
   if (!c.from.empty()) return run_convert(c, format);
   PMPL_CHECK(c.checkpoint.empty() != c.weights.empty(), "pass either --checkpoint or --weights (or --from a .pmpl file)");
-  std::shared_ptr<MobileNetV2> model;
+  std::shared_ptr<Network> model;
   deploy::ExportOptions options;
   options.input_size = 224;
   const std::string source = c.checkpoint.empty() ? c.weights : c.checkpoint;

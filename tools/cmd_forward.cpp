@@ -19,7 +19,7 @@ struct ForwardOptions {
 void run_forward(const ForwardOptions& opt) {
   PMPL_CHECK(opt.weights.empty() != opt.deploy.empty(), "pass either --weights (with the model flags) or --deploy");
   // The network first: a mismatch between weights and model flags is the likelier mistake.
-  std::shared_ptr<MobileNetV2> model;
+  std::shared_ptr<Network> model;
   std::unique_ptr<deploy::Runtime> runtime;
   if (opt.deploy.empty()) {
     model = build_model_from_flags(opt.model);

@@ -65,7 +65,7 @@ void run_eval(CLI::App* cmd, const EvalCommand& e) {
   if (!e.deploy.empty()) return run_eval_deploy(cmd, e);
   // A pmpl checkpoint says which network it holds; plain weights need the model flags.
   const TensorFile file = load_safetensors(e.weights);
-  std::shared_ptr<MobileNetV2> model;
+  std::shared_ptr<Network> model;
   if (describes_model(file)) {
     PMPL_CHECK(cmd->count("--model") + cmd->count("--width") + cmd->count("--small-input") + cmd->count("--genotype") == 0,
                "{} records its network; drop --model, --width, --small-input and --genotype", e.weights);
@@ -124,7 +124,7 @@ void run_eval(CLI::App* cmd, const EvalCommand& e) {
 void add_train_command(CLI::App& app, Runner& run) {
   auto c = std::make_shared<TrainConfig>();
   CLI::App* cmd = app.add_subcommand(
-      "train", "Train MobileNetV2, or search and train MobileNetV2 with Meta-Pooling (PMPL)");
+      "train", "Train MobileNetV2 or V3, or search and train them with Meta-Pooling (PMPL)");
   cmd->add_option("--data", c->data, "Dataset folder: ROOT/{train,val}/<class>/<images>")->required();
   cmd->add_option("--output", c->output, "Run folder: config, log, genotype, checkpoints");
   cmd->add_option("--resume", c->resume, "Continue the run in this folder (or from this checkpoint)");
@@ -133,7 +133,7 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "Mixed precision on a GPU: auto (bf16 where the GPU has it), bf16, fp16 (with dynamic loss scaling) "
                   "or off (f32)")
       ->capture_default_str();
-  cmd->add_option("--model", c->model, "mobilenetv2 or mobilenetv2_mp (searches unless --genotype)")
+  cmd->add_option("--model", c->model, "mobilenetv2, mobilenetv3_large or mobilenetv3_small; with _mp, Meta-Pooling (searches unless --genotype)")
       ->capture_default_str();
   cmd->add_option("--width", c->width, "Width multiplier")->capture_default_str();
   cmd->add_option("--num-classes", c->num_classes, "Classes (default: the data's)");
@@ -144,8 +144,12 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "a classifier of another class count is reset, enhancers the file lacks start fresh");
   cmd->add_option("--dropout", c->dropout, "Dropout before the classifier")->capture_default_str();
   cmd->add_option("--drop-path", c->drop_path,
-                  "Stochastic depth: residual blocks drop their branch per sample, at rate x i / 17 in block "
-                  "features.i (timm's rule, 0 in the first)")
+                  "Stochastic depth: residual blocks drop their branch per sample, at rate x i / B in the i-th of the "
+                  "network's B blocks (timm's rule, 0 in the first)")
+      ->capture_default_str();
+  cmd->add_option("--bn-momentum", c->bn_momentum,
+                  "Every batchnorm's running-statistics momentum (0: the model's own, 0.1 in MobileNetV2, torchvision's "
+                  "0.01 in MobileNetV3; short MobileNetV3 runs want 0.1, or their statistics lag the weights)")
       ->capture_default_str();
   cmd->add_option("--epochs", c->epochs, "Epochs")->capture_default_str();
   cmd->add_option("--batch-size", c->batch_size, "Images per batch (per process)")->capture_default_str();

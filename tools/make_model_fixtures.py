@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the model parity fixtures tests/fixtures/<case>.{weights,data}.safetensors: a small
-MobileNetV2 (torchvision) and a small-input MobileNetV2 with Meta-Pooling enhancers (written from
-the spec in tools/torch_mobilenetv2_mp.py), each with batchnorm running statistics moved off
+MobileNetV2 and MobileNetV3-Small (torchvision), and a small-input MobileNetV2 and
+MobileNetV3-Large with Meta-Pooling enhancers (written from the spec in
+tools/torch_mobilenetv2_mp.py, placed by tools/torch_models.py), each with batchnorm running statistics moved off
 their initial values and non-uniform enhancer probabilities. weights: the state_dict in pmpl's
 layouts (loadable by `pmpl forward --weights`), f32. data: the input batch (NHWC, f32), labels,
 and, computed by PyTorch in f64 from those same f32 values, the eval-mode logits, train-mode
@@ -10,7 +11,7 @@ the running statistics after the training step ("after.<name>"); the metadata re
 PyTorch's own f32 run lands from that reference, per tensor. Dropout is 0 so that the training
 step is deterministic on both sides.
 
-usage: /usr/bin/python3 tools/make_model_fixtures.py [OUT_DIR]   (default tests/fixtures)
+usage: /usr/bin/python3 tools/make_model_fixtures.py [OUT_DIR [CASE ...]]   (default tests/fixtures, every case)
 """
 import copy
 import json
@@ -23,10 +24,14 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_convert import save_safetensors, to_pmpl  # noqa: E402
 import torch_mobilenetv2_mp as mp  # noqa: E402
+import torch_models  # noqa: E402
 
 CASES = {
     "mobilenetv2_w025_64px": dict(model="mobilenetv2", width=0.25, num_classes=10, small_input=False, size=64),
     "mobilenetv2_mp_w025_small_32px": dict(model="mobilenetv2_mp", width=0.25, num_classes=10, small_input=True, size=32),
+    "mobilenetv3_small_w025_64px": dict(model="mobilenetv3_small", width=0.25, num_classes=10, small_input=False, size=64),
+    "mobilenetv3_large_mp_w025_small_32px": dict(model="mobilenetv3_large_mp", width=0.25, num_classes=10,
+                                                 small_input=True, size=32),
 }
 LABEL_SMOOTHING = 0.1
 
@@ -52,7 +57,7 @@ def relative(a, b):
 
 def make(name, cfg, out_dir):
     torch.manual_seed(1234)
-    model = mp.build(cfg["width"], cfg["num_classes"], cfg["small_input"], cfg["model"] == "mobilenetv2_mp", 0.0)
+    model = torch_models.build(cfg["model"], cfg["width"], cfg["num_classes"], cfg["small_input"], 0.0)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, mp.MetaPooling):
@@ -124,8 +129,10 @@ def make(name, cfg, out_dir):
 
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+    only = sys.argv[2:]  # case names; all when none
     for name, cfg in CASES.items():
-        make(name, cfg, out_dir)
+        if not only or name in only:
+            make(name, cfg, out_dir)
 
 
 if __name__ == "__main__":

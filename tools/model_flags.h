@@ -20,6 +20,6 @@ struct ModelFlags {
 };
 
 void add_model_flags(CLI::App* cmd, ModelFlags& flags);
-std::shared_ptr<MobileNetV2> build_model_from_flags(const ModelFlags& flags);
+std::shared_ptr<Network> build_model_from_flags(const ModelFlags& flags);
 
 }  // namespace pmpl::cli

@@ -5,7 +5,7 @@
 
 namespace pmpl {
 
-void apply_fixed(MobileNetV2& model, const Genotype& fixed, const std::string& where) {
+void apply_fixed(Network& model, const Genotype& fixed, const std::string& where) {
   const auto enhancers = model.enhancers();
   PMPL_CHECK(fixed.enhancers.size() == enhancers.size(), "{}: {} enhancers recorded, the network has {}",
              where, fixed.enhancers.size(), enhancers.size());
@@ -29,7 +29,7 @@ TensorFile ema_weights(const TensorFile& file, const std::string& where) {
   return out;
 }
 
-std::shared_ptr<MobileNetV2> load_model_from_file(const std::string& path, bool ema) {
+std::shared_ptr<Network> load_model_from_file(const std::string& path, bool ema) {
   const TensorFile file = load_safetensors(path);
   PMPL_CHECK(describes_model(file),
              "{} does not say which network it holds (no pmpl.model metadata): pass --model and its flags",

@@ -22,13 +22,13 @@
 namespace pmpl {
 
 // Fixes a searching network's enhancers as `fixed` lists (entries with no ops stay open).
-void apply_fixed(MobileNetV2& model, const Genotype& fixed, const std::string& where);
+void apply_fixed(Network& model, const Genotype& fixed, const std::string& where);
 
 // Rebuilds the network a pmpl checkpoint or weights file describes (with its enhancers fixed as
 // recorded) and loads its tensors; with `ema`, the average of its weights a --model-ema run saved
 // beside them ("ema." + each name). pmpl::Error if the file has no pmpl.model metadata, or no
 // average when one is asked for.
-std::shared_ptr<MobileNetV2> load_model_from_file(const std::string& path, bool ema = false);
+std::shared_ptr<Network> load_model_from_file(const std::string& path, bool ema = false);
 
 // The checkpoint's "ema." tensors under the network's names (pmpl::Error naming `where` if it has none).
 TensorFile ema_weights(const TensorFile& file, const std::string& where);

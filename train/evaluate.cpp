@@ -81,7 +81,7 @@ EvalResult evaluate_with(const std::function<Tensor(const Tensor&)>& forward, co
   return r;
 }
 
-EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const EvalOptions& options) {
+EvalResult evaluate(Network& model, const data::ImageFolder& split, const EvalOptions& options) {
   const bool was_training = model.training();
   model.eval();
   const std::vector<NamedParameter> params = model.parameters();

@@ -8,7 +8,7 @@
 #include "data/image_folder.h"
 #include "engine/comm.h"
 #include "engine/tensor.h"
-#include "models/mobilenetv2.h"
+#include "models/network.h"
 
 namespace pmpl {
 
@@ -34,7 +34,7 @@ struct EvalOptions {
   Communicator* comm = nullptr;
 };
 
-EvalResult evaluate(MobileNetV2& model, const data::ImageFolder& split, const EvalOptions& options);
+EvalResult evaluate(Network& model, const data::ImageFolder& split, const EvalOptions& options);
 // The same for any forward: `forward` maps the loader's uint8 images [N, H, W, 3] to logits
 // (a deployment file's runtime, `pmpl eval --deploy`).
 EvalResult evaluate_with(const std::function<Tensor(const Tensor&)>& forward, const data::ImageFolder& split,

@@ -94,7 +94,7 @@ TrainResult Trainer::run() {
 nlohmann::json TrainConfig::to_json() const {
   return {{"data", data}, {"output", output}, {"resume", resume}, {"device", device}, {"model", model},
           {"width", width}, {"num_classes", num_classes}, {"small_input", small_input}, {"genotype", genotype}, {"initial_checkpoint", initial_checkpoint},
-          {"dropout", dropout}, {"drop_path", drop_path}, {"epochs", epochs}, {"batch_size", batch_size}, {"grad_accum", grad_accum}, {"recipe", recipe}, {"opt", opt}, {"lr", lr},
+          {"dropout", dropout}, {"drop_path", drop_path}, {"bn_momentum", bn_momentum}, {"epochs", epochs}, {"batch_size", batch_size}, {"grad_accum", grad_accum}, {"recipe", recipe}, {"opt", opt}, {"lr", lr},
           {"sched", sched}, {"lr_step_size", lr_step_size}, {"lr_gamma", lr_gamma}, {"lr_per_step", lr_per_step},
           {"warmup_epochs", warmup_epochs}, {"min_lr", min_lr}, {"weight_decay", weight_decay}, {"decay_norm_and_bias", decay_norm_and_bias},
           {"momentum", momentum}, {"nesterov", nesterov}, {"opt_eps", opt_eps}, {"opt_betas", {opt_beta1, opt_beta2}}, {"model_ema", model_ema}, {"model_ema_decay", model_ema_decay}, {"model_ema_warmup", model_ema_warmup},

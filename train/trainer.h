@@ -36,7 +36,8 @@ struct TrainConfig {
   std::string genotype;
   std::string initial_checkpoint;  // start from these weights (train/initial_weights.h)
   double dropout = 0.2;
-  double drop_path = 0.0;  // stochastic depth rate (MobileNetV2::set_drop_path)
+  double drop_path = 0.0;  // stochastic depth rate (Network::set_drop_path)
+  double bn_momentum = 0.0;  // every batchnorm's momentum (Network::set_bn_momentum); 0: the model's own
   // Optimisation.
   int64_t epochs = 10;
   int64_t batch_size = 64;

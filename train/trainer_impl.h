@@ -121,7 +121,7 @@ class Trainer {
   std::unique_ptr<Communicator> device_comm_;
   Progress progress_;
   std::unique_ptr<data::ImageFolder> train_set_, val_set_;
-  std::shared_ptr<MobileNetV2> model_;
+  std::shared_ptr<Network> model_;
   std::unique_ptr<ParameterGroup> weights_, arch_;
   std::unique_ptr<WeightOptimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;

@@ -116,6 +116,7 @@ void Trainer::prepare() {
   if (!cfg_.genotype.empty()) description_.config.genotype = Genotype::load(cfg_.genotype);
   model_ = build_model(description_.name, description_.config);
   model_->set_drop_path(cfg_.drop_path);
+  if (cfg_.bn_momentum != 0.0) model_->set_bn_momentum(cfg_.bn_momentum);
   // Before the groups pack the parameters; a resumed run takes its checkpoint's weights instead.
   if (!cfg_.initial_checkpoint.empty() && cfg_.resume.empty()) {
     const InitialWeights loaded =

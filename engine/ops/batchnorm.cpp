@@ -40,6 +40,10 @@ struct ReLU6Activation {
   template <class T> static T f(T v) { return math::relu6(v); }
   template <class T> static T grad(T v) { return math::relu6_grad(v); }
 };
+struct ReLUActivation {
+  template <class T> static T f(T v) { return math::relu(v); }
+  template <class T> static T grad(T v) { return math::relu_grad(v); }
+};
 struct HardswishActivation {
   template <class T> static T f(T v) { return math::hardswish(v); }
   template <class T> static T grad(T v) { return math::hardswish_grad(v); }
@@ -50,6 +54,7 @@ decltype(auto) with_activation(BnActivation act, F&& f) {
   switch (act) {
     case BnActivation::kReLU6: return f(ReLU6Activation{});
     case BnActivation::kHardswish: return f(HardswishActivation{});
+    case BnActivation::kReLU: return f(ReLUActivation{});
     case BnActivation::kNone: break;
   }
   return f(NoActivation{});

@@ -1,5 +1,7 @@
 #include "models/deploy/export.h"
 
+#include "models/registry.h"
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -45,7 +47,11 @@ std::pair<FoldedTensor, FoldedTensor> fold(const std::map<std::string, Tensor>& 
 
 }  // namespace
 
-DeployModel fold_model(const MobileNetV2& model, const ExportOptions& options) {
+DeployModel fold_model(const Network& model, const ExportOptions& options) {
+  PMPL_CHECK(exportable(model.name()), "export: {} cannot be deployed yet (pmpl export, the runtime and ONNX handle "
+                                       "mobilenetv2 and mobilenetv2_mp; the other backbones are issue #15)", model.name());
+  PMPL_ASSERT(options.architecture == model.name(), "export: the options name {}, the network is {}",
+              options.architecture, model.name());
   for (const auto& [name, e] : model.enhancers()) {
     PMPL_CHECK(e->fixed(), "{} is still searching: finish the search, or export with --fix-remaining to fix "
                            "it (and any other open enhancer) to its most probable op", name);
@@ -178,7 +184,7 @@ void write_deploy_file(const DeployModel& model, bool f16_weights, const std::st
   write_file_atomically(path, std::string(file.begin(), file.end()));
 }
 
-void export_model(const MobileNetV2& model, const ExportOptions& options, const std::string& path) {
+void export_model(const Network& model, const ExportOptions& options, const std::string& path) {
   write_deploy_file(fold_model(model, options), options.f16, path);
 }
 

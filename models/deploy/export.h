@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/mobilenetv2.h"
+#include "models/network.h"
 
 namespace pmpl::deploy {
 
@@ -39,7 +39,7 @@ struct DeployModel {
 };
 
 // The network must be fixed throughout (pmpl::Error naming the first open enhancer otherwise).
-DeployModel fold_model(const MobileNetV2& model, const ExportOptions& options);
+DeployModel fold_model(const Network& model, const ExportOptions& options);
 
 // Reads a deployment file back into a DeployModel (f16 tensors widened): pmpl::Error naming the
 // file for anything but a valid one.
@@ -49,7 +49,7 @@ DeployModel read_deploy_model(const std::string& path);
 void write_deploy_file(const DeployModel& model, bool f16, const std::string& path);
 
 // fold_model, then write_deploy_file.
-void export_model(const MobileNetV2& model, const ExportOptions& options, const std::string& path);
+void export_model(const Network& model, const ExportOptions& options, const std::string& path);
 
 // Writes `bytes` to `path` through `path`.tmp and a rename, so a kill never leaves half a file.
 void write_file_atomically(const std::string& path, const std::string& bytes);
