@@ -38,4 +38,11 @@ template <class T> PMPL_HD T sigmoid_grad(T x) {
   return s * (T(1) - s);
 }
 
+// SiLU (swish): x * sigmoid(x); derivative s * (1 + x * (1 - s)).
+template <class T> PMPL_HD T silu(T x) { return x * sigmoid(x); }
+template <class T> PMPL_HD T silu_grad(T x) {
+  const T s = sigmoid(x);
+  return s * (T(1) + x * (T(1) - s));
+}
+
 }  // namespace pmpl::math

@@ -47,12 +47,13 @@ __device__ __forceinline__ float pre_activation(float x, const double* stats, co
   return (x - m) * s + beta[j];
 }
 
-// act: ops::BnActivation's value (0 none, 1 ReLU6, 2 hardswish, 3 ReLU).
+// act: ops::BnActivation's value (0 none, 1 ReLU6, 2 hardswish, 3 ReLU, 4 SiLU).
 __device__ __forceinline__ float activate(float v, int act) {
   switch (act) {
     case 1: return math::relu6(v);
     case 2: return math::hardswish(v);
     case 3: return math::relu(v);
+    case 4: return math::silu(v);
     default: return v;
   }
 }
@@ -61,6 +62,7 @@ __device__ __forceinline__ float activation_grad(float v, int act) {
     case 1: return math::relu6_grad(v);
     case 2: return math::hardswish_grad(v);
     case 3: return math::relu_grad(v);
+    case 4: return math::silu_grad(v);
     default: return 1.0f;
   }
 }

@@ -15,6 +15,7 @@ __device__ float unary_value(Unary op, float x) {
     case Unary::kHardswish: return math::hardswish(x);
     case Unary::kHardsigmoid: return math::hardsigmoid(x);
     case Unary::kSigmoid: return math::sigmoid(x);
+    case Unary::kSilu: return math::silu(x);
   }
   return x;
 }
@@ -26,6 +27,7 @@ __device__ float unary_derivative(Unary op, float x) {
     case Unary::kHardswish: return math::hardswish_grad(x);
     case Unary::kHardsigmoid: return math::hardsigmoid_grad(x);
     case Unary::kSigmoid: return math::sigmoid_grad(x);
+    case Unary::kSilu: return math::silu_grad(x);
   }
   return 1.0f;
 }
@@ -61,6 +63,14 @@ __global__ void binary_broadcast_kernel(Binary op, const S* a, const S* b, S* y,
     int64_t ao, bo;
     kernels::broadcast_offsets(i, p, ao, bo);
     store(y, i, binary_value(op, load(a, ao), load(b, bo)));
+  }
+}
+
+template <class T>
+__global__ void channel_shuffle_kernel(const T* x, T* y, int64_t n, int64_t c, int64_t groups) {
+  PMPL_FOR_EACH(i, n) {
+    const int64_t row = i / c;
+    y[i] = x[row * c + kernels::shuffle_source(i - row * c, c, groups)];
   }
 }
 
@@ -184,6 +194,18 @@ void scale(DType dtype, const void* x, float factor, void* y, int64_t n) {
     using S = decltype(tag);
     scale_kernel<<<blocks_for(n), kThreads>>>(static_cast<const S*>(x), factor, static_cast<S*>(y), n);
   });
+  check_launch();
+}
+
+void channel_shuffle(size_t elem_size, const void* x, void* y, int64_t n, int64_t c, int64_t groups) {
+  if (n == 0) return;
+  const auto launch = [&](auto tag) {
+    using T = decltype(tag);
+    channel_shuffle_kernel<<<blocks_for(n), kThreads>>>(static_cast<const T*>(x), static_cast<T*>(y), n, c, groups);
+  };
+  if (elem_size == 2) launch(uint16_t{});
+  else if (elem_size == 4) launch(uint32_t{});
+  else launch(uint64_t{});
   check_launch();
 }
 

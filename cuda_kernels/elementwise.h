@@ -12,7 +12,7 @@
 
 namespace pmpl::cuda {
 
-enum class Unary : uint8_t { kRelu, kRelu6, kHardswish, kHardsigmoid, kSigmoid };
+enum class Unary : uint8_t { kRelu, kRelu6, kHardswish, kHardsigmoid, kSigmoid, kSilu };
 void unary_forward(Unary op, DType dtype, const void* x, void* y, int64_t n);
 // gx = f'(x) * gy
 void unary_backward(Unary op, DType dtype, const void* x, const void* gy, void* gx, int64_t n);
@@ -23,6 +23,10 @@ using kernels::Broadcast5;
 void binary(Binary op, DType dtype, const void* a, const void* b, void* y, int64_t n, const Broadcast5* plan);
 
 void scale(DType dtype, const void* x, float factor, void* y, int64_t n);
+
+// ops::channel_shuffle over n elements of rows of c channels (any dtype: elements are moved, not
+// computed; elem_size 2, 4 or 8 bytes).
+void channel_shuffle(size_t elem_size, const void* x, void* y, int64_t n, int64_t c, int64_t groups);
 void axpy(DType dtype, void* dst, float alpha, const void* src, int64_t n);  // dst += alpha * src
 
 inline constexpr int kMaxWeighted = 16;

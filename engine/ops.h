@@ -39,6 +39,7 @@ Tensor relu6(const Tensor& x);
 Tensor hardswish(const Tensor& x);
 Tensor hardsigmoid(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
+Tensor silu(const Tensor& x);  // x * sigmoid(x) (EfficientNet's activation)
 
 // ---- shape (engine/ops/shape.cpp) ----
 Tensor reshape(const Tensor& x, const Shape& shape);
@@ -48,6 +49,10 @@ Tensors split(const Tensor& x, const std::vector<int64_t>& sizes, int axis);
 
 // Reorders dimensions: output dim i is input dim dims[i] (NCHW -> NHWC is {0, 2, 3, 1}).
 Tensor permute(const Tensor& x, const std::vector<int>& dims);
+// ShuffleNet's channel shuffle over the last dimension: channels seen as [groups, C / groups],
+// transposed (output channel j * groups + i is input channel i * C / groups + j). Its backward is
+// the shuffle with C / groups groups.
+Tensor channel_shuffle(const Tensor& x, int groups);
 
 // ---- reductions (engine/ops/reduce.cpp) ----
 // Over the listed axes (all axes when empty).
@@ -91,9 +96,10 @@ Tensor pointwise_conv(const Tensor& x, const Tensor& weight);
 // all processes' batches. dgamma and dbeta stay this process's own sums: the gradient all-reduce
 // that follows adds them up.
 // The activation fused after the normalisation (ReLU6 in MobileNetV2's blocks, hardswish in the
-// Meta-Pooling enhancer and its strip attention, ReLU or hardswish in MobileNetV3's): one pass
+// Meta-Pooling enhancer and its strip attention, ReLU or hardswish in MobileNetV3's, SiLU in
+// EfficientNet's): one pass
 // less each way, the same bits as the separate op.
-enum class BnActivation : uint8_t { kNone, kReLU6, kHardswish, kReLU };
+enum class BnActivation : uint8_t { kNone, kReLU6, kHardswish, kReLU, kSiLU };
 using SumReducer = std::function<void(const Tensor&)>;
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor running_mean,
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5,

@@ -1,5 +1,7 @@
 #include "layers/layers.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "engine/autograd.h"
@@ -78,9 +80,18 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
                          fused_, sync_.get());
 }
 
-Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen) {
-  weight_ = register_parameter("weight", init::normal(Shape{out_features, in_features}, 0.01, gen));
-  bias_ = register_parameter("bias", Tensor::zeros(Shape{out_features}), ParamKind::kNoDecay);
+Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen, Init init) {
+  const Shape shape{out_features, in_features};
+  if (init == Init::kNormal) {
+    weight_ = register_parameter("weight", init::normal(shape, 0.01, gen));
+    bias_ = register_parameter("bias", Tensor::zeros(Shape{out_features}), ParamKind::kNoDecay);
+    return;
+  }
+  const double r = 1.0 / std::sqrt(static_cast<double>(init == Init::kUniformFanOut ? out_features : in_features));
+  weight_ = register_parameter("weight", Tensor::uniform(shape, -r, r, gen));
+  bias_ = register_parameter("bias", init == Init::kTorchDefault ? Tensor::uniform(Shape{out_features}, -r, r, gen)
+                                                                 : Tensor::zeros(Shape{out_features}),
+                             ParamKind::kNoDecay);
 }
 
 int64_t Linear::macs(const Shape& input, const Shape& output) const {
@@ -93,9 +104,29 @@ Tensor Linear::forward_impl(const Tensor& x) {
 
 Tensor ReLU6::forward_impl(const Tensor& x) { return fused_ ? x : ops::relu6(x); }
 
-Tensor ReLU::forward_impl(const Tensor& x) { return fused_ ? x : ops::relu(x); }
+std::string Activation::type_name() const {
+  const char* name = kind_ == Kind::kReLU ? "ReLU" : (kind_ == Kind::kHardswish ? "Hardswish" : "SiLU");
+  return fused_ ? fmt::format("{} (fused)", name) : name;
+}
 
-Tensor Hardswish::forward_impl(const Tensor& x) { return fused_ ? x : ops::hardswish(x); }
+ops::BnActivation Activation::bn_activation() const {
+  switch (kind_) {
+    case Kind::kReLU: return ops::BnActivation::kReLU;
+    case Kind::kHardswish: return ops::BnActivation::kHardswish;
+    case Kind::kSiLU: break;
+  }
+  return ops::BnActivation::kSiLU;
+}
+
+Tensor Activation::forward_impl(const Tensor& x) {
+  if (fused_) return x;
+  switch (kind_) {
+    case Kind::kReLU: return ops::relu(x);
+    case Kind::kHardswish: return ops::hardswish(x);
+    case Kind::kSiLU: break;
+  }
+  return ops::silu(x);
+}
 
 Dropout::Dropout(double p, uint64_t seed) : p_(p), gen_(seed) {}
 

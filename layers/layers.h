@@ -79,7 +79,10 @@ class BatchNorm : public Module {
 
 class Linear : public Module {
  public:
-  Linear(int64_t in_features, int64_t out_features, Generator& gen);
+  // Weights N(0, 0.01) (MobileNetV2 and V3); EfficientNet's U(-r, r) with r = 1 / sqrt(out);
+  // PyTorch's default (ShuffleNetV2's) U(-r, r) with r = 1 / sqrt(in), for the bias too.
+  enum class Init : uint8_t { kNormal, kUniformFanOut, kTorchDefault };
+  Linear(int64_t in_features, int64_t out_features, Generator& gen, Init init = Init::kNormal);
   std::string type_name() const override { return "Linear"; }
   int64_t macs(const Shape& input, const Shape& output) const override;
 
@@ -104,27 +107,21 @@ class ReLU6 : public Module {
   bool fused_;
 };
 
-class ReLU : public Module {
+// ReLU, hardswish or SiLU as a module (the activation child of torchvision's
+// Conv2dNormActivation, or a classifier's). `fused`: as ReLU6's.
+class Activation : public Module {
  public:
-  explicit ReLU(bool fused = false) : fused_(fused) {}
-  std::string type_name() const override { return fused_ ? "ReLU (fused)" : "ReLU"; }
+  enum class Kind : uint8_t { kReLU, kHardswish, kSiLU };
+  explicit Activation(Kind kind, bool fused = false) : kind_(kind), fused_(fused) {}
+  std::string type_name() const override;
+  // The batchnorm activation that does this one's work when fused.
+  ops::BnActivation bn_activation() const;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
  private:
-  bool fused_;
-};
-
-class Hardswish : public Module {
- public:
-  explicit Hardswish(bool fused = false) : fused_(fused) {}
-  std::string type_name() const override { return fused_ ? "Hardswish (fused)" : "Hardswish"; }
-
- protected:
-  Tensor forward_impl(const Tensor& x) override;
-
- private:
+  Kind kind_;
   bool fused_;
 };
 

@@ -4,8 +4,8 @@
 
 namespace pmpl {
 
-SqueezeExcitation::SqueezeExcitation(int64_t channels, int64_t squeeze_channels, Gate gate, Generator& gen)
-    : gate_(gate) {
+SqueezeExcitation::SqueezeExcitation(int64_t channels, int64_t squeeze_channels, Kind kind, Generator& gen)
+    : kind_(kind) {
   fc1_ = register_module("fc1", std::make_shared<Conv2d>(channels, squeeze_channels, 1, 1, true, gen));
   fc2_ = register_module("fc2", std::make_shared<Conv2d>(squeeze_channels, channels, 1, 1, true, gen));
 }
@@ -13,9 +13,9 @@ SqueezeExcitation::SqueezeExcitation(int64_t channels, int64_t squeeze_channels,
 Tensor SqueezeExcitation::forward_impl(const Tensor& x) {
   PMPL_CHECK(x.rank() == 4, "SqueezeExcitation expects [N, H, W, C], got {}", x.shape().str());
   const Tensor pooled = ops::reshape(ops::global_avg_pool(x), Shape{x.dim(0), 1, 1, x.dim(3)});
-  const Tensor z = fc2_->forward(ops::relu(fc1_->forward(pooled)));
-  const Tensor g = gate_ == Gate::kHardsigmoid ? ops::hardsigmoid(z) : ops::sigmoid(z);
-  return ops::mul(x, g);
+  const Tensor s = fc1_->forward(pooled);
+  if (kind_ == Kind::kMobileNetV3) return ops::mul(x, ops::hardsigmoid(fc2_->forward(ops::relu(s))));
+  return ops::mul(x, ops::sigmoid(fc2_->forward(ops::silu(s))));
 }
 
 }  // namespace pmpl

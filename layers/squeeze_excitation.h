@@ -12,8 +12,9 @@ namespace pmpl {
 
 class SqueezeExcitation : public Module {
  public:
-  enum class Gate : uint8_t { kHardsigmoid, kSigmoid };
-  SqueezeExcitation(int64_t channels, int64_t squeeze_channels, Gate gate, Generator& gen);
+  // MobileNetV3's: ReLU between the convs, hardsigmoid gate; EfficientNet's: SiLU, sigmoid.
+  enum class Kind : uint8_t { kMobileNetV3, kEfficientNet };
+  SqueezeExcitation(int64_t channels, int64_t squeeze_channels, Kind kind, Generator& gen);
   std::string type_name() const override { return "SqueezeExcitation"; }
 
  protected:
@@ -21,7 +22,7 @@ class SqueezeExcitation : public Module {
 
  private:
   std::shared_ptr<Conv2d> fc1_, fc2_;
-  Gate gate_;
+  Kind kind_;
 };
 
 }  // namespace pmpl

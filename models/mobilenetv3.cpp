@@ -4,6 +4,7 @@
 
 #include "engine/ops.h"
 #include "layers/squeeze_excitation.h"
+#include "models/conv_norm_act.h"
 
 namespace pmpl {
 namespace {
@@ -47,15 +48,9 @@ constexpr std::array<Row, 11> kSmall = {{{16, 3, 16, 16, true, false, 2},
                                          {96, 5, 576, 96, true, true, 1},
                                          {96, 5, 576, 96, true, true, 1}}};
 
-// torchvision's Conv2dNormActivation: conv (0), BN (1), activation (2, fused into the BN) unless
-// `act` is none (the projection: conv and BN only).
-std::shared_ptr<Sequential> conv_bn_act(std::shared_ptr<Module> conv, int64_t channels, ops::BnActivation act) {
-  auto block = std::make_shared<Sequential>();
-  block->append(std::move(conv));
-  block->append(std::make_shared<BatchNorm>(channels, act, 1.0, 0.0, kBnEps, kBnMomentum));
-  if (act == ops::BnActivation::kReLU) block->append(std::make_shared<ReLU>(/*fused=*/true));
-  if (act == ops::BnActivation::kHardswish) block->append(std::make_shared<Hardswish>(/*fused=*/true));
-  return block;
+std::shared_ptr<Sequential> conv_bn_act(std::shared_ptr<Module> conv, int64_t channels,
+                                        std::optional<Activation::Kind> act) {
+  return conv_norm_act(std::move(conv), channels, act, kBnEps, kBnMomentum);
 }
 
 }  // namespace
@@ -86,15 +81,15 @@ V3ArchitectureSpec mobilenetv3_spec(bool large, double width, bool small_input) 
 
 MobileNetV3Block::MobileNetV3Block(const V3BlockSpec& s, std::shared_ptr<MetaPooling> enhancer, Generator& gen)
     : EnhancedBlock(s.residual(), "block") {
-  const auto act = s.hardswish ? ops::BnActivation::kHardswish : ops::BnActivation::kReLU;
+  const auto act = s.hardswish ? Activation::Kind::kHardswish : Activation::Kind::kReLU;
   if (s.expands()) layers().append(conv_bn_act(std::make_shared<Conv2d>(s.in, s.expanded, 1, 1, false, gen), s.expanded, act));
   layers().append(conv_bn_act(std::make_shared<DepthwiseConv2d>(s.expanded, s.kernel, s.stride, gen), s.expanded, act));
   mark_depthwise();
   if (s.squeeze_excitation) {
     layers().append(std::make_shared<SqueezeExcitation>(s.expanded, make_divisible(static_cast<double>(s.expanded / 4)),
-                                                        SqueezeExcitation::Gate::kHardsigmoid, gen));
+                                                        SqueezeExcitation::Kind::kMobileNetV3, gen));
   }
-  layers().append(conv_bn_act(std::make_shared<Conv2d>(s.expanded, s.out, 1, 1, false, gen), s.out, ops::BnActivation::kNone));
+  layers().append(conv_bn_act(std::make_shared<Conv2d>(s.expanded, s.out, 1, 1, false, gen), s.out, std::nullopt));
   set_enhancer(std::move(enhancer));
 }
 
@@ -104,7 +99,7 @@ MobileNetV3::MobileNetV3(std::string name, bool large, const ModelConfig& config
   const V3ArchitectureSpec spec = mobilenetv3_spec(large, config.width, config.small_input);
   features_ = register_module("features", std::make_shared<Sequential>());
   features_->append(conv_bn_act(std::make_shared<Conv2d>(3, spec.stem_channels, 3, spec.stem_stride, false, gen),
-                                spec.stem_channels, ops::BnActivation::kHardswish));
+                                spec.stem_channels, Activation::Kind::kHardswish));
   for (const V3BlockSpec& b : spec.blocks) {
     std::shared_ptr<MetaPooling> enhancer;
     if (b.expands()) enhancer = make_enhancer(fmt::format("features.{}.enhancer", features_->size()), b.expanded, gen);
@@ -112,10 +107,10 @@ MobileNetV3::MobileNetV3(std::string name, bool large, const ModelConfig& config
   }
   check_genotype_used();
   features_->append(conv_bn_act(std::make_shared<Conv2d>(spec.blocks.back().out, spec.last_conv_channels, 1, 1, false, gen),
-                                spec.last_conv_channels, ops::BnActivation::kHardswish));
+                                spec.last_conv_channels, Activation::Kind::kHardswish));
   classifier_ = register_module("classifier", std::make_shared<Sequential>());
   classifier_->append(std::make_shared<Linear>(spec.last_conv_channels, spec.last_channels, gen));
-  classifier_->append(std::make_shared<Hardswish>());
+  classifier_->append(std::make_shared<Activation>(Activation::Kind::kHardswish));
   classifier_->append(make_dropout());
   classifier_->append(std::make_shared<Linear>(spec.last_channels, config.num_classes, gen));
 }

@@ -3,14 +3,16 @@
 #include <fmt/ranges.h>
 
 #include "engine/error.h"
+#include "models/efficientnet.h"
 #include "models/mobilenetv2.h"
 #include "models/mobilenetv3.h"
 
 namespace pmpl {
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names{"mobilenetv2",       "mobilenetv2_mp",       "mobilenetv3_large",
-                                              "mobilenetv3_large_mp", "mobilenetv3_small", "mobilenetv3_small_mp"};
+  static const std::vector<std::string> names{
+      "mobilenetv2",       "mobilenetv2_mp",       "mobilenetv3_large", "mobilenetv3_large_mp",
+      "mobilenetv3_small", "mobilenetv3_small_mp", "efficientnet_b0",   "efficientnet_b0_mp"};
   return names;
 }
 
@@ -21,6 +23,7 @@ std::shared_ptr<Network> build_model(const std::string& name, ModelConfig config
   if (backbone == "mobilenetv2") return std::make_shared<MobileNetV2>(name, config);
   if (backbone == "mobilenetv3_large") return std::make_shared<MobileNetV3>(name, true, config);
   if (backbone == "mobilenetv3_small") return std::make_shared<MobileNetV3>(name, false, config);
+  if (backbone == "efficientnet_b0") return std::make_shared<EfficientNet>(name, config);
   throw Error(fmt::format("unknown model '{}': use one of {}", name, fmt::join(model_names(), ", ")));
 }
 

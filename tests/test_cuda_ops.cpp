@@ -94,6 +94,10 @@ TEST(CudaOps, Activations) {
                          kExact);
   // exp differs between the host's libm and CUDA's by an ulp or two.
   expect_gpu_matches_cpu("sigmoid", [](const Tensors& x) { return ops::sigmoid(x[0]); }, in, kSumOrder, kSumOrder);
+  expect_gpu_matches_cpu("silu", [](const Tensors& x) { return ops::silu(x[0]); }, in, kSumOrder, kSumOrder);
+  // Elements moved, not computed: exact, both ways (written without a GPU, #15).
+  expect_gpu_matches_cpu("channel_shuffle", [](const Tensors& x) { return ops::channel_shuffle(x[0], 11); }, in, kExact,
+                         kExact);
 }
 
 TEST(CudaOps, BinaryOpsAndTheirBroadcasts) {
@@ -222,7 +226,7 @@ TEST(CudaOps, BatchNormTrainingAndEval) {
   for (const Shape& shape : std::vector<Shape>{{4, 5, 7, 24}, {2, 3, 3, 13}, {300, 3}}) {
     for (bool training : {true, false}) {
       for (const auto act : {ops::BnActivation::kNone, ops::BnActivation::kReLU6, ops::BnActivation::kHardswish,
-                             ops::BnActivation::kReLU}) {
+                             ops::BnActivation::kReLU, ops::BnActivation::kSiLU}) {
         const int64_t c = shape[shape.rank() - 1];
         // A mean far from zero (as after ReLU6) and gamma with both signs.
         const Tensor x = ops::add(f32(shape, 1, 2.0), Tensor::full({c}, 1.5)).set_requires_grad(true);

@@ -52,6 +52,15 @@ TEST(Model, MobileNetV3MatchesTorchvisionCounts) {
   EXPECT_EQ(counts("mobilenetv3_small"), std::make_pair(int64_t{2542856}, int64_t{56510400}));   // quoted 0.06
 }
 
+TEST(Model, EfficientNetB0MatchesTorchvisionCounts) {
+  EXPECT_EQ(counts("efficientnet_b0"), std::make_pair(int64_t{5288548}, int64_t{385814752}));  // quoted 0.39 GFLOPS
+  // An enhancer in each of the 15 blocks with an expansion conv (not features.1.0).
+  const auto enhancers = build_model("efficientnet_b0_mp", {})->enhancers();
+  ASSERT_EQ(enhancers.size(), 15u);
+  EXPECT_EQ(enhancers.front().first, "features.2.0.enhancer");
+  EXPECT_EQ(enhancers.back().first, "features.7.0.enhancer");
+}
+
 TEST(Model, MakeDivisibleFollowsTorchvision) {
   EXPECT_EQ(make_divisible(32 * 1.0), 32);
   EXPECT_EQ(make_divisible(32 * 0.35), 16);  // 8 would lose more than 10%

@@ -55,6 +55,14 @@ TEST(OpGrad, BatchNormReLU) {
       {random({2, 3, 4, 5}, 58), ops::scale(random({5}, 59, false), 4.0).set_requires_grad(true), random({5}, 60)});
 }
 
+TEST(OpGrad, BatchNormSiLU) {
+  expect_gradients_match(
+      [](const Tensors& t) {
+        return ops::batch_norm(t[0], t[1], t[2], Tensor(), Tensor(), true, 0.1, 1e-5, ops::BnActivation::kSiLU);
+      },
+      {random({2, 3, 4, 5}, 61), ops::scale(random({5}, 62, false), 4.0).set_requires_grad(true), random({5}, 63)});
+}
+
 TEST(OpGrad, BatchNormEval) {
   const Tensor running_mean = random({5}, 35, false);
   const Tensor running_var = ops::add(ops::mul(random({5}, 36, false), random({5}, 36, false)),
@@ -113,7 +121,8 @@ TEST(OpRef, BatchNormFusedActivationsEqualSeparate) {
   const Tensor x = f32(random({2, 5, 4, 7}, 20, false, 3.0));
   const Tensor gamma = f32(random({7}, 21, false, 3.0)), beta = f32(random({7}, 22, false, 2.0));
   const Tensor g = f32(random({2, 5, 4, 7}, 23, false));
-  for (const auto act : {ops::BnActivation::kReLU6, ops::BnActivation::kHardswish, ops::BnActivation::kReLU}) {
+  for (const auto act : {ops::BnActivation::kReLU6, ops::BnActivation::kHardswish, ops::BnActivation::kReLU,
+                         ops::BnActivation::kSiLU}) {
     const bool relu6 = act == ops::BnActivation::kReLU6;
     SCOPED_TRACE(static_cast<int>(act));
     Tensors grads[2];
@@ -126,7 +135,10 @@ TEST(OpRef, BatchNormFusedActivationsEqualSeparate) {
         y = ops::batch_norm(xi, gi, bi, Tensor(), Tensor(), true, 0.1, 1e-5, act);
       } else {
         const Tensor z = ops::batch_norm(xi, gi, bi, Tensor(), Tensor(), true);
-        y = relu6 ? ops::relu6(z) : (act == ops::BnActivation::kReLU ? ops::relu(z) : ops::hardswish(z));
+        y = relu6                                ? ops::relu6(z)
+            : act == ops::BnActivation::kReLU   ? ops::relu(z)
+            : act == ops::BnActivation::kSiLU   ? ops::silu(z)
+                                                 : ops::hardswish(z);
       }
       y.backward(g);
       outputs[fused] = y.to_vector<float>();
@@ -136,7 +148,7 @@ TEST(OpRef, BatchNormFusedActivationsEqualSeparate) {
     for (int i = 0; i < 3; ++i) EXPECT_EQ(grads[0][i].to_vector<float>(), grads[1][i].to_vector<float>());
     int saturated = 0;  // ReLU6: both edges of the clamp; hardswish: its zero below -3; ReLU: below 0
     for (float v : outputs[1]) saturated += v == 0.0f || (relu6 && v == 6.0f);
-    EXPECT_GT(saturated, 10) << "the input should reach the activation's flat parts";
+    if (act != ops::BnActivation::kSiLU) EXPECT_GT(saturated, 10) << "the input should reach the activation's flat parts";
   }
 }
 

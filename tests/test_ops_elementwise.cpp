@@ -66,6 +66,10 @@ TEST(OpGrad, Sigmoid) {
                          {random({4, 5, 3}, 15, true, 3.0)});
 }
 
+TEST(OpGrad, Silu) {
+  expect_gradients_match([](const Tensors& t) { return ops::silu(t[0]); }, {random({4, 5, 3}, 16, true, 4.0)});
+}
+
 TEST(OpGrad, Dropout) {
   expect_gradients_match(
       [](const Tensors& t) {
@@ -87,6 +91,7 @@ TEST(OpTorch, Activations) {
   // error 3e-8); pmpl divides by 6 exactly. The gradient tolerance covers that, nothing more.
   test::check_torch_case("hardsigmoid", {"x"}, [](const Tensors& t) { return ops::hardsigmoid(t[0]); }, 1e-7);
   test::check_torch_case("sigmoid", {"x"}, [](const Tensors& t) { return ops::sigmoid(t[0]); });
+  test::check_torch_case("silu", {"x"}, [](const Tensors& t) { return ops::silu(t[0]); });
   test::check_torch_case("softmax", {"x"}, [](const Tensors& t) { return ops::softmax(t[0]); });
   test::check_torch_case("log_softmax", {"x"}, [](const Tensors& t) { return ops::log_softmax(t[0]); });
 }

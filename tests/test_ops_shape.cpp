@@ -35,6 +35,30 @@ TEST(OpGrad, Reshape) {
       {random({2, 3, 4}, 49), random({6}, 50)});
 }
 
+// The shuffle feeds a weighted sum, so that every output channel's gradient is distinct.
+TEST(OpGrad, ChannelShuffle) {
+  for (int groups : {2, 3}) {
+    expect_gradients_match([groups](const Tensors& t) { return ops::mul(ops::channel_shuffle(t[0], groups), t[1]); },
+                           {random({2, 3, 12}, 52), random({12}, 53, false)});
+  }
+}
+
+// PyTorch's channel_shuffle is view(N, g, C / g, H, W), transpose(1, 2), view back (NCHW): in NHWC
+// the last dimension as [g, C / g], transposed. Against that with permute, for 2 and 4 groups, in
+// f32 and f64 (the kernel moves elements of either size).
+TEST(OpRef, ChannelShuffleIsTorchvisionsTranspose) {
+  for (int groups : {2, 4}) {
+    for (DType dtype : {DType::kF32, DType::kF64}) {
+      const Tensor x = random({2, 3, 5, 24}, 54, false).to(dtype);
+      const Tensor expected =
+          ops::reshape(ops::permute(ops::reshape(x, Shape{2, 3, 5, groups, 24 / groups}), {0, 1, 2, 4, 3}),
+                       Shape{2, 3, 5, 24});
+      EXPECT_EQ(test::as_doubles(ops::channel_shuffle(x, groups)), test::as_doubles(expected)) << groups;
+    }
+  }
+  EXPECT_THROW(ops::channel_shuffle(random({2, 5}, 55, false), 2), Error);
+}
+
 TEST(OpRef, PermuteMovesEveryElement) {
   std::vector<float> values(120);
   for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);

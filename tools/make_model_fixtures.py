@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the model parity fixtures tests/fixtures/<case>.{weights,data}.safetensors: a small
-MobileNetV2 and MobileNetV3-Small (torchvision), and a small-input MobileNetV2 and
-MobileNetV3-Large with Meta-Pooling enhancers (written from the spec in
+MobileNetV2, MobileNetV3-Small and EfficientNet-B0 (torchvision), and a small-input MobileNetV2,
+MobileNetV3-Large and EfficientNet-B0 with Meta-Pooling enhancers (written from the spec in
 tools/torch_mobilenetv2_mp.py, placed by tools/torch_models.py), each with batchnorm running statistics moved off
 their initial values and non-uniform enhancer probabilities. weights: the state_dict in pmpl's
 layouts (loadable by `pmpl forward --weights`), f32. data: the input batch (NHWC, f32), labels,
@@ -32,6 +32,9 @@ CASES = {
     "mobilenetv3_small_w025_64px": dict(model="mobilenetv3_small", width=0.25, num_classes=10, small_input=False, size=64),
     "mobilenetv3_large_mp_w025_small_32px": dict(model="mobilenetv3_large_mp", width=0.25, num_classes=10,
                                                  small_input=True, size=32),
+    "efficientnet_b0_w025_64px": dict(model="efficientnet_b0", width=0.25, num_classes=10, small_input=False, size=64),
+    "efficientnet_b0_mp_w025_small_32px": dict(model="efficientnet_b0_mp", width=0.25, num_classes=10,
+                                               small_input=True, size=32),
 }
 LABEL_SMOOTHING = 0.1
 

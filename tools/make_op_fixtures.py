@@ -111,6 +111,9 @@ def main():
         shape = cases["strip_pool"][key]["shape"]
         cases["strip_pool"][key]["shape"] = [shape[0], shape[1], shape[3]]
 
+    # Added later: drawn last, so the cases above keep their inputs.
+    cases["silu"] = case(F.silu, [rand(6, 9, scale=4.0)], [("x", lambda t: t)])
+
     with open(out_path, "w") as f:
         json.dump({"torch_version": torch.__version__, "cases": cases}, f, separators=(",", ":"))
     print(f"wrote {len(cases)} cases to {out_path} (torch {torch.__version__})")

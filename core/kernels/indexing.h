@@ -30,6 +30,11 @@ PMPL_HD void broadcast_offsets(int64_t i, const Broadcast5& p, int64_t& ao, int6
   }
 }
 
+// ops::channel_shuffle: the input channel that output channel o of c takes (groups divides c).
+PMPL_HD int64_t shuffle_source(int64_t o, int64_t c, int64_t groups) {
+  return (o % groups) * (c / groups) + o / groups;
+}
+
 struct Dims5 {
   int64_t in[5], out[5];
 };

@@ -86,4 +86,8 @@ Tensor sigmoid(const Tensor& x) {
                [](auto v) { return math::sigmoid_grad(v); }, 4);
 }
 
+Tensor silu(const Tensor& x) {
+  return unary("silu", x, [](auto v) { return math::silu(v); }, [](auto v) { return math::silu_grad(v); }, 5);
+}
+
 }  // namespace pmpl::ops

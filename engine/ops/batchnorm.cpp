@@ -44,6 +44,10 @@ struct ReLUActivation {
   template <class T> static T f(T v) { return math::relu(v); }
   template <class T> static T grad(T v) { return math::relu_grad(v); }
 };
+struct SiLUActivation {
+  template <class T> static T f(T v) { return math::silu(v); }
+  template <class T> static T grad(T v) { return math::silu_grad(v); }
+};
 struct HardswishActivation {
   template <class T> static T f(T v) { return math::hardswish(v); }
   template <class T> static T grad(T v) { return math::hardswish_grad(v); }
@@ -55,6 +59,7 @@ decltype(auto) with_activation(BnActivation act, F&& f) {
     case BnActivation::kReLU6: return f(ReLU6Activation{});
     case BnActivation::kHardswish: return f(HardswishActivation{});
     case BnActivation::kReLU: return f(ReLUActivation{});
+    case BnActivation::kSiLU: return f(SiLUActivation{});
     case BnActivation::kNone: break;
   }
   return f(NoActivation{});

@@ -1,9 +1,14 @@
-// reshape (a view: tensors are contiguous), concat and split along any axis. These move bytes,
-// so they work for every dtype, on the CPU or within a GPU (pitched device copies).
+// reshape (a view: tensors are contiguous), permute, channel shuffle, concat and split along any
+// axis. These move bytes, so they work for every dtype, on the CPU or within a GPU (pitched device
+// copies; the channel shuffle's kernel in cuda_kernels/elementwise.cu).
 #include <cstring>
 
 #include "engine/cuda_runtime.h"
+#include "core/kernels/indexing.h"
 #include "engine/ops/op_util.h"
+#if PMPL_CUDA
+#include "cuda_kernels/elementwise.h"
+#endif
 
 namespace pmpl::ops {
 namespace {
@@ -93,6 +98,38 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims) {
   }
   if (needs_grad({&x})) {
     record("permute", {&x}, {y}, [inverse](const Tensors& g) -> Tensors { return {permute(g[0], inverse)}; });
+  }
+  return y;
+}
+
+Tensor channel_shuffle(const Tensor& x, int groups) {
+  PMPL_CHECK(x.rank() >= 1, "channel_shuffle: a scalar has no channels");
+  const int64_t c = x.dim(-1), n = x.numel();
+  PMPL_CHECK(groups >= 1 && c % groups == 0, "channel_shuffle: {} groups do not divide {} channels", groups, c);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  const size_t elem = dtype_size(x.dtype());
+  PMPL_CHECK(elem == 2 || elem == 4 || elem == 8, "channel_shuffle: {} is not supported", dtype_name(x.dtype()));
+  if (x.is_cuda()) {
+#if PMPL_CUDA
+    cuda::channel_shuffle(elem, x.raw_data(), y.raw_data(), n, c, groups);
+#endif
+  } else {
+    const auto move = [&](auto tag) {
+      using T = decltype(tag);
+      const T* px = static_cast<const T*>(x.raw_data());
+      T* py = static_cast<T*>(y.raw_data());
+#pragma omp parallel for if (n > 65536)
+      for (int64_t row = 0; row < n / c; ++row) {
+        for (int64_t o = 0; o < c; ++o) py[row * c + o] = px[row * c + kernels::shuffle_source(o, c, groups)];
+      }
+    };
+    if (elem == 2) move(uint16_t{});
+    else if (elem == 4) move(uint32_t{});
+    else move(uint64_t{});
+  }
+  if (needs_grad({&x})) {
+    const int inverse = static_cast<int>(c / groups);
+    record("channel_shuffle", {&x}, {y}, [inverse](const Tensors& g) -> Tensors { return {channel_shuffle(g[0], inverse)}; });
   }
   return y;
 }
