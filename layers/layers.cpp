@@ -11,12 +11,17 @@
 namespace pmpl {
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, bool bias,
-               Generator& gen)
+               Generator& gen, ConvInit init)
     : kernel_(kernel), stride_(stride) {
-  weight_ = register_parameter(
-      "weight", init::kaiming_normal_fan_out(Shape{out_channels, kernel, kernel, in_channels},
-                                             out_channels * kernel * kernel, gen));
-  if (bias) bias_ = register_parameter("bias", Tensor::zeros(Shape{out_channels}), ParamKind::kNoDecay);
+  const Shape shape{out_channels, kernel, kernel, in_channels};
+  if (init == ConvInit::kKaimingFanOut) {
+    weight_ = register_parameter("weight", init::kaiming_normal_fan_out(shape, out_channels * kernel * kernel, gen));
+    if (bias) bias_ = register_parameter("bias", Tensor::zeros(Shape{out_channels}), ParamKind::kNoDecay);
+    return;
+  }
+  const double r = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel * kernel));
+  weight_ = register_parameter("weight", Tensor::uniform(shape, -r, r, gen));
+  if (bias) bias_ = register_parameter("bias", Tensor::uniform(Shape{out_channels}, -r, r, gen), ParamKind::kNoDecay);
 }
 
 std::string Conv2d::type_name() const {
@@ -36,11 +41,14 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
   return bias_.defined() ? ops::add(y, ops::cast(bias_, x.dtype())) : y;
 }
 
-DepthwiseConv2d::DepthwiseConv2d(int64_t channels, int kernel, int stride, Generator& gen)
+DepthwiseConv2d::DepthwiseConv2d(int64_t channels, int kernel, int stride, Generator& gen, ConvInit init)
     : kernel_(kernel), stride_(stride) {
-  // PyTorch's fan_out for a grouped conv weight [C, 1, k, k] is C * k * k.
-  weight_ = register_parameter(
-      "weight", init::kaiming_normal_fan_out(Shape{channels, kernel, kernel}, channels * kernel * kernel, gen));
+  const Shape shape{channels, kernel, kernel};
+  // PyTorch's fan_out for a grouped conv weight [C, 1, k, k] is C * k * k, its fan_in k * k.
+  const double r = 1.0 / static_cast<double>(kernel);
+  weight_ = register_parameter("weight", init == ConvInit::kKaimingFanOut
+                                             ? init::kaiming_normal_fan_out(shape, channels * kernel * kernel, gen)
+                                             : Tensor::uniform(shape, -r, r, gen));
 }
 
 std::string DepthwiseConv2d::type_name() const {

@@ -8,11 +8,16 @@
 
 namespace pmpl {
 
+// How a conv's weights start: torchvision's Kaiming normal with fan_out (MobileNets, EfficientNet;
+// biases zero), or PyTorch's default, U(-r, r) with r = 1 / sqrt(fan_in) for weight and bias
+// (ShuffleNetV2, which torchvision leaves at the default).
+enum class ConvInit : uint8_t { kKaimingFanOut, kTorchDefault };
+
 // Dense convolution with "same"-style padding k / 2; a 1x1 stride-1 conv runs as one GEMM.
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int kernel, int stride, bool bias,
-         Generator& gen);
+         Generator& gen, ConvInit init = ConvInit::kKaimingFanOut);
   std::string type_name() const override;
   int64_t macs(const Shape& input, const Shape& output) const override;
   const Tensor& weight() const { return weight_; }
@@ -27,7 +32,8 @@ class Conv2d : public Module {
 
 class DepthwiseConv2d : public Module {
  public:
-  DepthwiseConv2d(int64_t channels, int kernel, int stride, Generator& gen);
+  DepthwiseConv2d(int64_t channels, int kernel, int stride, Generator& gen,
+                  ConvInit init = ConvInit::kKaimingFanOut);
   std::string type_name() const override;
   int64_t macs(const Shape& input, const Shape& output) const override;
 

@@ -112,6 +112,7 @@ void Network::set_drop_path(double rate) {
   for (const auto& [name, module] : modules()) {
     if (auto* b = dynamic_cast<ResidualBlock*>(const_cast<Module*>(module))) blocks.push_back(b);
   }
+  PMPL_CHECK(rate == 0.0 || !blocks.empty(), "--drop-path: {} has no residual blocks to drop", name_);
   const auto count = static_cast<double>(blocks.size());
   for (size_t i = 0; i < blocks.size(); ++i) {
     blocks[i]->set_drop_path(rate * static_cast<double>(i) / count, &dropout_generator());

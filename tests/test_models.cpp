@@ -61,6 +61,22 @@ TEST(Model, EfficientNetB0MatchesTorchvisionCounts) {
   EXPECT_EQ(enhancers.back().first, "features.7.0.enhancer");
 }
 
+TEST(Model, ShuffleNetV2MatchesTorchvisionCounts) {
+  EXPECT_EQ(counts("shufflenetv2_x0_5"), std::make_pair(int64_t{1366792}, int64_t{40476448}));   // quoted 0.04 GFLOPS
+  EXPECT_EQ(counts("shufflenetv2_x1_0"), std::make_pair(int64_t{2278604}, int64_t{144907992}));  // quoted 0.14
+  // An enhancer in every unit's branch2, on half the unit's channels.
+  const auto model = build_model("shufflenetv2_x1_0_mp", {});
+  const auto enhancers = model->enhancers();
+  ASSERT_EQ(enhancers.size(), 16u);
+  EXPECT_EQ(enhancers.front().first, "stage2.0.enhancer");
+  EXPECT_EQ(enhancers.back().first, "stage4.3.enhancer");
+  EXPECT_EQ(enhancers.back().second->batchnorm().parameters()[0].tensor.numel(), 232);
+  ModelConfig wide;
+  wide.width = 2.0;
+  EXPECT_THROW(build_model("shufflenetv2_x1_0", wide), Error);
+  EXPECT_THROW(build_model("shufflenetv2_x1_0", {})->set_drop_path(0.1), Error) << "no residual blocks to drop";
+}
+
 TEST(Model, MakeDivisibleFollowsTorchvision) {
   EXPECT_EQ(make_divisible(32 * 1.0), 32);
   EXPECT_EQ(make_divisible(32 * 0.35), 16);  // 8 would lose more than 10%

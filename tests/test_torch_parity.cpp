@@ -1,5 +1,5 @@
-// ModelTorch.*: pmpl's MobileNetV2, MobileNetV3, EfficientNet-B0 and their Meta-Pooling variants
-// against PyTorch
+// ModelTorch.*: pmpl's MobileNetV2, MobileNetV3, EfficientNet-B0, ShuffleNetV2 and their
+// Meta-Pooling variants against PyTorch
 // (torchvision, and the enhancer written from the spec in tools/torch_mobilenetv2_mp.py), on the
 // fixtures tools/make_model_fixtures.py writes: the same f32 weights and input, one eval pass and
 // one training step, compared with PyTorch's answer computed in f64.
@@ -169,6 +169,10 @@ TEST(ModelTorch, EfficientNetB0F64MatchesTorchvision) { check_f64("efficientnet_
 TEST(ModelTorch, EfficientNetB0F32AsAccurateAsTorchvision) { check_f32("efficientnet_b0_w025_64px"); }
 TEST(ModelTorch, EfficientNetB0MetaPoolingF64MatchesPyTorch) { check_f64("efficientnet_b0_mp_w025_small_32px"); }
 TEST(ModelTorch, EfficientNetB0MetaPoolingF32AsAccurateAsPyTorch) { check_f32("efficientnet_b0_mp_w025_small_32px"); }
+TEST(ModelTorch, ShuffleNetV2F64MatchesTorchvision) { check_f64("shufflenetv2_x0_5_64px"); }
+TEST(ModelTorch, ShuffleNetV2F32AsAccurateAsTorchvision) { check_f32("shufflenetv2_x0_5_64px"); }
+TEST(ModelTorch, ShuffleNetV2MetaPoolingF64MatchesPyTorch) { check_f64("shufflenetv2_x0_5_mp_small_32px"); }
+TEST(ModelTorch, ShuffleNetV2MetaPoolingF32AsAccurateAsPyTorch) { check_f32("shufflenetv2_x0_5_mp_small_32px"); }
 
 }  // namespace
 }  // namespace pmpl

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the model parity fixtures tests/fixtures/<case>.{weights,data}.safetensors: a small
-MobileNetV2, MobileNetV3-Small and EfficientNet-B0 (torchvision), and a small-input MobileNetV2,
-MobileNetV3-Large and EfficientNet-B0 with Meta-Pooling enhancers (written from the spec in
+MobileNetV2, MobileNetV3-Small, EfficientNet-B0 and ShuffleNetV2 x0.5 (torchvision), and a
+small-input MobileNetV2, MobileNetV3-Large, EfficientNet-B0 and ShuffleNetV2 x0.5 with Meta-Pooling
+enhancers (written from the spec in
 tools/torch_mobilenetv2_mp.py, placed by tools/torch_models.py), each with batchnorm running statistics moved off
 their initial values and non-uniform enhancer probabilities. weights: the state_dict in pmpl's
 layouts (loadable by `pmpl forward --weights`), f32. data: the input batch (NHWC, f32), labels,
@@ -35,6 +36,9 @@ CASES = {
     "efficientnet_b0_w025_64px": dict(model="efficientnet_b0", width=0.25, num_classes=10, small_input=False, size=64),
     "efficientnet_b0_mp_w025_small_32px": dict(model="efficientnet_b0_mp", width=0.25, num_classes=10,
                                                small_input=True, size=32),
+    "shufflenetv2_x0_5_64px": dict(model="shufflenetv2_x0_5", width=1.0, num_classes=10, small_input=False, size=64),
+    "shufflenetv2_x0_5_mp_small_32px": dict(model="shufflenetv2_x0_5_mp", width=1.0, num_classes=10,
+                                            small_input=True, size=32),
 }
 LABEL_SMOOTHING = 0.1
 
