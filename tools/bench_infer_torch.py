@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_mobilenetv2_mp as mp  # noqa: E402
+import torch_models  # noqa: E402
 from bench_infer_common import add_timing_args, infer_key  # noqa: E402
 
 
@@ -39,8 +40,8 @@ def main():
     if a.genotype:
         with open(a.genotype) as f:
             enhancers = json.load(f)["enhancers"]
-    model = mp.build(a.width, a.num_classes, a.small_input, a.model == "mobilenetv2_mp",
-                     genotype=None if enhancers is None else {e["name"]: e["ops"] for e in enhancers})
+    model = torch_models.build(a.model, a.width, a.num_classes, a.small_input,
+                               genotype=None if enhancers is None else {e["name"]: e["ops"] for e in enhancers})
     model = model.to(memory_format=torch.channels_last).eval()
     results = {}
     if os.path.exists(a.out):

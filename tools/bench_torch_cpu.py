@@ -2,8 +2,8 @@
 """The baseline for `pmpl bench train`: the same training step (forward, label-smoothed
 cross-entropy, backward, SGD with Nesterov momentum) in PyTorch on this machine's CPU,
 channels_last, with as many threads as pmpl uses (every core this process may use), median
-step time over --steps after --warmup. Models come from tools/torch_mobilenetv2_mp.py
-(torchvision's MobileNetV2 and the Meta-Pooling variant).
+step time over --steps after --warmup. Models come from tools/torch_models.py (torchvision's
+backbones and their Meta-Pooling variants, by pmpl's model names).
 
 usage: /usr/bin/python3 tools/bench_torch_cpu.py --model mobilenetv2 --batch-size 64 \\
            --input-size 32 [--width 1.0] [--num-classes 1000] [--small-input] --out torch.json
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_mobilenetv2_mp as mp  # noqa: E402
+import torch_models  # noqa: E402
 
 
 def bench_key(a):
@@ -33,7 +34,7 @@ def bench_key(a):
 def time_steps(a, device, amp_dtype=None):
     """Median seconds of a training step (SGD Nesterov, label smoothing 0.1, channels_last) on
     `device`, under autocast to amp_dtype when given, and the last loss."""
-    model = mp.build(a.width, a.num_classes, a.small_input, a.model == "mobilenetv2_mp")
+    model = torch_models.build(a.model, a.width, a.num_classes, a.small_input)
     model = model.to(device=device, memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=4e-5)
     x = torch.randn(a.batch_size, 3, a.input_size, a.input_size, device=device)

@@ -133,7 +133,7 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "Mixed precision on a GPU: auto (bf16 where the GPU has it), bf16, fp16 (with dynamic loss scaling) "
                   "or off (f32)")
       ->capture_default_str();
-  cmd->add_option("--model", c->model, "mobilenetv2, mobilenetv3_large or mobilenetv3_small; with _mp, Meta-Pooling (searches unless --genotype)")
+  cmd->add_option("--model", c->model, "mobilenetv2, mobilenetv3_large, mobilenetv3_small, efficientnet_b0, shufflenetv2_x0_5 or shufflenetv2_x1_0; with _mp, Meta-Pooling (searches unless --genotype)")
       ->capture_default_str();
   cmd->add_option("--width", c->width, "Width multiplier")->capture_default_str();
   cmd->add_option("--num-classes", c->num_classes, "Classes (default: the data's)");

@@ -3,7 +3,7 @@
 namespace pmpl::cli {
 
 void add_model_flags(CLI::App* cmd, ModelFlags& flags) {
-  cmd->add_option("--model", flags.name, "mobilenetv2, mobilenetv3_large, mobilenetv3_small; each with _mp for Meta-Pooling")
+  cmd->add_option("--model", flags.name, "mobilenetv2, mobilenetv3_large, mobilenetv3_small, efficientnet_b0, shufflenetv2_x0_5, shufflenetv2_x1_0; each with _mp for Meta-Pooling")
       ->capture_default_str();
   cmd->add_option("--width", flags.width, "Width multiplier (torchvision's width_mult)")
       ->capture_default_str();

@@ -99,7 +99,8 @@ def build(width=1.0, num_classes=1000, small_input=False, meta_pooling=False, dr
 
 def add_model_args(parser):
     """The model flags of `pmpl bench ...`, for the scripts that write their baselines."""
-    parser.add_argument("--model", default="mobilenetv2", choices=["mobilenetv2", "mobilenetv2_mp"])
+    import torch_models  # noqa: E402 (here: torch_models imports this module)
+    parser.add_argument("--model", default="mobilenetv2", choices=torch_models.NAMES)
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--small-input", action="store_true")
