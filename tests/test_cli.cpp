@@ -261,4 +261,20 @@ TEST(Cli, TimmRecipeTrainsAStepOnFashionMnist) {
   EXPECT_EQ(config["batch_size"], 128);
 }
 
+// A run too short for MobileNetV3's batchnorm momentum (0.01) says so and names the flag; with
+// --bn-momentum it does not.
+TEST(Cli, ShortMobileNetV3RunsPointAtBnMomentum) {
+  if (!std::filesystem::is_directory(pmpl::data::kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  pmpl::test::TempDir data("pmpl_v3_fmnist");
+  pmpl::data::convert_fashion_mnist((data.path / "fmnist").string(), pmpl::data::kFashionMnistDir, 100);
+  for (const std::string flag : {"", " --bn-momentum 0.1"}) {
+    pmpl::test::TempRun run("v3_momentum");
+    const Result r = run_cli("train --data " + (data.path / "fmnist").string() + " --model mobilenetv3_small_mp" + flag +
+                             " --epochs 1 --max-steps 1 --batch-size 32 --width 0.25 --small-input --input-size 28 "
+                             "--workers 1 --output " + run.dir);
+    ASSERT_EQ(r.code, 0) << r.output;
+    EXPECT_EQ(r.output.find("--bn-momentum 0.1 for short runs") != std::string::npos, flag.empty()) << r.output;
+  }
+}
+
 }  // namespace

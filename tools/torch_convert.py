@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Converts MobileNetV2 weights between PyTorch and pmpl.
+"""Converts weights between PyTorch and pmpl (every backbone of models/registry.h: the names are
+torchvision's, only conv layouts differ; from-export is MobileNetV2's, the only exportable one).
 
   tools/torch_convert.py to-pmpl IN.pth OUT.safetensors   torchvision-style state_dict -> pmpl
   tools/torch_convert.py to-torch IN.safetensors OUT.pth  pmpl weights -> PyTorch state_dict

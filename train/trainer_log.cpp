@@ -31,6 +31,19 @@ void Trainer::print_start(bool resuming) {
                              cfg_.output,
                              resuming ? fmt::format(", resumed at epoch {} step {}", state_.epoch + 1, state_.global_step) : ""));
   if (!initial_weights_line_.empty()) progress_.line(initial_weights_line_);
+  // Running statistics forget their start as (1 - momentum)^steps: under 5% takes 3 / momentum
+  // steps, which a short run of MobileNetV3 (momentum 0.01) does not have.
+  double momentum = 1.0;
+  for (const auto& [name, m] : model_->modules()) {
+    if (const auto* bn = dynamic_cast<const BatchNorm*>(m)) momentum = std::min(momentum, bn->momentum());
+  }
+  const int64_t steps = cfg_.epochs * steps_per_epoch_;
+  if (cfg_.bn_momentum == 0.0 && static_cast<double>(steps) * momentum < 3.0) {
+    progress_.line(fmt::format("note: {}'s batchnorm momentum {:g} needs ~{:.0f} steps for the running statistics to "
+                               "follow the weights, and this run has {}: evaluation will lag training (--bn-momentum "
+                               "0.1 for short runs)",
+                               cfg_.model, momentum, 3.0 / momentum, steps));
+  }
   progress_.line(fmt::format("{}optimiser {} lr {:g} weight decay {:g}; {:g} warm-up epochs, then {}{}",
                              cfg_.recipe.empty() ? "" : "recipe " + cfg_.recipe + ": ", optimizer_->name(), cfg_.lr,
                              cfg_.weight_decay, cfg_.warmup_epochs, schedule_->describe(),
