@@ -45,4 +45,30 @@ template <class T> PMPL_HD T silu_grad(T x) {
   return s * (T(1) + x * (T(1) - s));
 }
 
+// The activation fused after a per-channel affine, by ops::ChannelActivation's number: 0 none,
+// 1 relu6, 2 hardswish, 3 relu, 4 silu, 5 sigmoid, 6 hardsigmoid. With `act` a constant (the CPU's
+// template loops) the switch folds away.
+template <class T> PMPL_HD T channel_activation(T z, int act) {
+  switch (act) {
+    case 1: return relu6(z);
+    case 2: return hardswish(z);
+    case 3: return relu(z);
+    case 4: return silu(z);
+    case 5: return sigmoid(z);
+    case 6: return hardsigmoid(z);
+    default: return z;
+  }
+}
+template <class T> PMPL_HD T channel_activation_grad(T z, int act) {
+  switch (act) {
+    case 1: return relu6_grad(z);
+    case 2: return hardswish_grad(z);
+    case 3: return relu_grad(z);
+    case 4: return silu_grad(z);
+    case 5: return sigmoid_grad(z);
+    case 6: return hardsigmoid_grad(z);
+    default: return T(1);
+  }
+}
+
 }  // namespace pmpl::math

@@ -127,12 +127,8 @@ __global__ void dropout_kernel(const S* in, S* out, int64_t n, float p, float ke
   }
 }
 
-__device__ float activate(float z, int act) {
-  return act == 1 ? math::relu6(z) : (act == 2 ? math::hardswish(z) : z);
-}
-__device__ float activate_grad(float z, int act) {
-  return act == 1 ? math::relu6_grad(z) : (act == 2 ? math::hardswish_grad(z) : 1.0f);
-}
+__device__ float activate(float z, int act) { return math::channel_activation(z, act); }
+__device__ float activate_grad(float z, int act) { return math::channel_activation_grad(z, act); }
 
 __global__ void channel_affine_kernel(const float* x, const float* scale, const float* shift, float* y, int64_t n,
                                       int64_t c, int act) {

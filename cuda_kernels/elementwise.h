@@ -50,7 +50,7 @@ void dropout(DType dtype, const void* in, void* out, int64_t n, float p, float k
              uint64_t offset);
 
 // float: channel_affine: y = act(x * scale + shift) over [rows, c] (scale may be null); act as
-// ops::ChannelActivation (0 none, 1 relu6, 2 hardswish).
+// ops::ChannelActivation (core/math.h's channel_activation numbers).
 void channel_affine(const float* x, const float* scale, const float* shift, float* y, int64_t rows, int64_t c,
                     int act);
 // d = dy * act'(x * scale + shift); dx = d * scale (dx may be null; d and dx may be the same).

@@ -116,7 +116,8 @@ Tensor meta_pool_mix(const Tensor& x, const Tensor& a_h, const Tensor& a_w, cons
 // ---- per-channel affine (engine/ops/channel_affine.cpp) ----
 // act(x * scale + shift) over the last dimension in one pass; `scale` may be undefined (a bias).
 // What folded batchnorms and conv biases become in the deployment runtime.
-enum class ChannelActivation : uint8_t { kNone, kReLU6, kHardswish };
+// The numbers are core/math.h's channel_activation's.
+enum class ChannelActivation : uint8_t { kNone, kReLU6, kHardswish, kReLU, kSiLU, kSigmoid, kHardsigmoid };
 Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift,
                       ChannelActivation act = ChannelActivation::kNone);
 

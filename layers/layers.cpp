@@ -41,6 +41,12 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
   return bias_.defined() ? ops::add(y, ops::cast(bias_, x.dtype())) : y;
 }
 
+int Conv2d::trace(Trace& trace, int x, const std::string& path) const {
+  TraceNode node{"conv", path, {x}, {{"weight", weight_}}, {{"kernel", kernel_}, {"stride", stride_}}};
+  if (bias_.defined()) node.tensors["bias"] = bias_;
+  return trace.add(std::move(node));
+}
+
 DepthwiseConv2d::DepthwiseConv2d(int64_t channels, int kernel, int stride, Generator& gen, ConvInit init)
     : kernel_(kernel), stride_(stride) {
   const Shape shape{channels, kernel, kernel};
@@ -61,6 +67,10 @@ int64_t DepthwiseConv2d::macs(const Shape& input, const Shape& output) const {
 
 Tensor DepthwiseConv2d::forward_impl(const Tensor& x) {
   return ops::depthwise_conv2d(x, ops::cast(weight_, x.dtype()), stride_, kernel_ / 2);
+}
+
+int DepthwiseConv2d::trace(Trace& trace, int x, const std::string& path) const {
+  return trace.add({"depthwise", path, {x}, {{"weight", weight_}}, {{"kernel", kernel_}, {"stride", stride_}}});
 }
 
 BatchNorm::BatchNorm(int64_t channels, ops::BnActivation fused, double weight_init, double bias_init, double eps,
@@ -88,6 +98,25 @@ Tensor BatchNorm::forward_impl(const Tensor& x) {
                          fused_, sync_.get());
 }
 
+const char* bn_activation_name(ops::BnActivation act) {
+  switch (act) {
+    case ops::BnActivation::kNone: return "none";
+    case ops::BnActivation::kReLU6: return "relu6";
+    case ops::BnActivation::kHardswish: return "hardswish";
+    case ops::BnActivation::kReLU: return "relu";
+    case ops::BnActivation::kSiLU: break;
+  }
+  return "silu";
+}
+
+int BatchNorm::trace(Trace& trace, int x, const std::string& path) const {
+  return trace.add({"batchnorm",
+                    path,
+                    {x},
+                    {{"weight", weight_}, {"bias", bias_}, {"running_mean", running_mean_}, {"running_var", running_var_}},
+                    {{"eps", eps_}, {"act", bn_activation_name(fused_)}}});
+}
+
 Linear::Linear(int64_t in_features, int64_t out_features, Generator& gen, Init init) {
   const Shape shape{out_features, in_features};
   if (init == Init::kNormal) {
@@ -110,7 +139,15 @@ Tensor Linear::forward_impl(const Tensor& x) {
   return ops::linear(x, ops::cast(weight_, x.dtype()), ops::cast(bias_, x.dtype()));
 }
 
+int Linear::trace(Trace& trace, int x, const std::string& path) const {
+  return trace.add({"linear", path, {x}, {{"weight", weight_}, {"bias", bias_}}});
+}
+
 Tensor ReLU6::forward_impl(const Tensor& x) { return fused_ ? x : ops::relu6(x); }
+
+int ReLU6::trace(Trace& trace, int x, const std::string& path) const {
+  return fused_ ? x : trace.add({"act", path, {x}, {}, {{"act", "relu6"}}});
+}
 
 std::string Activation::type_name() const {
   const char* name = kind_ == Kind::kReLU ? "ReLU" : (kind_ == Kind::kHardswish ? "Hardswish" : "SiLU");
@@ -136,8 +173,14 @@ Tensor Activation::forward_impl(const Tensor& x) {
   return ops::silu(x);
 }
 
+int Activation::trace(Trace& trace, int x, const std::string& path) const {
+  return fused_ ? x : trace.add({"act", path, {x}, {}, {{"act", bn_activation_name(bn_activation())}}});
+}
+
 Dropout::Dropout(double p, uint64_t seed) : p_(p), gen_(seed) {}
 
 Tensor Dropout::forward_impl(const Tensor& x) { return ops::dropout(x, p_, training(), gen_); }
+
+int Dropout::trace(Trace&, int x, const std::string&) const { return x; }  // the identity in evaluation
 
 }  // namespace pmpl

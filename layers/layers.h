@@ -22,6 +22,7 @@ class Conv2d : public Module {
   int64_t macs(const Shape& input, const Shape& output) const override;
   const Tensor& weight() const { return weight_; }
 
+  int trace(Trace& trace, int x, const std::string& path) const override;
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
@@ -37,6 +38,7 @@ class DepthwiseConv2d : public Module {
   std::string type_name() const override;
   int64_t macs(const Shape& input, const Shape& output) const override;
 
+  int trace(Trace& trace, int x, const std::string& path) const override;
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
@@ -71,6 +73,7 @@ class BatchNorm : public Module {
   // alone: how a search network is scored while its running statistics lag its weights.
   void set_batch_statistics(bool on) { batch_statistics_ = on; }
 
+  int trace(Trace& trace, int x, const std::string& path) const override;
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
@@ -92,6 +95,7 @@ class Linear : public Module {
   std::string type_name() const override { return "Linear"; }
   int64_t macs(const Shape& input, const Shape& output) const override;
 
+  int trace(Trace& trace, int x, const std::string& path) const override;
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
@@ -106,12 +110,16 @@ class ReLU6 : public Module {
   explicit ReLU6(bool fused = false) : fused_(fused) {}
   std::string type_name() const override { return fused_ ? "ReLU6 (fused)" : "ReLU6"; }
 
+  int trace(Trace& trace, int x, const std::string& path) const override;
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
  private:
   bool fused_;
 };
+
+// The name of a fused batchnorm activation in a trace ("none", "relu6", ...).
+const char* bn_activation_name(ops::BnActivation act);
 
 // ReLU, hardswish or SiLU as a module (the activation child of torchvision's
 // Conv2dNormActivation, or a classifier's). `fused`: as ReLU6's.
@@ -123,6 +131,7 @@ class Activation : public Module {
   // The batchnorm activation that does this one's work when fused.
   ops::BnActivation bn_activation() const;
 
+  int trace(Trace& trace, int x, const std::string& path) const override;
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
@@ -138,6 +147,7 @@ class Dropout : public Module {
   std::string type_name() const override { return "Dropout"; }
   Generator& generator() { return gen_; }
 
+  int trace(Trace& trace, int x, const std::string& path) const override;
  protected:
   Tensor forward_impl(const Tensor& x) override;
 

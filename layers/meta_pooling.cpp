@@ -107,6 +107,21 @@ std::vector<double> MetaPooling::probabilities_of(const Tensor& alpha) {
   return ops::softmax(alpha.to(DType::kF64)).to_vector<double>();
 }
 
+int MetaPooling::trace(Trace& trace, int x, const std::string& path) const {
+  PMPL_CHECK(fixed(), "{} is still searching: finish the search, or export with --fix-remaining to fix it (and any "
+                      "other open enhancer) to its most probable op", path);
+  TraceNode node{"enhancer", path, {x}, {}, {{"eps", bn_->eps()}}};
+  nlohmann::json names = nlohmann::json::array();
+  for (PoolOp op : fixed_ops_) names.push_back(std::string(pool_op_name(op)));
+  node.attrs["ops"] = names;
+  if (strip_) node.attrs["strip_eps"] = strip_->batchnorm_eps();
+  for (const NamedTensor& t : state()) {
+    const bool counter = t.name.size() > 19 && t.name.compare(t.name.size() - 19, 19, "num_batches_tracked") == 0;
+    if (t.name != "alpha" && !counter) node.tensors[t.name] = t.tensor;
+  }
+  return trace.add(std::move(node));
+}
+
 Tensor MetaPooling::forward_impl(const Tensor& x) {
   Tensor mixed;
   if (fixed()) {

@@ -25,6 +25,7 @@ class StripAttention : public Module {
   // The attention of x [N, H, W, C]: {a_h [N, H, 1, C], a_w [N, 1, W, C]}; forward is
   // (x * a_w) * a_h, which the search's ops::meta_pool_mix forms itself from these.
   Tensors attention(const Tensor& x);
+  double batchnorm_eps() const { return bn1_->eps(); }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -59,6 +60,9 @@ class MetaPooling : public Module {
   const Tensor& alpha() const { return alpha_; }
   // The batchnorm after the mixture (or the fixed ops).
   BatchNorm& batchnorm() { return *bn_; }
+  // One "enhancer" node (layers/trace.h) with the fixed ops, the batchnorm's tensors ("bn.*") and
+  // the strip attention's ("strip.*"); pmpl::Error while it still searches.
+  int trace(Trace& trace, int x, const std::string& path) const override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;

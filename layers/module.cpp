@@ -116,6 +116,17 @@ Tensor Sequential::forward_impl(const Tensor& x) {
   return y;
 }
 
+int Module::trace(Trace&, int, const std::string& path) const {
+  PMPL_CHECK(false, "{} ({}) has no deployment form yet: it cannot be exported", path.empty() ? "the network" : path,
+             type_name());
+  return 0;
+}
+
+int Sequential::trace(Trace& trace, int x, const std::string& path) const {
+  for (const auto& [name, child] : children()) x = child->trace(trace, x, join_path(path, name));
+  return x;
+}
+
 LayerRecorder::LayerRecorder() {
   PMPL_ASSERT(g_recorder == nullptr, "only one LayerRecorder may be active");
   g_recorder = this;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "layers/trace.h"
 
 namespace pmpl {
 
@@ -71,6 +72,10 @@ class Module {
   // forward with this input/output shape (conv and linear layers; 0 for the rest).
   virtual std::string type_name() const = 0;
   virtual int64_t macs(const Shape& input, const Shape& output) const { return 0; }
+  // What the module computes in evaluation mode, as graph nodes (layers/trace.h) reading value
+  // `x`; returns its output's value. `path` is the module's name in the network. A module with
+  // no deployment form says so (pmpl::Error naming it).
+  virtual int trace(Trace& trace, int x, const std::string& path) const;
 
  protected:
   virtual Tensor forward_impl(const Tensor& x) = 0;
@@ -100,6 +105,7 @@ class Sequential : public Module {
   void append(std::shared_ptr<Module> module);
   size_t size() const { return children().size(); }
   std::string type_name() const override { return "Sequential"; }
+  int trace(Trace& trace, int x, const std::string& path) const override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;

@@ -18,4 +18,14 @@ Tensor SqueezeExcitation::forward_impl(const Tensor& x) {
   return ops::mul(x, ops::sigmoid(fc2_->forward(ops::silu(s))));
 }
 
+int SqueezeExcitation::trace(Trace& trace, int x, const std::string& path) const {
+  const bool v3 = kind_ == Kind::kMobileNetV3;
+  const int pooled = trace.add({"global_avg_pool", path, {x}, {}, {{"keep_dims", true}}});
+  int s = fc1_->trace(trace, pooled, join_path(path, "fc1"));
+  s = trace.add({"act", path, {s}, {}, {{"act", v3 ? "relu" : "silu"}}});
+  s = fc2_->trace(trace, s, join_path(path, "fc2"));
+  s = trace.add({"act", path, {s}, {}, {{"act", v3 ? "hardsigmoid" : "sigmoid"}}});
+  return trace.add({"mul", path, {x, s}});
+}
+
 }  // namespace pmpl

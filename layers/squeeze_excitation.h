@@ -16,6 +16,7 @@ class SqueezeExcitation : public Module {
   enum class Kind : uint8_t { kMobileNetV3, kEfficientNet };
   SqueezeExcitation(int64_t channels, int64_t squeeze_channels, Kind kind, Generator& gen);
   std::string type_name() const override { return "SqueezeExcitation"; }
+  int trace(Trace& trace, int x, const std::string& path) const override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;

@@ -62,7 +62,7 @@ MBConv::MBConv(const MBConvSpec& s, std::shared_ptr<MetaPooling> enhancer, Gener
   set_enhancer(std::move(enhancer));
 }
 
-EfficientNet::EfficientNet(std::string name, const ModelConfig& config) : Network(std::move(name), config) {
+EfficientNet::EfficientNet(std::string name, const ModelConfig& config) : PooledNetwork(std::move(name), config) {
   Generator gen(config.seed);
   const EfficientNetSpec spec = efficientnet_b0_spec(config.width, config.small_input);
   features_ = register_module("features", std::make_shared<Sequential>());
@@ -85,10 +85,6 @@ EfficientNet::EfficientNet(std::string name, const ModelConfig& config) : Networ
   classifier_->append(make_dropout());
   classifier_->append(
       std::make_shared<Linear>(spec.last_channels, config.num_classes, gen, Linear::Init::kUniformFanOut));
-}
-
-Tensor EfficientNet::forward_network(const Tensor& x) {
-  return classifier_->forward(ops::global_avg_pool(features_->forward(x)));
 }
 
 }  // namespace pmpl

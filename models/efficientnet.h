@@ -36,17 +36,10 @@ class MBConv : public EnhancedBlock {
   std::string type_name() const override { return "MBConv"; }
 };
 
-class EfficientNet : public Network {
+class EfficientNet : public PooledNetwork {
  public:
   EfficientNet(std::string name, const ModelConfig& config);
   std::string type_name() const override { return "EfficientNet-B0"; }
-
- protected:
-  Tensor forward_network(const Tensor& x) override;
-
- private:
-  std::shared_ptr<Sequential> features_;
-  std::shared_ptr<Sequential> classifier_;
 };
 
 }  // namespace pmpl

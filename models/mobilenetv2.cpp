@@ -72,7 +72,7 @@ InvertedResidual::InvertedResidual(int64_t in, int64_t out, int stride, int expa
   set_enhancer(std::move(enhancer));
 }
 
-MobileNetV2::MobileNetV2(std::string name, const ModelConfig& config) : Network(std::move(name), config) {
+MobileNetV2::MobileNetV2(std::string name, const ModelConfig& config) : PooledNetwork(std::move(name), config) {
   Generator gen(config.seed);
   const ArchitectureSpec spec = mobilenetv2_spec(config.width, config.small_input);
   features_ = register_module("features", std::make_shared<Sequential>());
@@ -90,10 +90,6 @@ MobileNetV2::MobileNetV2(std::string name, const ModelConfig& config) : Network(
   classifier_ = register_module("classifier", std::make_shared<Sequential>());
   classifier_->append(make_dropout());
   classifier_->append(std::make_shared<Linear>(last_channels, config.num_classes, gen));
-}
-
-Tensor MobileNetV2::forward_network(const Tensor& x) {
-  return classifier_->forward(ops::global_avg_pool(features_->forward(x)));
 }
 
 }  // namespace pmpl

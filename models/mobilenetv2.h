@@ -34,18 +34,11 @@ class InvertedResidual : public EnhancedBlock {
   std::string type_name() const override { return "InvertedResidual"; }
 };
 
-class MobileNetV2 : public Network {
+class MobileNetV2 : public PooledNetwork {
  public:
   // `name`: the registry's ("mobilenetv2" or "mobilenetv2_mp", with config.meta_pooling).
   MobileNetV2(std::string name, const ModelConfig& config);
   std::string type_name() const override { return "MobileNetV2"; }
-
- protected:
-  Tensor forward_network(const Tensor& x) override;
-
- private:
-  std::shared_ptr<Sequential> features_;
-  std::shared_ptr<Sequential> classifier_;
 };
 
 }  // namespace pmpl

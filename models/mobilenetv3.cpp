@@ -94,7 +94,7 @@ MobileNetV3Block::MobileNetV3Block(const V3BlockSpec& s, std::shared_ptr<MetaPoo
 }
 
 MobileNetV3::MobileNetV3(std::string name, bool large, const ModelConfig& config)
-    : Network(std::move(name), config), large_(large) {
+    : PooledNetwork(std::move(name), config), large_(large) {
   Generator gen(config.seed);
   const V3ArchitectureSpec spec = mobilenetv3_spec(large, config.width, config.small_input);
   features_ = register_module("features", std::make_shared<Sequential>());
@@ -113,10 +113,6 @@ MobileNetV3::MobileNetV3(std::string name, bool large, const ModelConfig& config
   classifier_->append(std::make_shared<Activation>(Activation::Kind::kHardswish));
   classifier_->append(make_dropout());
   classifier_->append(std::make_shared<Linear>(spec.last_channels, config.num_classes, gen));
-}
-
-Tensor MobileNetV3::forward_network(const Tensor& x) {
-  return classifier_->forward(ops::global_avg_pool(features_->forward(x)));
 }
 
 }  // namespace pmpl

@@ -39,19 +39,14 @@ class MobileNetV3Block : public EnhancedBlock {
   std::string type_name() const override { return "MobileNetV3Block"; }
 };
 
-class MobileNetV3 : public Network {
+class MobileNetV3 : public PooledNetwork {
  public:
   // `name`: mobilenetv3_large, mobilenetv3_small, or either with _mp (config.meta_pooling).
   MobileNetV3(std::string name, bool large, const ModelConfig& config);
   std::string type_name() const override { return large_ ? "MobileNetV3-Large" : "MobileNetV3-Small"; }
 
- protected:
-  Tensor forward_network(const Tensor& x) override;
-
  private:
   bool large_;
-  std::shared_ptr<Sequential> features_;
-  std::shared_ptr<Sequential> classifier_;
 };
 
 }  // namespace pmpl

@@ -20,7 +20,8 @@ Tensor ResidualBlock::add_residual(const Tensor& x, const Tensor& branch) {
   return ops::add(x, branch);
 }
 
-EnhancedBlock::EnhancedBlock(bool residual, const std::string& layers_name) : ResidualBlock(residual) {
+EnhancedBlock::EnhancedBlock(bool residual, const std::string& layers_name)
+    : ResidualBlock(residual), layers_name_(layers_name) {
   layers_ = register_module(layers_name, std::make_shared<Sequential>());
 }
 
@@ -36,6 +37,16 @@ Tensor EnhancedBlock::forward_impl(const Tensor& x) {
     if (i == depthwise_index_ && enhancer_) y = enhancer_->forward(y);
   }
   return add_residual(x, y);
+}
+
+int EnhancedBlock::trace(Trace& trace, int x, const std::string& path) const {
+  int y = x;
+  const auto& children = layers_->children();
+  for (size_t i = 0; i < children.size(); ++i) {
+    y = children[i].second->trace(trace, y, join_path(path, layers_name_ + "." + children[i].first));
+    if (i == depthwise_index_ && enhancer_) y = enhancer_->trace(trace, y, join_path(path, "enhancer"));
+  }
+  return residual() ? trace.add({"add", path, {x, y}}) : y;
 }
 
 Network::Network(std::string name, const ModelConfig& config) : name_(std::move(name)), config_(config) {
@@ -117,6 +128,16 @@ void Network::set_drop_path(double rate) {
   for (size_t i = 0; i < blocks.size(); ++i) {
     blocks[i]->set_drop_path(rate * static_cast<double>(i) / count, &dropout_generator());
   }
+}
+
+Tensor PooledNetwork::forward_network(const Tensor& x) {
+  return classifier_->forward(ops::global_avg_pool(features_->forward(x)));
+}
+
+int PooledNetwork::trace(Trace& trace, int x, const std::string& path) const {
+  const int features = features_->trace(trace, x, join_path(path, "features"));
+  const int pooled = trace.add({"global_avg_pool", join_path(path, "avgpool"), {features}, {}, {{"keep_dims", false}}});
+  return classifier_->trace(trace, pooled, join_path(path, "classifier"));
 }
 
 }  // namespace pmpl

@@ -62,12 +62,14 @@ class EnhancedBlock : public ResidualBlock {
  protected:
   EnhancedBlock(bool residual, const std::string& layers_name);
   Sequential& layers() { return *layers_; }
+  int trace(Trace& trace, int x, const std::string& path) const override;
   void mark_depthwise() { depthwise_index_ = layers_->size() - 1; }
   // Registered as "enhancer", after the layers (torchvision's names and order come first).
   void set_enhancer(std::shared_ptr<MetaPooling> enhancer);
   Tensor forward_impl(const Tensor& x) override;
 
  private:
+  std::string layers_name_;
   std::shared_ptr<Sequential> layers_;
   std::shared_ptr<MetaPooling> enhancer_;
   size_t depthwise_index_ = 0;
@@ -120,6 +122,20 @@ class Network : public Module {
   std::shared_ptr<Dropout> dropout_;
   size_t genotype_index_ = 0;
   DType compute_dtype_ = DType::kF32;
+};
+
+// The shape MobileNetV2, MobileNetV3 and EfficientNet share: `features` (stem, blocks, last conv),
+// global average pooling, then `classifier`. The backbone registers both in its constructor.
+class PooledNetwork : public Network {
+ public:
+  int trace(Trace& trace, int x, const std::string& path) const override;
+
+ protected:
+  using Network::Network;
+  Tensor forward_network(const Tensor& x) override;
+
+  std::shared_ptr<Sequential> features_;
+  std::shared_ptr<Sequential> classifier_;
 };
 
 }  // namespace pmpl

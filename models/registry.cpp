@@ -31,6 +31,4 @@ std::shared_ptr<Network> build_model(const std::string& name, ModelConfig config
   throw Error(fmt::format("unknown model '{}': use one of {}", name, fmt::join(model_names(), ", ")));
 }
 
-bool exportable(const std::string& name) { return name == "mobilenetv2" || name == "mobilenetv2_mp"; }
-
 }  // namespace pmpl

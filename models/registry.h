@@ -15,7 +15,5 @@ const std::vector<std::string>& model_names();
 // Throws pmpl::Error for an unknown name, listing the known ones. Sets config.meta_pooling from
 // the name.
 std::shared_ptr<Network> build_model(const std::string& name, ModelConfig config);
-// Whether the deployment exporters (pmpl export, the runtime, ONNX) handle this model yet.
-bool exportable(const std::string& name);
 
 }  // namespace pmpl

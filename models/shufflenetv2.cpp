@@ -8,6 +8,8 @@ namespace pmpl {
 namespace {
 
 constexpr auto kTorch = ConvInit::kTorchDefault;
+// branch2's enhancer comes after its depthwise conv (index 3) and that conv's BN (4).
+constexpr size_t kEnhancerAfter = 4;
 
 // BN then ReLU (fused into the BN) appended to `seq`, as torchvision's flat Sequentials hold them.
 void append_bn_relu(Sequential& seq, int64_t channels) {
@@ -17,8 +19,9 @@ void append_bn_relu(Sequential& seq, int64_t channels) {
 
 }  // namespace
 
-ShuffleUnit::ShuffleUnit(int64_t in, int64_t out, int stride, std::shared_ptr<MetaPooling> enhancer, Generator& gen) {
-  const int64_t half = out / 2;
+ShuffleUnit::ShuffleUnit(int64_t in, int64_t out, int stride, std::shared_ptr<MetaPooling> enhancer, Generator& gen)
+    : half_(out / 2) {
+  const int64_t half = half_;
   PMPL_CHECK(stride == 2 || in == 2 * half, "a stride-1 ShuffleNetV2 unit needs in == out, got {} and {}", in, out);
   branch1_ = register_module("branch1", std::make_shared<Sequential>());
   if (stride == 2) {
@@ -51,9 +54,26 @@ Tensor ShuffleUnit::forward_impl(const Tensor& x) {
   const auto& layers = branch2_->children();
   for (size_t i = 0; i < layers.size(); ++i) {
     y = layers[i].second->forward(y);
-    if (i == 4 && enhancer_) y = enhancer_->forward(y);  // after the depthwise conv (3) and its BN (4)
+    if (i == kEnhancerAfter && enhancer_) y = enhancer_->forward(y);
   }
   return ops::channel_shuffle(ops::concat({kept, y}, 3), 2);
+}
+
+int ShuffleUnit::trace(Trace& trace, int x, const std::string& path) const {
+  int kept = 0, y = x;
+  if (branch1_->size() == 0) {
+    kept = trace.add({"slice", path, {x}, {}, {{"begin", 0}, {"end", half_}}});
+    y = trace.add({"slice", path, {x}, {}, {{"begin", half_}, {"end", 2 * half_}}});
+  } else {
+    kept = branch1_->trace(trace, x, join_path(path, "branch1"));
+  }
+  const auto& layers = branch2_->children();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    y = layers[i].second->trace(trace, y, join_path(path, "branch2." + layers[i].first));
+    if (i == kEnhancerAfter && enhancer_) y = enhancer_->trace(trace, y, join_path(path, "enhancer"));
+  }
+  const int joined = trace.add({"concat", path, {kept, y}});
+  return trace.add({"channel_shuffle", path, {joined}, {}, {{"groups", 2}}});
 }
 
 ShuffleNetV2::ShuffleNetV2(std::string name, bool half, const ModelConfig& config)
@@ -81,8 +101,8 @@ ShuffleNetV2::ShuffleNetV2(std::string name, bool half, const ModelConfig& confi
   conv5_ = register_module("conv5", std::make_shared<Sequential>());
   conv5_->append(std::make_shared<Conv2d>(channels, widths[4], 1, 1, false, gen, kTorch));
   append_bn_relu(*conv5_, widths[4]);
-  // Not registered: torchvision's has no dropout module, so the names stay its own.
-  dropout_ = make_dropout();
+  // Registered so that eval() reaches it; it has no parameters, so the names stay torchvision's.
+  dropout_ = register_module("dropout", make_dropout());
   fc_ = register_module("fc", std::make_shared<Linear>(widths[4], config.num_classes, gen, Linear::Init::kTorchDefault));
 }
 
@@ -91,6 +111,15 @@ Tensor ShuffleNetV2::forward_network(const Tensor& x) {
   for (const auto& stage : stages_) y = stage->forward(y);
   y = ops::global_avg_pool(conv5_->forward(y));
   return fc_->forward(dropout_->forward(y));
+}
+
+int ShuffleNetV2::trace(Trace& trace, int x, const std::string& path) const {
+  int y = conv1_->trace(trace, x, join_path(path, "conv1"));
+  y = trace.add({"max_pool", join_path(path, "maxpool"), {y}, {}, {{"kernel", 3}, {"stride", pool_stride_}, {"pad", 1}}});
+  for (int s = 0; s < 3; ++s) y = stages_[s]->trace(trace, y, join_path(path, fmt::format("stage{}", s + 2)));
+  y = conv5_->trace(trace, y, join_path(path, "conv5"));
+  y = trace.add({"global_avg_pool", join_path(path, "avgpool"), {y}, {}, {{"keep_dims", false}}});
+  return fc_->trace(trace, y, join_path(path, "fc"));
 }
 
 }  // namespace pmpl

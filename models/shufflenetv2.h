@@ -19,11 +19,13 @@ class ShuffleUnit : public Module {
  public:
   ShuffleUnit(int64_t in, int64_t out, int stride, std::shared_ptr<MetaPooling> enhancer, Generator& gen);
   std::string type_name() const override { return "ShuffleUnit"; }
+  int trace(Trace& trace, int x, const std::string& path) const override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
  private:
+  int64_t half_;  // each branch's channels
   std::shared_ptr<Sequential> branch1_, branch2_;
   std::shared_ptr<MetaPooling> enhancer_;
 };
@@ -33,6 +35,7 @@ class ShuffleNetV2 : public Network {
   // half: x0.5, else x1.0.
   ShuffleNetV2(std::string name, bool half, const ModelConfig& config);
   std::string type_name() const override { return "ShuffleNetV2"; }
+  int trace(Trace& trace, int x, const std::string& path) const override;
 
  protected:
   Tensor forward_network(const Tensor& x) override;

@@ -166,7 +166,9 @@ TEST(CudaOps, NormalizeImagesAndDropout) {
 
 TEST(CudaOps, ChannelAffine) {
   SKIP_WITHOUT_GPU();
-  for (auto act : {ops::ChannelActivation::kNone, ops::ChannelActivation::kReLU6, ops::ChannelActivation::kHardswish}) {
+  for (auto act : {ops::ChannelActivation::kNone, ops::ChannelActivation::kReLU6, ops::ChannelActivation::kHardswish,
+                   ops::ChannelActivation::kReLU, ops::ChannelActivation::kSiLU, ops::ChannelActivation::kSigmoid,
+                   ops::ChannelActivation::kHardsigmoid}) {
     for (bool with_scale : {true, false}) {
       const Tensors in = {grad_input({2, 5, 7, 19}, 1, 3.0), grad_input({19}, 2), grad_input({19}, 3)};
       expect_gpu_matches_cpu(

@@ -142,20 +142,6 @@ TEST(Export, OpenEnhancersAreRefused) {
   }
 }
 
-// The runtime and the ONNX writer walk MobileNetV2's structure: other backbones are refused in one
-// line rather than folded wrongly (issue #15).
-TEST(Export, BackbonesTheRuntimeLacksAreRefused) {
-  auto v3 = build_model("mobilenetv3_small", test::tiny_config(3));
-  deploy::ExportOptions options;
-  options.architecture = "mobilenetv3_small";
-  try {
-    deploy::fold_model(*v3, options);
-    ADD_FAILURE() << "MobileNetV3 cannot be deployed yet";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot be deployed yet"), std::string::npos) << e.what();
-  }
-}
-
 TEST(Export, DamagedAndForeignFilesAreRefused) {
   auto model = trained_fixed_network();
   const std::string path = temp("good.pmpl");

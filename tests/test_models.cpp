@@ -351,6 +351,21 @@ TEST(Model, DropPathIsForTrainingOnly) {
   EXPECT_THROW(model->set_drop_path(1.0), Error);
 }
 
+// Every backbone, its classifier dropout at 0.5: evaluation draws nothing (ShuffleNetV2's dropout,
+// outside torchvision's module names, once missed eval() and dropped features at test time).
+TEST(Model, EvaluationIsDeterministicForEveryBackbone) {
+  for (const std::string& name : model_names()) {
+    SCOPED_TRACE(name);
+    ModelConfig config = test::tiny_config(3, 0.5);
+    if (name.rfind("shufflenetv2", 0) == 0) config.width = 1.0;
+    auto model = build_model(name, config);
+    const Tensor x = test::random({2, 32, 32, 3}, 2, false, 1.0, DType::kF32);
+    model->eval();
+    NoGradGuard no_grad;
+    EXPECT_EQ(model->forward(x).to_vector<float>(), model->forward(x).to_vector<float>());
+  }
+}
+
 // The whole network in f64, training mode, on a 32 px batch of 2 (seeded by `seed`): sampled
 // elements of every parameter under `prefixes` (more than `at_least` tensors) against finite
 // differences.

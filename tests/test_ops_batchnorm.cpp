@@ -74,9 +74,11 @@ TEST(OpGrad, BatchNormEval) {
       {random({2, 3, 4, 5}, 37), random({5}, 38), random({5}, 39)});
 }
 
-// Spread inputs so the clamps of ReLU6 and hardswish are reached on both sides.
+// Spread inputs so the clamps of ReLU6, hardswish and hardsigmoid are reached on both sides.
 TEST(OpGrad, ChannelAffine) {
-  for (auto act : {ops::ChannelActivation::kNone, ops::ChannelActivation::kReLU6, ops::ChannelActivation::kHardswish}) {
+  for (auto act : {ops::ChannelActivation::kNone, ops::ChannelActivation::kReLU6, ops::ChannelActivation::kHardswish,
+                   ops::ChannelActivation::kReLU, ops::ChannelActivation::kSiLU, ops::ChannelActivation::kSigmoid,
+                   ops::ChannelActivation::kHardsigmoid}) {
     SCOPED_TRACE(static_cast<int>(act));
     expect_gradients_match([act](const Tensors& t) { return ops::channel_affine(t[0], t[1], t[2], act); },
                            {random({2, 3, 4, 5}, 60, true, 4.0), random({5}, 61, true, 2.0), random({5}, 62)});
@@ -161,6 +163,11 @@ TEST(OpRef, ChannelAffineEqualsSeparateOps) {
   expect_close(ops::channel_affine(x, scale, shift, A::kNone), z, 1e-6, 1e-6, "affine");
   expect_close(ops::channel_affine(x, scale, shift, A::kReLU6), ops::relu6(z), 1e-6, 1e-6, "affine relu6");
   expect_close(ops::channel_affine(x, scale, shift, A::kHardswish), ops::hardswish(z), 1e-6, 1e-6, "affine hardswish");
+  expect_close(ops::channel_affine(x, scale, shift, A::kReLU), ops::relu(z), 1e-6, 1e-6, "affine relu");
+  expect_close(ops::channel_affine(x, scale, shift, A::kSiLU), ops::silu(z), 1e-6, 1e-6, "affine silu");
+  expect_close(ops::channel_affine(x, scale, shift, A::kSigmoid), ops::sigmoid(z), 1e-6, 1e-6, "affine sigmoid");
+  expect_close(ops::channel_affine(x, scale, shift, A::kHardsigmoid), ops::hardsigmoid(z), 1e-6, 1e-6,
+               "affine hardsigmoid");
   expect_close(ops::channel_affine(x, Tensor(), shift, A::kReLU6), ops::relu6(ops::add(x, shift)), 0, 0, "bias relu6");
   EXPECT_THROW(ops::channel_affine(x, Tensor(), f32(random({6}, 27, false))), Error);
 }

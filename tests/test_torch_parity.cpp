@@ -20,6 +20,8 @@
 
 #include "engine/io/safetensors.h"
 #include "layers/weights.h"
+#include "models/deploy/export.h"
+#include "models/deploy/runtime.h"
 #include "models/registry.h"
 #include "tests/test_util.h"
 
@@ -153,6 +155,33 @@ void check_f32(const std::string& name) {
               their_worst);
   EXPECT_LE(our_median, std::max(1e-4, 1.5 * their_median));
   EXPECT_LE(our_worst, std::max(1e-4, 1.5 * their_worst));
+}
+
+// Exported (batchnorms folded, f32 weights) and run by the deployment runtime, each plain
+// backbone still gives torchvision's eval logits: MobileNetV2 through its fixed layout, the others
+// through their traced graphs.
+TEST(ModelTorch, ExportedNetworksGiveTorchvisionsLogits) {
+  for (const std::string name :
+       {"mobilenetv2_w025_64px", "mobilenetv3_small_w025_64px", "efficientnet_b0_w025_64px", "shufflenetv2_x0_5_64px"}) {
+    SCOPED_TRACE(name);
+    const Fixture f = load_fixture(name);
+    ModelConfig config;
+    config.width = f.config.at("width").get<double>();
+    config.num_classes = f.config.at("num_classes").get<int64_t>();
+    config.small_input = f.config.at("small_input").get<bool>();
+    deploy::ExportOptions options;
+    options.architecture = f.config.at("model").get<std::string>();
+    auto model = build_model(options.architecture, config);
+    load_weights(*model, f.weights);
+    model->eval();
+    const Tensor x = f.data.find("input").to(DType::kF32);
+    options.input_size = static_cast<int>(x.dim(1));
+    const deploy::Runtime runtime(deploy::fold_model(*model, options));
+    const double error = relative_error(runtime.run(x), f.data.find("logits_eval"));
+    // As the training graph's f32 eval logits (check_f32): folding only reorders the arithmetic.
+    EXPECT_LE(error, 1e-5);
+    std::printf("  %s exported, f32 runtime vs torchvision's f64 logits: %.2e\n", name.c_str(), error);
+  }
 }
 
 TEST(ModelTorch, MobileNetV2F64MatchesTorchvision) { check_f64("mobilenetv2_w025_64px"); }

@@ -9,7 +9,10 @@ Python.TorchConvert; exits 77, "skipped", where torch or torchvision is missing)
      and `pmpl infer --json` on a PNG gives the log-probabilities that model computes (float64)
      on the same image through torchvision's Resize(int(size / 0.875)) + CenterCrop(size), for
      f32 and f16 files; each within 10x the error that rounding every weight to float32 causes
-     (rounding_floor: a random network is poorly conditioned, so fixed tolerances mislead).
+     (rounding_floor: a random network is poorly conditioned, so fixed tolerances mislead);
+  4. the other backbones (MobileNetV3, EfficientNet-B0, ShuffleNetV2, as fixed Meta-Pooling
+     networks with every op kind) exported as graphs: `pmpl forward --deploy` gives the PyTorch
+     reference's logits and `from-export` a PyTorch model computing them, within the same bound.
 
 usage: python3 tools/check_torch_convert.py PMPL_BINARY
 """
@@ -30,7 +33,9 @@ except ImportError as e:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_mobilenetv2_mp as mp  # noqa: E402
-from check_util import centered, fixed_model, relative, rounding_floor, save_for_pmpl  # noqa: E402
+import torch_models  # noqa: E402
+from check_util import (FIXED_CHOICES, centered, fixed_model, randomize_batchnorms, relative,  # noqa: E402
+                        rounding_floor, save_for_pmpl)
 
 CASES = [("mobilenetv2", dict(width=0.5, num_classes=7, small_input=False), 48),
          ("mobilenetv2_mp", dict(width=0.25, num_classes=5, small_input=True), 24)]
@@ -98,6 +103,50 @@ def check_export(pmpl, tool, tmp):
     return failures
 
 
+GRAPH_CASES = [("mobilenetv3_small_mp", 0.25), ("efficientnet_b0_mp", 0.25), ("shufflenetv2_x0_5_mp", 1.0)]
+
+
+def check_graph_exports(pmpl, tool, tmp):
+    """Check 4 (module doc): every backbone exported through its traced graph, 32 px small input."""
+    import json
+
+    size, classes, failures = 32, 6, 0
+    for name, width in GRAPH_CASES:
+        probe = torch_models.build(name, width, classes, True, 0.0)
+        enhancers = [n for n, m in probe.named_modules() if n.endswith(".enhancer")]
+        genotype = {n: FIXED_CHOICES[i % len(FIXED_CHOICES)] for i, n in enumerate(enhancers)}
+        torch.manual_seed(13)
+        model = torch_models.build(name, width, classes, True, 0.0, genotype)
+        randomize_batchnorms(model, size)
+        st, geno = save_for_pmpl(model, genotype, os.path.join(tmp, name))
+        exported, back = (os.path.join(tmp, f"{name}.{ext}") for ext in ("pmpl", "pth"))
+        subprocess.run([pmpl, "export", "--weights", st, "--model", name, "--width", str(width), "--small-input",
+                        "--num-classes", str(classes), "--genotype", geno, "--input-size", str(size), "--out",
+                        exported], check=True, stdout=subprocess.DEVNULL)
+        x = torch.randn(3, 3, size, size)
+        np.save(os.path.join(tmp, "gx.npy"), x.numpy())
+        subprocess.run([pmpl, "forward", "--deploy", exported, "--input", os.path.join(tmp, "gx.npy"), "--output",
+                        os.path.join(tmp, "gy.npy")], check=True)
+        bound = 10 * rounding_floor(model, x, 2.0**-24)
+        with torch.no_grad():
+            expected = centered(copy.deepcopy(model).double()(x.double()))
+            got = centered(torch.from_numpy(np.load(os.path.join(tmp, "gy.npy"))))
+            err = relative(got, expected)
+            run(tool, "from-export", exported, back)
+            with open(back + ".json") as f:
+                config = json.load(f)
+            unfolded = torch_models.build(config["architecture"], config["width"], config["num_classes"],
+                                          config["small_input"], 0.0,
+                                          {e["name"]: e["ops"] for e in config["genotype"]["enhancers"]})
+            unfolded.load_state_dict(torch.load(back))
+            unfolded.eval()
+            back_err = relative(centered(unfolded.double()(x.double())), expected)
+        print(f"{name} exported as a graph: pmpl forward --deploy vs PyTorch (float64) {err:.2e}, from-export's "
+              f"PyTorch model vs the original {back_err:.2e} (bound {bound:.1e})")
+        failures += not (err <= bound and back_err <= bound)
+    return failures
+
+
 def main():
     pmpl = sys.argv[1]
     tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_convert.py")
@@ -137,6 +186,7 @@ def main():
             print(f"{name}: pmpl forward vs PyTorch eval logits: relative error {err:.2e}")
             failures += not err <= 1e-5
         failures += check_export(pmpl, tool, tmp)
+        failures += check_graph_exports(pmpl, tool, tmp)
     raise SystemExit(1 if failures else 0)
 
 

@@ -28,6 +28,13 @@ def fixed_model(width, classes, size, small_input=True, meta_pooling=True, seed=
         genotype = {n: FIXED_CHOICES[i % len(FIXED_CHOICES)] for i, n in enumerate(names)}
     torch.manual_seed(seed)
     model = mp.build(width, classes, small_input, meta_pooling, genotype=genotype)
+    randomize_batchnorms(model, size)
+    return model, genotype
+
+
+def randomize_batchnorms(model, size):
+    """Every batchnorm's affine parameters off their initial values, then its running statistics
+    the true averages of a few random batches (fixed_model says why in that order); eval mode."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -38,7 +45,6 @@ def fixed_model(width, classes, size, small_input=True, meta_pooling=True, seed=
         for _ in range(3):
             model(torch.randn(32, 3, size, size) * 1.5)
     model.eval()
-    return model, genotype
 
 
 def save_for_pmpl(model, genotype, stem):

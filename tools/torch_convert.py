@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Converts weights between PyTorch and pmpl (every backbone of models/registry.h: the names are
-torchvision's, only conv layouts differ; from-export is MobileNetV2's, the only exportable one).
+torchvision's, only conv layouts differ).
 
   tools/torch_convert.py to-pmpl IN.pth OUT.safetensors   torchvision-style state_dict -> pmpl
   tools/torch_convert.py to-torch IN.safetensors OUT.pth  pmpl weights -> PyTorch state_dict
   tools/torch_convert.py from-export IN.pmpl OUT.pth      a deployment file -> PyTorch state_dict
 
 from-export unfolds the deployment file (docs/FORMAT.md) into a state_dict for
-torch_mobilenetv2_mp.build(width, num_classes, small_input, meta_pooling, genotype=...) with the
-file's config (printed, and saved next to OUT as OUT.json): each folded conv keeps its weight and
-its batchnorm becomes an identity carrying the folded bias (weight 1, bias b, mean 0,
-var 1 - eps); an enhancer's scale and shift become its batchnorm's weight and bias. So the
-PyTorch model computes what the file computes, to float32 rounding (f16 files are widened).
+torch_models.build(architecture, width, num_classes, small_input, genotype=...) with the file's
+config (printed, and saved next to OUT as OUT.json): each folded conv keeps its weight and its
+batchnorm becomes an identity carrying the folded bias (weight 1, bias b, mean 0, var 1 - eps);
+a batchnorm left alone (an "affine" node) and an enhancer's become weight = scale, bias = shift.
+So the PyTorch model computes what the file computes, to float32 rounding (f16 files are
+widened). MobileNetV2 files are read by their tensor names; the other backbones' by their graph
+(the node names are the module paths, and a conv's node names the batchnorm it absorbed).
 
 Names are the same on both sides (torchvision's state_dict keys; the Meta-Pooling model adds
 features.N.enhancer.{alpha, strip.*, bn.*}). Layouts differ:
@@ -131,17 +133,57 @@ def load_export(path):
     return config, tensors
 
 
+def identity_batchnorm(out):
+    """A function writing, into `out`, batchnorm `bn` as y = x * weight + bias in eval mode."""
+    def identity_bn(bn, channels, bias, eps=BN_EPS, weight=None):
+        out[bn + ".weight"] = torch.ones(channels) if weight is None else weight
+        out[bn + ".bias"] = bias
+        out[bn + ".running_mean"] = torch.zeros(channels)
+        out[bn + ".running_var"] = torch.full((channels,), 1.0 - eps)
+        out[bn + ".num_batches_tracked"] = torch.tensor(0)
+    return identity_bn
+
+
+def unfold_graph(graph, tensors):
+    """A graph file's tensors (any backbone but MobileNetV2) as a torchvision-named state_dict."""
+    out = {}
+    identity_bn = identity_batchnorm(out)
+    for node in graph["nodes"]:
+        name, op = node["name"], node["op"]
+        if op in ("conv", "depthwise"):
+            weight, bias = tensors[name + ".weight"], tensors[name + ".bias"]
+            out[name + ".weight"] = weight
+            if "batchnorm" in node:
+                identity_bn(node["batchnorm"], weight.shape[0], bias, node["batchnorm_eps"])
+                if node["conv_bias"]:
+                    out[name + ".bias"] = torch.zeros_like(bias)
+            else:
+                out[name + ".bias"] = bias
+        elif op == "linear":
+            out[name + ".weight"], out[name + ".bias"] = tensors[name + ".weight"], tensors[name + ".bias"]
+        elif op == "affine":
+            scale = tensors[name + ".scale"]
+            identity_bn(name, scale.shape[0], tensors[name + ".shift"], node["eps"], scale)
+        elif op == "enhancer":
+            scale = tensors[name + ".scale"]
+            identity_bn(name + ".bn", scale.shape[0], tensors[name + ".shift"], node["eps"], scale)
+            if name + ".strip.conv1.weight" in tensors:
+                conv1 = tensors[name + ".strip.conv1.weight"]
+                out[name + ".strip.conv1.weight"] = conv1
+                out[name + ".strip.conv1.bias"] = torch.zeros(conv1.shape[0])
+                identity_bn(name + ".strip.bn1", conv1.shape[0], tensors[name + ".strip.conv1.bias"], node["strip_eps"])
+                for gate in ("conv_h", "conv_w"):
+                    for leaf in ("weight", "bias"):
+                        key = f"{name}.strip.{gate}.{leaf}"
+                        out[key] = tensors[key]
+    return to_torch(out)
+
+
 def unfold_export(tensors):
     """The deployment file's tensors as a torchvision-named state_dict (see the module doc)."""
     out = {}
 
-    def identity_bn(bn, channels, bias):
-        out[bn + ".weight"] = torch.ones(channels)
-        out[bn + ".bias"] = bias
-        out[bn + ".running_mean"] = torch.zeros(channels)
-        out[bn + ".running_var"] = torch.full((channels,), 1.0 - BN_EPS)
-        out[bn + ".num_batches_tracked"] = torch.tensor(0)
-
+    identity_bn = identity_batchnorm(out)
     for name, t in tensors.items():
         if name.startswith("classifier.") or ".strip.conv_" in name:
             out[name] = t  # stored as trained: no batchnorm follows them
@@ -189,13 +231,14 @@ def main(argv):
             torch.save(to_torch(tensors), dst)
         else:
             config, tensors = load_export(src)
-            torch.save(unfold_export(tensors), dst)
+            graph = config.get("graph")
+            torch.save(unfold_graph(graph, tensors) if graph else unfold_export(tensors), dst)
             with open(dst + ".json", "w") as f:
                 json.dump(config, f, indent=2)
             genotype = config.get("genotype") or {}
             print(f"{dst}: {config['architecture']} width {config['width']}, {config['num_classes']} classes, "
                   f"small_input {config['small_input']}, {len(genotype.get('enhancers', []))} fixed enhancers; "
-                  f"build it with torch_mobilenetv2_mp.build(..., genotype=...) from {dst}.json")
+                  f"build it with torch_models.build({config['architecture']!r}, ..., genotype=...) from {dst}.json")
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         print(f"torch_convert: {mode} {src}: {e}", file=sys.stderr)
         raise SystemExit(2)

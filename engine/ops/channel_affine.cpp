@@ -3,6 +3,8 @@
 // the add and the activation would each read and write the whole tensor again.
 // Backward, with z = x * scale + shift recomputed and d = dy * act'(z):
 //   dx = d * scale, dscale = sum over rows of d * x, dshift = sum over rows of d.
+#include <type_traits>
+
 #include "core/math.h"
 #include "engine/ops/op_util.h"
 #if PMPL_CUDA
@@ -15,22 +17,12 @@ namespace {
 
 template <class T>
 T activate(T z, ChannelActivation act) {
-  switch (act) {
-    case ChannelActivation::kReLU6: return math::relu6(z);
-    case ChannelActivation::kHardswish: return math::hardswish(z);
-    case ChannelActivation::kNone: break;
-  }
-  return z;
+  return math::channel_activation(z, static_cast<int>(act));
 }
 
 template <class T>
 T activate_grad(T z, ChannelActivation act) {
-  switch (act) {
-    case ChannelActivation::kReLU6: return math::relu6_grad(z);
-    case ChannelActivation::kHardswish: return math::hardswish_grad(z);
-    case ChannelActivation::kNone: break;
-  }
-  return T(1);
+  return math::channel_activation_grad(z, static_cast<int>(act));
 }
 
 // The activation is a template argument so each inner loop is one branch-free SIMD loop.
@@ -100,16 +92,18 @@ Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift,
   } else dispatch_float(x.dtype(), "channel_affine", [&](auto tag) {
     using T = decltype(tag);
     const T* ps = scale.defined() ? scale.data<T>() : nullptr;
+    auto run = [&](auto act_tag) {
+      affine_rows<T, decltype(act_tag)::value>(x.data<T>(), ps, shift.data<T>(), y.data<T>(), rows, c);
+    };
+    using A = ChannelActivation;
     switch (act) {
-      case ChannelActivation::kNone:
-        affine_rows<T, ChannelActivation::kNone>(x.data<T>(), ps, shift.data<T>(), y.data<T>(), rows, c);
-        break;
-      case ChannelActivation::kReLU6:
-        affine_rows<T, ChannelActivation::kReLU6>(x.data<T>(), ps, shift.data<T>(), y.data<T>(), rows, c);
-        break;
-      case ChannelActivation::kHardswish:
-        affine_rows<T, ChannelActivation::kHardswish>(x.data<T>(), ps, shift.data<T>(), y.data<T>(), rows, c);
-        break;
+      case A::kNone: run(std::integral_constant<A, A::kNone>()); break;
+      case A::kReLU6: run(std::integral_constant<A, A::kReLU6>()); break;
+      case A::kHardswish: run(std::integral_constant<A, A::kHardswish>()); break;
+      case A::kReLU: run(std::integral_constant<A, A::kReLU>()); break;
+      case A::kSiLU: run(std::integral_constant<A, A::kSiLU>()); break;
+      case A::kSigmoid: run(std::integral_constant<A, A::kSigmoid>()); break;
+      case A::kHardsigmoid: run(std::integral_constant<A, A::kHardsigmoid>()); break;
     }
   });
   if (needs_grad({&x, &scale, &shift})) {

@@ -1,7 +1,5 @@
 #include "models/deploy/export.h"
 
-#include "models/registry.h"
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -13,6 +11,7 @@
 #include "engine/error.h"
 #include "core/half.h"
 #include "models/deploy/format.h"
+#include "models/deploy/graph.h"
 
 namespace pmpl::deploy {
 namespace {
@@ -45,21 +44,11 @@ std::pair<FoldedTensor, FoldedTensor> fold(const std::map<std::string, Tensor>& 
   return {{w.shape().vec(), weight}, {{static_cast<int64_t>(out)}, bias}};
 }
 
-}  // namespace
-
-DeployModel fold_model(const Network& model, const ExportOptions& options) {
-  PMPL_CHECK(exportable(model.name()), "export: {} cannot be deployed yet (pmpl export, the runtime and ONNX handle "
-                                       "mobilenetv2 and mobilenetv2_mp; the other backbones are issue #15)", model.name());
-  PMPL_ASSERT(options.architecture == model.name(), "export: the options name {}, the network is {}",
-              options.architecture, model.name());
-  for (const auto& [name, e] : model.enhancers()) {
-    PMPL_CHECK(e->fixed(), "{} is still searching: finish the search, or export with --fix-remaining to fix "
-                           "it (and any other open enhancer) to its most probable op", name);
-  }
+// MobileNetV2's layout (docs/FORMAT.md, "Tensors"), which the runtime walks from mobilenetv2_spec
+// and int8 and ONNX export read: each batchnorm folded into the conv its name follows.
+void fold_mobilenetv2(const Network& model, std::map<std::string, FoldedTensor>& out) {
   std::map<std::string, Tensor> state;
   for (const NamedTensor& t : model.state()) state[t.name] = t.tensor;
-  DeployModel folded;
-  std::map<std::string, FoldedTensor>& out = folded.tensors;
   auto add_fold = [&](const std::string& conv, const std::string& bn) {
     auto [w, b] = fold(state, conv, bn);
     out[conv + ".weight"] = std::move(w);
@@ -94,13 +83,32 @@ DeployModel fold_model(const Network& model, const ExportOptions& options) {
     const bool strip_conv = name.find(".strip.conv_") != std::string::npos;
     if (name.rfind("classifier.", 0) == 0 || strip_conv) out[name] = {t.shape().vec(), values(state, name)};
   }
+}
 
+}  // namespace
+
+DeployModel fold_model(const Network& model, const ExportOptions& options) {
+  PMPL_ASSERT(options.architecture == model.name(), "export: the options name {}, the network is {}",
+              options.architecture, model.name());
+  for (const auto& [name, e] : model.enhancers()) {
+    PMPL_CHECK(e->fixed(), "{} is still searching: finish the search, or export with --fix-remaining to fix "
+                           "it (and any other open enhancer) to its most probable op", name);
+  }
+  DeployModel folded;
+  nlohmann::json graph;
+  if (model.name() == "mobilenetv2" || model.name() == "mobilenetv2_mp") {
+    fold_mobilenetv2(model, folded.tensors);
+  } else {
+    Trace trace;
+    const int output = model.trace(trace, Trace::kInput, "");
+    graph = fold_trace(trace, output, folded.tensors);
+  }
   nlohmann::json config = {{"format", "pmpl-model"},
                            {"architecture", options.architecture},
                            {"width", model.config().width},
                            {"small_input", model.config().small_input},
                            {"num_classes", model.config().num_classes}};
-  config["genotype"] = options.architecture == "mobilenetv2_mp" ? model.genotype().to_json() : nlohmann::json(nullptr);
+  config["genotype"] = model.config().meta_pooling ? model.genotype().to_json() : nlohmann::json(nullptr);
   std::vector<std::string> classes = options.classes;
   if (classes.empty()) {
     for (int64_t c = 0; c < model.config().num_classes; ++c) classes.push_back(std::to_string(c));
@@ -112,7 +120,7 @@ DeployModel fold_model(const Network& model, const ExportOptions& options) {
                      {"mean", {kMean[0], kMean[1], kMean[2]}},
                      {"std", {kStd[0], kStd[1], kStd[2]}},
                      {"transform", "resize shorter side to int(size / 0.875), center crop size"}};
-
+  if (!graph.is_null()) config["graph"] = std::move(graph);
   folded.config = std::move(config);
   return folded;
 }

@@ -199,7 +199,7 @@ std::string onnx_model_bytes(const DeployModel& model) {
     PMPL_CHECK(false, "the model description is incomplete ({}); re-export it", e.what());
   }
   PMPL_CHECK(architecture == "mobilenetv2" || architecture == "mobilenetv2_mp",
-             "unknown architecture {}: ONNX export knows mobilenetv2 and mobilenetv2_mp", architecture);
+             "ONNX export knows mobilenetv2 and mobilenetv2_mp so far, not {} (issue #15)", architecture);
   PMPL_CHECK(size >= 8 && classes > 0, "no classes or an implausible input size ({})", size);
 
   onnx::ModelProto m;

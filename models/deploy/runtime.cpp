@@ -9,7 +9,9 @@
 #include "layers/meta_pooling.h"
 #include "models/deploy/export.h"
 #include "models/deploy/format.h"
+#include "models/deploy/graph.h"
 #include "models/deploy/runtime_int8.h"
+#include "models/deploy/runtime_ops.h"
 #include "models/mobilenetv2.h"
 
 namespace pmpl::deploy {
@@ -62,10 +64,17 @@ void Runtime::load(const std::string& where) {
   try {
     PMPL_CHECK(config_.value("format", "") == "pmpl-model", "{}: not a pmpl model description", where);
     const std::string arch = config_.at("architecture");
-    PMPL_CHECK(arch == "mobilenetv2" || arch == "mobilenetv2_mp", "{}: unknown architecture {}", where, arch);
-    meta_pooling_ = arch == "mobilenetv2_mp";
-    width_ = config_.at("width");
-    small_input_ = config_.at("small_input");
+    if (config_.contains("graph")) {
+      // Any backbone: the graph says what to run (docs/FORMAT.md, "The graph").
+      PMPL_CHECK(!config_.contains("quantization"), "{}: int8 is not available for {} yet (mobilenetv2 and "
+                                                    "mobilenetv2_mp only, issue #16)", where, arch);
+      graph_ = std::make_unique<GraphProgram>(config_.at("graph"), tensors_, where);
+    } else {
+      PMPL_CHECK(arch == "mobilenetv2" || arch == "mobilenetv2_mp", "{}: unknown architecture {}", where, arch);
+      meta_pooling_ = arch == "mobilenetv2_mp";
+      width_ = config_.at("width");
+      small_input_ = config_.at("small_input");
+    }
     classes_ = config_.at("classes").get<std::vector<std::string>>();
     input_size_ = config_.at("input").at("size");
     for (int c = 0; c < 3; ++c) {
@@ -99,44 +108,21 @@ const Tensor& Runtime::weight(const std::string& name) const {
   return it->second;
 }
 
-// A 1x1 conv with its folded bias: one GEMM over all pixels. With an activation, the bias and
-// the activation are one pass after it (ops::channel_affine); without, the bias is the GEMM's
-// initial value.
 Tensor Runtime::conv1x1(const Tensor& x, const std::string& conv, ops::ChannelActivation act) const {
-  const Tensor& w = weight(conv + ".weight");
-  const Tensor w2 = w.reshape(Shape{w.dim(0), w.dim(-1)});
-  if (act == ops::ChannelActivation::kNone) return ops::linear(x, w2, weight(conv + ".bias"));
-  return ops::channel_affine(ops::linear(x, w2, Tensor()), Tensor(), weight(conv + ".bias"), act);
-}
-
-Tensor Runtime::enhancer(const Tensor& y, const Genotype::Entry& entry) const {
-  const std::string& e = entry.name;
-  Tensor mixed;
-  for (PoolOp op : entry.ops) {
-    Tensor branch;
-    if (op == PoolOp::kStrip) {
-      const int64_t n = y.dim(0), h = y.dim(1), w = y.dim(2), c = y.dim(3);
-      const Tensor mixed_strip = ops::hardswish(conv1x1(ops::strip_pool(y), e + ".strip.conv1"));
-      const Tensors parts = ops::split(mixed_strip, {h, w}, 1);
-      const Tensor a_h = ops::sigmoid(conv1x1(parts[0], e + ".strip.conv_h")).reshape(Shape{n, h, 1, c});
-      const Tensor a_w = ops::sigmoid(conv1x1(parts[1], e + ".strip.conv_w")).reshape(Shape{n, 1, w, c});
-      branch = ops::mul(ops::mul(y, a_w), a_h);
-    } else {
-      branch = run_pool_op(op, y, nullptr);
-    }
-    mixed = mixed.defined() ? ops::add(mixed, branch) : branch;
-  }
-  return ops::channel_affine(mixed, weight(e + ".scale"), weight(e + ".shift"), ops::ChannelActivation::kHardswish);
+  return run_conv1x1(x, weight(conv + ".weight"), weight(conv + ".bias"), act);
 }
 
 Tensor Runtime::run(const Tensor& images) const {
   PMPL_CHECK(images.rank() == 4 && images.dim(3) == 3 && images.dtype() == DType::kF32,
              "expected f32 images [N, H, W, 3], got {} {}", dtype_name(images.dtype()), images.shape().str());
+  if (graph_) return graph_->run(images);
   return quantized_ ? run_int8(images) : run_f32(images, nullptr);
 }
 
 Tensor Runtime::run_observed(const Tensor& images, const Observer& observe) const {
   PMPL_CHECK(!quantized_, "an int8 model cannot be calibrated again: calibrate its f32 export");
+  PMPL_CHECK(!graph_, "int8 calibration covers mobilenetv2 and mobilenetv2_mp so far, not {} (issue #16)",
+             config_.value("architecture", "this network"));
   PMPL_CHECK(images.rank() == 4 && images.dim(3) == 3 && images.dtype() == DType::kF32,
              "expected f32 images [N, H, W, 3], got {} {}", dtype_name(images.dtype()), images.shape().str());
   return run_f32(images, &observe);
@@ -172,7 +158,8 @@ Tensor Runtime::run_f32(const Tensor& images, const Observer* observe) const {
                                      weight(dw + ".bias"), kReLU6));
     if (meta_pooling_ && b.expand != 1) {
       const Genotype::Entry& entry = genotype_.enhancers.at(enhancer_index++);
-      y = seen(entry.name, enhancer(y, entry));
+      y = seen(entry.name, run_enhancer(y, entry.ops, entry.name,
+                                        [this](const std::string& name) -> const Tensor& { return weight(name); }));
     }
     const std::string project = p + std::to_string(child);
     y = seen(project, conv1x1(input(project, y), project));

@@ -1,7 +1,8 @@
 // The deployment runtime: loads a `pmpl export` file and runs it, forward only, with the folded
 // weights: in f32 (f32 and f16 files), or with uint8 activations and int8 weights (int8 files,
-// runtime_int8.cpp). It needs the engine's ops and the architecture description
-// (models/mobilenetv2.h), nothing from training: no autograd graph, optimiser, loader or trainer.
+// runtime_int8.cpp). MobileNetV2 files are walked from the architecture description
+// (models/mobilenetv2.h); every other backbone's file carries its graph (models/deploy/graph.h).
+// It needs the engine's ops, nothing from training: no autograd graph, optimiser, loader or trainer.
 #pragma once
 
 #include <functional>
@@ -20,6 +21,7 @@ namespace pmpl::deploy {
 
 struct DeployModel;
 struct QuantizedLayers;
+class GraphProgram;
 
 class Runtime {
  public:
@@ -51,8 +53,6 @@ class Runtime {
   void load(const std::string& where);
   Tensor run_f32(const Tensor& images, const Observer* observe) const;
   Tensor run_int8(const Tensor& images) const;
-  // An enhancer's ops on its input y, summed, then its scale, shift and hardswish.
-  Tensor enhancer(const Tensor& y, const Genotype::Entry& entry) const;
   const Tensor& weight(const std::string& name) const;
   Tensor conv1x1(const Tensor& x, const std::string& conv,
                  ops::ChannelActivation act = ops::ChannelActivation::kNone) const;
@@ -67,6 +67,7 @@ class Runtime {
   double width_ = 1.0;
   bool small_input_ = false;
   std::unique_ptr<QuantizedLayers> quantized_;
+  std::unique_ptr<GraphProgram> graph_;  // a backbone exported as a graph (all but MobileNetV2)
 };
 
 }  // namespace pmpl::deploy

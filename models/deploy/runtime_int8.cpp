@@ -1,4 +1,5 @@
 #include "models/deploy/runtime_int8.h"
+#include "models/deploy/runtime_ops.h"
 
 #include <cmath>
 
@@ -152,7 +153,8 @@ Tensor Runtime::run_int8(const Tensor& images) const {
     if (b.enhancer) {
       Tensor f = Tensor::empty(Shape{n, h, w, c}, DType::kF32);
       dequantize_u8(z.data(), f.numel(), dw.out_q, f.data<float>());
-      const Tensor e = enhancer(f, *b.enhancer);
+      const Tensor e = run_enhancer(f, b.enhancer->ops, b.enhancer->name,
+                                    [this](const std::string& name) -> const Tensor& { return weight(name); });
       quantize_u8(e.data<float>(), e.numel(), b.enhancer_q, z.data());
     }
     pointwise(b.project, z, y);

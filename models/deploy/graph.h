@@ -1,0 +1,45 @@
+// The deployment graph: a traced network (layers/trace.h) with its batchnorms folded, as the
+// `graph` of a deployment file's config (docs/FORMAT.md, "The graph"), and the runtime that runs
+// one. Any backbone whose modules can trace themselves exports this way.
+//
+// Folding: a batchnorm whose input is a conv used by nothing else goes into that conv
+// (W' = W * s, b' = beta + (b - mean) * s, s = gamma / sqrt(var + eps)); any other batchnorm
+// becomes an `affine` node (scale, shift); an activation after a conv, depthwise conv or affine
+// used by nothing else becomes that node's `act`; an enhancer's batchnorm becomes its scale and
+// shift and its strip attention's bn1 goes into conv1. Nodes are then numbered afresh.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/tensor.h"
+#include "layers/trace.h"
+#include "models/deploy/export.h"
+
+namespace pmpl::deploy {
+
+// The folded graph of `trace` (its output: value `output`) as {"nodes": [...], "output": v},
+// with its tensors added to `tensors` under each node's name ("<name>.weight", ...).
+nlohmann::json fold_trace(const Trace& trace, int output, std::map<std::string, FoldedTensor>& tensors);
+
+// A deployment graph ready to run over the runtime's tensors (held by reference: they must
+// outlive it). pmpl::Error naming `where` for an unknown op, a bad input or a missing tensor.
+class GraphProgram {
+ public:
+  GraphProgram(const nlohmann::json& graph, const std::map<std::string, Tensor>& tensors, const std::string& where);
+  ~GraphProgram();
+  // Logits for normalised f32 images [N, H, W, 3].
+  Tensor run(const Tensor& images) const;
+
+ private:
+  struct Node;
+  const std::map<std::string, Tensor>* tensors_;
+  std::vector<Node> nodes_;
+  int output_ = 0;
+};
+
+}  // namespace pmpl::deploy

@@ -1,0 +1,162 @@
+// Every backbone but MobileNetV2 exports as a deployment graph (models/deploy/graph.h): the
+// runtime on the folded graph computes what the network computes in evaluation mode, every
+// batchnorm and activation that can be folded is, and what cannot be exported says so.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+
+#include "engine/autograd.h"
+#include "models/deploy/export.h"
+#include "models/deploy/graph.h"
+#include "models/deploy/onnx_export.h"
+#include "models/deploy/pmpl_c.h"
+#include "models/deploy/runtime.h"
+#include "models/registry.h"
+#include "tests/test_util.h"
+
+namespace pmpl {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kSize = 32;
+
+bool graph_backbone(const std::string& name) { return name.rfind("mobilenetv2", 0) != 0; }
+
+// `name` at small input with random batchnorm parameters and running statistics gathered from a
+// few batches (momentum 0.5, so that MobileNetV3's 0.01 does not leave them at 0 and 1); a `_mp`
+// network fixed with every op, alone and summed in pairs.
+std::shared_ptr<Network> randomized(const std::string& name) {
+  ModelConfig config = test::tiny_config(7);
+  if (name.rfind("shufflenetv2", 0) == 0) config.width = 1.0;
+  if (name.size() > 3 && name.compare(name.size() - 3, 3, "_mp") == 0) {
+    Genotype g = build_model(name, config)->genotype();
+    const std::vector<std::vector<PoolOp>> choices = {{PoolOp::kStrip}, {PoolOp::kMax7}, {PoolOp::kAvg3, PoolOp::kMax3},
+                                                      {PoolOp::kSkip},  {PoolOp::kAvg5}, {PoolOp::kStrip, PoolOp::kAvg7},
+                                                      {PoolOp::kMax5}};
+    for (size_t i = 0; i < g.enhancers.size(); ++i) g.enhancers[i].ops = choices[i % choices.size()];
+    config.genotype = g;
+  }
+  auto model = build_model(name, config);
+  NoGradGuard no_grad;
+  uint64_t seed = 5;
+  for (const NamedParameter& p : model->parameters()) {
+    if (p.kind != ParamKind::kNoDecay) continue;
+    Tensor t = p.tensor;
+    t.copy_(ops::add(t, test::random(t.shape(), seed++, false, 0.3, DType::kF32)));
+  }
+  model->set_bn_momentum(0.5);
+  model->train();
+  for (int i = 0; i < 3; ++i) model->forward(test::random({4, kSize, kSize, 3}, 10 + i, false, 1.5, DType::kF32));
+  model->eval();
+  return model;
+}
+
+TEST(ExportGraph, EveryBackboneMatchesItsNetwork) {
+  int checked = 0;
+  for (const std::string& name : model_names()) {
+    if (!graph_backbone(name)) continue;
+    SCOPED_TRACE(name);
+    auto model = randomized(name);
+    deploy::ExportOptions options;
+    options.architecture = name;
+    options.input_size = kSize;
+    const deploy::DeployModel folded = deploy::fold_model(*model, options);
+    ASSERT_TRUE(folded.config.contains("graph"));
+    // Every batchnorm went into a conv and every activation but the classifier's into the layer
+    // before it: what is left runs as fast as the layers themselves.
+    std::map<std::string, int> count;
+    const nlohmann::json& nodes = folded.config.at("graph").at("nodes");
+    for (const nlohmann::json& n : nodes) {
+      ++count[n.at("op").get<std::string>()];
+      if (n.at("op") == "act") {
+        EXPECT_EQ(nodes.at(n.at("inputs").at(0).get<int>() - 1).at("op"), "linear") << n.dump();
+      }
+    }
+    EXPECT_EQ(count["affine"], 0);
+    EXPECT_EQ(count["enhancer"], static_cast<int>(model->enhancers().size()));
+    EXPECT_GT(count["conv"], 10);
+
+    const std::string path = (fs::temp_directory_path() / ("pmpl_graph_" + name + ".pmpl")).string();
+    deploy::write_deploy_file(folded, false, path);
+    const deploy::Runtime runtime(path);
+    EXPECT_EQ(runtime.num_classes(), 7);
+    const Tensor x = test::random({3, kSize, kSize, 3}, 99, false, 1.0, DType::kF32);
+    NoGradGuard no_grad;
+    const Tensor expected = model->forward(x);
+    // f32: folding reorders the arithmetic, nothing more (measured 1e-7 to 1e-6).
+    const double err = test::relative_error(runtime.run(x), expected);
+    EXPECT_LE(err, 1e-4);
+    RecordProperty(name + "_relative_error", std::to_string(err));
+    // The C API (libpmpl_runtime) runs the same file to the same bits.
+    pmpl_model* m = pmpl_model_load(path.c_str());
+    ASSERT_NE(m, nullptr) << pmpl_last_error();
+    Tensor images = Tensor::empty(Shape{2, kSize, kSize, 3}, DType::kU8);
+    for (int64_t i = 0; i < images.numel(); ++i) images.data<uint8_t>()[i] = static_cast<uint8_t>(i * 37 % 251);
+    std::vector<float> logits(14);
+    ASSERT_EQ(pmpl_model_run(m, images.data<uint8_t>(), 2, PMPL_INPUT_U8_NHWC, logits.data()), 0) << pmpl_last_error();
+    EXPECT_EQ(logits, runtime.run_u8(images).to_vector<float>());
+    pmpl_model_free(m);
+    // int8 and ONNX walk MobileNetV2's layout: refused in one line, not run wrongly.
+    EXPECT_THROW(runtime.run_observed(x, [](const std::string&, const Tensor&) {}), Error);
+    try {
+      deploy::onnx_model_bytes(folded);
+      ADD_FAILURE() << "ONNX export of " << name << " should be refused";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("issue #15"), std::string::npos) << e.what();
+    }
+    fs::remove(path);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 10);
+}
+
+// MobileNetV2's files keep the layout int8 and ONNX read, but its modules trace too: the same
+// graph runtime runs it, a step towards one deployment path for every backbone.
+TEST(ExportGraph, MobileNetV2TracesToo) {
+  for (const std::string name : {"mobilenetv2", "mobilenetv2_mp"}) {
+    SCOPED_TRACE(name);
+    auto model = randomized(name);
+    deploy::ExportOptions options;
+    options.architecture = name;
+    options.input_size = kSize;
+    deploy::DeployModel folded = deploy::fold_model(*model, options);
+    ASSERT_FALSE(folded.config.contains("graph"));
+    Trace trace;
+    const int output = model->trace(trace, Trace::kInput, "");
+    folded.tensors.clear();
+    folded.config["graph"] = deploy::fold_trace(trace, output, folded.tensors);
+    const Tensor x = test::random({2, kSize, kSize, 3}, 98, false, 1.0, DType::kF32);
+    NoGradGuard no_grad;
+    EXPECT_LE(test::relative_error(deploy::Runtime(folded).run(x), model->forward(x)), 1e-4);
+  }
+}
+
+// A traced graph is checked when loaded: an unknown op, a node reading a value not yet computed
+// or a missing tensor is one error naming the file, never a crash at the first image.
+TEST(ExportGraph, DamagedGraphsAreRefused) {
+  auto model = randomized("mobilenetv3_small");
+  deploy::ExportOptions options;
+  options.architecture = "mobilenetv3_small";
+  options.input_size = kSize;
+  const deploy::DeployModel good = deploy::fold_model(*model, options);
+  auto expect_refused = [&](const std::function<void(deploy::DeployModel&)>& damage, const std::string& what) {
+    deploy::DeployModel bad = good;
+    damage(bad);
+    try {
+      deploy::Runtime runtime(bad);
+      ADD_FAILURE() << what << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("the exported model"), std::string::npos) << e.what();
+    }
+  };
+  expect_refused([](deploy::DeployModel& m) { m.config["graph"]["nodes"][3]["op"] = "gelu"; }, "an unknown op");
+  expect_refused([](deploy::DeployModel& m) { m.config["graph"]["nodes"][3]["inputs"][0] = 9; }, "a forward reference");
+  expect_refused([](deploy::DeployModel& m) { m.config["graph"]["output"] = 100000; }, "a missing output");
+  expect_refused([](deploy::DeployModel& m) { m.tensors.erase(m.tensors.begin()); }, "a missing tensor");
+  expect_refused([](deploy::DeployModel& m) { m.config["graph"]["nodes"][0]["stride"] = 0; }, "a zero stride");
+}
+
+}  // namespace
+}  // namespace pmpl
