@@ -1,14 +1,19 @@
 // Every backbone but MobileNetV2 exports as a deployment graph (models/deploy/graph.h): the
 // runtime on the folded graph computes what the network computes in evaluation mode, every
-// batchnorm and activation that can be folded is, and what cannot be exported says so.
+// batchnorm and activation that can be folded is, ONNX export writes the graph, and what cannot
+// be exported yet (int8) says so. MobileNetV2's fixed layout means the graph that tracing it gives.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <map>
 
+#include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
+
 #include "engine/autograd.h"
 #include "models/deploy/export.h"
 #include "models/deploy/graph.h"
+#include "models/deploy/mobilenetv2_graph.h"
 #include "models/deploy/onnx_export.h"
 #include "models/deploy/pmpl_c.h"
 #include "models/deploy/runtime.h"
@@ -98,39 +103,59 @@ TEST(ExportGraph, EveryBackboneMatchesItsNetwork) {
     ASSERT_EQ(pmpl_model_run(m, images.data<uint8_t>(), 2, PMPL_INPUT_U8_NHWC, logits.data()), 0) << pmpl_last_error();
     EXPECT_EQ(logits, runtime.run_u8(images).to_vector<float>());
     pmpl_model_free(m);
-    // int8 and ONNX walk MobileNetV2's layout: refused in one line, not run wrongly.
+    // int8 walks MobileNetV2's layout: refused in one line, not run wrongly.
     EXPECT_THROW(runtime.run_observed(x, [](const std::string&, const Tensor&) {}), Error);
-    try {
-      deploy::onnx_model_bytes(folded);
-      ADD_FAILURE() << "ONNX export of " << name << " should be refused";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("issue #15"), std::string::npos) << e.what();
-    }
+    // ONNX: a graph onnx's checker and its strict shape inference accept, logits [batch, 7]
+    // (its numbers against onnxruntime: tools/check_onnx_export.py).
+    onnx::ModelProto onnx_model;
+    ASSERT_TRUE(onnx_model.ParseFromString(deploy::onnx_model_bytes(folded)));
+    EXPECT_NO_THROW(onnx::shape_inference::InferShapes(onnx_model, onnx::OpSchemaRegistry::Instance(),
+                                                       onnx::ShapeInferenceOptions(true, 1)));
+    const auto& dims = onnx_model.graph().output(0).type().tensor_type().shape().dim();
+    ASSERT_EQ(dims.size(), 2);
+    EXPECT_EQ(dims[1].dim_value(), 7);
     fs::remove(path);
     ++checked;
   }
   EXPECT_EQ(checked, 10);
 }
 
-// MobileNetV2's files keep the layout int8 and ONNX read, but its modules trace too: the same
-// graph runtime runs it, a step towards one deployment path for every backbone.
-TEST(ExportGraph, MobileNetV2TracesToo) {
+// MobileNetV2's files keep the fixed layout int8 reads, with no graph in them:
+// deploy::mobilenetv2_graph says what graph that layout means, which must be the graph that
+// tracing and folding the network gives, node for node and tensor for tensor (what the trace
+// records only for tools/torch_convert.py aside), and the runtime on it must compute the network.
+TEST(ExportGraph, MobileNetV2sLayoutIsItsTracedGraph) {
   for (const std::string name : {"mobilenetv2", "mobilenetv2_mp"}) {
     SCOPED_TRACE(name);
     auto model = randomized(name);
     deploy::ExportOptions options;
     options.architecture = name;
     options.input_size = kSize;
-    deploy::DeployModel folded = deploy::fold_model(*model, options);
-    ASSERT_FALSE(folded.config.contains("graph"));
+    const deploy::DeployModel legacy = deploy::fold_model(*model, options);
+    ASSERT_FALSE(legacy.config.contains("graph"));
     Trace trace;
     const int output = model->trace(trace, Trace::kInput, "");
-    folded.tensors.clear();
-    folded.config["graph"] = deploy::fold_trace(trace, output, folded.tensors);
+    deploy::DeployModel traced = legacy;
+    traced.tensors.clear();
+    traced.config["graph"] = deploy::fold_trace(trace, output, traced.tensors);
+    nlohmann::json recorded = traced.config["graph"];
+    for (nlohmann::json& n : recorded.at("nodes")) {
+      for (const char* key : {"batchnorm", "batchnorm_eps", "conv_bias", "eps", "strip_eps"}) n.erase(key);
+    }
+    EXPECT_EQ(deploy::mobilenetv2_graph(legacy.config), recorded);
+    ASSERT_EQ(traced.tensors.size(), legacy.tensors.size());
+    for (const auto& [tensor, t] : traced.tensors) {
+      ASSERT_TRUE(legacy.tensors.count(tensor)) << tensor;
+      const deploy::FoldedTensor& l = legacy.tensors.at(tensor);
+      ASSERT_EQ(l.shape, t.shape) << tensor;
+      for (size_t i = 0; i < t.data.size(); ++i) ASSERT_NEAR(l.data[i], t.data[i], 1e-12 * (1 + std::abs(t.data[i]))) << tensor;
+    }
     const Tensor x = test::random({2, kSize, kSize, 3}, 98, false, 1.0, DType::kF32);
     NoGradGuard no_grad;
-    EXPECT_LE(test::relative_error(deploy::Runtime(folded).run(x), model->forward(x)), 1e-4);
+    EXPECT_LE(test::relative_error(deploy::Runtime(traced).run(x), model->forward(x)), 1e-4);
   }
+  nlohmann::json foreign = {{"architecture", "resnet50"}, {"width", 1.0}, {"small_input", false}};
+  EXPECT_THROW(deploy::mobilenetv2_graph(foreign), Error);
 }
 
 // A traced graph is checked when loaded: an unknown op, a node reading a value not yet computed

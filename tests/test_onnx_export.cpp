@@ -127,7 +127,7 @@ TEST(OnnxExport, AModelThatDoesNotFitItsArchitectureIsOneClearError) {
       << error_of(misshapen);
   deploy::DeployModel foreign = folded;
   foreign.config["architecture"] = "resnet50";
-  EXPECT_NE(error_of(foreign).find("not resnet50"), std::string::npos) << error_of(foreign);
+  EXPECT_NE(error_of(foreign).find("unknown architecture resnet50"), std::string::npos) << error_of(foreign);
   deploy::DeployModel open = folded;
   open.config["genotype"]["enhancers"][2]["ops"] = nlohmann::json::array();
   EXPECT_NE(error_of(open).find("not fixed"), std::string::npos) << error_of(open);

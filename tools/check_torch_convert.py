@@ -34,8 +34,7 @@ except ImportError as e:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_mobilenetv2_mp as mp  # noqa: E402
 import torch_models  # noqa: E402
-from check_util import (FIXED_CHOICES, centered, fixed_model, randomize_batchnorms, relative,  # noqa: E402
-                        rounding_floor, save_for_pmpl)
+from check_util import centered, fixed_model, relative, rounding_floor, save_for_pmpl  # noqa: E402
 
 CASES = [("mobilenetv2", dict(width=0.5, num_classes=7, small_input=False), 48),
          ("mobilenetv2_mp", dict(width=0.25, num_classes=5, small_input=True), 24)]
@@ -52,7 +51,7 @@ def check_export(pmpl, tool, tmp):
     import torchvision.transforms as T
 
     width, classes, size = 0.25, 5, 24
-    model, genotype = fixed_model(width, classes, size)
+    model, genotype = fixed_model("mobilenetv2_mp", width, classes, size)
     st, geno = save_for_pmpl(model, genotype, os.path.join(tmp, "fixed"))
     # Structure the network responds to (smooth ramps, a bright block off-centre), plus noise:
     # a crop or resize that differs from torchvision's moves the probabilities visibly.
@@ -112,12 +111,7 @@ def check_graph_exports(pmpl, tool, tmp):
 
     size, classes, failures = 32, 6, 0
     for name, width in GRAPH_CASES:
-        probe = torch_models.build(name, width, classes, True, 0.0)
-        enhancers = [n for n, m in probe.named_modules() if n.endswith(".enhancer")]
-        genotype = {n: FIXED_CHOICES[i % len(FIXED_CHOICES)] for i, n in enumerate(enhancers)}
-        torch.manual_seed(13)
-        model = torch_models.build(name, width, classes, True, 0.0, genotype)
-        randomize_batchnorms(model, size)
+        model, genotype = fixed_model(name, width, classes, size, True, seed=13)
         st, geno = save_for_pmpl(model, genotype, os.path.join(tmp, name))
         exported, back = (os.path.join(tmp, f"{name}.{ext}") for ext in ("pmpl", "pth"))
         subprocess.run([pmpl, "export", "--weights", st, "--model", name, "--width", str(width), "--small-input",

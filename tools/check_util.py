@@ -1,5 +1,5 @@
 """What the PyTorch-side checks share (tools/check_torch_convert.py, tools/check_onnx_export.py):
-a fixed Meta-Pooling network with every op kind and realistic batchnorms, its conversion to pmpl
+a fixed network of any backbone, its enhancers with every op kind and realistic batchnorms, its conversion to pmpl
 weights, and the error measures they compare logits with."""
 import copy
 import json
@@ -9,25 +9,26 @@ import sys
 
 import torch
 
-import torch_mobilenetv2_mp as mp
+import torch_models
 
 # Every op kind, pairs too, cycled over the enhancers.
 FIXED_CHOICES = [["strip"], ["max7"], ["avg3", "max3"], ["skip"], ["avg5"], ["strip", "avg7"], ["max5"]]
 
 
-def fixed_model(width, classes, size, small_input=True, meta_pooling=True, seed=11):
-    """A MobileNetV2 (with meta_pooling: -MP, fixed to FIXED_CHOICES), its batchnorms' affine
-    parameters off their initial values and then their running statistics the true averages of a
-    few random batches, in eval mode. In that order every batchnorm normalises what reaches it,
-    as in a trained network; statistics gathered first and then shifted by new affine parameters
-    leave later layers with near-constant channels that amplify rounding a thousandfold. Returns (model, genotype as {enhancer name: ops}, or None)."""
+def fixed_model(name, width, classes, size, small_input=True, seed=11):
+    """pmpl's network `name` (tools/torch_models.py), a `_mp` one fixed to FIXED_CHOICES, its
+    batchnorms' affine parameters off their initial values and then their running statistics the
+    true averages of a few random batches, in eval mode. In that order every batchnorm normalises
+    what reaches it, as in a trained network; statistics gathered first and then shifted by new
+    affine parameters leave later layers with near-constant channels that amplify rounding a
+    thousandfold. Returns (model, genotype as {enhancer name: ops}, or None)."""
     genotype = None
-    if meta_pooling:
-        probe = mp.build(width, classes, small_input, True)
-        names = [f"features.{i}.enhancer" for i, b in enumerate(probe.features) if hasattr(b, "enhancer")]
+    if name.endswith("_mp"):
+        probe = torch_models.build(name, width, classes, small_input, 0.0)
+        names = [n for n, _ in probe.named_modules() if n.endswith(".enhancer")]
         genotype = {n: FIXED_CHOICES[i % len(FIXED_CHOICES)] for i, n in enumerate(names)}
     torch.manual_seed(seed)
-    model = mp.build(width, classes, small_input, meta_pooling, genotype=genotype)
+    model = torch_models.build(name, width, classes, small_input, 0.0, genotype)
     randomize_batchnorms(model, size)
     return model, genotype
 

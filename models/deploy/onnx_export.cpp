@@ -1,12 +1,15 @@
 #include "models/deploy/onnx_export.h"
 
+#include <algorithm>
+#include <set>
+
 #include <fmt/ranges.h>
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
 #include "engine/error.h"
+#include "models/deploy/mobilenetv2_graph.h"
 #include "models/genotype.h"
-#include "models/mobilenetv2.h"
 
 namespace pmpl::deploy {
 namespace {
@@ -70,15 +73,24 @@ class GraphWriter {
     a->set_i(value);
   }
 
-  // pmpl's conv `prefix` (.weight, .bias) on x: a dense [Cout, k, k, Cin] weight becomes ONNX's
-  // [Cout, Cin, k, k]; a depthwise [C, k, k] one [C, 1, k, k] with group C.
-  std::string conv(const std::string& x, const std::string& prefix, const std::vector<int64_t>& shape, int stride,
-                   bool depthwise) {
+  static void real(onnx::NodeProto* n, const std::string& name, float value) {
+    onnx::AttributeProto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(value);
+  }
+
+  // pmpl's conv `prefix` (.weight, .bias) on x, making value `out` (default: prefix): a dense
+  // [Cout, k, k, Cin] weight becomes ONNX's [Cout, Cin, k, k]; a depthwise [C, k, k] one
+  // [C, 1, k, k] with group C.
+  std::string conv(const std::string& x, const std::string& prefix, const std::vector<int64_t>& shape, int64_t stride,
+                   int64_t pad, bool depthwise, std::string out = "") {
+    if (out.empty()) out = prefix;
     const FoldedTensor& w = tensor(prefix + ".weight", shape);
-    const int64_t out = w.shape[0], k = w.shape[1], in = depthwise ? 1 : w.shape[3];
-    tensor(prefix + ".bias", {out});
+    const int64_t cout = w.shape[0], k = w.shape[1], in = depthwise ? 1 : w.shape[3];
+    tensor(prefix + ".bias", {cout});
     std::vector<float> weight(w.data.size());
-    for (int64_t o = 0; o < out; ++o) {
+    for (int64_t o = 0; o < cout; ++o) {
       for (int64_t i = 0; i < in; ++i) {
         for (int64_t r = 0; r < k * k; ++r) {
           weight[static_cast<size_t>((o * in + i) * k * k + r)] =
@@ -86,24 +98,78 @@ class GraphWriter {
         }
       }
     }
-    const std::string w_name = initializer(prefix + ".weight", {out, in, k, k}, weight);
-    const std::string b_name = initializer(prefix + ".bias", {out}, floats(prefix + ".bias"));
-    onnx::NodeProto* n = node("Conv", {x, w_name, b_name}, prefix);
+    const std::string w_name = initializer(prefix + ".weight", {cout, in, k, k}, weight);
+    const std::string b_name = initializer(prefix + ".bias", {cout}, floats(prefix + ".bias"));
+    onnx::NodeProto* n = node("Conv", {x, w_name, b_name}, out);
     ints(n, "kernel_shape", {k, k});
     ints(n, "strides", {stride, stride});
-    ints(n, "pads", {k / 2, k / 2, k / 2, k / 2});
-    if (depthwise) integer(n, "group", out);
-    return prefix;
+    ints(n, "pads", {pad, pad, pad, pad});
+    if (depthwise) integer(n, "group", cout);
+    return out;
   }
 
-  std::string relu6(const std::string& x) {
-    if (!clip_bounds_) {
-      initializer("relu6.min", {}, {0.0f});
-      initializer("relu6.max", {}, {6.0f});
-      clip_bounds_ = true;
+  // The graph's activation `act` on x (docs/FORMAT.md): ReLU6 is Clip(0, 6), SiLU x * Sigmoid(x),
+  // hardsigmoid HardSigmoid(1/6, 1/2) = relu6(x + 3) / 6. Returns the value that holds it, named
+  // `out` (default: x.<act>).
+  std::string activation(const std::string& x, const std::string& act, std::string out = "") {
+    if (act == "none") {
+      if (out.empty()) return x;
+      node("Identity", {x}, out);
+      return out;
     }
-    node("Clip", {x, "relu6.min", "relu6.max"}, x + ".relu6");
-    return x + ".relu6";
+    if (out.empty()) out = x + "." + act;
+    if (act == "relu6") {
+      if (!clip_bounds_) {
+        initializer("relu6.min", {}, {0.0f});
+        initializer("relu6.max", {}, {6.0f});
+        clip_bounds_ = true;
+      }
+      node("Clip", {x, "relu6.min", "relu6.max"}, out);
+    } else if (act == "relu") {
+      node("Relu", {x}, out);
+    } else if (act == "hardswish") {
+      node("HardSwish", {x}, out);
+    } else if (act == "sigmoid") {
+      node("Sigmoid", {x}, out);
+    } else if (act == "hardsigmoid") {
+      onnx::NodeProto* n = node("HardSigmoid", {x}, out);
+      real(n, "alpha", 1.0f / 6.0f);
+      real(n, "beta", 0.5f);
+    } else {
+      PMPL_CHECK(act == "silu", "unknown activation {} after {}; re-export the model with this pmpl", act, x);
+      node("Sigmoid", {x}, out + ".sigmoid");
+      node("Mul", {x, out + ".sigmoid"}, out);
+    }
+    return out;
+  }
+
+  // The folded per-channel tensor `name` ([C]) as an initializer broadcasting over a value of
+  // `rank` dimensions ([1, C, 1, 1] or [1, C]).
+  std::string per_channel(const std::string& name, int64_t channels, int rank) {
+    tensor(name, {channels});
+    std::vector<int64_t> dims(static_cast<size_t>(rank), 1);
+    dims[1] = channels;
+    return initializer(name, dims, floats(name));
+  }
+
+  // A name for the value of graph node `name` (op `op`) that no other value has.
+  std::string fresh_name(const std::string& name, const std::string& op) {
+    std::string out = used_.count(name) ? name + "." + op : name;
+    for (int i = 2; used_.count(out); ++i) out = name + "." + op + std::to_string(i);
+    used_.insert(out);
+    return out;
+  }
+
+  // Renames value `from` to `to` wherever a node makes or reads it.
+  void rename(const std::string& from, const std::string& to) {
+    for (onnx::NodeProto& n : *graph_->mutable_node()) {
+      for (std::string& v : *n.mutable_input()) {
+        if (v == from) v = to;
+      }
+      for (std::string& v : *n.mutable_output()) {
+        if (v == from) v = to;
+      }
+    }
   }
 
   std::vector<float> floats(const std::string& name) const {
@@ -115,9 +181,18 @@ class GraphWriter {
   const DeployModel& model_;
   onnx::GraphProto* graph_;
   bool clip_bounds_ = false;
+  std::set<std::string> used_;
 };
 
-int64_t conv_output_size(int64_t size, int stride) { return (size - 1) / stride + 1; }
+// A value of the graph as ONNX sees it: its name and its shape past the batch ([C, H, W] or [C]).
+struct Value {
+  std::string name;
+  std::vector<int64_t> dims;
+};
+
+int64_t window_output_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad) {
+  return (size + 2 * pad - kernel) / stride + 1;
+}
 
 // Coordinate-attention strip pooling on y [N, C, H, W] (layers/meta_pooling.h's strip branch):
 // row means and column means stacked along H, a 1x1 conv + hardswish, split back, a gate per row
@@ -131,30 +206,59 @@ std::string strip_attention(GraphWriter& g, const std::string& y, const std::str
   GraphWriter::ints(cols, "axes", {2});
   GraphWriter::ints(g.node("Transpose", {s + ".cols"}, s + ".cols_t"), "perm", {0, 1, 3, 2});
   GraphWriter::integer(g.node("Concat", {s + ".rows", s + ".cols_t"}, s + ".pooled"), "axis", 2);
-  const std::string mixed = g.conv(s + ".pooled", s + ".conv1", {-1, 1, 1, c}, 1, false);
+  const std::string mixed = g.conv(s + ".pooled", s + ".conv1", {-1, 1, 1, c}, 1, 0, false);
   const int64_t m = g.tensor(s + ".conv1.weight", {-1, 1, 1, c}).shape[0];
   g.node("HardSwish", {mixed}, mixed + ".hardswish");
   const std::string sizes = g.int64_initializer(s + ".split_sizes", {h, w});
   onnx::NodeProto* split = g.node("Split", {mixed + ".hardswish", sizes}, s + ".part_h");
   split->add_output(s + ".part_w");
   GraphWriter::integer(split, "axis", 2);
-  g.node("Sigmoid", {g.conv(s + ".part_h", s + ".conv_h", {c, 1, 1, m}, 1, false)}, s + ".a_h");
-  g.node("Sigmoid", {g.conv(s + ".part_w", s + ".conv_w", {c, 1, 1, m}, 1, false)}, s + ".a_w_t");
+  g.node("Sigmoid", {g.conv(s + ".part_h", s + ".conv_h", {c, 1, 1, m}, 1, 0, false)}, s + ".a_h");
+  g.node("Sigmoid", {g.conv(s + ".part_w", s + ".conv_w", {c, 1, 1, m}, 1, 0, false)}, s + ".a_w_t");
   GraphWriter::ints(g.node("Transpose", {s + ".a_w_t"}, s + ".a_w"), "perm", {0, 1, 3, 2});
   g.node("Mul", {y, s + ".a_w"}, s + ".x_a_w");
   g.node("Mul", {s + ".x_a_w", s + ".a_h"}, s);
   return s;
 }
 
-std::string pool(GraphWriter& g, PoolOp op, const std::string& y, const std::string& name) {
-  const std::string_view op_name = pool_op_name(op);
-  const int64_t k = op_name.back() - '0';
-  onnx::NodeProto* n = g.node(op_name.substr(0, 3) == "max" ? "MaxPool" : "AveragePool", {y}, name);
+// MaxPool or AveragePool (counting the padding, as pmpl's avg pools do).
+std::string window_pool(GraphWriter& g, bool max, const std::string& y, const std::string& name, int64_t k,
+                        int64_t stride, int64_t pad) {
+  onnx::NodeProto* n = g.node(max ? "MaxPool" : "AveragePool", {y}, name);
   GraphWriter::ints(n, "kernel_shape", {k, k});
-  GraphWriter::ints(n, "strides", {1, 1});
-  GraphWriter::ints(n, "pads", {k / 2, k / 2, k / 2, k / 2});
-  if (op_name.substr(0, 3) == "avg") GraphWriter::integer(n, "count_include_pad", 1);
+  GraphWriter::ints(n, "strides", {stride, stride});
+  GraphWriter::ints(n, "pads", {pad, pad, pad, pad});
+  if (!max) GraphWriter::integer(n, "count_include_pad", 1);
   return name;
+}
+
+// A fixed enhancer on y [C, H, W]: its ops summed, the folded batchnorm as a scale and shift per
+// channel (broadcast as [1, C, 1, 1]), then hardswish.
+std::string enhancer(GraphWriter& g, const nlohmann::json& node, const Value& y) {
+  const std::string e = node.at("name");
+  const int64_t c = y.dims[0];
+  std::string mixed;
+  const auto ops = node.at("ops").get<std::vector<std::string>>();
+  PMPL_CHECK(!ops.empty() && ops.size() <= 2, "enhancer {} has {} ops, expected 1 or 2", e, ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const PoolOp op = parse_pool_op(ops[i]);
+    const std::string_view op_name = pool_op_name(op);
+    const int64_t k = op_name.back() - '0';
+    const std::string branch = op == PoolOp::kSkip    ? y.name
+                               : op == PoolOp::kStrip ? strip_attention(g, y.name, e, c, y.dims[1], y.dims[2])
+                                                      : window_pool(g, op_name.substr(0, 3) == "max", y.name,
+                                                                    e + "." + std::string(op_name), k, 1, k / 2);
+    if (i == 0) {
+      mixed = branch;
+    } else {
+      g.node("Add", {mixed, branch}, e + ".sum" + std::to_string(i));
+      mixed = e + ".sum" + std::to_string(i);
+    }
+  }
+  g.node("Mul", {mixed, g.per_channel(e + ".scale", c, 4)}, e + ".scaled");
+  g.node("Add", {e + ".scaled", g.per_channel(e + ".shift", c, 4)}, e + ".bn");
+  g.node("HardSwish", {e + ".bn"}, e);
+  return e;
 }
 
 void metadata(onnx::ModelProto& m, const std::string& key, const std::string& value) {
@@ -177,6 +281,104 @@ void value_info(onnx::ValueInfoProto* v, const std::string& name, const std::vec
   }
 }
 
+// One node of the deployment graph (docs/FORMAT.md, "The graph") as ONNX nodes, reading `in`.
+// `out` names the value it makes (node names repeat: an SE block's pool, gates and product share
+// its path); `name` stays the prefix of the node's tensors.
+Value write_node(GraphWriter& g, const nlohmann::json& node, const std::vector<const Value*>& in, const std::string& out) {
+  const std::string op = node.at("op"), name = node.at("name");
+  const Value& x = *in[0];
+  const bool spatial = x.dims.size() == 3;
+  auto needs_spatial = [&] {
+    PMPL_CHECK(spatial, "{} ({}) reads a value without height and width; re-export the model", name, op);
+  };
+  const std::string act = node.value("act", "none");
+  if (op == "conv" || op == "depthwise") {
+    needs_spatial();
+    const int64_t k = node.at("kernel"), stride = node.at("stride"), pad = node.at("pad");
+    const bool depthwise = op == "depthwise";
+    const std::vector<int64_t> shape = depthwise ? std::vector<int64_t>{x.dims[0], k, k}
+                                                 : std::vector<int64_t>{-1, k, k, x.dims[0]};
+    const std::string y = g.conv(x.name, name, shape, stride, pad, depthwise, out);
+    const int64_t c = g.tensor(name + ".weight", shape).shape[0];
+    return {g.activation(y, act), {c, window_output_size(x.dims[1], k, stride, pad),
+                                   window_output_size(x.dims[2], k, stride, pad)}};
+  }
+  if (op == "affine") {
+    const int rank = static_cast<int>(x.dims.size()) + 1;
+    g.node("Mul", {x.name, g.per_channel(name + ".scale", x.dims[0], rank)}, out + ".scaled");
+    g.node("Add", {out + ".scaled", g.per_channel(name + ".shift", x.dims[0], rank)}, out);
+    return {g.activation(out, act), x.dims};
+  }
+  if (op == "act") return {g.activation(x.name, act, out), x.dims};
+  if (op == "linear") {
+    PMPL_CHECK(x.dims.size() == 1, "{} (linear) reads a value of rank {}, expected [N, features]", name,
+               x.dims.size() + 1);
+    const int64_t features = g.tensor(name + ".weight", {-1, x.dims[0]}).shape[0];
+    g.tensor(name + ".bias", {features});
+    const std::string w = g.initializer(name + ".weight", {features, x.dims[0]}, g.floats(name + ".weight"));
+    const std::string b = g.initializer(name + ".bias", {features}, g.floats(name + ".bias"));
+    GraphWriter::integer(g.node("Gemm", {x.name, w, b}, out), "transB", 1);
+    return {out, {features}};
+  }
+  if (op == "add" || op == "mul") {
+    g.node(op == "add" ? "Add" : "Mul", {x.name, in[1]->name}, out);
+    return {out, x.dims};
+  }
+  if (op == "max_pool" || op == "avg_pool") {
+    needs_spatial();
+    const int64_t k = node.at("kernel"), stride = node.value("stride", 1), pad = node.value("pad", 0);
+    window_pool(g, op == "max_pool", x.name, out, k, stride, pad);
+    return {out, {x.dims[0], window_output_size(x.dims[1], k, stride, pad), window_output_size(x.dims[2], k, stride, pad)}};
+  }
+  if (op == "global_avg_pool") {
+    needs_spatial();
+    if (node.value("keep_dims", false)) {
+      g.node("GlobalAveragePool", {x.name}, out);
+      return {out, {x.dims[0], 1, 1}};
+    }
+    g.node("GlobalAveragePool", {x.name}, out + ".keep_dims");
+    GraphWriter::integer(g.node("Flatten", {out + ".keep_dims"}, out), "axis", 1);
+    return {out, {x.dims[0]}};
+  }
+  if (op == "slice") {
+    const int64_t begin = node.at("begin"), end = node.at("end");
+    PMPL_CHECK(begin >= 0 && end > begin && end <= x.dims[0], "{}: slice [{}, {}) of {} channels", name, begin, end,
+               x.dims[0]);
+    g.node("Slice", {x.name, g.int64_initializer(out + ".starts", {begin}), g.int64_initializer(out + ".ends", {end}),
+                     g.int64_initializer(out + ".axes", {1})},
+           out);
+    std::vector<int64_t> dims = x.dims;
+    dims[0] = end - begin;
+    return {out, dims};
+  }
+  if (op == "concat") {
+    PMPL_CHECK(x.dims.size() == in[1]->dims.size() &&
+                   std::equal(x.dims.begin() + 1, x.dims.end(), in[1]->dims.begin() + 1),
+               "{} (concat) joins values of different sizes", name);
+    GraphWriter::integer(g.node("Concat", {x.name, in[1]->name}, out), "axis", 1);
+    std::vector<int64_t> dims = x.dims;
+    dims[0] += in[1]->dims[0];
+    return {out, dims};
+  }
+  if (op == "channel_shuffle") {
+    // torchvision's view [N, groups, C / groups, H, W], transpose(1, 2), view [N, C, H, W].
+    needs_spatial();
+    const int64_t groups = node.at("groups"), c = x.dims[0], h = x.dims[1], w = x.dims[2];
+    PMPL_CHECK(groups >= 1 && c % groups == 0, "{}: {} channels in {} groups", name, c, groups);
+    g.node("Reshape", {x.name, g.int64_initializer(out + ".grouped_shape", {0, groups, c / groups, h, w})},
+           out + ".grouped");
+    GraphWriter::ints(g.node("Transpose", {out + ".grouped"}, out + ".transposed"), "perm", {0, 2, 1, 3, 4});
+    g.node("Reshape", {out + ".transposed", g.int64_initializer(out + ".shape", {0, c, h, w})}, out);
+    return {out, x.dims};
+  }
+  if (op == "enhancer") {
+    needs_spatial();
+    return {enhancer(g, node, x), x.dims};
+  }
+  PMPL_CHECK(false, "unknown graph op {} ({}); re-export the model with this pmpl", op, name);
+  return {};
+}
+
 }  // namespace
 
 std::string onnx_model_bytes(const DeployModel& model) {
@@ -184,23 +386,17 @@ std::string onnx_model_bytes(const DeployModel& model) {
   PMPL_CHECK(!config.contains("quantization"), "this is an int8 model: ONNX export takes the f32 network (export "
              "it again without --dtype int8, or quantise the ONNX file with onnxruntime's tools)");
   std::string architecture;
-  double width = 1.0;
-  bool small_input = false;
   int64_t size = 0, classes = 0;
-  Genotype genotype;
+  nlohmann::json graph_json;
   try {
     architecture = config.at("architecture");
-    width = config.at("width");
-    small_input = config.at("small_input");
     size = config.at("input").at("size");
     classes = static_cast<int64_t>(config.at("classes").size());
-    if (architecture == "mobilenetv2_mp") genotype = Genotype::from_json(config.at("genotype"), "the model");
   } catch (const nlohmann::json::exception& e) {
     PMPL_CHECK(false, "the model description is incomplete ({}); re-export it", e.what());
   }
-  PMPL_CHECK(architecture == "mobilenetv2" || architecture == "mobilenetv2_mp",
-             "ONNX export knows mobilenetv2 and mobilenetv2_mp so far, not {} (issue #15)", architecture);
   PMPL_CHECK(size >= 8 && classes > 0, "no classes or an implausible input size ({})", size);
+  graph_json = deployment_graph(config);
 
   onnx::ModelProto m;
   m.set_ir_version(onnx::IR_VERSION);
@@ -218,72 +414,36 @@ std::string onnx_model_bytes(const DeployModel& model) {
   value_info(graph->add_output(), "logits", {-1, classes});
 
   GraphWriter g(model, graph);
-  const ArchitectureSpec spec = mobilenetv2_spec(width, small_input);
-  int64_t side = conv_output_size(size, spec.stem_stride);
-  std::string x = g.relu6(g.conv("images", "features.0.0", {spec.stem_channels, 3, 3, 3}, spec.stem_stride, false));
-  size_t enhancer = 0;
-  for (const BlockSpec& b : spec.blocks) {
-    const std::string p = "features." + std::to_string(b.index) + ".conv.";
-    std::string y = x;
-    int child = 0;
-    if (b.expand != 1) y = g.relu6(g.conv(y, p + std::to_string(child++) + ".0", {b.hidden, 1, 1, b.in}, 1, false));
-    y = g.relu6(g.conv(y, p + std::to_string(child++) + ".0", {b.hidden, 3, 3}, b.stride, true));
-    side = conv_output_size(side, b.stride);
-    if (architecture == "mobilenetv2_mp" && b.expand != 1) {
-      PMPL_CHECK(enhancer < genotype.enhancers.size(), "the genotype has {} enhancers, the network more",
-                 genotype.enhancers.size());
-      const Genotype::Entry& entry = genotype.enhancers[enhancer++];
-      const std::string e = "features." + std::to_string(b.index) + ".enhancer";
-      PMPL_CHECK(entry.name == e && !entry.ops.empty(), "the genotype's enhancer {} is not the network's {}, or "
-                 "not fixed; re-export it", entry.name, e);
-      std::string mixed;
-      for (size_t i = 0; i < entry.ops.size(); ++i) {
-        const PoolOp op = entry.ops[i];
-        const std::string branch = op == PoolOp::kSkip    ? y
-                                   : op == PoolOp::kStrip ? strip_attention(g, y, e, b.hidden, side, side)
-                                                          : pool(g, op, y, e + "." + std::string(pool_op_name(op)));
-        if (i == 0) {
-          mixed = branch;
-        } else {
-          g.node("Add", {mixed, branch}, e + ".sum" + std::to_string(i));
-          mixed = e + ".sum" + std::to_string(i);
-        }
+  std::vector<Value> values{{"images", {3, size, size}}};
+  int output = 0;
+  try {
+    for (const nlohmann::json& node : graph_json.at("nodes")) {
+      std::vector<const Value*> in;
+      for (int v : node.at("inputs").get<std::vector<int>>()) {
+        PMPL_CHECK(v >= 0 && v < static_cast<int>(values.size()), "{} reads value {}, not yet computed",
+                   node.at("name").get<std::string>(), v);
+        in.push_back(&values[static_cast<size_t>(v)]);
       }
-      // The enhancer's batchnorm as scale and shift over channels (broadcast as [1, C, 1, 1]).
-      auto per_channel = [&](const std::string& name) {
-        g.tensor(name, {b.hidden});
-        return g.initializer(name, {1, b.hidden, 1, 1}, g.floats(name));
-      };
-      g.node("Mul", {mixed, per_channel(e + ".scale")}, e + ".scaled");
-      g.node("Add", {e + ".scaled", per_channel(e + ".shift")}, e + ".bn");
-      g.node("HardSwish", {e + ".bn"}, e);
-      y = e;
+      const std::string op = node.at("op");
+      PMPL_CHECK(!in.empty() && in.size() == (op == "add" || op == "mul" || op == "concat" ? 2u : 1u),
+                 "{} ({}) has {} inputs", node.at("name").get<std::string>(), op, in.size());
+      values.push_back(write_node(g, node, in, g.fresh_name(node.at("name"), op)));
     }
-    y = g.conv(y, p + std::to_string(child), {b.out, 1, 1, b.hidden}, 1, false);
-    if (b.residual()) {
-      g.node("Add", {x, y}, "features." + std::to_string(b.index));
-      y = "features." + std::to_string(b.index);
-    }
-    x = y;
+    output = graph_json.at("output");
+  } catch (const nlohmann::json::exception& e) {
+    PMPL_CHECK(false, "the model's graph is incomplete ({}); re-export it", e.what());
   }
-  PMPL_CHECK(enhancer == genotype.enhancers.size(), "the genotype lists {} enhancers, the network has {}",
-             genotype.enhancers.size(), enhancer);
-  x = g.relu6(g.conv(x, "features.18.0", {spec.last_channels, 1, 1, spec.blocks.back().out}, 1, false));
-  g.node("GlobalAveragePool", {x}, "pooled");
-  GraphWriter::integer(g.node("Flatten", {"pooled"}, "pooled.flat"), "axis", 1);
-  g.tensor("classifier.1.weight", {classes, spec.last_channels});
-  g.tensor("classifier.1.bias", {classes});
-  const std::string w = g.initializer("classifier.1.weight", {classes, spec.last_channels},
-                                      g.floats("classifier.1.weight"));
-  const std::string bias = g.initializer("classifier.1.bias", {classes}, g.floats("classifier.1.bias"));
-  GraphWriter::integer(g.node("Gemm", {"pooled.flat", w, bias}, "logits"), "transB", 1);
+  PMPL_CHECK(output > 0 && output < static_cast<int>(values.size()) &&
+                 values[static_cast<size_t>(output)].dims == std::vector<int64_t>{classes},
+             "the graph's output is not one score per class; re-export the model");
+  g.rename(values[static_cast<size_t>(output)].name, "logits");
 
   metadata(m, "pmpl.architecture", architecture);
   metadata(m, "pmpl.classes", config.at("classes").dump());
   metadata(m, "pmpl.input", config.at("input").dump());
-  metadata(m, "pmpl.width", config.at("width").dump());
-  metadata(m, "pmpl.small_input", config.at("small_input").dump());
-  if (architecture == "mobilenetv2_mp") metadata(m, "pmpl.genotype", config.at("genotype").dump());
+  for (const char* key : {"width", "small_input", "genotype"}) {
+    if (config.contains(key) && !config.at(key).is_null()) metadata(m, std::string("pmpl.") + key, config.at(key).dump());
+  }
 
   try {
     onnx::checker::check_model(m);

@@ -1,5 +1,5 @@
-// `pmpl export --format onnx`: the folded network (export.h's DeployModel) as a standard ONNX
-// graph, built with onnx's own protobuf schema (Debian's libonnx-dev): opset 17, NCHW float
+// `pmpl export --format onnx`: the folded network of any backbone (export.h's DeployModel, walked
+// through its deployment graph, models/deploy/graph.h) as a standard ONNX graph, built with onnx's own protobuf schema (Debian's libonnx-dev): opset 17, NCHW float
 // images [batch, 3, size, size] normalised as the config says in, logits [batch, classes] out;
 // batchnorms folded, fixed enhancers as plain pools, adds and the strip attention's ops; the
 // class names, input size, mean, std and genotype in the model's metadata_props (docs/FORMAT.md,
