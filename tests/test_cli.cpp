@@ -314,7 +314,7 @@ TEST(Cli, ShortMobileNetV3RunsPointAtBnMomentum) {
   pmpl::data::convert_fashion_mnist((data.path / "fmnist").string(), pmpl::data::kFashionMnistDir, 100);
   for (const std::string flag : {"", " --bn-momentum 0.1"}) {
     pmpl::test::TempRun run("v3_momentum");
-    const Result r = run_cli("train --data " + (data.path / "fmnist").string() + " --model mobilenetv3_small_mp" + flag +
+    const Result r = run_cli("train --data " + (data.path / "fmnist").string() + " --model mobilenetv3_small" + flag +
                              " --epochs 1 --max-steps 1 --batch-size 32 --width 0.25 --small-input --input-size 28 "
                              "--workers 1 --output " + run.dir);
     ASSERT_EQ(r.code, 0) << r.output;

@@ -79,6 +79,40 @@ TEST(Pmpl, SearchFixesToTheLeaderAndWritesTheGenotype) {
   EXPECT_EQ(model->genotype().to_json(), g.to_json());
 }
 
+// Every backbone's Meta-Pooling variant searches as MobileNetV2-MP does: the alphas move (some
+// enhancer crosses the threshold), every enhancer is fixed by the end, and the genotype names
+// them all. (Until 2026-12-06 only mobilenetv2_mp searched; the others trained the uniform
+// mixture and wrote no genotype.)
+TEST(Pmpl, EveryBackboneSearches) {
+  for (const std::string& name : model_names()) {
+    if (name.size() < 3 || name.compare(name.size() - 3, 3, "_mp") != 0 || name == "mobilenetv2_mp") continue;
+    SCOPED_TRACE(name);
+    TempRun run("search_" + name);
+    TrainConfig c = tiny_search(run.dir);
+    c.model = name;
+    if (name.rfind("shufflenetv2", 0) == 0) c.width = 1.0;
+    c.arch_lr = 0.3;
+    c.fix_threshold = 0.05;
+    c.force_fix_epoch = 5;  // only the end forces
+    ASSERT_TRUE(run_training(c).completed);
+    int threshold_fixes = 0, forced = 0;
+    for (const nlohmann::json& line : read_log(run.dir)) {
+      if (line.value("event", "") != "fixed") continue;
+      threshold_fixes += line["why"] == "threshold";
+      forced += line["why"] == "forced";
+    }
+    EXPECT_GT(threshold_fixes, 0) << "the alphas should separate with arch-lr 0.3";
+    const Genotype g = Genotype::load(run.dir + "/genotype.json");
+    EXPECT_TRUE(g.complete());
+    ModelConfig mc;
+    mc.width = c.width;
+    mc.small_input = true;
+    mc.num_classes = 3;
+    EXPECT_EQ(g.enhancers.size(), build_model(name, mc)->enhancers().size());
+    EXPECT_EQ(static_cast<size_t>(threshold_fixes + forced), g.enhancers.size());
+  }
+}
+
 // Runs `base` (a tiny search; output set here) to the end, then again killed after each of
 // `kill_at` steps and resumed: the final weights, BN statistics and optimiser state must be
 // byte for byte those of the run never stopped.

@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""Does PMPL find an architecture worth having? Trains, at one budget and over several seeds:
-  plain      MobileNetV2
-  pmpl       MobileNetV2-MP with the genotype a PMPL search found (the search runs first, its
+"""Does PMPL find an architecture worth having? Trains, at one budget and over several seeds, for
+a backbone (--model: mobilenetv2, the default, or any other in pmpl's registry without _mp):
+  plain      the backbone (MobileNetV2)
+  pmpl       its Meta-Pooling variant (MobileNetV2-MP) with the genotype a PMPL search found (the search runs first, its
              cost reported apart), trained from scratch; --search NAME=FLAGS adds more searched arms,
              each with its own searches (e.g. --search "pt=--select perturbation"); --derived
              NAME=SEARCH:RULE trains what another rule would have fixed at that search's end
              (the searches run the same steps until then): alpha / alpha2 (the one or two most
              probable ops), rise / rise2 (the one or two whose removal raised the loss most;
              the search must have run --select perturbation)
-  random     MobileNetV2-MP with a random genotype (one op per enhancer, uniformly, per seed)
-  max3       MobileNetV2-MP with every enhancer max3
-  skip       MobileNetV2-MP with every enhancer skip (the enhancer without pooling)
+  random     the MP variant with a random genotype (one op per enhancer, uniformly, per seed)
+  max3       the MP variant with every enhancer max3
+  skip       the MP variant with every enhancer skip (the enhancer without pooling)
 --arms chooses among the fixed arms (plain always).
 and prints a table (mean +- std of val top-1/top-5, params, MACs, training img/s), writes
 fidelity.json and, per search, the enhancers' probabilities over it (plot_run.py's enhancers.png).
@@ -62,7 +63,9 @@ def parse_args():
     p.add_argument("--pmpl", default=os.path.join(HERE, "..", "build", "pmpl"), help="the pmpl binary")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--input-size", type=int, default=56)
-    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--model", default="mobilenetv2", help="the backbone (pmpl's name, without _mp)")
+    p.add_argument("--width", type=float, default=None,
+                   help="width multiplier (default 0.25; ShuffleNetV2 carries its width in its name: 1)")
     p.add_argument("--epochs", type=int, default=2, help="training epochs of every arm")
     p.add_argument("--train-images", type=int, default=15000, help="--limit-train of every arm")
     p.add_argument("--search-epochs", type=int, default=1)
@@ -83,6 +86,13 @@ def parse_args():
     unknown = [x for x in a.arms if x not in ARMS]
     if unknown or "plain" not in a.arms:
         p.error(f"--arms takes plain and any of {ARMS[1:]}, got {a.arms}")
+    shuffle = a.model.startswith("shufflenetv2")
+    if a.width is None:
+        a.width = 1.0 if shuffle else 0.25
+    if shuffle and a.width != 1.0:
+        p.error(f"--width {a.width:g}: {a.model} carries its width in its name; leave --width out")
+    if a.model.endswith("_mp"):
+        p.error(f"--model {a.model}: name the backbone, without _mp (the arms choose plain or Meta-Pooling)")
     searched = (["pmpl"] if "pmpl" in a.arms else []) + [name for name, _ in a.search]
     for name, (search, _) in a.derived:
         if search not in searched:
@@ -90,9 +100,8 @@ def parse_args():
     return a
 
 
-def genotype_file(path, ops):
-    """ops: per enhancer, an op name or a list of one or two."""
-    names = [f"features.{i}.enhancer" for i in range(2, 18)]
+def genotype_file(path, names, ops):
+    """names: the enhancers in network order; ops: per enhancer, an op name or a list of one or two."""
     with open(path, "w") as f:
         json.dump({"format": "pmpl-genotype", "version": 1,
                    "enhancers": [{"name": n, "ops": op if isinstance(op, list) else [op]} for n, op in zip(names, ops)]},
@@ -100,9 +109,9 @@ def genotype_file(path, ops):
     return path
 
 
-def fixes_of(run):
-    """A search's fixed events, in block order."""
-    return sorted((l for l in read_log(run) if l.get("event") == "fixed"), key=lambda l: int(l["name"].split(".")[1]))
+def fixes_of(run, names):
+    """A search's fixed events, in network order (names: the enhancers in that order)."""
+    return sorted((l for l in read_log(run) if l.get("event") == "fixed"), key=lambda l: names.index(l["name"]))
 
 
 def read_log(run):
@@ -142,11 +151,22 @@ class Bench:
     def epochs_of(flags):
         return int(flags[flags.index("--epochs") + 1])
 
+    def summary_text(self, model_flags):
+        return subprocess.run([self.a.pmpl, "summary", *model_flags, "--width", str(self.a.width), "--small-input",
+                               "--input-size", str(self.a.input_size), "--num-classes", str(self.classes)],
+                              capture_output=True, text=True, check=True).stdout
+
     def summary(self, model_flags):
-        out = subprocess.run([self.a.pmpl, "summary", *model_flags, "--width", str(self.a.width), "--small-input",
-                              "--input-size", str(self.a.input_size), "--num-classes", str(self.classes)],
-                             capture_output=True, text=True, check=True).stdout
+        out = self.summary_text(model_flags)
         return int(re.search(r"params: (\d+)", out).group(1)), int(re.search(r"macs: (\d+)", out).group(1))
+
+    def enhancer_names(self):
+        """The MP variant's enhancers in network order, from `pmpl summary` (each one's batchnorm row)."""
+        names = [m.group(1) for m in re.finditer(r"^(\S+)\.enhancer\.bn\s", self.summary_text(["--model", self.mp]),
+                                                 re.MULTILINE)]
+        if not names:
+            raise SystemExit(f"bench_fidelity: pmpl summary lists no enhancers for {self.mp}")
+        return [n + ".enhancer" for n in names]
 
     @staticmethod
     def search_name(arm, seed):
@@ -155,15 +175,15 @@ class Bench:
     def arm_flags(self, arm, seed):
         base = ["--epochs", str(self.a.epochs), "--limit-train", str(self.a.train_images), "--seed", str(seed)]
         if arm == "plain":
-            return ["--model", "mobilenetv2", *base]
+            return ["--model", self.a.model, *base]
         if arm in self.searched:
             search = os.path.join(self.a.out, self.search_name(arm, seed), "genotype.json")
-            return ["--model", "mobilenetv2_mp", "--genotype", search, *base]
+            return ["--model", self.mp, "--genotype", search, *base]
         if arm in self.derived:
             search, rule = self.derived[arm]
             key, count = RULES[rule]
             genotype = []
-            for fix in fixes_of(os.path.join(self.a.out, self.search_name(search, seed))):
+            for fix in fixes_of(os.path.join(self.a.out, self.search_name(search, seed)), self.names):
                 if fix["why"] == "threshold":  # decided during the search, the same under every rule
                     genotype.append(fix["ops"].split("+"))
                     continue
@@ -171,25 +191,28 @@ class Bench:
                     raise SystemExit(f"bench_fidelity: {arm}: search {search} logged no {key} (run it with --select perturbation)")
                 genotype.append([OPS[i] for i in sorted(range(len(OPS)), key=lambda i: (-fix[key][i], i))[:count]])
             path = os.path.join(self.a.out, f"{arm}-s{seed}.genotype.json")
-            return ["--model", "mobilenetv2_mp", "--genotype", genotype_file(path, genotype), *base]
+            return ["--model", self.mp, "--genotype", genotype_file(path, self.names, genotype), *base]
         rng = random.Random(1000 + seed)
-        ops = [rng.choice(OPS) for _ in range(16)] if arm == "random" else [arm] * 16
-        return ["--model", "mobilenetv2_mp", "--genotype",
-                genotype_file(os.path.join(self.a.out, f"{arm}-s{seed}.genotype.json"), ops), *base]
+        count = len(self.names)
+        ops = [rng.choice(OPS) for _ in range(count)] if arm == "random" else [arm] * count
+        return ["--model", self.mp, "--genotype",
+                genotype_file(os.path.join(self.a.out, f"{arm}-s{seed}.genotype.json"), self.names, ops), *base]
 
     def run(self):
         a = self.a
         self.classes = len([d for d in os.listdir(os.path.join(a.data, "train"))])
+        self.mp = a.model + "_mp"
+        self.names = self.enhancer_names()
         # Each searched arm: the flags its searches add to the default search's.
         self.searched = dict(([("pmpl", [])] if "pmpl" in a.arms else []) + a.search)
         self.derived = dict(a.derived)
         arms = ["plain", *self.searched, *self.derived, *(x for x in ARMS if x in a.arms and x not in ("plain", "pmpl"))]
         seeds = list(range(a.seeds))
         t0 = time.time()
-        print(f"bench_fidelity: {a.seeds} seeds x {arms} at {a.input_size} px, width {a.width}, {a.epochs} epochs of "
+        print(f"bench_fidelity: {a.model}, {a.seeds} seeds x {arms} at {a.input_size} px, width {a.width}, {a.epochs} epochs of "
               f"{a.train_images} images; searches of {a.search_epochs} epoch(s) on {a.search_images}; {a.jobs} runs at a "
               f"time, {self.threads} thread(s) each", flush=True)
-        search_flags = lambda arm, s: ["--model", "mobilenetv2_mp", "--epochs", str(a.search_epochs), "--limit-train",
+        search_flags = lambda arm, s: ["--model", self.mp, "--epochs", str(a.search_epochs), "--limit-train",
                                        str(a.search_images), "--seed", str(s), *self.searched[arm]]
         jobs = [(self.search_name(arm, s), search_flags(arm, s)) for s in seeds for arm in self.searched]
         jobs += [(f"{arm}-s{s}", None) for s in seeds for arm in arms if arm not in self.searched and arm not in self.derived]
@@ -219,9 +242,9 @@ class Bench:
         for arm in arms:
             rows = [results[f"{arm}-s{s}"] for s in seeds]
             if arm == "plain":
-                sizes = [self.summary(["--model", "mobilenetv2"])] * len(seeds)
+                sizes = [self.summary(["--model", a.model])] * len(seeds)
             else:
-                sizes = [self.summary(["--model", "mobilenetv2_mp", "--genotype",
+                sizes = [self.summary(["--model", self.mp, "--genotype",
                                        self.arm_flags(arm, s)[self.arm_flags(arm, s).index("--genotype") + 1]])
                          for s in seeds]
             top1 = [100 * r["val_top1"] for r in rows]
@@ -234,7 +257,7 @@ class Bench:
         for arm, s in ((arm, s) for arm in self.searched for s in seeds):
             name = self.search_name(arm, s)
             run = os.path.join(a.out, name)
-            fixes = fixes_of(run)
+            fixes = fixes_of(run, self.names)
             searches.append({"arm": arm, "seed": s, "seconds": results[name]["seconds"],
                              "genotype": [f["ops"] for f in fixes],
                              "fixed_p": [max(f["probs"]) for f in fixes],
@@ -256,7 +279,7 @@ def mean_std(xs):
 
 def print_table(report):
     a = report["config"]
-    print(f"\n{a['seeds']} seeds, {a['input_size']} px, width {a['width']}, {a['epochs']} epochs of {a['train_images']} "
+    print(f"\n{a.get('model', 'mobilenetv2')}, {a['seeds']} seeds, {a['input_size']} px, width {a['width']}, {a['epochs']} epochs of {a['train_images']} "
           f"images, val top-1/top-5 in %, mean +- std over seeds\n")
     print("| arm | top-1 | top-5 | params | MACs | train img/s |")
     print("|---|---|---|---|---|---|")

@@ -32,13 +32,14 @@ void Trainer::print_start(bool resuming) {
                              resuming ? fmt::format(", resumed at epoch {} step {}", state_.epoch + 1, state_.global_step) : ""));
   if (!initial_weights_line_.empty()) progress_.line(initial_weights_line_);
   // Running statistics forget their start as (1 - momentum)^steps: under 5% takes 3 / momentum
-  // steps, which a short run of MobileNetV3 (momentum 0.01) does not have.
+  // steps, which a short run of MobileNetV3 (momentum 0.01) does not have. Said only where the
+  // flag's suggestion, PyTorch's default 0.1, is a change.
   double momentum = 1.0;
   for (const auto& [name, m] : model_->modules()) {
     if (const auto* bn = dynamic_cast<const BatchNorm*>(m)) momentum = std::min(momentum, bn->momentum());
   }
   const int64_t steps = cfg_.epochs * steps_per_epoch_;
-  if (cfg_.bn_momentum == 0.0 && static_cast<double>(steps) * momentum < 3.0) {
+  if (cfg_.bn_momentum == 0.0 && momentum < 0.1 && static_cast<double>(steps) * momentum < 3.0) {
     progress_.line(fmt::format("note: {}'s batchnorm momentum {:g} needs ~{:.0f} steps for the running statistics to "
                                "follow the weights, and this run has {}: evaluation will lag training (--bn-momentum "
                                "0.1 for short runs)",

@@ -143,7 +143,8 @@ void Trainer::prepare() {
   }
   reducer_ = std::make_unique<GradientReducer>(*weights_, tensor_comm(), static_cast<int64_t>(cfg_.bucket_mb * (1 << 20)));
   if (cfg_.sync_bn) sync_batchnorm(*model_, tensor_comm());
-  const bool search = cfg_.model == "mobilenetv2_mp" && !description_.config.genotype;
+  // Any Meta-Pooling network without a genotype searches (its enhancers are open).
+  const bool search = !model_->enhancers().empty() && !description_.config.genotype;
   make_loaders(search);
   // The schedule counts optimiser steps: with --grad-accum, fewer than batches.
   updates_per_epoch_ = (steps_per_epoch_ + cfg_.grad_accum - 1) / cfg_.grad_accum;
