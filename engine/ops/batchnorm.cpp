@@ -32,23 +32,31 @@ void reduce_on_host(const SumReducer& sync, std::vector<double>& values) {
 }
 
 // The fused activations as types, so each loop is one branch-free SIMD loop per activation.
+// kKeepsMasked: the backward stores dy * f'(z) from its first pass for the second, rather than
+// computing f'(z) twice; worth an extra write where f' costs an exp (SiLU), not where it is a
+// compare (ReLU6: MobileNetV2 would pay the write for nothing).
 struct NoActivation {
+  static constexpr bool kKeepsMasked = false;
   template <class T> static T f(T v) { return v; }
   template <class T> static T grad(T) { return T(1); }
 };
 struct ReLU6Activation {
+  static constexpr bool kKeepsMasked = false;
   template <class T> static T f(T v) { return math::relu6(v); }
   template <class T> static T grad(T v) { return math::relu6_grad(v); }
 };
 struct ReLUActivation {
+  static constexpr bool kKeepsMasked = false;
   template <class T> static T f(T v) { return math::relu(v); }
   template <class T> static T grad(T v) { return math::relu_grad(v); }
 };
 struct SiLUActivation {
+  static constexpr bool kKeepsMasked = true;
   template <class T> static T f(T v) { return math::silu(v); }
   template <class T> static T grad(T v) { return math::silu_grad(v); }
 };
 struct HardswishActivation {
+  static constexpr bool kKeepsMasked = false;
   template <class T> static T f(T v) { return math::hardswish(v); }
   template <class T> static T grad(T v) { return math::hardswish_grad(v); }
 };
@@ -242,9 +250,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                // dz = dy, masked by the fused activation's derivative where there is one.
                std::vector<double> sum_gy(static_cast<size_t>(c)), sum_gy_x(static_cast<size_t>(c));
                double* const sums[2] = {sum_gy.data(), sum_gy_x.data()};
+               T* const pd = grad_x ? gx.data<T>() : nullptr;
+               bool kept = false;  // dz stored in gx by the first pass
                with_activation(activation, [&](auto act) {
                  using A = decltype(act);
                  constexpr bool masked = !std::is_same_v<A, NoActivation>;
+                 T* const keep = A::kKeepsMasked ? pd : nullptr;
+                 kept = keep != nullptr;
                  detail::chunked_column_sums<2>(rows, c, sums, [=](int64_t begin, int64_t end, double* acc) {
                    double* s_dz = acc;
                    double* s_dz_x = acc + c;
@@ -256,6 +268,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                      const T* xr = px + r * c;
                      const T* dz = gy + r * c;
                      if constexpr (masked) {
+                       if (keep != nullptr) dz_row = keep + r * c;
 #pragma omp simd
                        for (int64_t j = 0; j < c; ++j) dz_row[j] = dz[j] * A::grad((xr[j] - pm[j]) * ps[j] + shift[j]);
                        dz = dz_row;
@@ -296,7 +309,6 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                  slope[j] = training ? static_cast<T>(kj * invstd[j] * sum_gy_xhat[j] * inv_rows) : T(0);
                  mean_gy[j] = training ? static_cast<T>(sum_gy[j] * inv_rows) : T(0);
                }
-               T* pd = gx.data<T>();
                with_activation(activation, [&](auto act) {
                  using A = decltype(act);
 #pragma omp parallel for if (rows * c > 65536)
@@ -304,10 +316,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                    const T* xr = px + r * c;
                    const T* gr = gy + r * c;
                    T* dr = pd + r * c;
+                   if (kept) {
 #pragma omp simd
-                   for (int64_t j = 0; j < c; ++j) {
-                     const T dz = gr[j] * A::grad((xr[j] - pm[j]) * ps[j] + shift[j]);
-                     dr[j] = k[j] * (dz - mean_gy[j]) - slope[j] * (xr[j] - pm[j]);
+                     for (int64_t j = 0; j < c; ++j) dr[j] = k[j] * (dr[j] - mean_gy[j]) - slope[j] * (xr[j] - pm[j]);
+                   } else {
+#pragma omp simd
+                     for (int64_t j = 0; j < c; ++j) {
+                       const T dz = gr[j] * A::grad((xr[j] - pm[j]) * ps[j] + shift[j]);
+                       dr[j] = k[j] * (dz - mean_gy[j]) - slope[j] * (xr[j] - pm[j]);
+                     }
                    }
                  }
                });

@@ -9,6 +9,7 @@
 // shift and its strip attention's bn1 goes into conv1. Nodes are then numbered afresh.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,8 +33,11 @@ class GraphProgram {
  public:
   GraphProgram(const nlohmann::json& graph, const std::map<std::string, Tensor>& tensors, const std::string& where);
   ~GraphProgram();
-  // Logits for normalised f32 images [N, H, W, 3].
-  Tensor run(const Tensor& images) const;
+  // Logits for normalised f32 images [N, H, W, 3]. With `observe`, each node's value is passed to
+  // it under the node's name, and what a conv, depthwise conv or linear node reads under
+  // "input:" + its name (int8 calibration).
+  using Observer = std::function<void(const std::string& name, const Tensor& value)>;
+  Tensor run(const Tensor& images, const Observer* observe = nullptr) const;
 
  private:
   struct Node;

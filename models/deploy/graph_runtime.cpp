@@ -78,9 +78,10 @@ GraphProgram::GraphProgram(const nlohmann::json& graph, const std::map<std::stri
     : tensors_(&tensors) {
   auto tensor = [&](const std::string& name, int rank) {
     auto it = tensors.find(name);
-    PMPL_CHECK(it != tensors.end(), "{}: tensor {} is missing", where, name);
-    PMPL_CHECK(it->second.rank() == rank, "{}: tensor {} has rank {}, expected {}", where, name, it->second.rank(),
-               rank);
+    PMPL_CHECK(it != tensors.end(), "{}: its tensors do not fit its architecture (tensor {} is missing); re-export it",
+               where, name);
+    PMPL_CHECK(it->second.rank() == rank, "{}: its tensors do not fit its architecture (tensor {} has rank {}, expected "
+               "{}); re-export it", where, name, it->second.rank(), rank);
     return it->second;
   };
   auto weigh = [&](Node& n, const char* weight, int rank, const char* bias) {
@@ -135,7 +136,7 @@ GraphProgram::GraphProgram(const nlohmann::json& graph, const std::map<std::stri
   }
 }
 
-Tensor GraphProgram::run(const Tensor& images) const {
+Tensor GraphProgram::run(const Tensor& images, const Observer* observe) const {
   NoGradGuard no_grad;
   std::vector<Tensor> values(nodes_.size() + 1);
   values[0] = images;
@@ -147,6 +148,7 @@ Tensor GraphProgram::run(const Tensor& images) const {
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const Node& n = nodes_[i];
     const Tensor& x = values[n.inputs[0]];
+    if (observe && (n.op == Op::kConv || n.op == Op::kDepthwise || n.op == Op::kLinear)) (*observe)("input:" + n.name, x);
     Tensor y;
     switch (n.op) {
       case Op::kConv:
@@ -184,6 +186,7 @@ Tensor GraphProgram::run(const Tensor& images) const {
       case Op::kShuffle: y = ops::channel_shuffle(x, n.groups); break;
       case Op::kEnhancer: y = run_enhancer(x, n.pool_ops, n.name, lookup); break;
     }
+    if (observe) (*observe)(n.name, y);
     values[i + 1] = std::move(y);
     for (int v : n.release) values[v] = Tensor();
   }

@@ -6,12 +6,11 @@
 #include "engine/autograd.h"
 #include "engine/error.h"
 #include "engine/ops.h"
-#include "layers/meta_pooling.h"
 #include "models/deploy/export.h"
 #include "models/deploy/format.h"
 #include "models/deploy/graph.h"
+#include "models/deploy/mobilenetv2_graph.h"
 #include "models/deploy/runtime_int8.h"
-#include "models/deploy/runtime_ops.h"
 #include "models/mobilenetv2.h"
 
 namespace pmpl::deploy {
@@ -65,10 +64,8 @@ void Runtime::load(const std::string& where) {
     PMPL_CHECK(config_.value("format", "") == "pmpl-model", "{}: not a pmpl model description", where);
     const std::string arch = config_.at("architecture");
     if (config_.contains("graph")) {
-      // Any backbone: the graph says what to run (docs/FORMAT.md, "The graph").
       PMPL_CHECK(!config_.contains("quantization"), "{}: int8 is not available for {} yet (mobilenetv2 and "
                                                     "mobilenetv2_mp only, issue #16)", where, arch);
-      graph_ = std::make_unique<GraphProgram>(config_.at("graph"), tensors_, where);
     } else {
       PMPL_CHECK(arch == "mobilenetv2" || arch == "mobilenetv2_mp", "{}: unknown architecture {}", where, arch);
       meta_pooling_ = arch == "mobilenetv2_mp";
@@ -82,6 +79,17 @@ void Runtime::load(const std::string& where) {
       std_[c] = config_.at("input").at("std").at(c);
     }
     if (meta_pooling_) genotype_ = Genotype::from_json(config_.at("genotype"), where);
+    if (!config_.contains("quantization")) {
+      // f32: the graph says what to run (docs/FORMAT.md, "The graph"; a MobileNetV2 file's is the
+      // one its layout means).
+      nlohmann::json graph;
+      try {
+        graph = deployment_graph(config_);
+      } catch (const Error& e) {
+        PMPL_CHECK(false, "{}: {}", where, e.what());
+      }
+      graph_ = std::make_unique<GraphProgram>(graph, tensors_, where);
+    }
   } catch (const nlohmann::json::exception& e) {
     PMPL_CHECK(false, "{}: the model description is incomplete ({})", where, e.what());
   }
@@ -108,66 +116,26 @@ const Tensor& Runtime::weight(const std::string& name) const {
   return it->second;
 }
 
-Tensor Runtime::conv1x1(const Tensor& x, const std::string& conv, ops::ChannelActivation act) const {
-  return run_conv1x1(x, weight(conv + ".weight"), weight(conv + ".bias"), act);
-}
-
 Tensor Runtime::run(const Tensor& images) const {
   PMPL_CHECK(images.rank() == 4 && images.dim(3) == 3 && images.dtype() == DType::kF32,
              "expected f32 images [N, H, W, 3], got {} {}", dtype_name(images.dtype()), images.shape().str());
-  if (graph_) return graph_->run(images);
-  return quantized_ ? run_int8(images) : run_f32(images, nullptr);
+  return graph_ ? graph_->run(images) : run_int8(images);
 }
 
 Tensor Runtime::run_observed(const Tensor& images, const Observer& observe) const {
   PMPL_CHECK(!quantized_, "an int8 model cannot be calibrated again: calibrate its f32 export");
-  PMPL_CHECK(!graph_, "int8 calibration covers mobilenetv2 and mobilenetv2_mp so far, not {} (issue #16)",
-             config_.value("architecture", "this network"));
+  PMPL_CHECK(!config_.contains("graph"), "int8 calibration covers mobilenetv2 and mobilenetv2_mp so far, not {} "
+             "(issue #16)", config_.value("architecture", "this network"));
   PMPL_CHECK(images.rank() == 4 && images.dim(3) == 3 && images.dtype() == DType::kF32,
              "expected f32 images [N, H, W, 3], got {} {}", dtype_name(images.dtype()), images.shape().str());
-  return run_f32(images, &observe);
-}
-
-Tensor Runtime::run_f32(const Tensor& images, const Observer* observe) const {
-  constexpr ops::ChannelActivation kReLU6 = ops::ChannelActivation::kReLU6;
-  NoGradGuard no_grad;
-  auto seen = [&](const std::string& point, const Tensor& t) {
-    if (observe) (*observe)(point, t);
-    return t;
+  // The int8 network's points (docs/FORMAT.md, "int8") are the graph's values by node name, but
+  // for two that int8 names after the layer rather than the module (the stem's output and the
+  // pooled features); the stem's input and the logits stay f32, so nothing measures them.
+  const GraphProgram::Observer points = [&observe](const std::string& name, const Tensor& value) {
+    if (name == "input:features.0.0" || name == "classifier.1") return;
+    observe(name == "features.0.0" ? "features.0" : name == "avgpool" ? "pool" : name, value);
   };
-  // What each int8 conv reads, for calibration's bias correction ("input:" + the conv's name).
-  auto input = [&](const std::string& conv, const Tensor& t) -> const Tensor& {
-    if (observe) (*observe)("input:" + conv, t);
-    return t;
-  };
-  const ArchitectureSpec spec = mobilenetv2_spec(width_, small_input_);
-  Tensor x = seen("features.0", ops::channel_affine(ops::conv2d(images, weight("features.0.0.weight"),
-                                                                spec.stem_stride, 1),
-                                                    Tensor(), weight("features.0.0.bias"), kReLU6));
-  size_t enhancer_index = 0;
-  for (const BlockSpec& b : spec.blocks) {
-    const std::string p = "features." + std::to_string(b.index) + ".conv.";
-    Tensor y = x;
-    int child = 0;
-    if (b.expand != 1) {
-      const std::string expand = p + std::to_string(child++) + ".0";
-      y = seen(expand, conv1x1(input(expand, y), expand, kReLU6));
-    }
-    const std::string dw = p + std::to_string(child++) + ".0";
-    y = seen(dw, ops::channel_affine(ops::depthwise_conv2d(input(dw, y), weight(dw + ".weight"), b.stride, 1), Tensor(),
-                                     weight(dw + ".bias"), kReLU6));
-    if (meta_pooling_ && b.expand != 1) {
-      const Genotype::Entry& entry = genotype_.enhancers.at(enhancer_index++);
-      y = seen(entry.name, run_enhancer(y, entry.ops, entry.name,
-                                        [this](const std::string& name) -> const Tensor& { return weight(name); }));
-    }
-    const std::string project = p + std::to_string(child);
-    y = seen(project, conv1x1(input(project, y), project));
-    x = b.residual() ? seen("features." + std::to_string(b.index), ops::add(x, y)) : y;
-  }
-  x = seen("features.18.0", conv1x1(input("features.18.0", x), "features.18.0", kReLU6));
-  const Tensor pooled = seen("pool", ops::global_avg_pool(x));
-  return ops::linear(input("classifier.1", pooled), weight("classifier.1.weight"), weight("classifier.1.bias"));
+  return graph_->run(images, &points);
 }
 
 Tensor Runtime::run_u8(const Tensor& images) const {

@@ -1,7 +1,9 @@
 // The deployment runtime: loads a `pmpl export` file and runs it, forward only, with the folded
 // weights: in f32 (f32 and f16 files), or with uint8 activations and int8 weights (int8 files,
-// runtime_int8.cpp). MobileNetV2 files are walked from the architecture description
-// (models/mobilenetv2.h); every other backbone's file carries its graph (models/deploy/graph.h).
+// runtime_int8.cpp). f32 files run their deployment graph (models/deploy/graph.h; every
+// backbone's file carries its own, a MobileNetV2 file's is the one its layout means,
+// mobilenetv2_graph.h); int8 files, MobileNetV2 only so far, are walked from the architecture
+// description (models/mobilenetv2.h).
 // It needs the engine's ops, nothing from training: no autograd graph, optimiser, loader or trainer.
 #pragma once
 
@@ -13,7 +15,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/ops.h"
 #include "engine/tensor.h"
 #include "models/genotype.h"
 
@@ -51,11 +52,8 @@ class Runtime {
 
  private:
   void load(const std::string& where);
-  Tensor run_f32(const Tensor& images, const Observer* observe) const;
   Tensor run_int8(const Tensor& images) const;
   const Tensor& weight(const std::string& name) const;
-  Tensor conv1x1(const Tensor& x, const std::string& conv,
-                 ops::ChannelActivation act = ops::ChannelActivation::kNone) const;
 
   nlohmann::json config_;
   std::map<std::string, Tensor> tensors_;
@@ -67,7 +65,7 @@ class Runtime {
   double width_ = 1.0;
   bool small_input_ = false;
   std::unique_ptr<QuantizedLayers> quantized_;
-  std::unique_ptr<GraphProgram> graph_;  // a backbone exported as a graph (all but MobileNetV2)
+  std::unique_ptr<GraphProgram> graph_;  // every f32 file's network
 };
 
 }  // namespace pmpl::deploy
