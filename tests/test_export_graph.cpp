@@ -58,16 +58,20 @@ std::shared_ptr<Network> randomized(const std::string& name) {
   return model;
 }
 
+deploy::DeployModel folded_at_test_size(const Network& model) {
+  deploy::ExportOptions options;
+  options.architecture = model.name();
+  options.input_size = kSize;
+  return deploy::fold_model(model, options);
+}
+
 TEST(ExportGraph, EveryBackboneMatchesItsNetwork) {
   int checked = 0;
   for (const std::string& name : model_names()) {
     if (!graph_backbone(name)) continue;
     SCOPED_TRACE(name);
     auto model = randomized(name);
-    deploy::ExportOptions options;
-    options.architecture = name;
-    options.input_size = kSize;
-    const deploy::DeployModel folded = deploy::fold_model(*model, options);
+    const deploy::DeployModel folded = folded_at_test_size(*model);
     ASSERT_TRUE(folded.config.contains("graph"));
     // Every batchnorm went into a conv and every activation but the classifier's into the layer
     // before it: what is left runs as fast as the layers themselves.
@@ -128,10 +132,7 @@ TEST(ExportGraph, MobileNetV2sLayoutIsItsTracedGraph) {
   for (const std::string name : {"mobilenetv2", "mobilenetv2_mp"}) {
     SCOPED_TRACE(name);
     auto model = randomized(name);
-    deploy::ExportOptions options;
-    options.architecture = name;
-    options.input_size = kSize;
-    const deploy::DeployModel legacy = deploy::fold_model(*model, options);
+    const deploy::DeployModel legacy = folded_at_test_size(*model);
     ASSERT_FALSE(legacy.config.contains("graph"));
     Trace trace;
     const int output = model->trace(trace, Trace::kInput, "");
@@ -161,11 +162,7 @@ TEST(ExportGraph, MobileNetV2sLayoutIsItsTracedGraph) {
 // A traced graph is checked when loaded: an unknown op, a node reading a value not yet computed
 // or a missing tensor is one error naming the file, never a crash at the first image.
 TEST(ExportGraph, DamagedGraphsAreRefused) {
-  auto model = randomized("mobilenetv3_small");
-  deploy::ExportOptions options;
-  options.architecture = "mobilenetv3_small";
-  options.input_size = kSize;
-  const deploy::DeployModel good = deploy::fold_model(*model, options);
+  const deploy::DeployModel good = folded_at_test_size(*randomized("mobilenetv3_small"));
   auto expect_refused = [&](const std::function<void(deploy::DeployModel&)>& damage, const std::string& what) {
     deploy::DeployModel bad = good;
     damage(bad);
