@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks tools/torch_convert.py and `pmpl forward` against PyTorch (run by ctest as
 Python.TorchConvert; exits 77, "skipped", where torch or torchvision is missing):
-  1. torch -> pmpl -> torch is exact for MobileNetV2 and MobileNetV2 with Meta-Pooling (every
+  1. torch -> pmpl -> torch is exact for every backbone, plain and with Meta-Pooling (CASES: every
      tensor of the state_dict, num_batches_tracked included, bit for bit);
   2. `pmpl forward` on the converted weights gives PyTorch's eval-mode logits (f32, 1e-5);
   3. a fixed Meta-Pooling network (every op kind, pairs too) exported with `pmpl export`:
@@ -37,7 +37,13 @@ import torch_models  # noqa: E402
 from check_util import centered, fixed_model, relative, rounding_floor, save_for_pmpl  # noqa: E402
 
 CASES = [("mobilenetv2", dict(width=0.5, num_classes=7, small_input=False), 48),
-         ("mobilenetv2_mp", dict(width=0.25, num_classes=5, small_input=True), 24)]
+         ("mobilenetv2_mp", dict(width=0.25, num_classes=5, small_input=True), 24),
+         ("mobilenetv3_large_mp", dict(width=0.25, num_classes=6, small_input=True), 32),
+         ("mobilenetv3_small", dict(width=0.5, num_classes=4, small_input=False), 64),
+         ("efficientnet_b0", dict(width=0.25, num_classes=5, small_input=False), 64),
+         ("efficientnet_b0_mp", dict(width=0.25, num_classes=6, small_input=True), 32),
+         ("shufflenetv2_x0_5_mp", dict(width=1.0, num_classes=5, small_input=True), 32),
+         ("shufflenetv2_x1_0", dict(width=1.0, num_classes=3, small_input=False), 64)]
 
 
 def run(*args):
@@ -148,7 +154,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg, size in CASES:
             torch.manual_seed(5)
-            model = mp.build(cfg["width"], cfg["num_classes"], cfg["small_input"], name == "mobilenetv2_mp")
+            model = torch_models.build(name, cfg["width"], cfg["num_classes"], cfg["small_input"])
             with torch.no_grad():  # non-trivial running statistics and alphas
                 model.train()
                 model(torch.randn(4, 3, size, size))
