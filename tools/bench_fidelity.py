@@ -86,6 +86,8 @@ def parse_args():
     unknown = [x for x in a.arms if x not in ARMS]
     if unknown or "plain" not in a.arms:
         p.error(f"--arms takes plain and any of {ARMS[1:]}, got {a.arms}")
+    if not os.path.isdir(os.path.join(a.data, "train")) or not os.path.isdir(os.path.join(a.data, "val")):
+        p.error(f"--data {a.data}: no train/ and val/ folders there (pmpl data fashion-mnist DIR makes one)")
     shuffle = a.model.startswith("shufflenetv2")
     if a.width is None:
         a.width = 1.0 if shuffle else 0.25
@@ -93,6 +95,11 @@ def parse_args():
         p.error(f"--width {a.width:g}: {a.model} carries its width in its name; leave --width out")
     if a.model.endswith("_mp"):
         p.error(f"--model {a.model}: name the backbone, without _mp (the arms choose plain or Meta-Pooling)")
+    if a.model.startswith("mobilenetv3") and "--bn-momentum" not in a.extra:
+        # Measured (README, "Does the search pay?"): with torchvision's 0.01 the _mp arms of a
+        # 2-epoch bench evaluated at 10-36% on running statistics that lag the weights.
+        print(f"bench_fidelity: warning: {a.model} keeps batchnorm momentum 0.01, whose running statistics lag runs "
+              f"this short; pass --extra \"--bn-momentum 0.1\" for a fair comparison", file=sys.stderr)
     searched = (["pmpl"] if "pmpl" in a.arms else []) + [name for name, _ in a.search]
     for name, (search, _) in a.derived:
         if search not in searched:
@@ -152,9 +159,12 @@ class Bench:
         return int(flags[flags.index("--epochs") + 1])
 
     def summary_text(self, model_flags):
-        return subprocess.run([self.a.pmpl, "summary", *model_flags, "--width", str(self.a.width), "--small-input",
+        done = subprocess.run([self.a.pmpl, "summary", *model_flags, "--width", str(self.a.width), "--small-input",
                                "--input-size", str(self.a.input_size), "--num-classes", str(self.classes)],
-                              capture_output=True, text=True, check=True).stdout
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"bench_fidelity: pmpl summary {' '.join(model_flags)} failed: {done.stderr.strip()}")
+        return done.stdout
 
     def summary(self, model_flags):
         out = self.summary_text(model_flags)
