@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Smoke check of tools/bench_fidelity.py on a backbone other than MobileNetV2 (ctest
+Python.BenchFidelity, about 20 s): on a generated 3-class dataset, `--model mobilenetv3_small`
+with 2 seeds runs every arm and its searches, and fidelity.json has each arm's two results and
+each search's genotype over all 10 of MobileNetV3-Small-MP's enhancers, named as the network
+names them; the random arm's genotype names the same enhancers.
+
+usage: python3 tools/check_bench_fidelity.py PMPL_BINARY
+"""
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write_png(path, pixels, size):
+    """An 8-bit grayscale PNG from a list of size*size values."""
+    raw = b"".join(b"\0" + bytes(pixels[r * size:(r + 1) * size]) for r in range(size))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def make_dataset(root, size=28):
+    """Three classes told apart by where a bright square sits, with noise."""
+    rng = random.Random(7)
+    for split, count in (("train", 80), ("val", 12)):
+        for k, name in enumerate(("left", "middle", "right")):
+            os.makedirs(os.path.join(root, split, name))
+            for i in range(count):
+                x0 = 2 + 8 * k
+                pixels = [min(255, rng.randrange(60) + (150 if x0 <= c < x0 + 8 and 10 <= r < 18 else 0))
+                          for r in range(size) for c in range(size)]
+                write_png(os.path.join(root, split, name, f"{i:03d}.png"), pixels, size)
+
+
+def main():
+    pmpl = sys.argv[1]
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = os.path.join(tmp, "data"), os.path.join(tmp, "fidelity")
+        make_dataset(data)
+        done = subprocess.run([sys.executable, os.path.join(HERE, "bench_fidelity.py"), "--data", data, "--out", out,
+                               "--pmpl", pmpl, "--model", "mobilenetv3_small", "--extra", "--bn-momentum 0.1",
+                               "--seeds", "2", "--epochs", "1", "--train-images", "96", "--search-images", "96",
+                               "--input-size", "28", "--batch-size", "16", "--jobs", "2"],
+                              capture_output=True, text=True)
+        print(done.stdout[-1500:], done.stderr[-1500:])
+        if done.returncode != 0:
+            print(f"bench_fidelity exited {done.returncode}")
+            raise SystemExit(1)
+        report = json.load(open(os.path.join(out, "fidelity.json")))
+        arms = {r["arm"]: r for r in report["arms"]}
+        ok = sorted(arms) == sorted(["plain", "pmpl", "random", "max3", "skip"]) and all(
+            len(r["top1"]) == 2 for r in arms.values())
+        print(f"arms {sorted(arms)}, two seeds each: {'ok' if ok else 'WRONG'}")
+        failures += not ok
+        names = None
+        for s in report["searches"]:
+            genotype = json.load(open(os.path.join(out, f"search-s{s['seed']}", "genotype.json")))
+            names = [e["name"] for e in genotype["enhancers"]]
+            ok = len(s["genotype"]) == 10 and len(names) == 10 and all(n.endswith(".enhancer") for n in names)
+            print(f"search seed {s['seed']}: {len(s['genotype'])} fixes over {names}: {'ok' if ok else 'WRONG'}")
+            failures += not ok
+        random_names = [e["name"] for e in json.load(open(os.path.join(out, "random-s0.genotype.json")))["enhancers"]]
+        ok = random_names == names
+        print(f"the random arm's genotype names the searched network's enhancers: {'ok' if ok else 'WRONG'}")
+        failures += not ok
+    raise SystemExit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
