@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Checks `pmpl export --format onnx` with onnx and onnxruntime from PyPI (ctest Python.OnnxExport
 runs it with the virtual environment `tools/install_deps.sh --test` makes; exits 77, "skipped",
-where onnx, onnxruntime or torch is missing). For every backbone (CASES: MobileNetV2 and its -MP,
-MobileNetV3 Large and Small, EfficientNet-B0, ShuffleNetV2 x0.5 and x1.0; the `_mp` ones fixed
-with every op kind, pairs too; small-input and full stems), each with realistic batchnorms
-(tools/check_util.py):
+where onnx, onnxruntime or torch is missing). For every backbone (check_util.CASES, shared with
+check_torch_convert.py: MobileNetV2, MobileNetV3 Large and Small, EfficientNet-B0, ShuffleNetV2
+x0.5 and x1.0, plain or `_mp`; the `_mp` ones fixed with every op kind, pairs too; small-input
+and full stems), each with realistic batchnorms (tools/check_util.py):
   1. onnx.checker.check_model with full_check (shape inference included) passes; the output is
      [batch, classes] with a symbolic batch; the metadata carries the classes and the input;
   2. onnxruntime's logits, at batch 3 and at batch 1, equal PyTorch's float64 logits of the
@@ -34,15 +34,7 @@ except ImportError as e:
     raise SystemExit(77)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_util import centered, fixed_model, relative, rounding_floor, save_for_pmpl  # noqa: E402
-
-CASES = [("mobilenetv2_mp", dict(width=0.25, classes=5, small_input=True), 24),
-         ("mobilenetv2", dict(width=0.5, classes=7, small_input=False), 48),
-         ("mobilenetv3_large_mp", dict(width=0.25, classes=6, small_input=True), 32),
-         ("mobilenetv3_small", dict(width=0.5, classes=4, small_input=False), 64),
-         ("efficientnet_b0_mp", dict(width=0.25, classes=6, small_input=True), 32),
-         ("shufflenetv2_x0_5_mp", dict(width=1.0, classes=5, small_input=True), 32),
-         ("shufflenetv2_x1_0", dict(width=1.0, classes=3, small_input=False), 64)]
+from check_util import CASES, centered, fixed_model, relative, rounding_floor, save_for_pmpl  # noqa: E402
 
 
 def pmpl_run(pmpl, *args, check=True):
@@ -51,9 +43,9 @@ def pmpl_run(pmpl, *args, check=True):
 
 def check_case(pmpl, tmp, name, cfg, size):
     failures = 0
-    model, genotype = fixed_model(name, cfg["width"], cfg["classes"], size, cfg["small_input"])
+    model, genotype = fixed_model(name, cfg["width"], cfg["num_classes"], size, cfg["small_input"])
     st, geno = save_for_pmpl(model, genotype, os.path.join(tmp, name))
-    flags = ["--weights", st, "--model", name, "--width", str(cfg["width"]), "--num-classes", str(cfg["classes"]),
+    flags = ["--weights", st, "--model", name, "--width", str(cfg["width"]), "--num-classes", str(cfg["num_classes"]),
              "--input-size", str(size)]
     flags += ["--small-input"] if cfg["small_input"] else []
     flags += ["--genotype", geno] if geno else []
@@ -66,7 +58,7 @@ def check_case(pmpl, tmp, name, cfg, size):
     onnx.checker.check_model(proto, full_check=True)
     out_dims = [d.dim_param or d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim]
     meta = {p.key: p.value for p in proto.metadata_props}
-    ok = (out_dims == ["batch", cfg["classes"]] and json.loads(meta["pmpl.classes"]) == [str(c) for c in range(cfg["classes"])]
+    ok = (out_dims == ["batch", cfg["num_classes"]] and json.loads(meta["pmpl.classes"]) == [str(c) for c in range(cfg["num_classes"])]
           and json.loads(meta["pmpl.input"])["size"] == size and proto.opset_import[0].version == 17)
     print(f"{name}: onnx.checker (full) passes; output {out_dims}, opset {proto.opset_import[0].version}, "
           f"{len(proto.graph.node)} nodes, metadata {sorted(meta)}: {'ok' if ok else 'WRONG'}")

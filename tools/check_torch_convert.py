@@ -34,16 +34,7 @@ except ImportError as e:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_mobilenetv2_mp as mp  # noqa: E402
 import torch_models  # noqa: E402
-from check_util import centered, fixed_model, relative, rounding_floor, save_for_pmpl  # noqa: E402
-
-CASES = [("mobilenetv2", dict(width=0.5, num_classes=7, small_input=False), 48),
-         ("mobilenetv2_mp", dict(width=0.25, num_classes=5, small_input=True), 24),
-         ("mobilenetv3_large_mp", dict(width=0.25, num_classes=6, small_input=True), 32),
-         ("mobilenetv3_small", dict(width=0.5, num_classes=4, small_input=False), 64),
-         ("efficientnet_b0", dict(width=0.25, num_classes=5, small_input=False), 64),
-         ("efficientnet_b0_mp", dict(width=0.25, num_classes=6, small_input=True), 32),
-         ("shufflenetv2_x0_5_mp", dict(width=1.0, num_classes=5, small_input=True), 32),
-         ("shufflenetv2_x1_0", dict(width=1.0, num_classes=3, small_input=False), 64)]
+from check_util import CASES, centered, fixed_model, relative, rounding_floor, save_for_pmpl  # noqa: E402
 
 
 def run(*args):

@@ -11,6 +11,17 @@ import torch
 
 import torch_models
 
+# The networks the PyTorch-side checks cover: (pmpl name, config, image size). Every backbone,
+# plain or with Meta-Pooling, small-input stems at 24-32 px and full stems at 48-64 px.
+CASES = [("mobilenetv2", dict(width=0.5, num_classes=7, small_input=False), 48),
+         ("mobilenetv2_mp", dict(width=0.25, num_classes=5, small_input=True), 24),
+         ("mobilenetv3_large_mp", dict(width=0.25, num_classes=6, small_input=True), 32),
+         ("mobilenetv3_small", dict(width=0.5, num_classes=4, small_input=False), 64),
+         ("efficientnet_b0", dict(width=0.25, num_classes=5, small_input=False), 64),
+         ("efficientnet_b0_mp", dict(width=0.25, num_classes=6, small_input=True), 32),
+         ("shufflenetv2_x0_5_mp", dict(width=1.0, num_classes=5, small_input=True), 32),
+         ("shufflenetv2_x1_0", dict(width=1.0, num_classes=3, small_input=False), 64)]
+
 # Every op kind, pairs too, cycled over the enhancers.
 FIXED_CHOICES = [["strip"], ["max7"], ["avg3", "max3"], ["skip"], ["avg5"], ["strip", "avg7"], ["max5"]]
 

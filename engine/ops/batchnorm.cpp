@@ -262,7 +262,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
                    double* s_dz_x = acc + c;
                    // The masked row first, in T, then the double sums: kept apart, both loops
                    // vectorise (mixed, GCC fell back to scalar code).
-                   std::vector<T> row(static_cast<size_t>(masked ? c : 0));
+                   std::vector<T> row(static_cast<size_t>(masked && keep == nullptr ? c : 0));
                    T* dz_row = row.data();
                    for (int64_t r = begin; r < end; ++r) {
                      const T* xr = px + r * c;
