@@ -78,12 +78,43 @@ def launch_job(args, folder, job, env, **streams):
     return subprocess.Popen(command(args, folder, job), env=env, start_new_session=True, **streams)
 
 
-def kill(proc):
+def kill(proc, folder):
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
+    # A rank the launcher moved out of the job's process group outlives the group's SIGKILL for a
+    # moment, and a checkpoint it still writes into `folder` races the resumed run's (seen in CI:
+    # the resumed rank 0's checkpoint .tmp renamed away under it). Kill and wait for every process
+    # still running on `folder` before the next life starts.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        strays = [pid for pid in processes_on(folder) if pid != os.getpid()]
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+
+
+def processes_on(folder):
+    """The pids whose command line names `folder`."""
+    needle = str(folder).encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if needle in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
 
 
 def run_job(args, job, rng):
@@ -127,7 +158,7 @@ def run_job(args, job, rng):
             time.sleep(0.005)
         time.sleep(rng.uniform(0, step_seconds))
         if proc.poll() is None:
-            kill(proc)
+            kill(proc, killed)
             kills += 1
             print(f"{job}: kill {kills}/{args.kills} at log line {log_lines(killed)}, checkpoint at step {step_of(killed)}")
             continue
