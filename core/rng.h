@@ -33,6 +33,15 @@ PMPL_HD Philox4 philox4x32_raw(Philox4 counter, uint32_t k0, uint32_t k1) {
   return {{c0, c1, c2, c3}};
 }
 
+// splitmix64's finaliser (Steele et al. 2014): a fixed bijection of 64-bit integers, for seeded
+// choices that must be the same with every compiler and standard library (std::shuffle's are not).
+PMPL_HD uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
 // Key = seed, counter = (counter, 0): the form every pmpl stream uses.
 PMPL_HD Philox4 philox4x32(uint64_t seed, uint64_t counter) {
   const Philox4 c{{static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u}};

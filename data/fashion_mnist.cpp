@@ -11,6 +11,8 @@
 #include <unistd.h>
 #include <vector>
 
+#include "core/rng.h"
+#include "data/clutter.h"
 #include "data/jpeg_encode.h"
 #include "engine/error.h"
 
@@ -72,12 +74,18 @@ Idx read_idx(const std::string& source, const std::string& prefix) {
 
 uint8_t label_of(const Idx& idx, int64_t i) { return idx.labels[8 + static_cast<size_t>(i)]; }
 
-// Writes images `which` of `idx` as DIR/<class>/<index in the IDX file>.jpg.
-void write_images(const Idx& idx, const std::vector<int64_t>& which, const std::string& dir) {
+// Writes images `which` of `idx` as DIR/<class>/<index in the IDX file>.jpg; on a clutter canvas,
+// the clutter is cut from `which` too, so no split borrows another's images.
+void write_images(const Idx& idx, const std::vector<int64_t>& which, const std::string& dir, const Clutter& clutter) {
   for (const char* name : kClasses) std::filesystem::create_directories(dir + "/" + name);
+  const uint8_t* images = idx.images.data() + 16;
+  const int rows = static_cast<int>(idx.rows), cols = static_cast<int>(idx.cols);
   for (int64_t i : which) {
-    const std::vector<uint8_t> jpeg = encode_jpeg(idx.images.data() + 16 + static_cast<size_t>(i * idx.rows * idx.cols),
-                                                  static_cast<int>(idx.cols), static_cast<int>(idx.rows), JpegColor::kGray);
+    const std::vector<uint8_t> jpeg =
+        clutter.canvas > 0
+            ? encode_jpeg(clutter_image(images, rows, cols, which, i, clutter).data(), clutter.canvas, clutter.canvas,
+                          JpegColor::kGray)
+            : encode_jpeg(images + static_cast<size_t>(i * idx.rows * idx.cols), cols, rows, JpegColor::kGray);
     char name[32];
     std::snprintf(name, sizeof name, "%05lld.jpg", static_cast<long long>(i));
     const std::string path = dir + "/" + kClasses[label_of(idx, i)] + "/" + name;
@@ -94,15 +102,6 @@ std::vector<int64_t> first(int64_t count, int64_t limit) {
   return out;
 }
 
-// splitmix64: a fixed function of (seed, index), so a split is the same with every compiler and
-// standard library (std::shuffle's draws are not specified).
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 // Of each class's training images, the `per_class` first in a seeded order are held out.
 std::vector<bool> held_out(const Idx& idx, int64_t per_class, uint64_t seed) {
   std::array<std::vector<int64_t>, kClasses.size()> by_class;
@@ -112,7 +111,8 @@ std::vector<bool> held_out(const Idx& idx, int64_t per_class, uint64_t seed) {
     PMPL_CHECK(per_class < static_cast<int64_t>(members.size()),
                "--dev-holdout {} leaves no training image in a class of {}: hold out fewer", per_class, members.size());
     std::sort(members.begin(), members.end(), [&](int64_t a, int64_t b) {
-      const uint64_t ka = mix(seed ^ mix(static_cast<uint64_t>(a))), kb = mix(seed ^ mix(static_cast<uint64_t>(b)));
+      const uint64_t ka = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(a)));
+      const uint64_t kb = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(b)));
       return ka != kb ? ka < kb : a < b;
     });
     for (int64_t k = 0; k < per_class; ++k) out[static_cast<size_t>(members[static_cast<size_t>(k)])] = true;
@@ -123,7 +123,7 @@ std::vector<bool> held_out(const Idx& idx, int64_t per_class, uint64_t seed) {
 }  // namespace
 
 FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::string& source, int64_t limit,
-                                         const DevSplit& dev) {
+                                         const DevSplit& dev, const Clutter& clutter) {
   namespace fs = std::filesystem;
   PMPL_CHECK(!fs::exists(out) || (fs::is_directory(out) && fs::is_empty(out)),
              "{} already exists: remove it or choose another output folder", out);
@@ -134,6 +134,7 @@ FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::stri
   fs::remove_all(tmp);
   FashionMnistCounts counts;
   const Idx train = read_idx(source, "train");
+  check_clutter(clutter, static_cast<int>(train.rows), static_cast<int>(train.cols));
   std::vector<int64_t> train_images, val_images;
   if (dev.holdout_per_class > 0) {
     const std::vector<bool> held = held_out(train, dev.holdout_per_class, dev.seed);
@@ -142,14 +143,14 @@ FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::stri
       train_images.resize(std::min<size_t>(train_images.size(), static_cast<size_t>(limit)));
       val_images.resize(std::min<size_t>(val_images.size(), static_cast<size_t>(limit)));
     }
-    write_images(train, val_images, tmp + "/val");
+    write_images(train, val_images, tmp + "/val", clutter);
   } else {
     train_images = first(train.count, limit);
     const Idx test = read_idx(source, "t10k");
     val_images = first(test.count, limit);
-    write_images(test, val_images, tmp + "/val");
+    write_images(test, val_images, tmp + "/val", clutter);
   }
-  write_images(train, train_images, tmp + "/train");
+  write_images(train, train_images, tmp + "/train", clutter);
   counts.train = static_cast<int64_t>(train_images.size());
   counts.val = static_cast<int64_t>(val_images.size());
   if (fs::exists(out)) fs::remove(out);  // the empty folder checked above

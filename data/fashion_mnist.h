@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "data/clutter.h"
+
 namespace pmpl::data {
 
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
@@ -25,8 +27,9 @@ struct DevSplit {
   uint64_t seed = 0;
 };
 
-// `limit` > 0 keeps only the first `limit` images of each split (for quick tests).
+// `limit` > 0 keeps only the first `limit` images of each split (for quick tests); `clutter` with a
+// canvas writes each image translated and cluttered (data/clutter.h) instead.
 FashionMnistCounts convert_fashion_mnist(const std::string& out, const std::string& source = kFashionMnistDir,
-                                         int64_t limit = 0, const DevSplit& dev = {});
+                                         int64_t limit = 0, const DevSplit& dev = {}, const Clutter& clutter = {});
 
 }  // namespace pmpl::data

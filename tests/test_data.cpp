@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/eval_image.h"
+#include "data/clutter.h"
 #include "data/fashion_mnist.h"
 #include "data/image_decode.h"
 #include "data/image_folder.h"
@@ -469,6 +470,74 @@ TEST(Data, FashionMnistDevSplitHoldsOutTrainingImages) {
   EXPECT_NE(names(c, "val"), val_a) << "another seed, other images";
   EXPECT_THROW(convert_fashion_mnist((dir.path / "d").string(), kFashionMnistDir, 0, DevSplit{6000, 0}), Error)
       << "a class of 6,000 cannot give 6,000";
+}
+
+// The cluttered canvas holds the whole object once, inside the margins, with at most `pieces`
+// pieces of clutter around it, and is a fixed function of (seed, index).
+TEST(Data, ClutterPlacesTheObjectInsideItsMarginsAmongThePieces) {
+  constexpr int kRows = 28, kCols = 28, kSide = 64, kPiece = 9;
+  std::vector<uint8_t> images(3 * kRows * kCols);
+  std::fill(images.begin(), images.begin() + kRows * kCols, uint8_t{200});  // image 0: the object
+  for (size_t i = kRows * kCols; i < images.size(); ++i) images[i] = static_cast<uint8_t>(1 + i % 90);
+  const std::vector<int64_t> pool = {1, 2};
+  const int margin = clutter_margin(kSide);
+  EXPECT_EQ(margin, 4);
+  std::set<std::pair<int, int>> places;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    const Clutter clutter{kSide, 5, kPiece, seed};
+    const std::vector<uint8_t> canvas = clutter_image(images.data(), kRows, kCols, pool, 0, clutter);
+    ASSERT_EQ(canvas.size(), static_cast<size_t>(kSide * kSide));
+    int y0 = kSide, x0 = kSide, y1 = -1, x1 = -1, object = 0, clutter_pixels = 0;
+    for (int y = 0; y < kSide; ++y) {
+      for (int x = 0; x < kSide; ++x) {
+        const uint8_t v = canvas[static_cast<size_t>(y * kSide + x)];
+        if (v == 200) {
+          ++object;
+          y0 = std::min(y0, y), x0 = std::min(x0, x), y1 = std::max(y1, y), x1 = std::max(x1, x);
+        } else if (v != 0) {
+          ++clutter_pixels;
+        }
+      }
+    }
+    EXPECT_EQ(object, kRows * kCols) << "the object is whole and above the clutter (seed " << seed << ")";
+    EXPECT_EQ(y1 - y0 + 1, kRows);
+    EXPECT_EQ(x1 - x0 + 1, kCols);
+    EXPECT_GE(std::min(y0, x0), margin);
+    EXPECT_LT(std::max(y1, x1), kSide - margin);
+    EXPECT_GT(clutter_pixels, 0);
+    EXPECT_LE(clutter_pixels, 5 * kPiece * kPiece);
+    places.insert({y0, x0});
+    EXPECT_EQ(clutter_image(images.data(), kRows, kCols, pool, 0, clutter), canvas) << "the same draw twice";
+  }
+  EXPECT_GT(places.size(), 30u) << "the object moves with the seed";
+  const Clutter clutter{kSide, 5, kPiece, 0};
+  EXPECT_NE(clutter_image(images.data(), kRows, kCols, pool, 1, clutter),
+            clutter_image(images.data(), kRows, kCols, pool, 2, clutter))
+      << "each image its own draw";
+  EXPECT_THROW(check_clutter({29, 0, 9, 0}, kRows, kCols), Error) << "28 and two margins of 1 do not fit in 29";
+  EXPECT_NO_THROW(check_clutter({30, 0, 9, 0}, kRows, kCols));
+  EXPECT_THROW(check_clutter({0, 3, 9, 0}, kRows, kCols), Error) << "clutter needs a canvas";
+  EXPECT_THROW(check_clutter({64, 3, 29, 0}, kRows, kCols), Error) << "a piece larger than the images";
+}
+
+TEST(Data, FashionMnistConvertsToAClutteredCanvas) {
+  if (!fs::is_directory(kFashionMnistDir)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  test::TempDir dir("pmpl_data");
+  const std::string out = (dir.path / "fm").string();
+  const FashionMnistCounts n = convert_fashion_mnist(out, kFashionMnistDir, 20, {}, Clutter{48, 4, 9, 3});
+  EXPECT_EQ(n.train, 20);
+  const ImageFolder val(out, "val");
+  ASSERT_EQ(val.size(), 20);
+  std::vector<uint8_t> bytes;
+  std::string error;
+  ImageHeader header;
+  ASSERT_TRUE(read_file(val.path(0), bytes, error)) << error;
+  ASSERT_TRUE(read_image_header(bytes.data(), bytes.size(), header, error)) << error;
+  EXPECT_EQ(header.width, 48);
+  EXPECT_EQ(header.height, 48);
+  EXPECT_THROW(convert_fashion_mnist((dir.path / "small").string(), kFashionMnistDir, 5, {}, Clutter{29, 0, 9, 0}),
+               Error);
+  EXPECT_FALSE(fs::exists(dir.path / "small"));
 }
 
 }  // namespace

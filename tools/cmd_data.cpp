@@ -21,14 +21,20 @@ struct DataOptions {
   std::string out, root, source = data::kFashionMnistDir;
   int64_t limit = 0;
   data::DevSplit dev;
+  data::Clutter clutter;
 };
 
 void run_fashion_mnist(const DataOptions& opt) {
-  const data::FashionMnistCounts n = data::convert_fashion_mnist(opt.out, opt.source, opt.limit, opt.dev);
-  fmt::print("wrote {} training and {} validation images to {}/{{train,val}}/<class>/{}\n", n.train, n.val, opt.out,
+  data::Clutter clutter = opt.clutter;
+  clutter.seed = opt.dev.seed;
+  const data::FashionMnistCounts n = data::convert_fashion_mnist(opt.out, opt.source, opt.limit, opt.dev, clutter);
+  fmt::print("wrote {} training and {} validation images to {}/{{train,val}}/<class>/{}{}\n", n.train, n.val, opt.out,
              opt.dev.holdout_per_class > 0
                  ? fmt::format(" (a development split: val/ is held out from the training file, seed {})", opt.dev.seed)
-                 : "");
+                 : "",
+             clutter.canvas > 0 ? fmt::format(", {0}x{0} with {1} pieces of clutter {2}x{2} (seed {3})", clutter.canvas,
+                                              clutter.pieces, clutter.piece_size, clutter.seed)
+                                : "");
 }
 
 // Decodes every file fully, in parallel; prints counts per split and class, then each failure.
@@ -98,7 +104,17 @@ void add_data_command(CLI::App& app, Runner& run) {
                  "A development split: val/ is N images per class held out of the training file, train/ the "
                  "rest; the test set is not written (tune on this, report on the official split)")
       ->check(CLI::NonNegativeNumber);
-  fm->add_option("--seed", opt->dev.seed, "Which images --dev-holdout holds out")->capture_default_str();
+  fm->add_option("--canvas", opt->clutter.canvas,
+                 "Translated Fashion-MNIST: each object at a random place on an NxN black image, inside a margin "
+                 "of N/16 that torchvision's centre crop keeps (0: 28x28 as they are)")
+      ->check(CLI::NonNegativeNumber);
+  fm->add_option("--clutter", opt->clutter.pieces,
+                 "Cluttered: that many pieces cut from other images of the same split pasted under the object "
+                 "(needs --canvas)")
+      ->check(CLI::NonNegativeNumber);
+  fm->add_option("--clutter-size", opt->clutter.piece_size, "Side of a piece of clutter")->capture_default_str();
+  fm->add_option("--seed", opt->dev.seed, "Which images --dev-holdout holds out, and where objects and clutter go")
+      ->capture_default_str();
   fm->callback([&run, opt] { run = [opt] { run_fashion_mnist(*opt); }; });
   CLI::App* check = data_cmd->add_subcommand(
       "check", "Count images per split and class and list every file that cannot be decoded");
