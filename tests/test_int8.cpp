@@ -60,13 +60,17 @@ TEST(Int8, DepthwiseAndRequantizationFollowTheirDefinition) {
         scales.push_back(0.0002f * static_cast<float>(ch + 1));
         bias.push_back(0.1f * static_cast<float>(ch - 9));
       }
-      const deploy::Requantize r = deploy::make_requantize(scales, bias, in, out, true);
+      const deploy::Requantize r = deploy::make_requantize(scales, bias, in, out, deploy::Clamp::kReLU6);
       EXPECT_EQ(r.lo, 0);
       EXPECT_EQ(r.hi, 200);  // ReLU6: 6 / 0.03
       const int pad = k / 2;
       const int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
       std::vector<uint8_t> got(static_cast<size_t>(batch * ho * wo * c));
       deploy::depthwise_u8(x.data(), batch, h, w, c, in.zero_point, taps.data(), k, stride, r, got.data());
+      // The f32 output (for activations no clamp expresses): acc * in_scale * weight_scale + bias.
+      const deploy::Dequantize d = deploy::make_dequantize(scales, bias, in);
+      std::vector<float> got_f32(got.size());
+      deploy::depthwise_u8_f32(x.data(), batch, h, w, c, in.zero_point, taps.data(), k, stride, d, got_f32.data());
       int64_t changed = 0;
       for (int64_t b = 0; b < batch; ++b) {
         for (int64_t oy = 0; oy < ho; ++oy) {
@@ -85,8 +89,11 @@ TEST(Int8, DepthwiseAndRequantizationFollowTheirDefinition) {
               const double v = static_cast<float>(acc + r.bias[static_cast<size_t>(ch)]) *
                                r.multiplier[static_cast<size_t>(ch)];
               const int64_t q = std::clamp<int64_t>(static_cast<int64_t>(std::trunc(v + (v >= 0 ? 0.5 : -0.5))), 0, 200);
-              const uint8_t g = got[static_cast<size_t>(((b * ho + oy) * wo + ox) * c + ch)];
-              ASSERT_EQ(g, q) << k << " " << stride << " at " << b << "," << oy << "," << ox << "," << ch;
+              const size_t at = static_cast<size_t>(((b * ho + oy) * wo + ox) * c + ch);
+              ASSERT_EQ(got[at], q) << k << " " << stride << " at " << b << "," << oy << "," << ox << "," << ch;
+              const double f = static_cast<double>(acc) * in.scale * scales[static_cast<size_t>(ch)] +
+                               bias[static_cast<size_t>(ch)];
+              ASSERT_NEAR(got_f32[at], f, 1e-5 * (1.0 + std::abs(f))) << "f32 output at " << at;
               changed += q != 0 && q != 200;
             }
           }
@@ -96,12 +103,41 @@ TEST(Int8, DepthwiseAndRequantizationFollowTheirDefinition) {
     }
   }
   // The bias is in accumulator units: b / (in_scale * weight_scale).
-  const deploy::Requantize r = deploy::make_requantize({0.5f}, {1.0f}, {0.1f, 0}, {0.2f, 10}, false);
+  const deploy::Requantize r = deploy::make_requantize({0.5f}, {1.0f}, {0.1f, 0}, {0.2f, 10}, deploy::Clamp::kNone);
   EXPECT_EQ(r.bias[0], 20);
   EXPECT_FLOAT_EQ(r.multiplier[0], 0.25f);
   EXPECT_EQ(r.zero, 10);
   EXPECT_EQ(r.lo, 0);
   EXPECT_EQ(r.hi, 255);
+  const deploy::Requantize relu = deploy::make_requantize({0.5f}, {1.0f}, {0.1f, 0}, {0.2f, 10}, deploy::Clamp::kReLU);
+  EXPECT_EQ(relu.lo, 10) << "ReLU clamps at the zero point";
+  EXPECT_EQ(relu.hi, 255);
+
+  // The 1x1 conv to f32: the exact int32 GEMM, then scale and bias per output channel.
+  const int64_t m = 37, kk = 23, n = 11;
+  const std::vector<uint8_t> a = random_ints<uint8_t>(static_cast<size_t>(m * kk), 0, 255, 5);
+  const std::vector<int8_t> wt = random_ints<int8_t>(static_cast<size_t>(n * kk), -127, 127, 6);
+  std::vector<float> scales(n), biases(n);
+  for (int64_t j = 0; j < n; ++j) {
+    scales[static_cast<size_t>(j)] = 0.001f * static_cast<float>(j + 1);
+    biases[static_cast<size_t>(j)] = 0.3f * static_cast<float>(j) - 1.0f;
+  }
+  const deploy::QuantParams xq{0.02f, 31};
+  std::vector<int32_t> scratch;
+  std::vector<float> y(static_cast<size_t>(m * n));
+  deploy::conv1x1_u8_f32(a.data(), m, kk, xq.zero_point, wt.data(), n, deploy::make_dequantize(scales, biases, xq),
+                         scratch, y.data());
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t acc = 0;
+      for (int64_t t = 0; t < kk; ++t) {
+        acc += (a[static_cast<size_t>(i * kk + t)] - xq.zero_point) * wt[static_cast<size_t>(j * kk + t)];
+      }
+      const double want = static_cast<double>(acc) * xq.scale * scales[static_cast<size_t>(j)] +
+                          biases[static_cast<size_t>(j)];
+      ASSERT_NEAR(y[static_cast<size_t>(i * n + j)], want, 1e-5 * (1.0 + std::abs(want))) << i << "," << j;
+    }
+  }
 }
 
 TEST(Int8, ParametersHoldZeroExactly) {

@@ -20,6 +20,7 @@
 #include "engine/tensor.h"
 #include "layers/trace.h"
 #include "models/deploy/export.h"
+#include "models/deploy/runtime_ops.h"
 
 namespace pmpl::deploy {
 
@@ -29,9 +30,12 @@ nlohmann::json fold_trace(const Trace& trace, int output, std::map<std::string, 
 
 // A deployment graph ready to run over the runtime's tensors (held by reference: they must
 // outlive it). pmpl::Error naming `where` for an unknown op, a bad input or a missing tensor.
+// With `activations` (an int8 file's calibrated {value name: [scale, zero point]}), the nodes
+// with int8 weights run in int8 (models/deploy/graph_int8.h).
 class GraphProgram {
  public:
-  GraphProgram(const nlohmann::json& graph, const std::map<std::string, Tensor>& tensors, const std::string& where);
+  GraphProgram(const nlohmann::json& graph, const std::map<std::string, Tensor>& tensors, const std::string& where,
+               const nlohmann::json* activations = nullptr);
   ~GraphProgram();
   // Logits for normalised f32 images [N, H, W, 3]. With `observe`, each node's value is passed to
   // it under the node's name, and what a conv, depthwise conv or linear node reads under
@@ -41,6 +45,9 @@ class GraphProgram {
 
  private:
   struct Node;
+  void quantize_node(Node& n, const nlohmann::json& j, const nlohmann::json& activations, const std::string& where);
+  Tensor run_f32(const Node& n, const Tensor& x, const Tensor& x2, const TensorLookup& lookup,
+                 const Observer* observe) const;
   const std::map<std::string, Tensor>* tensors_;
   std::vector<Node> nodes_;
   int output_ = 0;

@@ -1,11 +1,13 @@
 // GraphProgram (models/deploy/graph.h): the deployment graph run node by node, each value
-// released after its last reader.
+// released after its last reader. In an int8 graph (graph_int8.h) a value is uint8 (with its
+// node's parameters) or f32, and each node converts what it reads to what it runs on.
 #include <algorithm>
 
 #include "engine/autograd.h"
 #include "engine/error.h"
 #include "layers/meta_pooling.h"
 #include "models/deploy/graph.h"
+#include "models/deploy/graph_int8.h"
 #include "models/deploy/runtime_ops.h"
 
 namespace pmpl::deploy {
@@ -69,12 +71,15 @@ struct GraphProgram::Node {
   Tensor weight{}, bias{};  // affine: scale, shift
   std::vector<PoolOp> pool_ops{};
   std::vector<int> release{};  // values read for the last time here
+  bool quantized = false;      // int8 graphs: the value has calibrated parameters `out_q`
+  QuantParams out_q{};
+  std::shared_ptr<const Int8Layer> int8{};  // runs in int8
 };
 
 GraphProgram::~GraphProgram() = default;
 
 GraphProgram::GraphProgram(const nlohmann::json& graph, const std::map<std::string, Tensor>& tensors,
-                           const std::string& where)
+                           const std::string& where, const nlohmann::json* activations)
     : tensors_(&tensors) {
   auto tensor = [&](const std::string& name, int rank) {
     auto it = tensors.find(name);
@@ -122,6 +127,7 @@ GraphProgram::GraphProgram(const nlohmann::json& graph, const std::map<std::stri
         break;
       default: break;
     }
+    if (activations) quantize_node(n, j, *activations, where);
     nodes_.push_back(std::move(n));
   }
   output_ = graph.at("output");
@@ -136,6 +142,32 @@ GraphProgram::GraphProgram(const nlohmann::json& graph, const std::map<std::stri
   }
 }
 
+void GraphProgram::quantize_node(Node& n, const nlohmann::json& j, const nlohmann::json& activations,
+                                 const std::string& where) {
+  using A = ops::ChannelActivation;
+  try {
+    n.quantized = activations.contains(n.name);
+    if (n.quantized) n.out_q = activation_params(activations, n.name);
+  } catch (const Error& e) {
+    PMPL_CHECK(false, "{}: {}; re-export it", where, e.what());
+  }
+  if (!tensors_->count(n.name + ".weight_scale")) return;
+  PMPL_CHECK(int8_node(j), "{}: {} ({}) has int8 weights but cannot run in int8; re-export it", where, n.name,
+             j.at("op").get<std::string>());
+  const Node& producer = nodes_[static_cast<size_t>(n.inputs[0] - 1)];
+  PMPL_CHECK(producer.quantized, "{}: {} runs in int8 but what it reads ({}) has no quantisation parameters", where,
+             n.name, producer.name);
+  const bool clamp = n.act == A::kNone || n.act == A::kReLU || n.act == A::kReLU6;
+  const bool u8_out = n.op != Op::kLinear && n.quantized && clamp;
+  const Clamp c = n.act == A::kReLU6 ? Clamp::kReLU6 : n.act == A::kReLU ? Clamp::kReLU : Clamp::kNone;
+  try {
+    n.int8 = std::make_shared<const Int8Layer>(pack_int8_layer(*tensors_, n.name, j.at("op"), n.kernel, n.stride,
+                                                               producer.out_q, u8_out ? &n.out_q : nullptr, c));
+  } catch (const Error& e) {
+    PMPL_CHECK(false, "{}: {}; re-export it", where, e.what());
+  }
+}
+
 Tensor GraphProgram::run(const Tensor& images, const Observer* observe) const {
   NoGradGuard no_grad;
   std::vector<Tensor> values(nodes_.size() + 1);
@@ -145,52 +177,92 @@ Tensor GraphProgram::run(const Tensor& images, const Observer* observe) const {
     PMPL_CHECK(it != tensors_->end(), "tensor {} is missing", name);
     return it->second;
   };
+  // What a node reads, as f32 or as uint8 with the parameters of the node that made it.
+  const auto f32 = [&](int v) {
+    const Tensor& t = values[static_cast<size_t>(v)];
+    if (t.dtype() != DType::kU8) return t;
+    Tensor out = Tensor::empty(t.shape(), DType::kF32);
+    dequantize_u8(t.data<uint8_t>(), t.numel(), nodes_[static_cast<size_t>(v - 1)].out_q, out.data<float>());
+    return out;
+  };
+  const auto u8 = [&](int v) {
+    const Tensor& t = values[static_cast<size_t>(v)];
+    if (t.dtype() == DType::kU8) return t;
+    Tensor out = Tensor::empty(t.shape(), DType::kU8);
+    quantize_u8(t.data<float>(), t.numel(), nodes_[static_cast<size_t>(v - 1)].out_q, out.data<uint8_t>());
+    return out;
+  };
+  // Residual adds and global average pools run in uint8 where both sides have parameters.
+  const auto has_q = [&](int v) { return v > 0 && nodes_[static_cast<size_t>(v - 1)].quantized; };
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const Node& n = nodes_[i];
-    const Tensor& x = values[n.inputs[0]];
-    if (observe && (n.op == Op::kConv || n.op == Op::kDepthwise || n.op == Op::kLinear)) (*observe)("input:" + n.name, x);
     Tensor y;
-    switch (n.op) {
-      case Op::kConv:
-        if (n.kernel == 1 && n.stride == 1 && n.pad == 0) {
-          y = run_conv1x1(x, n.weight, n.bias, n.act);
-        } else {
-          y = ops::channel_affine(ops::conv2d(x, n.weight, n.stride, n.pad), Tensor(), n.bias, n.act);
-        }
-        break;
-      case Op::kDepthwise:
-        y = ops::channel_affine(ops::depthwise_conv2d(x, n.weight, n.stride, n.pad), Tensor(), n.bias, n.act);
-        break;
-      case Op::kAffine: y = ops::channel_affine(x, n.weight, n.bias, n.act); break;
-      case Op::kAct: y = activate(x, n.act); break;
-      case Op::kLinear: y = ops::linear(x, n.weight, n.bias); break;
-      case Op::kAdd: y = ops::add(x, values[n.inputs[1]]); break;
-      case Op::kMul: y = ops::mul(x, values[n.inputs[1]]); break;
-      case Op::kMaxPool: y = ops::max_pool2d(x, n.kernel, n.stride, n.pad); break;
-      case Op::kAvgPool: y = ops::avg_pool2d(x, n.kernel, n.stride, n.pad); break;
-      case Op::kGlobalAvgPool:
-        y = ops::global_avg_pool(x);
-        if (n.keep_dims) y = y.reshape(Shape{y.dim(0), 1, 1, y.dim(1)});
-        break;
-      case Op::kSlice: {
-        const int64_t c = x.dim(-1);
-        PMPL_CHECK(n.end <= c, "{}: slice [{}, {}) of {} channels", n.name, n.begin, n.end, c);
-        std::vector<int64_t> sizes;
-        for (int64_t s : {n.begin, n.end - n.begin, c - n.end}) {
-          if (s > 0) sizes.push_back(s);
-        }
-        y = ops::split(x, sizes, x.rank() - 1)[n.begin > 0 ? 1 : 0];
-        break;
-      }
-      case Op::kConcat: y = ops::concat({x, values[n.inputs[1]]}, x.rank() - 1); break;
-      case Op::kShuffle: y = ops::channel_shuffle(x, n.groups); break;
-      case Op::kEnhancer: y = run_enhancer(x, n.pool_ops, n.name, lookup); break;
+    if (n.int8) {
+      y = run_int8_layer(*n.int8, u8(n.inputs[0]));
+      if (!n.int8->u8_out) y = activate(y, n.act);
+    } else if (n.op == Op::kAdd && n.quantized && has_q(n.inputs[0]) && has_q(n.inputs[1])) {
+      const Tensor a = u8(n.inputs[0]), b = u8(n.inputs[1]);
+      PMPL_CHECK(a.shape() == b.shape(), "{}: adds {} and {}", n.name, a.shape().str(), b.shape().str());
+      y = Tensor::empty(a.shape(), DType::kU8);
+      add_u8(a.data<uint8_t>(), nodes_[n.inputs[0] - 1].out_q, b.data<uint8_t>(), nodes_[n.inputs[1] - 1].out_q,
+             a.numel(), n.out_q, y.data<uint8_t>());
+    } else if (n.op == Op::kGlobalAvgPool && n.quantized && has_q(n.inputs[0])) {
+      const Tensor x = u8(n.inputs[0]);
+      PMPL_CHECK(x.rank() == 4, "{}: pools {}", n.name, x.shape().str());
+      y = Tensor::empty(n.keep_dims ? Shape{x.dim(0), 1, 1, x.dim(3)} : Shape{x.dim(0), x.dim(3)}, DType::kU8);
+      global_avg_pool_u8(x.data<uint8_t>(), x.dim(0), x.dim(1) * x.dim(2), x.dim(3), nodes_[n.inputs[0] - 1].out_q,
+                         n.out_q, y.data<uint8_t>());
+    } else {
+      y = run_f32(n, f32(n.inputs[0]), n.inputs.size() > 1 ? f32(n.inputs[1]) : Tensor(), lookup, observe);
     }
     if (observe) (*observe)(n.name, y);
     values[i + 1] = std::move(y);
     for (int v : n.release) values[v] = Tensor();
   }
   return values[output_];
+}
+
+Tensor GraphProgram::run_f32(const Node& n, const Tensor& x, const Tensor& x2, const TensorLookup& lookup,
+                             const Observer* observe) const {
+  if (observe && (n.op == Op::kConv || n.op == Op::kDepthwise || n.op == Op::kLinear)) (*observe)("input:" + n.name, x);
+  Tensor y;
+  switch (n.op) {
+    case Op::kConv:
+      if (n.kernel == 1 && n.stride == 1 && n.pad == 0) {
+        y = run_conv1x1(x, n.weight, n.bias, n.act);
+      } else {
+        y = ops::channel_affine(ops::conv2d(x, n.weight, n.stride, n.pad), Tensor(), n.bias, n.act);
+      }
+      break;
+    case Op::kDepthwise:
+      y = ops::channel_affine(ops::depthwise_conv2d(x, n.weight, n.stride, n.pad), Tensor(), n.bias, n.act);
+      break;
+    case Op::kAffine: y = ops::channel_affine(x, n.weight, n.bias, n.act); break;
+    case Op::kAct: y = activate(x, n.act); break;
+    case Op::kLinear: y = ops::linear(x, n.weight, n.bias); break;
+    case Op::kAdd: y = ops::add(x, x2); break;
+    case Op::kMul: y = ops::mul(x, x2); break;
+    case Op::kMaxPool: y = ops::max_pool2d(x, n.kernel, n.stride, n.pad); break;
+    case Op::kAvgPool: y = ops::avg_pool2d(x, n.kernel, n.stride, n.pad); break;
+    case Op::kGlobalAvgPool:
+      y = ops::global_avg_pool(x);
+      if (n.keep_dims) y = y.reshape(Shape{y.dim(0), 1, 1, y.dim(1)});
+      break;
+    case Op::kSlice: {
+      const int64_t c = x.dim(-1);
+      PMPL_CHECK(n.end <= c, "{}: slice [{}, {}) of {} channels", n.name, n.begin, n.end, c);
+      std::vector<int64_t> sizes;
+      for (int64_t s : {n.begin, n.end - n.begin, c - n.end}) {
+        if (s > 0) sizes.push_back(s);
+      }
+      y = ops::split(x, sizes, x.rank() - 1)[n.begin > 0 ? 1 : 0];
+      break;
+    }
+    case Op::kConcat: y = ops::concat({x, x2}, x.rank() - 1); break;
+    case Op::kShuffle: y = ops::channel_shuffle(x, n.groups); break;
+    case Op::kEnhancer: y = run_enhancer(x, n.pool_ops, n.name, lookup); break;
+  }
+  return y;
 }
 
 }  // namespace pmpl::deploy

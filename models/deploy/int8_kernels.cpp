@@ -19,19 +19,29 @@ QuantParams choose_params(double lo, double hi) {
 }
 
 Requantize make_requantize(const std::vector<float>& weight_scale, const std::vector<float>& bias, QuantParams in,
-                           QuantParams out, bool relu6) {
+                           QuantParams out, Clamp clamp) {
   PMPL_ASSERT(weight_scale.size() == bias.size(), "requantize: {} scales for {} biases", weight_scale.size(),
               bias.size());
   Requantize r;
   r.zero = out.zero_point;
-  r.lo = relu6 ? out.zero_point : 0;
-  r.hi = relu6 ? std::min<int32_t>(255, out.zero_point + static_cast<int32_t>(std::lround(6.0 / out.scale))) : 255;
+  r.lo = clamp == Clamp::kNone ? 0 : out.zero_point;
+  r.hi = clamp == Clamp::kReLU6
+             ? std::min<int32_t>(255, out.zero_point + static_cast<int32_t>(std::lround(6.0 / out.scale)))
+             : 255;
   for (size_t c = 0; c < bias.size(); ++c) {
     const double acc_scale = static_cast<double>(in.scale) * weight_scale[c];
     r.bias.push_back(static_cast<int32_t>(std::lround(bias[c] / acc_scale)));
     r.multiplier.push_back(static_cast<float>(acc_scale / out.scale));
   }
   return r;
+}
+
+Dequantize make_dequantize(const std::vector<float>& weight_scale, const std::vector<float>& bias, QuantParams in) {
+  PMPL_ASSERT(weight_scale.size() == bias.size(), "dequantize: {} scales for {} biases", weight_scale.size(),
+              bias.size());
+  Dequantize d{{}, bias};
+  for (float s : weight_scale) d.scale.push_back(in.scale * s);
+  return d;
 }
 
 void quantize_u8(const float* x, int64_t n, QuantParams q, uint8_t* out) {
@@ -64,12 +74,30 @@ void conv1x1_u8(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const in
   }
 }
 
-void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
-                  const int16_t* taps, int k, int stride, const Requantize& r, uint8_t* out) {
+void conv1x1_u8_f32(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
+                    const Dequantize& d, std::vector<int32_t>& scratch, float* out) {
+  scratch.resize(static_cast<size_t>(m * n));
+  blas::gemm_u8s8s32(m, n, k, x, k, static_cast<uint8_t>(x_zero), weight, k, scratch.data(), n);
+  const float* scale = d.scale.data();
+  const float* bias = d.bias.data();
+#pragma omp parallel for if (m * n > 65536)
+  for (int64_t i = 0; i < m; ++i) {
+    const int32_t* acc = scratch.data() + i * n;
+    float* o = out + i * n;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) o[j] = static_cast<float>(acc[j]) * scale[j] + bias[j];
+  }
+}
+
+namespace {
+
+// The depthwise conv's accumulation, shared by its two outputs: for each output pixel (flat index
+// p), `emit(acc, p)` with acc[ch] = init[ch] + sum over the window of (x - zero) * tap.
+template <class Emit>
+void depthwise_acc(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
+                   const int16_t* taps, int k, int stride, const int32_t* init, Emit emit) {
   const int pad = k / 2;
   const int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
-  const int32_t* bias = r.bias.data();
-  const float* mult = r.multiplier.data();
 #pragma omp parallel
   {
     std::vector<int32_t> acc(static_cast<size_t>(c));
@@ -77,7 +105,11 @@ void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t
     for (int64_t row = 0; row < batch * ho; ++row) {
       const int64_t b = row / ho, oy = row % ho;
       for (int64_t ox = 0; ox < wo; ++ox) {
-        std::copy(bias, bias + c, acc.begin());
+        if (init) {
+          std::copy(init, init + c, acc.begin());
+        } else {
+          std::fill(acc.begin(), acc.end(), 0);
+        }
         int32_t* a = acc.data();
         for (int ky = 0; ky < k; ++ky) {
           const int64_t iy = oy * stride + ky - pad;
@@ -91,12 +123,33 @@ void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t
             for (int64_t ch = 0; ch < c; ++ch) a[ch] += (static_cast<int32_t>(px[ch]) - x_zero) * t[ch];
           }
         }
-        uint8_t* o = out + ((b * ho + oy) * wo + ox) * c;
-#pragma omp simd
-        for (int64_t ch = 0; ch < c; ++ch) o[ch] = requantize_one(a[ch], 0, mult[ch], r.zero, r.lo, r.hi);
+        emit(static_cast<const int32_t*>(a), (b * ho + oy) * wo + ox);
       }
     }
   }
+}
+
+}  // namespace
+
+void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
+                  const int16_t* taps, int k, int stride, const Requantize& r, uint8_t* out) {
+  const float* mult = r.multiplier.data();
+  depthwise_acc(x, batch, h, w, c, x_zero, taps, k, stride, r.bias.data(), [&](const int32_t* a, int64_t p) {
+    uint8_t* o = out + p * c;
+#pragma omp simd
+    for (int64_t ch = 0; ch < c; ++ch) o[ch] = requantize_one(a[ch], 0, mult[ch], r.zero, r.lo, r.hi);
+  });
+}
+
+void depthwise_u8_f32(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
+                      const int16_t* taps, int k, int stride, const Dequantize& d, float* out) {
+  const float* scale = d.scale.data();
+  const float* bias = d.bias.data();
+  depthwise_acc(x, batch, h, w, c, x_zero, taps, k, stride, nullptr, [&](const int32_t* a, int64_t p) {
+    float* o = out + p * c;
+#pragma omp simd
+    for (int64_t ch = 0; ch < c; ++ch) o[ch] = static_cast<float>(a[ch]) * scale[ch] + bias[ch];
+  });
 }
 
 void add_u8(const uint8_t* a, QuantParams qa, const uint8_t* b, QuantParams qb, int64_t n, QuantParams out_q,

@@ -25,10 +25,20 @@ struct Requantize {
   int32_t zero = 0, lo = 0, hi = 255;
 };
 
+// What the requantisation's clamp applies: nothing, ReLU (at the zero point) or ReLU6.
+enum class Clamp : uint8_t { kNone, kReLU, kReLU6 };
+
 // The requantisation of a conv with per-channel weight scales and a float bias, from `in` to
-// `out`, clamped to ReLU6's range when `relu6`.
+// `out`, clamped as `clamp` says.
 Requantize make_requantize(const std::vector<float>& weight_scale, const std::vector<float>& bias, QuantParams in,
-                           QuantParams out, bool relu6);
+                           QuantParams out, Clamp clamp);
+
+// The f32 output of an int8 layer whose activation no clamp expresses (hardswish, SiLU, ...) or
+// whose reader wants f32: y = acc * scale[c] + bias[c], scale = in_scale * weight_scale[c].
+struct Dequantize {
+  std::vector<float> scale, bias;
+};
+Dequantize make_dequantize(const std::vector<float>& weight_scale, const std::vector<float>& bias, QuantParams in);
 
 inline uint8_t requantize_one(int32_t acc, int32_t bias, float multiplier, int32_t zero, int32_t lo, int32_t hi) {
   const float v = static_cast<float>(acc + bias) * multiplier;
@@ -44,10 +54,16 @@ void dequantize_u8(const uint8_t* x, int64_t n, QuantParams q, float* out);
 void conv1x1_u8(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
                 const Requantize& r, std::vector<int32_t>& scratch, uint8_t* out);
 
+// The same, to f32 (`d`).
+void conv1x1_u8_f32(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
+                    const Dequantize& d, std::vector<int32_t>& scratch, float* out);
+
 // Depthwise k x k conv, padding k / 2, NHWC x [batch, h, w, c] -> [batch, ho, wo, c]; `taps` is
 // the weight as [k * k][c] (tap-major, so channels vectorise), widened to int16.
 void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
                   const int16_t* taps, int k, int stride, const Requantize& r, uint8_t* out);
+void depthwise_u8_f32(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
+                      const int16_t* taps, int k, int stride, const Dequantize& d, float* out);
 
 // a + b elementwise (each with its parameters), requantised to `out_q`.
 void add_u8(const uint8_t* a, QuantParams qa, const uint8_t* b, QuantParams qb, int64_t n, QuantParams out_q,

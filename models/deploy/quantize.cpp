@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "engine/error.h"
+#include "models/deploy/graph_int8.h"
 #include "models/deploy/int8_kernels.h"
+#include "models/deploy/mobilenetv2_graph.h"
 
 namespace pmpl::deploy {
 namespace {
@@ -78,21 +81,16 @@ std::vector<double> Calibrator::input_means(const std::string& conv) const {
   return out;
 }
 
-bool quantized_weight(const std::string& name) {
-  const std::string suffix = ".weight";
-  if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
-    return false;
-  }
-  if (name == "classifier.1.weight") return true;
-  return name.rfind("features.", 0) == 0 && name.rfind("features.0.", 0) != 0 &&
-         name.find(".strip.") == std::string::npos;
-}
-
 DeployModel quantize_model(const DeployModel& model, const Calibrator& calibrator, int64_t images) {
   PMPL_CHECK(!model.config.contains("quantization"), "the model is already quantised");
   DeployModel out = model;
+  std::set<std::string> int8_weights;
+  const nlohmann::json graph = deployment_graph(model.config);
+  for (const nlohmann::json& node : graph.at("nodes")) {
+    if (int8_node(node)) int8_weights.insert(node.at("name").get<std::string>() + ".weight");
+  }
   for (auto& [name, t] : model.tensors) {
-    if (!quantized_weight(name)) continue;
+    if (!int8_weights.count(name)) continue;
     FoldedTensor& q = out.tensors.at(name);
     q.int8 = true;
     const int64_t channels = t.shape.at(0);

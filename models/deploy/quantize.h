@@ -1,8 +1,9 @@
 // int8 post-training quantisation of a folded network (`pmpl export --dtype int8 --calibrate DIR`):
-// the weights of every conv but the stem and the strip attention's, and of the classifier, become
-// int8, symmetric per output channel (scale = max |w| / 127); each activation the int8 runtime
-// holds gets one uint8 scale and zero point from calibration: the f32 network run on real images
-// while a Calibrator watches every quantisation point (Runtime::run_observed). Bias correction:
+// the weights of the graph nodes that run in int8 (graph_int8.h's int8_node: the 1x1 and depthwise
+// convs and the linear layers, not the stem) become int8, symmetric per output channel
+// (scale = max |w| / 127); each value of the graph gets one uint8 scale and zero point from
+// calibration: the f32 network run on real images while a Calibrator watches every value
+// (Runtime::run_observed). Bias correction:
 // rounding the weights shifts each output channel's mean by sum_i (Wq - W)[o, i] * E[x_i]; the
 // calibration images give E[x] per input channel ("input:" points), and the bias absorbs the shift.
 #pragma once
@@ -46,9 +47,6 @@ class Calibrator {
   };
   std::map<std::string, Means> inputs_;
 };
-
-// Whether `name` is a weight the int8 file stores as int8.
-bool quantized_weight(const std::string& name);
 
 // The int8 model: quantised weights with their "<conv>.weight_scale", the rest unchanged, and
 // config["quantization"] = {"method", "images", "activations": calibrator's}.

@@ -10,10 +10,14 @@
 #include "models/deploy/format.h"
 #include "models/deploy/graph.h"
 #include "models/deploy/mobilenetv2_graph.h"
-#include "models/deploy/runtime_int8.h"
-#include "models/mobilenetv2.h"
 
 namespace pmpl::deploy {
+namespace {
+
+// MobileNetV2 files' int8 points named after the layer, with the graph node each one is.
+constexpr std::pair<const char*, const char*> kLegacyPoints[] = {{"features.0", "features.0.0"}, {"pool", "avgpool"}};
+
+}  // namespace
 
 Runtime::Runtime(const std::string& path) {
   DeployFile file;
@@ -63,14 +67,8 @@ void Runtime::load(const std::string& where) {
   try {
     PMPL_CHECK(config_.value("format", "") == "pmpl-model", "{}: not a pmpl model description", where);
     const std::string arch = config_.at("architecture");
-    if (config_.contains("graph")) {
-      PMPL_CHECK(!config_.contains("quantization"), "{}: int8 is not available for {} yet (mobilenetv2 and "
-                                                    "mobilenetv2_mp only, issue #16)", where, arch);
-    } else {
+    if (!config_.contains("graph")) {
       PMPL_CHECK(arch == "mobilenetv2" || arch == "mobilenetv2_mp", "{}: unknown architecture {}", where, arch);
-      meta_pooling_ = arch == "mobilenetv2_mp";
-      width_ = config_.at("width");
-      small_input_ = config_.at("small_input");
     }
     classes_ = config_.at("classes").get<std::vector<std::string>>();
     input_size_ = config_.at("input").at("size");
@@ -78,17 +76,29 @@ void Runtime::load(const std::string& where) {
       mean_[c] = config_.at("input").at("mean").at(c);
       std_[c] = config_.at("input").at("std").at(c);
     }
-    if (meta_pooling_) genotype_ = Genotype::from_json(config_.at("genotype"), where);
-    if (!config_.contains("quantization")) {
-      // f32: the graph says what to run (docs/FORMAT.md, "The graph"; a MobileNetV2 file's is the
-      // one its layout means).
-      nlohmann::json graph;
-      try {
-        graph = deployment_graph(config_);
-      } catch (const Error& e) {
-        PMPL_CHECK(false, "{}: {}", where, e.what());
+    // The graph says what to run (docs/FORMAT.md, "The graph"; a MobileNetV2 file's is the one its
+    // layout means), in int8 where the file is quantised.
+    nlohmann::json graph;
+    try {
+      graph = deployment_graph(config_);
+    } catch (const Error& e) {
+      PMPL_CHECK(false, "{}: {}", where, e.what());
+    }
+    quantized_ = config_.contains("quantization");
+    if (quantized_) {
+      activations_ = config_.at("quantization").at("activations");
+      PMPL_CHECK(activations_.is_object(), "{}: its quantisation parameters are not an object; re-export it", where);
+      if (!config_.contains("graph")) {
+        // A MobileNetV2 file names two values after the layer rather than the module.
+        for (const auto& [point, node] : kLegacyPoints) {
+          if (activations_.contains(point)) activations_[node] = activations_.at(point);
+        }
       }
-      graph_ = std::make_unique<GraphProgram>(graph, tensors_, where);
+    }
+    try {
+      graph_ = std::make_unique<GraphProgram>(graph, tensors_, where, quantized_ ? &activations_ : nullptr);
+    } catch (const nlohmann::json::exception& e) {
+      PMPL_CHECK(false, "{}: its quantisation parameters are incomplete ({}); re-export it", where, e.what());
     }
   } catch (const nlohmann::json::exception& e) {
     PMPL_CHECK(false, "{}: the model description is incomplete ({})", where, e.what());
@@ -98,10 +108,6 @@ void Runtime::load(const std::string& where) {
   // size checks it all now rather than at the first real image.
   NoGradGuard no_grad;
   try {
-    if (config_.contains("quantization")) {
-      quantized_ = std::make_unique<QuantizedLayers>(config_.at("quantization"), tensors_,
-                                                     mobilenetv2_spec(width_, small_input_), genotype_);
-    }
     run(Tensor::zeros(Shape{1, input_size_, input_size_, 3}));
   } catch (const Error& e) {
     PMPL_CHECK(false, "{}: its tensors do not fit its architecture ({}); re-export it", where, e.what());
@@ -110,30 +116,26 @@ void Runtime::load(const std::string& where) {
   }
 }
 
-const Tensor& Runtime::weight(const std::string& name) const {
-  auto it = tensors_.find(name);
-  PMPL_CHECK(it != tensors_.end(), "tensor {} is missing", name);
-  return it->second;
-}
-
 Tensor Runtime::run(const Tensor& images) const {
   PMPL_CHECK(images.rank() == 4 && images.dim(3) == 3 && images.dtype() == DType::kF32,
              "expected f32 images [N, H, W, 3], got {} {}", dtype_name(images.dtype()), images.shape().str());
-  return graph_ ? graph_->run(images) : run_int8(images);
+  return graph_->run(images);
 }
 
 Tensor Runtime::run_observed(const Tensor& images, const Observer& observe) const {
   PMPL_CHECK(!quantized_, "an int8 model cannot be calibrated again: calibrate its f32 export");
-  PMPL_CHECK(!config_.contains("graph"), "int8 calibration covers mobilenetv2 and mobilenetv2_mp so far, not {} "
-             "(issue #16)", config_.value("architecture", "this network"));
   PMPL_CHECK(images.rank() == 4 && images.dim(3) == 3 && images.dtype() == DType::kF32,
              "expected f32 images [N, H, W, 3], got {} {}", dtype_name(images.dtype()), images.shape().str());
-  // The int8 network's points (docs/FORMAT.md, "int8") are the graph's values by node name, but
-  // for two that int8 names after the layer rather than the module (the stem's output and the
-  // pooled features); the stem's input and the logits stay f32, so nothing measures them.
+  if (config_.contains("graph")) return graph_->run(images, &observe);
+  // A MobileNetV2 file's points (docs/FORMAT.md, "int8") are the graph's values by node name, but
+  // for two it names after the layer rather than the module (the stem's output and the pooled
+  // features); the stem's input and the logits stay f32, so nothing measures them.
   const GraphProgram::Observer points = [&observe](const std::string& name, const Tensor& value) {
     if (name == "input:features.0.0" || name == "classifier.1") return;
-    observe(name == "features.0.0" ? "features.0" : name == "avgpool" ? "pool" : name, value);
+    for (const auto& [point, node] : kLegacyPoints) {
+      if (name == node) return observe(point, value);
+    }
+    observe(name, value);
   };
   return graph_->run(images, &points);
 }

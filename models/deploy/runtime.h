@@ -1,9 +1,8 @@
 // The deployment runtime: loads a `pmpl export` file and runs it, forward only, with the folded
-// weights: in f32 (f32 and f16 files), or with uint8 activations and int8 weights (int8 files,
-// runtime_int8.cpp). f32 files run their deployment graph (models/deploy/graph.h; every
-// backbone's file carries its own, a MobileNetV2 file's is the one its layout means,
-// mobilenetv2_graph.h); int8 files, MobileNetV2 only so far, are walked from the architecture
-// description (models/mobilenetv2.h).
+// weights: in f32 (f32 and f16 files), or with uint8 activations and int8 weights where the file
+// is quantised (models/deploy/graph_int8.h). Every file runs its deployment graph
+// (models/deploy/graph.h; every backbone's file carries its own, a MobileNetV2 file's is the one
+// its layout means, mobilenetv2_graph.h).
 // It needs the engine's ops, nothing from training: no autograd graph, optimiser, loader or trainer.
 #pragma once
 
@@ -16,12 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/tensor.h"
-#include "models/genotype.h"
 
 namespace pmpl::deploy {
 
 struct DeployModel;
-struct QuantizedLayers;
 class GraphProgram;
 
 class Runtime {
@@ -39,33 +36,29 @@ class Runtime {
   const float* mean() const { return mean_; }
   const float* stddev() const { return std_; }
 
-  bool quantized() const { return quantized_ != nullptr; }
+  bool quantized() const { return quantized_; }
 
   // Logits [N, classes] for normalised f32 images [N, H, W, 3].
   Tensor run(const Tensor& images) const;
   // The same from uint8 images [N, size, size, 3] (normalised here with the file's mean/std).
   Tensor run_u8(const Tensor& images) const;
-  // The f32 network with `observe(point, activation)` called wherever the int8 network holds a
-  // uint8 tensor (docs/FORMAT.md, "int8"): what calibration measures. Not for int8 files.
+  // The f32 network with `observe(point, activation)` called for every value of its graph, and
+  // for what each conv, depthwise conv and linear node reads ("input:" + name), by the names int8
+  // gives them (docs/FORMAT.md, "int8"): what calibration measures. Not for int8 files.
   using Observer = std::function<void(const std::string& point, const Tensor& value)>;
   Tensor run_observed(const Tensor& images, const Observer& observe) const;
 
  private:
   void load(const std::string& where);
-  Tensor run_int8(const Tensor& images) const;
-  const Tensor& weight(const std::string& name) const;
 
   nlohmann::json config_;
   std::map<std::string, Tensor> tensors_;
   std::vector<std::string> classes_;
-  bool meta_pooling_ = false;
-  Genotype genotype_;
   int input_size_ = 224;
   float mean_[3], std_[3];
-  double width_ = 1.0;
-  bool small_input_ = false;
-  std::unique_ptr<QuantizedLayers> quantized_;
-  std::unique_ptr<GraphProgram> graph_;  // every f32 file's network
+  bool quantized_ = false;
+  nlohmann::json activations_;  // an int8 file's, by graph node name
+  std::unique_ptr<GraphProgram> graph_;
 };
 
 }  // namespace pmpl::deploy
