@@ -1,4 +1,4 @@
-// int8 deployment (models/deploy/int8_kernels.h, quantize.h, runtime_int8.h): the kernels against
+// int8 deployment (models/deploy/int8_kernels.h, quantize.h, graph_int8.h): the kernels against
 // plain integer arithmetic, and a calibrated int8 file of the fixed Meta-Pooling network against
 // the f32 one it came from.
 #include <gtest/gtest.h>

@@ -42,7 +42,7 @@ Runtime::Runtime(const std::string& path) {
         std::memcpy(&h.bits, src + 2 * i, 2);
         dst[i] = static_cast<float>(h);
       } else {
-        dst[i] = static_cast<int8_t>(src[i]);  // int8 weights, held exactly; runtime_int8 packs them
+        dst[i] = static_cast<int8_t>(src[i]);  // int8 weights, held exactly; graph_int8 packs them
       }
     }
     tensors_[t.name] = out;
