@@ -59,34 +59,40 @@ void dequantize_u8(const uint8_t* x, int64_t n, QuantParams q, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = q.scale * static_cast<float>(static_cast<int32_t>(x[i]) - q.zero_point);
 }
 
-void conv1x1_u8(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
-                const Requantize& r, std::vector<int32_t>& scratch, uint8_t* out) {
+namespace {
+
+// The 1x1 conv's exact int32 GEMM, then `emit(acc_row, i)` for each of the m output rows.
+template <class Emit>
+void conv1x1_acc(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
+                 std::vector<int32_t>& scratch, Emit emit) {
   scratch.resize(static_cast<size_t>(m * n));
   blas::gemm_u8s8s32(m, n, k, x, k, static_cast<uint8_t>(x_zero), weight, k, scratch.data(), n);
+#pragma omp parallel for if (m * n > 65536)
+  for (int64_t i = 0; i < m; ++i) emit(static_cast<const int32_t*>(scratch.data() + i * n), i);
+}
+
+}  // namespace
+
+void conv1x1_u8(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
+                const Requantize& r, std::vector<int32_t>& scratch, uint8_t* out) {
   const int32_t* bias = r.bias.data();
   const float* mult = r.multiplier.data();
-#pragma omp parallel for if (m * n > 65536)
-  for (int64_t i = 0; i < m; ++i) {
-    const int32_t* acc = scratch.data() + i * n;
+  conv1x1_acc(x, m, k, x_zero, weight, n, scratch, [&](const int32_t* acc, int64_t i) {
     uint8_t* o = out + i * n;
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) o[j] = requantize_one(acc[j], bias[j], mult[j], r.zero, r.lo, r.hi);
-  }
+  });
 }
 
 void conv1x1_u8_f32(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
                     const Dequantize& d, std::vector<int32_t>& scratch, float* out) {
-  scratch.resize(static_cast<size_t>(m * n));
-  blas::gemm_u8s8s32(m, n, k, x, k, static_cast<uint8_t>(x_zero), weight, k, scratch.data(), n);
   const float* scale = d.scale.data();
   const float* bias = d.bias.data();
-#pragma omp parallel for if (m * n > 65536)
-  for (int64_t i = 0; i < m; ++i) {
-    const int32_t* acc = scratch.data() + i * n;
+  conv1x1_acc(x, m, k, x_zero, weight, n, scratch, [&](const int32_t* acc, int64_t i) {
     float* o = out + i * n;
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) o[j] = static_cast<float>(acc[j]) * scale[j] + bias[j];
-  }
+  });
 }
 
 namespace {
