@@ -263,6 +263,31 @@ TEST(Cli, EveryBackboneExportsAndInfers) {
   std::remove(image.c_str());
 }
 
+// An int8 MobileNetV2-MP file written on 2026-12-05 by the int8 runtime's fixed MobileNetV2 walk,
+// with that runtime's logits on 8 images: the graph-based int8 runtime that replaced the walk
+// reads it and gives the same logits (bit for bit on the machine that wrote them; on another CPU
+// the f32 stem may round differently and move a uint8 value by a step, so the bound is 1e-3 of
+// the largest logit; reading the stem's output in f32 at the first residual add, as a first draft
+// of the graph runtime did, gave 0.23).
+TEST(Cli, AnInt8FileFromBeforeTheGraphRunsToTheSameBits) {
+  const std::string fixtures = std::string(PMPL_SOURCE_DIR) + "/tests/fixtures/";
+  const std::string file = fixtures + "mobilenetv2_mp_w025_28px_int8_2026-12-05";
+  const std::string out = ::testing::TempDir() + "pmpl_cli_int8_old.npy";
+  const Result r = run_cli("forward --deploy " + file + ".pmpl --input " + fixtures + "images_8x3x28x28.npy --output " +
+                           out);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::vector<float> got = pmpl::load_npy(out).to_vector<float>();
+  const std::vector<float> want = pmpl::load_npy(file + ".logits.npy").to_vector<float>();
+  ASSERT_EQ(got.size(), 80u);
+  double diff = 0.0, peak = 0.0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    diff = std::max(diff, static_cast<double>(std::abs(got[i] - want[i])));
+    peak = std::max(peak, static_cast<double>(std::abs(want[i])));
+  }
+  EXPECT_LE(diff, 1e-3 * peak) << "largest difference " << diff << " of logits up to " << peak;
+  std::remove(out.c_str());
+}
+
 TEST(Cli, BenchOpsPrintsATable) {
   const Result r = run_cli("bench ops --batch-size 1 --repeat 1 --warmup 0 --filter pool_k3");
   EXPECT_EQ(r.code, 0) << r.output;
