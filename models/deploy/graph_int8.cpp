@@ -23,6 +23,17 @@ int64_t output_size(int64_t size, int kernel, int stride) { return (size + 2 * (
 
 }  // namespace
 
+nlohmann::json int8_activations(const nlohmann::json& config) {
+  nlohmann::json out = config.at("quantization").at("activations");
+  PMPL_CHECK(out.is_object(), "its quantisation parameters are not an object; re-export it");
+  if (!config.contains("graph")) {
+    for (const auto& [point, node] : kLegacyInt8Points) {
+      if (out.contains(point)) out[node] = out.at(point);
+    }
+  }
+  return out;
+}
+
 QuantParams activation_params(const nlohmann::json& activations, const std::string& name) {
   PMPL_CHECK(activations.contains(name), "no quantisation parameters for {}", name);
   const nlohmann::json& p = activations.at(name);

@@ -11,6 +11,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -19,6 +20,14 @@
 #include "models/deploy/int8_kernels.h"
 
 namespace pmpl::deploy {
+
+// A MobileNetV2 file's int8 points named after the layer rather than the module, with the graph
+// node each one is (its stem's output and its pooled features).
+inline constexpr std::pair<const char*, const char*> kLegacyInt8Points[] = {{"features.0", "features.0.0"},
+                                                                            {"pool", "avgpool"}};
+
+// An int8 file's config.quantization.activations keyed by graph node name.
+nlohmann::json int8_activations(const nlohmann::json& config);
 
 // The calibrated parameters of value `name`; pmpl::Error when missing or out of range.
 QuantParams activation_params(const nlohmann::json& activations, const std::string& name);

@@ -9,15 +9,10 @@
 #include "models/deploy/export.h"
 #include "models/deploy/format.h"
 #include "models/deploy/graph.h"
+#include "models/deploy/graph_int8.h"
 #include "models/deploy/mobilenetv2_graph.h"
 
 namespace pmpl::deploy {
-namespace {
-
-// MobileNetV2 files' int8 points named after the layer, with the graph node each one is.
-constexpr std::pair<const char*, const char*> kLegacyPoints[] = {{"features.0", "features.0.0"}, {"pool", "avgpool"}};
-
-}  // namespace
 
 Runtime::Runtime(const std::string& path) {
   DeployFile file;
@@ -86,13 +81,10 @@ void Runtime::load(const std::string& where) {
     }
     quantized_ = config_.contains("quantization");
     if (quantized_) {
-      activations_ = config_.at("quantization").at("activations");
-      PMPL_CHECK(activations_.is_object(), "{}: its quantisation parameters are not an object; re-export it", where);
-      if (!config_.contains("graph")) {
-        // A MobileNetV2 file names two values after the layer rather than the module.
-        for (const auto& [point, node] : kLegacyPoints) {
-          if (activations_.contains(point)) activations_[node] = activations_.at(point);
-        }
+      try {
+        activations_ = int8_activations(config_);
+      } catch (const Error& e) {
+        PMPL_CHECK(false, "{}: {}", where, e.what());
       }
     }
     try {
@@ -132,7 +124,7 @@ Tensor Runtime::run_observed(const Tensor& images, const Observer& observe) cons
   // features); the stem's input and the logits stay f32, so nothing measures them.
   const GraphProgram::Observer points = [&observe](const std::string& name, const Tensor& value) {
     if (name == "input:features.0.0" || name == "classifier.1") return;
-    for (const auto& [point, node] : kLegacyPoints) {
+    for (const auto& [point, node] : kLegacyInt8Points) {
       if (name == node) return observe(point, value);
     }
     observe(name, value);
