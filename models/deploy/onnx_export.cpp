@@ -1,13 +1,16 @@
 #include "models/deploy/onnx_export.h"
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <type_traits>
 
 #include <fmt/ranges.h>
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
 
 #include "engine/error.h"
+#include "models/deploy/graph_int8.h"
 #include "models/deploy/mobilenetv2_graph.h"
 #include "models/genotype.h"
 
@@ -39,6 +42,44 @@ class GraphWriter {
     for (int64_t d : dims) t->add_dims(d);
     t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
     return name;
+  }
+
+  template <class T>
+  std::string int8_initializer(const std::string& name, const std::vector<int64_t>& dims, const std::vector<T>& values) {
+    static_assert(sizeof(T) == 1);
+    onnx::TensorProto* t = graph_->add_initializer();
+    t->set_name(name);
+    t->set_data_type(std::is_signed_v<T> ? onnx::TensorProto::INT8 : onnx::TensorProto::UINT8);
+    for (int64_t d : dims) t->add_dims(d);
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size()));
+    return name;
+  }
+
+  // The weight `prefix`.weight, `values` in ONNX's layout [Cout, ...]: f32, or for an int8 file's
+  // int8 weight DequantizeLinear of the int8 values with its scale per output channel (axis 0),
+  // which onnxruntime fuses with the layer into its int8 kernels.
+  std::string weight(const std::string& prefix, const std::vector<int64_t>& dims, const std::vector<float>& values) {
+    if (!model_.tensors.at(prefix + ".weight").int8) return initializer(prefix + ".weight", dims, values);
+    const int64_t cout = dims.at(0);
+    const std::vector<int8_t> q(values.begin(), values.end());
+    const std::string scale = prefix + ".weight_scale";
+    tensor(scale, {cout});
+    onnx::NodeProto* dq = node("DequantizeLinear",
+                               {int8_initializer(prefix + ".weight_q", dims, q), initializer(scale, {cout}, floats(scale)),
+                                int8_initializer(prefix + ".weight_zero", {cout}, std::vector<int8_t>(cout, 0))},
+                               prefix + ".weight");
+    integer(dq, "axis", 0);
+    return prefix + ".weight";
+  }
+
+  // Value x quantised to uint8 with `q` and back (QuantizeLinear, DequantizeLinear): what pmpl's
+  // int8 runtime holds. Returns the dequantised value's name, x + ".q".
+  std::string fake_quantize(const std::string& x, float scale, int32_t zero) {
+    const std::string s = initializer(x + ".q_scale", {}, {scale});
+    const std::string z = int8_initializer(x + ".q_zero", {}, std::vector<uint8_t>{static_cast<uint8_t>(zero)});
+    node("QuantizeLinear", {x, s, z}, x + ".u8");
+    node("DequantizeLinear", {x + ".u8", s, z}, x + ".q");
+    return x + ".q";
   }
 
   std::string int64_initializer(const std::string& name, const std::vector<int64_t>& values) {
@@ -98,7 +139,7 @@ class GraphWriter {
         }
       }
     }
-    const std::string w_name = initializer(prefix + ".weight", {cout, in, k, k}, weight);
+    const std::string w_name = this->weight(prefix, {cout, in, k, k}, weight);
     const std::string b_name = initializer(prefix + ".bias", {cout}, floats(prefix + ".bias"));
     onnx::NodeProto* n = node("Conv", {x, w_name, b_name}, out);
     ints(n, "kernel_shape", {k, k});
@@ -315,7 +356,7 @@ Value write_node(GraphWriter& g, const nlohmann::json& node, const std::vector<c
                x.dims.size() + 1);
     const int64_t features = g.tensor(name + ".weight", {-1, x.dims[0]}).shape[0];
     g.tensor(name + ".bias", {features});
-    const std::string w = g.initializer(name + ".weight", {features, x.dims[0]}, g.floats(name + ".weight"));
+    const std::string w = g.weight(name, {features, x.dims[0]}, g.floats(name + ".weight"));
     const std::string b = g.initializer(name + ".bias", {features}, g.floats(name + ".bias"));
     GraphWriter::integer(g.node("Gemm", {x.name, w, b}, out), "transB", 1);
     return {out, {features}};
@@ -379,12 +420,75 @@ Value write_node(GraphWriter& g, const nlohmann::json& node, const std::vector<c
   return {};
 }
 
+// Where an int8 file's network holds uint8 values (graph_int8.h, docs/FORMAT.md "int8"), so that
+// the ONNX graph quantises the same values with the same parameters: a node's output where the
+// runtime makes it in uint8 (an int8 layer whose activation is a clamp, an add or a global
+// average pool whose inputs all have parameters), and an edge into a node that reads in int8 what
+// was made in f32. f32 files have none.
+class Int8Edges {
+ public:
+  Int8Edges(const DeployModel& model, const nlohmann::json& graph) : model_(model) {
+    if (!model.config.contains("quantization")) return;
+    activations_ = int8_activations(model.config);
+    const nlohmann::json& nodes = graph.at("nodes");
+    names_.push_back("");
+    for (const nlohmann::json& n : nodes) names_.push_back(n.at("name"));
+  }
+
+  bool makes_uint8(const nlohmann::json& node) const {
+    const std::string name = node.at("name"), op = node.at("op"), act = node.value("act", "none");
+    if (!has(name)) return false;
+    if (int8_layer(node)) return op != "linear" && (act == "none" || act == "relu" || act == "relu6");
+    if (op == "add" || op == "global_avg_pool") {
+      for (int v : node.at("inputs").get<std::vector<int>>()) {
+        if (v == 0 || !has(names_.at(static_cast<size_t>(v)))) return false;
+      }
+      return true;
+    }
+    return false;
+  }
+
+  // Whether `node` reads value v in uint8 (it runs in int8, or in uint8 as makes_uint8 says).
+  bool reads_in_int8(const nlohmann::json& node, int v) const {
+    return v > 0 && (int8_layer(node) || (makes_uint8(node) && node.at("op") != "conv" && node.at("op") != "depthwise"));
+  }
+
+  // Value v as an int8 node reads it: itself where it was made in uint8, else quantised (once).
+  Value quantized(GraphWriter& g, const std::vector<Value>& values, int v) {
+    const Value& x = values.at(static_cast<size_t>(v));
+    if (uint8_.count(v)) return x;
+    auto it = edges_.find(v);
+    if (it == edges_.end()) {
+      const QuantParams q = activation_params(activations_, names_.at(static_cast<size_t>(v)));
+      it = edges_.emplace(v, Value{g.fake_quantize(x.name, q.scale, q.zero_point), x.dims}).first;
+    }
+    return it->second;
+  }
+
+  void made(size_t v, const nlohmann::json& node) {
+    if (makes_uint8(node)) uint8_.insert(static_cast<int>(v));
+  }
+
+  QuantParams params(const nlohmann::json& node) const { return activation_params(activations_, node.at("name")); }
+
+ private:
+  bool has(const std::string& name) const { return activations_.is_object() && activations_.contains(name); }
+  bool int8_layer(const nlohmann::json& node) const {
+    auto it = model_.tensors.find(node.at("name").get<std::string>() + ".weight");
+    return it != model_.tensors.end() && it->second.int8;
+  }
+
+  const DeployModel& model_;
+  nlohmann::json activations_;
+  std::vector<std::string> names_;
+  std::set<int> uint8_;
+  std::map<int, Value> edges_;
+};
+
 }  // namespace
 
 std::string onnx_model_bytes(const DeployModel& model) {
   const nlohmann::json& config = model.config;
-  PMPL_CHECK(!config.contains("quantization"), "this is an int8 model: ONNX export takes the f32 network (export "
-             "it again without --dtype int8, or quantise the ONNX file with onnxruntime's tools)");
   std::string architecture;
   int64_t size = 0, classes = 0;
   nlohmann::json graph_json;
@@ -417,17 +521,24 @@ std::string onnx_model_bytes(const DeployModel& model) {
   std::vector<Value> values{{"images", {3, size, size}}};
   int output = 0;
   try {
+    Int8Edges int8(model, graph_json);
     for (const nlohmann::json& node : graph_json.at("nodes")) {
-      std::vector<const Value*> in;
-      for (int v : node.at("inputs").get<std::vector<int>>()) {
+      const std::vector<int> inputs = node.at("inputs").get<std::vector<int>>();
+      const std::string op = node.at("op");
+      PMPL_CHECK(!inputs.empty() && inputs.size() == (op == "add" || op == "mul" || op == "concat" ? 2u : 1u),
+                 "{} ({}) has {} inputs", node.at("name").get<std::string>(), op, inputs.size());
+      std::vector<Value> read;
+      for (int v : inputs) {
         PMPL_CHECK(v >= 0 && v < static_cast<int>(values.size()), "{} reads value {}, not yet computed",
                    node.at("name").get<std::string>(), v);
-        in.push_back(&values[static_cast<size_t>(v)]);
+        read.push_back(int8.reads_in_int8(node, v) ? int8.quantized(g, values, v) : values[static_cast<size_t>(v)]);
       }
-      const std::string op = node.at("op");
-      PMPL_CHECK(!in.empty() && in.size() == (op == "add" || op == "mul" || op == "concat" ? 2u : 1u),
-                 "{} ({}) has {} inputs", node.at("name").get<std::string>(), op, in.size());
-      values.push_back(write_node(g, node, in, g.fresh_name(node.at("name"), op)));
+      std::vector<const Value*> in;
+      for (const Value& v : read) in.push_back(&v);
+      Value made = write_node(g, node, in, g.fresh_name(node.at("name"), op));
+      if (int8.makes_uint8(node)) made.name = g.fake_quantize(made.name, int8.params(node).scale, int8.params(node).zero_point);
+      values.push_back(std::move(made));
+      int8.made(values.size() - 1, node);
     }
     output = graph_json.at("output");
   } catch (const nlohmann::json::exception& e) {

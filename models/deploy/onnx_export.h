@@ -3,7 +3,8 @@
 // images [batch, 3, size, size] normalised as the config says in, logits [batch, classes] out;
 // batchnorms folded, fixed enhancers as plain pools, adds and the strip attention's ops; the
 // class names, input size, mean, std and genotype in the model's metadata_props (docs/FORMAT.md,
-// "ONNX"). The graph passes onnx's checker before a byte is written.
+// "ONNX"); an int8 model as a QuantizeLinear/DequantizeLinear graph of the same quantised
+// network. The graph passes onnx's checker before a byte is written.
 #pragma once
 
 #include <string>
