@@ -221,6 +221,48 @@ TEST(ExportGraph, DamagedGraphsAreRefused) {
   expect_refused([](deploy::DeployModel& m) { m.config["graph"]["output"] = 100000; }, "a missing output");
   expect_refused([](deploy::DeployModel& m) { m.tensors.erase(m.tensors.begin()); }, "a missing tensor");
   expect_refused([](deploy::DeployModel& m) { m.config["graph"]["nodes"][0]["stride"] = 0; }, "a zero stride");
+
+  // int8: what the quantised graph needs must be there and in range.
+  deploy::Calibrator calibrator({"minmax", 99.99});
+  deploy::Runtime(good).run_observed(test::random({4, kSize, kSize, 3}, 5, false, 1.0, DType::kF32),
+                                     [&](const std::string& p, const Tensor& t) { calibrator.observe(p, t); });
+  const deploy::DeployModel q = deploy::quantize_model(good, calibrator, 4);
+  EXPECT_NO_THROW(deploy::Runtime{q});
+  const nlohmann::json& nodes = q.config.at("graph").at("nodes");
+  std::string int8_input;  // a value an int8 layer reads
+  for (const nlohmann::json& n : nodes) {
+    if (q.tensors.at(n.at("name").get<std::string>() + ".weight").int8 && n.at("op") == "depthwise") {
+      int8_input = nodes.at(n.at("inputs").at(0).get<size_t>() - 1).at("name");
+      break;
+    }
+  }
+  ASSERT_FALSE(int8_input.empty());
+  auto expect_int8_refused = [&](const std::function<void(deploy::DeployModel&)>& damage, const std::string& what) {
+    deploy::DeployModel bad = q;
+    damage(bad);
+    EXPECT_THROW(deploy::Runtime{bad}, Error) << what << " was accepted";
+  };
+  expect_int8_refused([&](deploy::DeployModel& m) { m.config["quantization"]["activations"].erase(int8_input); },
+                      "an int8 layer's input without parameters");
+  expect_int8_refused([&](deploy::DeployModel& m) { m.config["quantization"]["activations"][int8_input][1] = 300; },
+                      "a zero point of 300");
+  expect_int8_refused([](deploy::DeployModel& m) { m.config["quantization"]["activations"] = 3; }, "no parameters");
+  expect_int8_refused(
+      [&](deploy::DeployModel& m) {
+        const std::string stem = nodes.at(0).at("name");
+        m.tensors[stem + ".weight_scale"] = m.tensors.at(stem + ".bias");
+      },
+      "int8 weights on the stem, which reads the images");
+  expect_int8_refused(
+      [&](deploy::DeployModel& m) {
+        for (auto& [name, t] : m.tensors) {
+          if (t.int8) {
+            t.data[0] = 0.5;
+            break;
+          }
+        }
+      },
+      "an int8 weight of 0.5");
 }
 
 }  // namespace
