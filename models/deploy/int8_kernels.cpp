@@ -61,6 +61,27 @@ void dequantize_u8(const uint8_t* x, int64_t n, QuantParams q, float* out) {
 
 namespace {
 
+// One row of outputs requantised (with `bias`, or none) or dequantised. Plain functions whose
+// operands are all locals: in a lambda that reads them through its captures, every uint8 store
+// may alias them (a char type aliases anything), and GCC left the loop scalar, reloading the
+// zero point and clamps per element (measured: requantisation took more time than the GEMM).
+template <bool kBias>
+void requantize_row(const int32_t* acc, const int32_t* bias, const float* mult, int64_t n, int32_t zero, int32_t lo,
+                    int32_t hi, uint8_t* out) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = static_cast<float>(kBias ? acc[j] + bias[j] : acc[j]) * mult[j];
+    int32_t q = static_cast<int32_t>(v + (v >= 0.0f ? 0.5f : -0.5f)) + zero;
+    q = q < lo ? lo : q;
+    out[j] = static_cast<uint8_t>(q > hi ? hi : q);
+  }
+}
+
+void dequantize_row(const int32_t* acc, const float* scale, const float* bias, int64_t n, float* out) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) out[j] = static_cast<float>(acc[j]) * scale[j] + bias[j];
+}
+
 // The 1x1 conv's exact int32 GEMM, then `emit(acc_row, i)` for each of the m output rows.
 template <class Emit>
 void conv1x1_acc(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
@@ -75,23 +96,15 @@ void conv1x1_acc(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const i
 
 void conv1x1_u8(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
                 const Requantize& r, std::vector<int32_t>& scratch, uint8_t* out) {
-  const int32_t* bias = r.bias.data();
-  const float* mult = r.multiplier.data();
   conv1x1_acc(x, m, k, x_zero, weight, n, scratch, [&](const int32_t* acc, int64_t i) {
-    uint8_t* o = out + i * n;
-#pragma omp simd
-    for (int64_t j = 0; j < n; ++j) o[j] = requantize_one(acc[j], bias[j], mult[j], r.zero, r.lo, r.hi);
+    requantize_row<true>(acc, r.bias.data(), r.multiplier.data(), n, r.zero, r.lo, r.hi, out + i * n);
   });
 }
 
 void conv1x1_u8_f32(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
                     const Dequantize& d, std::vector<int32_t>& scratch, float* out) {
-  const float* scale = d.scale.data();
-  const float* bias = d.bias.data();
   conv1x1_acc(x, m, k, x_zero, weight, n, scratch, [&](const int32_t* acc, int64_t i) {
-    float* o = out + i * n;
-#pragma omp simd
-    for (int64_t j = 0; j < n; ++j) o[j] = static_cast<float>(acc[j]) * scale[j] + bias[j];
+    dequantize_row(acc, d.scale.data(), d.bias.data(), n, out + i * n);
   });
 }
 
@@ -139,22 +152,15 @@ void depthwise_acc(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_
 
 void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
                   const int16_t* taps, int k, int stride, const Requantize& r, uint8_t* out) {
-  const float* mult = r.multiplier.data();
   depthwise_acc(x, batch, h, w, c, x_zero, taps, k, stride, r.bias.data(), [&](const int32_t* a, int64_t p) {
-    uint8_t* o = out + p * c;
-#pragma omp simd
-    for (int64_t ch = 0; ch < c; ++ch) o[ch] = requantize_one(a[ch], 0, mult[ch], r.zero, r.lo, r.hi);
+    requantize_row<false>(a, nullptr, r.multiplier.data(), c, r.zero, r.lo, r.hi, out + p * c);
   });
 }
 
 void depthwise_u8_f32(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
                       const int16_t* taps, int k, int stride, const Dequantize& d, float* out) {
-  const float* scale = d.scale.data();
-  const float* bias = d.bias.data();
   depthwise_acc(x, batch, h, w, c, x_zero, taps, k, stride, nullptr, [&](const int32_t* a, int64_t p) {
-    float* o = out + p * c;
-#pragma omp simd
-    for (int64_t ch = 0; ch < c; ++ch) o[ch] = static_cast<float>(a[ch]) * scale[ch] + bias[ch];
+    dequantize_row(a, d.scale.data(), d.bias.data(), c, out + p * c);
   });
 }
 
