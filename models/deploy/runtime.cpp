@@ -29,16 +29,18 @@ Runtime::Runtime(const std::string& path) {
     Tensor out = Tensor::empty(Shape(shape), DType::kF32);
     float* dst = out.data<float>();
     const uint8_t* src = file.bytes.data() + t.offset;
-    for (uint64_t i = 0; i < t.numel(); ++i) {
-      if (t.dtype == DeployDType::kF32) {
-        std::memcpy(dst + i, src + 4 * i, 4);
-      } else if (t.dtype == DeployDType::kF16) {
+    const uint64_t n = t.numel();
+    if (t.dtype == DeployDType::kF32) {
+      std::memcpy(dst, src, 4 * n);
+    } else if (t.dtype == DeployDType::kF16) {
+      for (uint64_t i = 0; i < n; ++i) {
         f16 h;
         std::memcpy(&h.bits, src + 2 * i, 2);
         dst[i] = static_cast<float>(h);
-      } else {
-        dst[i] = static_cast<int8_t>(src[i]);  // int8 weights, held exactly; graph_int8 packs them
       }
+    } else {
+      // int8 weights, held exactly; graph_int8 packs them
+      for (uint64_t i = 0; i < n; ++i) dst[i] = static_cast<int8_t>(src[i]);
     }
     tensors_[t.name] = out;
   }
