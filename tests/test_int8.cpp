@@ -225,7 +225,40 @@ TEST(Int8, PercentileCalibrationClipsWhatMinmaxKeeps) {
   percentile.observe("p", t);
   EXPECT_NEAR(minmax.activations().at("p").at(0).get<double>(), 50.0 / 255, 1e-6);
   EXPECT_LT(percentile.activations().at("p").at(0).get<double>(), 1.0 / 255);
-  EXPECT_THROW(deploy::Calibrator({"entropy", 99.0}), Error);
+  EXPECT_THROW(deploy::Calibrator({"kl", 99.0}), Error);
+}
+
+// Entropy calibration clips where an 8-bit histogram loses least: a rare outlier 50x the bulk is
+// clipped (min-max would spend 98% of the steps on it), a uniform range is kept whole, and a
+// Gaussian's tail is cut at a few standard deviations, on each side of zero by itself.
+TEST(Int8, EntropyCalibrationClipsOutliersNotTheBulk) {
+  const auto range = [](const std::vector<float>& v) {
+    deploy::Calibrator c({"entropy", 99.99});
+    c.observe("p", Tensor::from_vector(v, Shape{static_cast<int64_t>(v.size())}));
+    const nlohmann::json q = c.activations().at("p");
+    const double scale = q.at(0).get<double>(), zero = q.at(1).get<double>();
+    return std::pair<double, double>{-zero * scale, (255.0 - zero) * scale};
+  };
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  std::vector<float> uniform(8000);
+  for (float& v : uniform) v = unit(gen);
+  const auto [ulo, uhi] = range(uniform);
+  EXPECT_NEAR(uhi, 1.0, 0.03) << "a uniform range is kept whole";
+  EXPECT_NEAR(ulo, 0.0, 1e-6);
+  std::vector<float> outlier = uniform;
+  outlier[17] = 50.0f;
+  // as far as 2048 bins over [0, 50] let 255 steps go: 255.5 / 2048 * 50 = 6.24
+  EXPECT_LT(range(outlier).second, 6.3) << "one value in 8000 at 50 is clipped";
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> gauss(8000);
+  for (float& v : gauss) v = normal(gen);
+  const auto [glo, ghi] = range(gauss);
+  const float peak = *std::max_element(gauss.begin(), gauss.end());
+  EXPECT_LT(ghi, peak) << "the tail is clipped";
+  EXPECT_GT(ghi, 2.0) << "at more than two standard deviations";
+  EXPECT_LT(glo, -2.0) << "and the negative side on its own";
+  EXPECT_GT(glo, *std::min_element(gauss.begin(), gauss.end()));
 }
 
 }  // namespace

@@ -215,8 +215,10 @@ void add_export_command(CLI::App& app, Runner& run) {
   ex->add_option("--calib-split", e->calib_split, "int8: the split of --calibrate to use")->capture_default_str();
   ex->add_option("--calib-images", e->calib_images, "int8: how many images, spread over the classes")
       ->capture_default_str();
-  ex->add_option("--calib-method", e->calib_method, "int8: minmax (every value observed) or percentile")
-      ->check(CLI::IsMember({"minmax", "percentile"}))
+  ex->add_option("--calib-method", e->calib_method,
+                 "int8: minmax (every value observed), percentile (--calib-percentile) or entropy (the clip that "
+                 "loses least information, TensorRT's)")
+      ->check(CLI::IsMember({"minmax", "percentile", "entropy"}))
       ->capture_default_str();
   ex->add_option("--calib-percentile", e->calib_percentile, "int8 with percentile: the share of values kept in range")
       ->capture_default_str();

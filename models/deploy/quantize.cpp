@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "engine/error.h"
@@ -12,9 +13,69 @@
 namespace pmpl::deploy {
 namespace {
 
-// Values kept per observed batch for the percentile method: a strided subsample, so memory stays
+// Values kept per observed batch for the percentile and entropy methods: a strided subsample, so memory stays
 // bounded (about 50 points x batches x 8192 floats) whatever the image size.
 constexpr int64_t kSamplePerBatch = 8192;
+
+// The entropy method (TensorRT's calibration, Migacz 2017): of the thresholds t that clip one side
+// of the values at t, the one whose `levels`-step quantisation loses least information: the KL
+// divergence between the clipped histogram (what is beyond t counted in the last bin) and that
+// histogram merged into `levels` steps and spread back, over 2048 bins of [0, max |v|] on that
+// side. `magnitudes` are the side's |v|, all > 0.
+double entropy_threshold(const std::vector<float>& magnitudes, int levels) {
+  constexpr int kBins = 2048;
+  if (magnitudes.empty()) return 0.0;
+  const double top = *std::max_element(magnitudes.begin(), magnitudes.end());
+  if (levels >= kBins || top <= 0.0) return top;
+  std::vector<double> hist(kBins, 0.0);
+  for (float v : magnitudes) hist[std::min<size_t>(kBins - 1, static_cast<size_t>(v / top * kBins))] += 1.0;
+  double best = top, best_kl = std::numeric_limits<double>::infinity();
+  std::vector<double> ref(kBins), quant(kBins);
+  double beyond = 0.0;
+  for (int i = kBins - 1; i >= levels; --i) beyond += hist[static_cast<size_t>(i)];
+  for (int i = levels; i <= kBins; ++i) {
+    // ref: the first i bins, the rest folded into bin i - 1
+    if (i > levels) beyond -= hist[static_cast<size_t>(i - 1)];
+    std::copy(hist.begin(), hist.begin() + i, ref.begin());
+    ref[static_cast<size_t>(i - 1)] += beyond;
+    // quant: the first i bins alone (what is beyond is what the clip loses) merged into `levels`
+    // steps, each step's count spread over its non-empty bins
+    std::fill(quant.begin(), quant.begin() + i, 0.0);
+    for (int step = 0; step < levels; ++step) {
+      const int from = static_cast<int>(static_cast<int64_t>(step) * i / levels);
+      const int to = static_cast<int>(static_cast<int64_t>(step + 1) * i / levels);
+      double sum = 0.0;
+      int nonzero = 0;
+      for (int b = from; b < to; ++b) {
+        sum += hist[static_cast<size_t>(b)];
+        nonzero += hist[static_cast<size_t>(b)] > 0.0;
+      }
+      for (int b = from; b < to; ++b) {
+        if (hist[static_cast<size_t>(b)] > 0.0) quant[static_cast<size_t>(b)] = sum / nonzero;
+      }
+    }
+    double ref_total = 0.0, quant_total = 0.0;
+    for (int b = 0; b < i; ++b) {
+      ref_total += ref[static_cast<size_t>(b)];
+      quant_total += quant[static_cast<size_t>(b)];
+    }
+    // A little mass in every bin of quant, so that the clipped values landing in an empty last
+    // bin cost a large but finite divergence (TensorRT smooths the same way).
+    const double floor = 1e-4 * quant_total / i;
+    double kl = 0.0;
+    for (int b = 0; b < i; ++b) {
+      const double p = ref[static_cast<size_t>(b)] / ref_total;
+      if (p <= 0.0) continue;
+      const double q = (quant[static_cast<size_t>(b)] + floor) / (quant_total + floor * i);
+      kl += p * std::log(p / q);
+    }
+    if (kl < best_kl) {
+      best_kl = kl;
+      best = (i + 0.5) * top / kBins;
+    }
+  }
+  return std::min(best, top);
+}
 
 double quantile(std::vector<float> v, double q) {
   if (v.empty()) return 0.0;
@@ -26,8 +87,8 @@ double quantile(std::vector<float> v, double q) {
 }  // namespace
 
 Calibrator::Calibrator(CalibrationOptions options) : options_(std::move(options)) {
-  PMPL_CHECK(options_.method == "minmax" || options_.method == "percentile",
-             "calibration method '{}': use minmax or percentile", options_.method);
+  PMPL_CHECK(options_.method == "minmax" || options_.method == "percentile" || options_.method == "entropy",
+             "calibration method '{}': use minmax, percentile or entropy", options_.method);
   PMPL_CHECK(options_.percentile > 50.0 && options_.percentile <= 100.0,
              "--calib-percentile {}: give a value in (50, 100]", options_.percentile);
 }
@@ -52,7 +113,7 @@ void Calibrator::observe(const std::string& point, const Tensor& activation) {
   Stats& s = it->second;
   s.lo = fresh ? *lo : std::min<double>(s.lo, *lo);
   s.hi = fresh ? *hi : std::max<double>(s.hi, *hi);
-  if (options_.method == "percentile") {
+  if (options_.method != "minmax") {
     const int64_t stride = std::max<int64_t>(1, n / kSamplePerBatch);
     for (int64_t i = 0; i < n; i += stride) s.sample.push_back(p[i]);
   }
@@ -66,6 +127,16 @@ nlohmann::json Calibrator::activations() const {
       const double tail = 1.0 - options_.percentile / 100.0;
       lo = quantile(s.sample, tail);
       hi = quantile(s.sample, 1.0 - tail);
+    } else if (options_.method == "entropy" && hi - lo > 0.0) {
+      // Each side clipped on its own, with the share of the 255 steps min-max would give it.
+      std::vector<float> positive, negative;
+      for (float v : s.sample) (v > 0.0f ? positive : negative).push_back(std::abs(v));
+      negative.erase(std::remove(negative.begin(), negative.end(), 0.0f), negative.end());
+      const auto steps = [&](double side) { return std::max(8, static_cast<int>(std::lround(255.0 * side / (hi - lo)))); };
+      const double new_hi = hi > 0.0 ? entropy_threshold(positive, steps(hi)) : hi;
+      const double new_lo = lo < 0.0 ? -entropy_threshold(negative, steps(-lo)) : lo;
+      hi = new_hi;
+      lo = new_lo;
     }
     const QuantParams q = choose_params(lo, hi);
     out[point] = {q.scale, q.zero_point};

@@ -20,7 +20,9 @@
 namespace pmpl::deploy {
 
 struct CalibrationOptions {
-  std::string method = "minmax";  // or "percentile": the range that holds `percentile`% of values
+  // "minmax", "percentile" (the range that holds `percentile`% of values) or "entropy" (each
+  // side clipped where the KL divergence of its 8-bit histogram is least, as TensorRT does)
+  std::string method = "minmax";
   double percentile = 99.99;
 };
 
@@ -37,7 +39,7 @@ class Calibrator {
  private:
   struct Stats {
     double lo = 0.0, hi = 0.0;
-    std::vector<float> sample;  // a strided subsample of every batch, for percentiles
+    std::vector<float> sample;  // a strided subsample of every batch, for percentile and entropy
   };
   CalibrationOptions options_;
   std::map<std::string, Stats> stats_;
