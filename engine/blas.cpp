@@ -1,6 +1,5 @@
 #include "engine/blas.h"
 
-#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <string_view>
@@ -101,57 +100,5 @@ void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
 }
 
 #endif
-
-namespace {
-
-// Exact in int32 whatever the CPU: a product of uint8 and int8 fits 16 bits, a row of them summed
-// fits 32 for any K below 2^16. Blocks of 4 rows of A share each row of B.
-void reference_gemm_u8s8s32(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, uint8_t a_zero,
-                            const int8_t* b, int64_t ldb, int32_t* c, int64_t ldc) {
-#pragma omp parallel for if (m * n * k > 65536)
-  for (int64_t i0 = 0; i0 < m; i0 += 4) {
-    const int64_t rows = std::min<int64_t>(4, m - i0);
-    for (int64_t j = 0; j < n; ++j) {
-      const int8_t* bj = b + j * ldb;
-      int32_t bsum = 0;
-      for (int64_t p = 0; p < k; ++p) bsum += bj[p];
-      for (int64_t r = 0; r < rows; ++r) {
-        const uint8_t* ai = a + (i0 + r) * lda;
-        int32_t acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t p = 0; p < k; ++p) acc += static_cast<int32_t>(ai[p]) * static_cast<int32_t>(bj[p]);
-        c[(i0 + r) * ldc + j] = acc - static_cast<int32_t>(a_zero) * bsum;
-      }
-    }
-  }
-}
-
-}  // namespace
-
-bool int8_gemm_uses_vnni() {
-#if defined(PMPL_ONEDNN) && !defined(PMPL_REFERENCE_BLAS)
-  static const bool vnni = __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
-  return vnni && !reference_requested();
-#else
-  return false;
-#endif
-}
-
-void gemm_u8s8s32(int64_t m, int64_t n, int64_t k, const uint8_t* a, int64_t lda, uint8_t a_zero, const int8_t* b,
-                  int64_t ldb, int32_t* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  PMPL_ASSERT(k < (int64_t{1} << 16), "gemm_u8s8s32: K = {} could overflow int32", k);
-#if defined(PMPL_ONEDNN) && !defined(PMPL_REFERENCE_BLAS)
-  if (int8_gemm_uses_vnni()) {
-    const int32_t zero = 0;
-    const dnnl_status_t status =
-        dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, a, lda, a_zero, b, ldb, 0, 0.0f, c, ldc, &zero);
-    PMPL_ASSERT(status == dnnl_success, "dnnl_gemm_u8s8s32({}, {}, {}) failed with status {}", m, n, k,
-                static_cast<int>(status));
-    return;
-  }
-#endif
-  reference_gemm_u8s8s32(m, n, k, a, lda, a_zero, b, ldb, c, ldc);
-}
 
 }  // namespace pmpl::blas

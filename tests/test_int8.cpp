@@ -9,7 +9,6 @@
 
 #include <onnx/onnx_pb.h>
 
-#include "engine/blas.h"
 #include "models/deploy/format.h"
 #include "models/deploy/int8_kernels.h"
 #include "models/deploy/onnx_export.h"
@@ -29,79 +28,166 @@ std::vector<T> random_ints(size_t n, int lo, int hi, uint32_t seed) {
   return v;
 }
 
-TEST(Int8, GemmIsExactInt32) {
-  // K large enough that oneDNN's blocking and a VNNI kernel both engage; extreme values included.
-  const int64_t m = 37, n = 19, k = 301;
-  std::vector<uint8_t> a = random_ints<uint8_t>(static_cast<size_t>(m * k), 0, 255, 1);
-  std::vector<int8_t> b = random_ints<int8_t>(static_cast<size_t>(n * k), -127, 127, 2);
-  a[0] = 255;
-  b[0] = -127;
-  for (uint8_t zero : {0, 131}) {
-    std::vector<int32_t> c(static_cast<size_t>(m * n));
-    blas::gemm_u8s8s32(m, n, k, a.data(), k, zero, b.data(), k, c.data(), n);
-    for (int64_t i = 0; i < m; ++i) {
+// The kernels this machine runs: the portable ones always, AVX-512 VNNI where the CPU has it.
+std::vector<deploy::Int8Isa> isas() {
+  std::vector<deploy::Int8Isa> out{deploy::Int8Isa::kPortable};
+  if (deploy::best_int8_isa() != deploy::Int8Isa::kPortable) out.push_back(deploy::best_int8_isa());
+  return out;
+}
+
+// Int8Output's uint8 value of an exact accumulator (its offset included): the product rounded to
+// float as the kernels round it, then rounded half away from zero (exactly, in double), shifted
+// and clamped.
+int64_t requantized(int64_t acc, float scale, int32_t zero, int32_t lo, int32_t hi) {
+  const double v = static_cast<float>(acc) * scale;
+  return std::clamp<int64_t>(static_cast<int64_t>(std::trunc(v + (v >= 0 ? 0.5 : -0.5))) + zero, lo, hi);
+}
+
+TEST(Int8, RoundingIsHalfAwayFromZeroExactly) {
+  // 0.49999997 + 0.5 rounds to 1.0 in float: adding one half is not enough.
+  EXPECT_EQ(deploy::round_half_away(0.49999997f), 0);
+  EXPECT_EQ(deploy::round_half_away(-0.49999997f), 0);
+  EXPECT_EQ(deploy::round_half_away(0.5f), 1);
+  EXPECT_EQ(deploy::round_half_away(-0.5f), -1);
+  EXPECT_EQ(deploy::round_half_away(2.5f), 3);
+  EXPECT_EQ(deploy::round_half_away(2.4999998f), 2);
+  EXPECT_EQ(deploy::round_half_away(-256.5f), -257);
+  EXPECT_EQ(deploy::round_half_away(0.0f), 0);
+  // The requantisation of 300 * 0.0016666666: the float product is 0.49999997, so 0.
+  EXPECT_EQ(deploy::requantize_one(300, 0.0016666666f, 0, 0, 200), 0);
+}
+
+TEST(Int8, PointwiseFollowsItsDefinitionOnEveryIsa) {
+  // Rows past whole tiles of 6, channels past blocks of 16 (and tiles of 64), inputs past groups
+  // of 4; a long K; one pixel (a linear layer at batch 1); extreme values included.
+  struct Case {
+    int64_t m, k, n;
+  };
+  for (const Case cs : {Case{37, 23, 11}, Case{13, 301, 70}, Case{1, 1280, 1000}, Case{50, 16, 96}}) {
+    const auto [m, k, n] = cs;
+    std::vector<uint8_t> a = random_ints<uint8_t>(static_cast<size_t>(m * k), 0, 255, 1);
+    std::vector<int8_t> wt = random_ints<int8_t>(static_cast<size_t>(n * k), -127, 127, 2);
+    a[0] = 255;
+    wt[0] = -127;
+    for (const int32_t x_zero : {0, 131}) {
+      std::vector<int64_t> want(static_cast<size_t>(m * n));
+      for (int64_t i = 0; i < m; ++i) {
+        for (int64_t j = 0; j < n; ++j) {
+          int64_t acc = 0;
+          for (int64_t p = 0; p < k; ++p) acc += (int64_t{a[i * k + p]} - x_zero) * wt[j * k + p];
+          want[static_cast<size_t>(i * n + j)] = acc;
+        }
+      }
+      // Multipliers that put most outputs inside the clamps (uint8 and int8 uniforms have
+      // standard deviations near 74), so the test sees the arithmetic.
+      deploy::Requantize r;
+      r.zero = 128;
+      r.lo = 3;
+      r.hi = 250;
+      deploy::Dequantize d;
       for (int64_t j = 0; j < n; ++j) {
-        int64_t want = 0;
-        for (int64_t p = 0; p < k; ++p) want += (int64_t{a[i * k + p]} - zero) * b[j * k + p];
-        ASSERT_EQ(c[i * n + j], want) << i << " " << j << " zero " << int{zero} << " vnni "
-                                      << blas::int8_gemm_uses_vnni();
+        r.bias.push_back(static_cast<int32_t>(37 * j % 2001) - 1000);
+        r.multiplier.push_back(static_cast<float>(60.0 / (74.0 * 74.0 * std::sqrt(static_cast<double>(k)))) *
+                               (1.0f + 0.01f * static_cast<float>(j % 7)));
+        d.scale.push_back(1e-4f * static_cast<float>(j % 5 + 1));
+        d.bias.push_back(0.3f * static_cast<float>(j % 9) - 1.0f);
+      }
+      const deploy::PackedPointwise u8(wt.data(), n, k, x_zero, deploy::make_int8_output(n, &r, nullptr));
+      const deploy::PackedPointwise f32(wt.data(), n, k, x_zero, deploy::make_int8_output(n, nullptr, &d));
+      std::vector<uint8_t> first_u8;
+      std::vector<float> first_f32;
+      for (const deploy::Int8Isa isa : isas()) {
+        SCOPED_TRACE(::testing::Message() << deploy::int8_isa_name(isa) << " m " << m << " k " << k << " n " << n
+                                          << " zero " << x_zero);
+        std::vector<uint8_t> got(static_cast<size_t>(m * n));
+        std::vector<float> got_f32(got.size());
+        deploy::pointwise_u8(a.data(), m, u8, got.data(), isa);
+        deploy::pointwise_u8(a.data(), m, f32, got_f32.data(), isa);
+        int64_t inside = 0;
+        for (int64_t i = 0; i < m; ++i) {
+          for (int64_t j = 0; j < n; ++j) {
+            const size_t at = static_cast<size_t>(i * n + j), c = static_cast<size_t>(j);
+            const int64_t q = requantized(want[at] + r.bias[c], r.multiplier[c], r.zero, r.lo, r.hi);
+            ASSERT_EQ(got[at], q) << i << "," << j;
+            inside += q != r.lo && q != r.hi;
+            const double f = static_cast<double>(want[at]) * d.scale[c] + d.bias[c];
+            ASSERT_NEAR(got_f32[at], f, 1e-5 * (1.0 + std::abs(f))) << "f32 output at " << i << "," << j;
+          }
+        }
+        EXPECT_GT(inside, m * n / 2);
+        if (first_u8.empty()) {
+          first_u8 = got;
+          first_f32 = got_f32;
+        }
+        EXPECT_EQ(got, first_u8) << "every ISA gives the portable kernels' bits";
+        EXPECT_EQ(got_f32, first_f32);
       }
     }
   }
 }
 
 TEST(Int8, DepthwiseAndRequantizationFollowTheirDefinition) {
-  const int64_t batch = 2, h = 7, w = 6, c = 19;
+  // 35 channels: two blocks of 16 and a masked tail; the window inside the image and across its
+  // borders.
+  const int64_t batch = 2, h = 7, w = 6, c = 35;
   const std::vector<uint8_t> x = random_ints<uint8_t>(static_cast<size_t>(batch * h * w * c), 0, 255, 3);
   const deploy::QuantParams in{0.05f, 117}, out{0.03f, 0};
   for (int k : {3, 5}) {
     for (int stride : {1, 2}) {
-      const std::vector<int16_t> taps = random_ints<int16_t>(static_cast<size_t>(k * k * c), -127, 127, 4);
+      const std::vector<int8_t> weight = random_ints<int8_t>(static_cast<size_t>(c * k * k), -127, 127, 4);
       std::vector<float> scales, bias;
       for (int64_t ch = 0; ch < c; ++ch) {
-        scales.push_back(0.0002f * static_cast<float>(ch + 1));
-        bias.push_back(0.1f * static_cast<float>(ch - 9));
+        scales.push_back(0.0002f * static_cast<float>(ch % 19 + 1));
+        bias.push_back(0.1f * static_cast<float>(ch % 19 - 9));
       }
       const deploy::Requantize r = deploy::make_requantize(scales, bias, in, out, deploy::Clamp::kReLU6);
       EXPECT_EQ(r.lo, 0);
       EXPECT_EQ(r.hi, 200);  // ReLU6: 6 / 0.03
-      const int pad = k / 2;
-      const int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
-      std::vector<uint8_t> got(static_cast<size_t>(batch * ho * wo * c));
-      deploy::depthwise_u8(x.data(), batch, h, w, c, in.zero_point, taps.data(), k, stride, r, got.data());
       // The f32 output (for activations no clamp expresses): acc * in_scale * weight_scale + bias.
       const deploy::Dequantize d = deploy::make_dequantize(scales, bias, in);
-      std::vector<float> got_f32(got.size());
-      deploy::depthwise_u8_f32(x.data(), batch, h, w, c, in.zero_point, taps.data(), k, stride, d, got_f32.data());
-      int64_t changed = 0;
-      for (int64_t b = 0; b < batch; ++b) {
-        for (int64_t oy = 0; oy < ho; ++oy) {
-          for (int64_t ox = 0; ox < wo; ++ox) {
-            for (int64_t ch = 0; ch < c; ++ch) {
-              int32_t acc = 0;
-              for (int ky = 0; ky < k; ++ky) {
-                for (int kx = 0; kx < k; ++kx) {
-                  const int64_t iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
-                  if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
-                  acc += (x[static_cast<size_t>(((b * h + iy) * w + ix) * c + ch)] - in.zero_point) *
-                         taps[static_cast<size_t>((ky * k + kx) * c + ch)];
+      const deploy::PackedDepthwise u8(weight.data(), c, k, stride, in.zero_point,
+                                       deploy::make_int8_output(c, &r, nullptr));
+      const deploy::PackedDepthwise f32(weight.data(), c, k, stride, in.zero_point,
+                                        deploy::make_int8_output(c, nullptr, &d));
+      const int pad = k / 2;
+      const int64_t ho = (h + 2 * pad - k) / stride + 1, wo = (w + 2 * pad - k) / stride + 1;
+      std::vector<uint8_t> first;
+      for (const deploy::Int8Isa isa : isas()) {
+        SCOPED_TRACE(::testing::Message() << deploy::int8_isa_name(isa) << " k " << k << " stride " << stride);
+        std::vector<uint8_t> got(static_cast<size_t>(batch * ho * wo * c));
+        deploy::depthwise_u8(x.data(), batch, h, w, u8, got.data(), isa);
+        std::vector<float> got_f32(got.size());
+        deploy::depthwise_u8(x.data(), batch, h, w, f32, got_f32.data(), isa);
+        int64_t changed = 0;
+        for (int64_t b = 0; b < batch; ++b) {
+          for (int64_t oy = 0; oy < ho; ++oy) {
+            for (int64_t ox = 0; ox < wo; ++ox) {
+              for (int64_t ch = 0; ch < c; ++ch) {
+                int32_t acc = 0;
+                for (int ky = 0; ky < k; ++ky) {
+                  for (int kx = 0; kx < k; ++kx) {
+                    const int64_t iy = oy * stride + ky - pad, ix = ox * stride + kx - pad;
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                    acc += (x[static_cast<size_t>(((b * h + iy) * w + ix) * c + ch)] - in.zero_point) *
+                           weight[static_cast<size_t>((ch * k + ky) * k + kx)];
+                  }
                 }
+                const size_t at = static_cast<size_t>(((b * ho + oy) * wo + ox) * c + ch);
+                const int64_t q = requantized(acc + r.bias[static_cast<size_t>(ch)],
+                                              r.multiplier[static_cast<size_t>(ch)], 0, 0, 200);
+                ASSERT_EQ(got[at], q) << "at " << b << "," << oy << "," << ox << "," << ch;
+                const double f = static_cast<double>(acc) * in.scale * scales[static_cast<size_t>(ch)] +
+                                 bias[static_cast<size_t>(ch)];
+                ASSERT_NEAR(got_f32[at], f, 1e-5 * (1.0 + std::abs(f))) << "f32 output at " << at;
+                changed += q != 0 && q != 200;
               }
-              // round half away from zero, then ReLU6's clamp
-              const double v = static_cast<float>(acc + r.bias[static_cast<size_t>(ch)]) *
-                               r.multiplier[static_cast<size_t>(ch)];
-              const int64_t q = std::clamp<int64_t>(static_cast<int64_t>(std::trunc(v + (v >= 0 ? 0.5 : -0.5))), 0, 200);
-              const size_t at = static_cast<size_t>(((b * ho + oy) * wo + ox) * c + ch);
-              ASSERT_EQ(got[at], q) << k << " " << stride << " at " << b << "," << oy << "," << ox << "," << ch;
-              const double f = static_cast<double>(acc) * in.scale * scales[static_cast<size_t>(ch)] +
-                               bias[static_cast<size_t>(ch)];
-              ASSERT_NEAR(got_f32[at], f, 1e-5 * (1.0 + std::abs(f))) << "f32 output at " << at;
-              changed += q != 0 && q != 200;
             }
           }
         }
+        EXPECT_GT(changed, batch * ho * wo * c / 4) << "most outputs inside the clamp, so the test sees the arithmetic";
+        if (first.empty()) first = got;
+        EXPECT_EQ(got, first) << "every ISA gives the portable kernels' bits";
       }
-      EXPECT_GT(changed, batch * ho * wo * c / 4) << "most outputs inside the clamp, so the test sees the arithmetic";
     }
   }
   // The bias is in accumulator units: b / (in_scale * weight_scale).
@@ -114,32 +200,6 @@ TEST(Int8, DepthwiseAndRequantizationFollowTheirDefinition) {
   const deploy::Requantize relu = deploy::make_requantize({0.5f}, {1.0f}, {0.1f, 0}, {0.2f, 10}, deploy::Clamp::kReLU);
   EXPECT_EQ(relu.lo, 10) << "ReLU clamps at the zero point";
   EXPECT_EQ(relu.hi, 255);
-
-  // The 1x1 conv to f32: the exact int32 GEMM, then scale and bias per output channel.
-  const int64_t m = 37, kk = 23, n = 11;
-  const std::vector<uint8_t> a = random_ints<uint8_t>(static_cast<size_t>(m * kk), 0, 255, 5);
-  const std::vector<int8_t> wt = random_ints<int8_t>(static_cast<size_t>(n * kk), -127, 127, 6);
-  std::vector<float> scales(n), biases(n);
-  for (int64_t j = 0; j < n; ++j) {
-    scales[static_cast<size_t>(j)] = 0.001f * static_cast<float>(j + 1);
-    biases[static_cast<size_t>(j)] = 0.3f * static_cast<float>(j) - 1.0f;
-  }
-  const deploy::QuantParams xq{0.02f, 31};
-  std::vector<int32_t> scratch;
-  std::vector<float> y(static_cast<size_t>(m * n));
-  deploy::conv1x1_u8_f32(a.data(), m, kk, xq.zero_point, wt.data(), n, deploy::make_dequantize(scales, biases, xq),
-                         scratch, y.data());
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      int64_t acc = 0;
-      for (int64_t t = 0; t < kk; ++t) {
-        acc += (a[static_cast<size_t>(i * kk + t)] - xq.zero_point) * wt[static_cast<size_t>(j * kk + t)];
-      }
-      const double want = static_cast<double>(acc) * xq.scale * scales[static_cast<size_t>(j)] +
-                          biases[static_cast<size_t>(j)];
-      ASSERT_NEAR(y[static_cast<size_t>(i * n + j)], want, 1e-5 * (1.0 + std::abs(want))) << i << "," << j;
-    }
-  }
 }
 
 TEST(Int8, ParametersHoldZeroExactly) {

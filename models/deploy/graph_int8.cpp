@@ -1,6 +1,7 @@
 #include "models/deploy/graph_int8.h"
 
 #include <cmath>
+#include <utility>
 
 #include "engine/error.h"
 
@@ -74,24 +75,22 @@ Int8Layer pack_int8_layer(const std::map<std::string, Tensor>& tensors, const st
   for (float v : values) {
     PMPL_CHECK(v == std::round(v) && std::abs(v) <= 127, "tensor {}.weight holds {}, not an int8 value", name, v);
   }
-  if (l.depthwise) {
-    l.taps.resize(values.size());
-    const int64_t taps = static_cast<int64_t>(kernel) * kernel;
-    for (int64_t ch = 0; ch < l.out; ++ch) {
-      for (int64_t t = 0; t < taps; ++t) {
-        l.taps[static_cast<size_t>(t * l.out + ch)] = static_cast<int16_t>(values[static_cast<size_t>(ch * taps + t)]);
-      }
-    }
-  } else {
-    l.weight.assign(values.begin(), values.end());
-  }
+  const std::vector<int8_t> weight(values.begin(), values.end());
   const std::vector<float> scale = floats(tensors, name + ".weight_scale", l.out);
   const std::vector<float> bias = floats(tensors, name + ".bias", l.out);
   l.u8_out = out_q != nullptr;
+  Int8Output output;
   if (l.u8_out) {
-    l.requantize = make_requantize(scale, bias, in_q, *out_q, clamp);
+    const Requantize r = make_requantize(scale, bias, in_q, *out_q, clamp);
+    output = make_int8_output(l.out, &r, nullptr);
   } else {
-    l.dequantize = make_dequantize(scale, bias, in_q);
+    const Dequantize d = make_dequantize(scale, bias, in_q);
+    output = make_int8_output(l.out, nullptr, &d);
+  }
+  if (l.depthwise) {
+    l.packed_depthwise = PackedDepthwise(weight.data(), l.out, kernel, stride, in_q.zero_point, std::move(output));
+  } else {
+    l.pointwise = PackedPointwise(weight.data(), l.out, l.in, in_q.zero_point, std::move(output));
   }
   return l;
 }
@@ -99,8 +98,6 @@ Int8Layer pack_int8_layer(const std::map<std::string, Tensor>& tensors, const st
 Tensor run_int8_layer(const Int8Layer& l, const Tensor& x) {
   PMPL_CHECK(x.dtype() == DType::kU8 && x.dim(-1) == l.in, "an int8 layer of {} input channels got {} {}", l.in,
              dtype_name(x.dtype()), x.shape().str());
-  // Per thread and reused from call to call: a fresh buffer costs page faults on every image.
-  thread_local std::vector<int32_t> scratch;
   Shape shape = x.shape();
   if (l.depthwise) {
     PMPL_CHECK(x.rank() == 4, "a depthwise conv got {}", x.shape().str());
@@ -109,22 +106,11 @@ Tensor run_int8_layer(const Int8Layer& l, const Tensor& x) {
   }
   shape[shape.rank() - 1] = l.out;
   Tensor y = Tensor::empty(shape, l.u8_out ? DType::kU8 : DType::kF32);
-  const uint8_t* in = x.data<uint8_t>();
+  void* out = l.u8_out ? static_cast<void*>(y.data<uint8_t>()) : static_cast<void*>(y.data<float>());
   if (l.depthwise) {
-    if (l.u8_out) {
-      depthwise_u8(in, x.dim(0), x.dim(1), x.dim(2), l.in, l.in_q.zero_point, l.taps.data(), l.kernel, l.stride,
-                   l.requantize, y.data<uint8_t>());
-    } else {
-      depthwise_u8_f32(in, x.dim(0), x.dim(1), x.dim(2), l.in, l.in_q.zero_point, l.taps.data(), l.kernel, l.stride,
-                       l.dequantize, y.data<float>());
-    }
+    depthwise_u8(x.data<uint8_t>(), x.dim(0), x.dim(1), x.dim(2), l.packed_depthwise, out);
   } else {
-    const int64_t m = x.numel() / l.in;
-    if (l.u8_out) {
-      conv1x1_u8(in, m, l.in, l.in_q.zero_point, l.weight.data(), l.out, l.requantize, scratch, y.data<uint8_t>());
-    } else {
-      conv1x1_u8_f32(in, m, l.in, l.in_q.zero_point, l.weight.data(), l.out, l.dequantize, scratch, y.data<float>());
-    }
+    pointwise_u8(x.data<uint8_t>(), x.numel() / l.in, l.pointwise, out);
   }
   return y;
 }

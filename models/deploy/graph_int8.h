@@ -42,12 +42,10 @@ struct Int8Layer {
   bool depthwise = false;
   int64_t in = 0, out = 0;
   int kernel = 1, stride = 1;
-  std::vector<int8_t> weight;  // 1x1 conv or linear: [out, in]
-  std::vector<int16_t> taps;   // depthwise: [kernel * kernel][channels], channels vectorise
   QuantParams in_q;
-  bool u8_out = false;  // requantised (`requantize`), else f32 (`dequantize`)
-  Requantize requantize;
-  Dequantize dequantize;
+  bool u8_out = false;  // requantised, else f32
+  PackedPointwise pointwise;  // 1x1 conv or linear
+  PackedDepthwise packed_depthwise;
 };
 
 // Packs node `name` (op "conv", "depthwise" or "linear") from its int8 weight, weight_scale and

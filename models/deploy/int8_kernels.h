@@ -1,8 +1,8 @@
 // The quantised runtime's kernels: uint8 activations (real = scale * (q - zero_point), one scale
 // per tensor), int8 weights (symmetric, one scale per output channel), int32 accumulators. Every
 // output is requantised as q = clamp(round((acc + bias[c]) * multiplier[c]) + zero, lo, hi), with
-// round half away from zero; ReLU6 is the clamp. Portable C++ the compiler vectorises, except the
-// 1x1 convs' GEMM (engine/blas.h's gemm_u8s8s32: oneDNN with VNNI where the CPU has it).
+// round half away from zero; ReLU6 is the clamp. The convolutions run in AVX-512 VNNI where the
+// CPU has it (int8_avx512.cpp), else in portable C++ the compiler vectorises.
 #pragma once
 
 #include <cstdint>
@@ -40,30 +40,96 @@ struct Dequantize {
 };
 Dequantize make_dequantize(const std::vector<float>& weight_scale, const std::vector<float>& bias, QuantParams in);
 
-inline uint8_t requantize_one(int32_t acc, int32_t bias, float multiplier, int32_t zero, int32_t lo, int32_t hi) {
-  const float v = static_cast<float>(acc + bias) * multiplier;
-  int32_t q = static_cast<int32_t>(v + (v >= 0.0f ? 0.5f : -0.5f)) + zero;
-  q = q < lo ? lo : q;
-  return static_cast<uint8_t>(q > hi ? hi : q);
+// Which implementation runs the int8 convolutions: AVX-512 VNNI (vpdpbusd for the 1x1 convs'
+// dot products of four uint8 x int8 pairs, vpdpwssd for the depthwise taps) where the CPU has
+// it, else portable C++ the compiler vectorises. Both compute the same integers and round them
+// the same way, so their outputs are equal bit for bit (tests/test_int8.cpp holds them to it).
+enum class Int8Isa : uint8_t { kPortable, kAvx512Vnni };
+
+// The best this CPU runs; kPortable when PMPL_REFERENCE_GEMM=1 is in the environment.
+Int8Isa best_int8_isa();
+const char* int8_isa_name(Int8Isa isa);
+
+// A conv's output transform per channel, from the int32 sum `acc` of its products (x - x_zero)
+// * w, with offset[c] = the bias in accumulator units for a uint8 output, 0 for f32:
+//   uint8: q = clamp(round(v) + zero, lo, hi), v = clamp_f(float(acc + offset[c]) * scale[c]),
+//          round half away from zero (exactly); clamp_f keeps v in [lo - zero - 1, hi - zero + 1], which
+//          changes no result and keeps the float -> int conversion in range
+//   f32:   y = float(acc + offset[c]) * scale[c] + bias[c]
+// The vectors are padded with zeros to whole blocks of 16 channels.
+struct Int8Output {
+  bool u8 = false;
+  std::vector<int32_t> offset;
+  std::vector<float> scale, bias;
+  int32_t zero = 0, lo = 0, hi = 255;
+};
+
+// A requantised (`r`) or dequantised (`d`: r null) output of `channels` channels.
+Int8Output make_int8_output(int64_t channels, const Requantize* r, const Dequantize* d);
+
+// v rounded half away from zero, exactly for |v| < 2^23 (and a float that large is an integer
+// already). Adding 0.5 and truncating is not exact: 0.49999997f + 0.5f rounds to 1.0f; adding
+// the float just below one half is.
+inline int32_t round_half_away(float v) {
+  constexpr float kHalf = 0.49999997f;
+  return static_cast<int32_t>(v + (v >= 0.0f ? kHalf : -kHalf));
+}
+
+// The uint8 value of one accumulator, offset included, by Int8Output's definition.
+inline uint8_t requantize_one(int32_t acc, float scale, int32_t zero, int32_t lo, int32_t hi) {
+  float v = static_cast<float>(acc) * scale;
+  const float below = static_cast<float>(lo - zero - 1), above = static_cast<float>(hi - zero + 1);
+  v = v < below ? below : v > above ? above : v;
+  const int32_t q = round_half_away(v) + zero;
+  return static_cast<uint8_t>(q < lo ? lo : q > hi ? hi : q);
 }
 
 void quantize_u8(const float* x, int64_t n, QuantParams q, uint8_t* out);
 void dequantize_u8(const uint8_t* x, int64_t n, QuantParams q, float* out);
 
-// 1x1 conv over rows of pixels: x [m, k] -> out [m, n], weight [n, k]; `scratch` holds m * n.
-void conv1x1_u8(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
-                const Requantize& r, std::vector<int32_t>& scratch, uint8_t* out);
+// A 1x1 conv's (or linear layer's) int8 weight [n, k] packed for the kernels: blocks of 16
+// output channels, each [ceil(k / 4)][16][4] (four consecutive inputs of one channel, what one
+// 32-bit lane of vpdpbusd multiplies), zero-padded, 64-byte aligned. The input's zero point is
+// folded into the output's offsets: sum (x - z) w = sum x w - z sum w.
+class PackedPointwise {
+ public:
+  PackedPointwise() = default;
+  PackedPointwise(const int8_t* weight, int64_t n, int64_t k, int32_t x_zero, Int8Output out);
+  int64_t n() const { return n_; }
+  int64_t k() const { return k_; }
+  int64_t k_groups() const { return (k_ + 3) / 4; }
+  int64_t blocks() const { return (n_ + 15) / 16; }
+  // Block b's packed weights start at weights() + b * k_groups() * 64.
+  const int8_t* weights() const { return aligned(bytes_.data()); }
+  const Int8Output& out() const { return out_; }
 
-// The same, to f32 (`d`).
-void conv1x1_u8_f32(const uint8_t* x, int64_t m, int64_t k, int32_t x_zero, const int8_t* weight, int64_t n,
-                    const Dequantize& d, std::vector<int32_t>& scratch, float* out);
+ private:
+  static const int8_t* aligned(const int8_t* p);
+  int64_t n_ = 0, k_ = 0;
+  std::vector<int8_t> bytes_;  // the blocks, from the first 64-byte boundary inside
+  Int8Output out_;
+};
 
-// Depthwise k x k conv, padding k / 2, NHWC x [batch, h, w, c] -> [batch, ho, wo, c]; `taps` is
-// the weight as [k * k][c] (tap-major, so channels vectorise), widened to int16.
-void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
-                  const int16_t* taps, int k, int stride, const Requantize& r, uint8_t* out);
-void depthwise_u8_f32(const uint8_t* x, int64_t batch, int64_t h, int64_t w, int64_t c, int32_t x_zero,
-                      const int16_t* taps, int k, int stride, const Dequantize& d, float* out);
+// x uint8 [m, k] (pixels by input channels) -> out [m, n], uint8 or f32 as p.out() says.
+void pointwise_u8(const uint8_t* x, int64_t m, const PackedPointwise& p, void* out, Int8Isa isa = best_int8_isa());
+
+// A depthwise k x k conv (padding k / 2) packed for the kernels: its taps as [k * k][channels]
+// int16 (channels padded to 16), and its offsets for pixels whose window is all inside the image
+// (the zero point folded in: sum (x - z) t = sum x t - z sum t) beside those of border pixels.
+struct PackedDepthwise {
+  PackedDepthwise() = default;
+  PackedDepthwise(const int8_t* weight, int64_t channels, int kernel, int stride, int32_t x_zero, Int8Output out);
+  int64_t channels = 0, padded = 0;
+  int kernel = 1, stride = 1;
+  int32_t x_zero = 0;
+  std::vector<int16_t> taps;
+  std::vector<int32_t> inner_offset;  // out.offset - x_zero * sum of the channel's taps
+  Int8Output out;
+};
+
+// NHWC x [batch, h, w, c] -> [batch, ho, wo, c], uint8 or f32 as p.out says.
+void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, const PackedDepthwise& p, void* out,
+                  Int8Isa isa = best_int8_isa());
 
 // a + b elementwise (each with its parameters), requantised to `out_q`.
 void add_u8(const uint8_t* a, QuantParams qa, const uint8_t* b, QuantParams qb, int64_t n, QuantParams out_q,

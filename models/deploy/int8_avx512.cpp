@@ -1,0 +1,224 @@
+#include "models/deploy/int8_avx512.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12's own AVX-512 headers start their conversions from _mm512_undefined_*(), which its
+// uninitialised-use analysis then reports at every call; nothing in this file is read unset.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#define PMPL_HAVE_AVX512_KERNELS 1
+// Only these functions use the instructions: the file is compiled for the project's -march, so
+// nothing else here (a std:: template the linker might pick for the whole program) can.
+#define PMPL_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#endif
+
+namespace pmpl::deploy::avx512 {
+
+#ifdef PMPL_HAVE_AVX512_KERNELS
+
+bool available() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return yes;
+}
+
+namespace {
+
+// An output transform's per-call constants, as int8_kernels.h's Int8Output defines it.
+struct Out {
+  const int32_t* offset;
+  const float* scale;
+  const float* bias;
+  float below, above;  // clamp_f's bounds
+  int32_t zero, lo, hi;
+};
+
+Out out_of(const Int8Output& o) {
+  return {o.offset.data(), o.scale.data(), o.bias.data(), static_cast<float>(o.lo - o.zero - 1),
+          static_cast<float>(o.hi - o.zero + 1), o.zero, o.lo, o.hi};
+}
+
+__mmask16 channel_mask(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1); }
+
+// 16 channels (from `ch`) of one pixel whose accumulators hold their offsets, to `dst` (that
+// pixel's row of outputs), the lanes of `mask` only.
+template <bool kU8>
+PMPL_VNNI inline void emit16(__m512i acc, const Out& o, int64_t ch, __mmask16 mask, void* dst) {
+  const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(o.scale + ch));
+  if constexpr (kU8) {
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(o.below)), _mm512_set1_ps(o.above));
+    // Half away from zero as round_half_away does it: add the float below one half, carrying c's
+    // sign, then truncate.
+    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(c), _mm512_set1_epi32(INT32_MIN));
+    const __m512 half = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(0.49999997f))));
+    __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_add_ps(c, half)), _mm512_set1_epi32(o.zero));
+    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(o.lo)), _mm512_set1_epi32(o.hi));
+    _mm_mask_storeu_epi8(static_cast<uint8_t*>(dst) + ch, mask, _mm512_cvtepi32_epi8(q));
+  } else {
+    _mm512_mask_storeu_ps(static_cast<float*>(dst) + ch, mask, _mm512_add_ps(v, _mm512_loadu_ps(o.bias + ch)));
+  }
+}
+
+// k-group g (inputs 4g to 4g + bytes - 1) of kRows pixels into their accumulators: one 64-byte
+// load per block, one broadcast per pixel. `bytes` < 4 only at the end of a row whose k is no
+// multiple of 4: the missing inputs meet zero weights, and nothing past the row is read.
+template <int kRows, int kBlocks>
+PMPL_VNNI inline void dot_group(__m512i (&acc)[kRows][kBlocks], const uint8_t* x, int64_t k, const int8_t* w,
+                                int64_t block_bytes, int64_t g, size_t bytes) {
+  __m512i wb[kBlocks];
+  for (int b = 0; b < kBlocks; ++b) wb[b] = _mm512_load_si512(w + b * block_bytes + g * 64);
+  for (int r = 0; r < kRows; ++r) {
+    int32_t v = 0;
+    std::memcpy(&v, x + r * k + 4 * g, bytes);
+    const __m512i a = _mm512_set1_epi32(v);
+    for (int b = 0; b < kBlocks; ++b) acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], a, wb[b]);
+  }
+}
+
+// A tile of kRows pixels by kBlocks blocks of 16 channels: kRows * kBlocks accumulators (at most
+// 24 of the 32 registers).
+template <int kRows, int kBlocks, bool kU8>
+PMPL_VNNI void pointwise_tile(const uint8_t* x, int64_t k, const int8_t* w, int64_t block_bytes, const Out& o,
+                              int64_t ch0, int64_t n, void* out, int64_t out_bytes) {
+  __m512i acc[kRows][kBlocks];
+  for (int b = 0; b < kBlocks; ++b) {
+    const __m512i offset = _mm512_loadu_si512(o.offset + ch0 + 16 * b);
+    for (int r = 0; r < kRows; ++r) acc[r][b] = offset;
+  }
+  const int64_t full = k / 4;
+  for (int64_t g = 0; g < full; ++g) dot_group(acc, x, k, w, block_bytes, g, 4);
+  if (k % 4 != 0) dot_group(acc, x, k, w, block_bytes, full, static_cast<size_t>(k % 4));
+  for (int r = 0; r < kRows; ++r) {
+    void* row = static_cast<char*>(out) + r * n * out_bytes;
+    for (int b = 0; b < kBlocks; ++b) {
+      emit16<kU8>(acc[r][b], o, ch0 + 16 * b, channel_mask(n - ch0 - 16 * b), row);
+    }
+  }
+}
+
+constexpr int kTileRows = 6, kTileBlocks = 4;
+using TileFn = void (*)(const uint8_t*, int64_t, const int8_t*, int64_t, const Out&, int64_t, int64_t, void*, int64_t);
+
+template <bool kU8, size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> tile_table(std::index_sequence<I...>) {
+  return {&pointwise_tile<static_cast<int>(I) / kTileBlocks + 1, static_cast<int>(I) % kTileBlocks + 1, kU8>...};
+}
+
+// table[(rows - 1) * kTileBlocks + blocks - 1]
+template <bool kU8>
+constexpr auto kTiles = tile_table<kU8>(std::make_index_sequence<kTileRows * kTileBlocks>());
+
+// 16 channels of a pixel, zero-extended to 32-bit lanes; masked lanes read nothing.
+PMPL_VNNI inline __m512i load16(const uint8_t* px, __mmask16 mask) {
+  return _mm512_cvtepu8_epi32(mask == 0xFFFF ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(px))
+                                             : _mm_maskz_loadu_epi8(mask, px));
+}
+
+// Taps 16 channels wide, each zero-extended to a 32-bit lane: vpdpwssd multiplies the low 16
+// bits of a lane with the low 16 bits of the tap and the high halves too, and the tap's high
+// half is 0, so a lane of x - zero (sign in its high half) adds exactly (x - zero) * tap.
+template <int kK, bool kU8>
+PMPL_VNNI void depthwise_row(const uint8_t* x, int64_t h, int64_t w, const PackedDepthwise& p, const Out& o,
+                             int64_t oy, int64_t wo, void* out, int64_t out_bytes) {
+  constexpr int pad = kK / 2;
+  const int stride = p.stride;
+  const int64_t c = p.channels, iy0 = oy * stride - pad;
+  const bool rows_inside = iy0 >= 0 && iy0 + kK <= h;
+  const __m512i zero = _mm512_set1_epi32(p.x_zero);
+  for (int64_t ch = 0; ch < c; ch += 16) {
+    const __mmask16 mask = channel_mask(c - ch);
+    __m512i taps[kK * kK];
+    for (int t = 0; t < kK * kK; ++t) {
+      taps[t] = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.taps.data() + t * p.padded + ch)));
+    }
+    const __m512i inner = _mm512_loadu_si512(p.inner_offset.data() + ch), border = _mm512_loadu_si512(o.offset + ch);
+    for (int64_t ox = 0; ox < wo; ++ox) {
+      const int64_t ix0 = ox * stride - pad;
+      __m512i acc;
+      if (rows_inside && ix0 >= 0 && ix0 + kK <= w) {
+        // The zero point is in `inner` already: the window adds sum x * tap.
+        acc = inner;
+        for (int ky = 0; ky < kK; ++ky) {
+          const uint8_t* px = x + ((iy0 + ky) * w + ix0) * c;
+          for (int kx = 0; kx < kK; ++kx) acc = _mm512_dpwssd_epi32(acc, load16(px + kx * c + ch, mask), taps[ky * kK + kx]);
+        }
+      } else {
+        acc = border;
+        for (int ky = 0; ky < kK; ++ky) {
+          const int64_t iy = iy0 + ky;
+          if (iy < 0 || iy >= h) continue;
+          for (int kx = 0; kx < kK; ++kx) {
+            const int64_t ix = ix0 + kx;
+            if (ix < 0 || ix >= w) continue;  // padding is the real 0: it adds nothing
+            const __m512i v = _mm512_sub_epi32(load16(x + (iy * w + ix) * c + ch, mask), zero);
+            acc = _mm512_dpwssd_epi32(acc, v, taps[ky * kK + kx]);
+          }
+        }
+      }
+      emit16<kU8>(acc, o, ch, mask, static_cast<char*>(out) + ox * c * out_bytes);
+    }
+  }
+}
+
+template <int kK>
+void depthwise_k(const uint8_t* x, int64_t batch, int64_t h, int64_t w, const PackedDepthwise& p, void* out) {
+  const int pad = kK / 2;
+  const int64_t ho = (h + 2 * pad - kK) / p.stride + 1, wo = (w + 2 * pad - kK) / p.stride + 1;
+  const Out o = out_of(p.out);
+  const int64_t out_bytes = p.out.u8 ? 1 : 4;
+#pragma omp parallel for if (batch * ho * wo * p.channels > 65536)
+  for (int64_t row = 0; row < batch * ho; ++row) {
+    const uint8_t* image = x + row / ho * h * w * p.channels;
+    void* dst = static_cast<char*>(out) + row * wo * p.channels * out_bytes;
+    if (p.out.u8) {
+      depthwise_row<kK, true>(image, h, w, p, o, row % ho, wo, dst, out_bytes);
+    } else {
+      depthwise_row<kK, false>(image, h, w, p, o, row % ho, wo, dst, out_bytes);
+    }
+  }
+}
+
+}  // namespace
+
+void pointwise(const uint8_t* x, int64_t m, const PackedPointwise& p, void* out) {
+  const int64_t n = p.n(), k = p.k(), block_bytes = p.k_groups() * 64, out_bytes = p.out().u8 ? 1 : 4;
+  const int64_t row_tiles = (m + kTileRows - 1) / kTileRows;
+  const int64_t col_tiles = (p.blocks() + kTileBlocks - 1) / kTileBlocks;
+  const Out o = out_of(p.out());
+  const auto& tiles = p.out().u8 ? kTiles<true> : kTiles<false>;
+  // Column tiles outermost: a thread's tiles share one panel of weights, which stays in cache
+  // while the pixels stream past.
+#pragma omp parallel for schedule(static) if (m * n * k > (int64_t{1} << 20))
+  for (int64_t t = 0; t < row_tiles * col_tiles; ++t) {
+    const int64_t i0 = t % row_tiles * kTileRows, b0 = t / row_tiles * kTileBlocks;
+    const int64_t rows = std::min<int64_t>(kTileRows, m - i0), blocks = std::min<int64_t>(kTileBlocks, p.blocks() - b0);
+    tiles[static_cast<size_t>((rows - 1) * kTileBlocks + blocks - 1)](
+        x + i0 * k, k, p.weights() + b0 * block_bytes, block_bytes, o, b0 * 16, n,
+        static_cast<char*>(out) + i0 * n * out_bytes, out_bytes);
+  }
+}
+
+bool depthwise(const uint8_t* x, int64_t batch, int64_t h, int64_t w, const PackedDepthwise& p, void* out) {
+  switch (p.kernel) {
+    case 3: depthwise_k<3>(x, batch, h, w, p, out); return true;
+    case 5: depthwise_k<5>(x, batch, h, w, p, out); return true;
+    default: return false;
+  }
+}
+
+#else
+
+bool available() { return false; }
+void pointwise(const uint8_t*, int64_t, const PackedPointwise&, void*) {}
+bool depthwise(const uint8_t*, int64_t, int64_t, int64_t, const PackedDepthwise&, void*) { return false; }
+
+#endif
+
+}  // namespace pmpl::deploy::avx512
