@@ -36,34 +36,56 @@ struct Out {
   const int32_t* offset;
   const float* scale;
   const float* bias;
-  float below, above;  // clamp_f's bounds
+  float above;  // hi - zero + 1: no larger value changes the result
   int32_t zero, lo, hi;
 };
 
 Out out_of(const Int8Output& o) {
-  return {o.offset.data(), o.scale.data(), o.bias.data(), static_cast<float>(o.lo - o.zero - 1),
-          static_cast<float>(o.hi - o.zero + 1), o.zero, o.lo, o.hi};
+  return {o.offset.data(), o.scale.data(), o.bias.data(), static_cast<float>(o.hi - o.zero + 1), o.zero, o.lo, o.hi};
 }
 
 __mmask16 channel_mask(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1); }
+
+// 16 accumulators (offsets included) of channels ch.. to int32 q = round(v) + zero, not yet
+// clamped. The upper clamp keeps the conversion in range; a value too negative for int32
+// converts to INT32_MIN, which the clamp to lo then treats as any negative value.
+PMPL_VNNI inline __m512i requantize16(__m512i acc, const Out& o, int64_t ch) {
+  const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(o.scale + ch));
+  const __m512i q = _mm512_cvt_roundps_epi32(_mm512_min_ps(v, _mm512_set1_ps(o.above)),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_add_epi32(q, _mm512_set1_epi32(o.zero));
+}
 
 // 16 channels (from `ch`) of one pixel whose accumulators hold their offsets, to `dst` (that
 // pixel's row of outputs), the lanes of `mask` only.
 template <bool kU8>
 PMPL_VNNI inline void emit16(__m512i acc, const Out& o, int64_t ch, __mmask16 mask, void* dst) {
-  const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(o.scale + ch));
   if constexpr (kU8) {
-    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(o.below)), _mm512_set1_ps(o.above));
-    // Half away from zero as round_half_away does it: add the float below one half, carrying c's
-    // sign, then truncate.
-    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(c), _mm512_set1_epi32(INT32_MIN));
-    const __m512 half = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(0.49999997f))));
-    __m512i q = _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_add_ps(c, half)), _mm512_set1_epi32(o.zero));
+    __m512i q = requantize16(acc, o, ch);
     q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(o.lo)), _mm512_set1_epi32(o.hi));
     _mm_mask_storeu_epi8(static_cast<uint8_t*>(dst) + ch, mask, _mm512_cvtepi32_epi8(q));
   } else {
+    const __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(o.scale + ch));
     _mm512_mask_storeu_ps(static_cast<float*>(dst) + ch, mask, _mm512_add_ps(v, _mm512_loadu_ps(o.bias + ch)));
   }
+}
+
+// Up to 64 channels (kBlocks blocks from ch0) of one pixel to uint8 with one store: two
+// saturating packs put the four blocks' values in byte order within each 128-bit lane, a
+// permute puts the lanes in order, and the clamp to [lo, hi] runs on bytes (0 <= lo, hi <= 255,
+// so the packs' saturation to [0, 255] changes nothing it would not).
+template <int kBlocks>
+PMPL_VNNI inline void emit64_u8(const __m512i* acc, const Out& o, int64_t ch0, int64_t n, uint8_t* dst) {
+  __m512i q[4];
+  for (int b = 0; b < 4; ++b) q[b] = b < kBlocks ? requantize16(acc[b], o, ch0 + 16 * b) : _mm512_setzero_si512();
+  const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  __m512i out = _mm512_permutexvar_epi32(order, bytes);
+  out = _mm512_min_epu8(_mm512_max_epu8(out, _mm512_set1_epi8(static_cast<char>(o.lo))),
+                        _mm512_set1_epi8(static_cast<char>(o.hi)));
+  const int64_t left = n - ch0;
+  const __mmask64 mask = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
+  _mm512_mask_storeu_epi8(dst + ch0, mask, out);
 }
 
 // k-group g (inputs 4g to 4g + bytes - 1) of kRows pixels into their accumulators: one 64-byte
@@ -97,8 +119,10 @@ PMPL_VNNI void pointwise_tile(const uint8_t* x, int64_t k, const int8_t* w, int6
   if (k % 4 != 0) dot_group(acc, x, k, w, block_bytes, full, static_cast<size_t>(k % 4));
   for (int r = 0; r < kRows; ++r) {
     void* row = static_cast<char*>(out) + r * n * out_bytes;
-    for (int b = 0; b < kBlocks; ++b) {
-      emit16<kU8>(acc[r][b], o, ch0 + 16 * b, channel_mask(n - ch0 - 16 * b), row);
+    if constexpr (kU8) {
+      emit64_u8<kBlocks>(acc[r], o, ch0, n, static_cast<uint8_t*>(row));
+    } else {
+      for (int b = 0; b < kBlocks; ++b) emit16<false>(acc[r][b], o, ch0 + 16 * b, channel_mask(n - ch0 - 16 * b), row);
     }
   }
 }

@@ -55,7 +55,7 @@ inline uint8_t saturate_u8(float v, int32_t zero) {
   const float below = static_cast<float>(-zero - 1), above = static_cast<float>(256 - zero);
   v = v > below ? v : below;
   v = v < above ? v : above;
-  const int32_t q = round_half_away(v) + zero;
+  const int32_t q = round_even(v) + zero;
   return static_cast<uint8_t>(q < 0 ? 0 : q > 255 ? 255 : q);
 }
 

@@ -1,10 +1,11 @@
 // The quantised runtime's kernels: uint8 activations (real = scale * (q - zero_point), one scale
 // per tensor), int8 weights (symmetric, one scale per output channel), int32 accumulators. Every
 // output is requantised as q = clamp(round((acc + bias[c]) * multiplier[c]) + zero, lo, hi), with
-// round half away from zero; ReLU6 is the clamp. The convolutions run in AVX-512 VNNI where the
+// round to nearest, ties to even (as ONNX's QuantizeLinear); ReLU6 is the clamp. The convolutions run in AVX-512 VNNI where the
 // CPU has it (int8_avx512.cpp), else in portable C++ the compiler vectorises.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -52,9 +53,10 @@ const char* int8_isa_name(Int8Isa isa);
 
 // A conv's output transform per channel, from the int32 sum `acc` of its products (x - x_zero)
 // * w, with offset[c] = the bias in accumulator units for a uint8 output, 0 for f32:
-//   uint8: q = clamp(round(v) + zero, lo, hi), v = clamp_f(float(acc + offset[c]) * scale[c]),
-//          round half away from zero (exactly); clamp_f keeps v in [lo - zero - 1, hi - zero + 1], which
-//          changes no result and keeps the float -> int conversion in range
+//   uint8: q = clamp(round(v) + zero, lo, hi), v = float(acc + offset[c]) * scale[c] (the
+//          product rounded to f32), round to nearest with ties to even. Clamping v to
+//          [lo - zero - 1, hi - zero + 1] first changes no result and keeps the conversion to int
+//          defined.
 //   f32:   y = float(acc + offset[c]) * scale[c] + bias[c]
 // The vectors are padded with zeros to whole blocks of 16 channels.
 struct Int8Output {
@@ -67,20 +69,17 @@ struct Int8Output {
 // A requantised (`r`) or dequantised (`d`: r null) output of `channels` channels.
 Int8Output make_int8_output(int64_t channels, const Requantize* r, const Dequantize* d);
 
-// v rounded half away from zero, exactly for |v| < 2^23 (and a float that large is an integer
-// already). Adding 0.5 and truncating is not exact: 0.49999997f + 0.5f rounds to 1.0f; adding
-// the float just below one half is.
-inline int32_t round_half_away(float v) {
-  constexpr float kHalf = 0.49999997f;
-  return static_cast<int32_t>(v + (v >= 0.0f ? kHalf : -kHalf));
-}
+// v rounded to the nearest integer, ties to even: what ONNX's QuantizeLinear does, and one
+// instruction (vcvtps2dq) in the vector kernels. |v| must be below 2^31.
+inline int32_t round_even(float v) { return static_cast<int32_t>(std::nearbyint(v)); }
 
 // The uint8 value of one accumulator, offset included, by Int8Output's definition.
 inline uint8_t requantize_one(int32_t acc, float scale, int32_t zero, int32_t lo, int32_t hi) {
   float v = static_cast<float>(acc) * scale;
   const float below = static_cast<float>(lo - zero - 1), above = static_cast<float>(hi - zero + 1);
-  v = v < below ? below : v > above ? above : v;
-  const int32_t q = round_half_away(v) + zero;
+  v = v > below ? v : below;
+  v = v < above ? v : above;
+  const int32_t q = round_even(v) + zero;
   return static_cast<uint8_t>(q < lo ? lo : q > hi ? hi : q);
 }
 
