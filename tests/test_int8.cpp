@@ -59,12 +59,15 @@ TEST(Int8, RoundingIsToNearestWithTiesToEven) {
 }
 
 TEST(Int8, PointwiseFollowsItsDefinitionOnEveryIsa) {
-  // Rows past whole tiles of 6, channels past blocks of 16 (and tiles of 64), inputs past groups
-  // of 4; a long K; one pixel (a linear layer at batch 1); extreme values included.
+  // Rows past whole tiles, channels past blocks of 16 and tiles of 4 blocks, inputs past groups
+  // of 4; a long K; one pixel (a linear layer at batch 1); a layer big enough to run its tiles in
+  // parallel (a tile that stored past its own channels raced with its neighbour there, when tiles
+  // were 48 channels wide); extreme values included.
   struct Case {
     int64_t m, k, n;
   };
-  for (const Case cs : {Case{37, 23, 11}, Case{13, 301, 70}, Case{1, 1280, 1000}, Case{50, 16, 96}}) {
+  for (const Case cs :
+       {Case{37, 23, 11}, Case{13, 301, 70}, Case{1, 1280, 1000}, Case{50, 16, 96}, Case{700, 64, 144}}) {
     const auto [m, k, n] = cs;
     std::vector<uint8_t> a = random_ints<uint8_t>(static_cast<size_t>(m * k), 0, 255, 1);
     std::vector<int8_t> wt = random_ints<int8_t>(static_cast<size_t>(n * k), -127, 127, 2);

@@ -83,7 +83,8 @@ PMPL_VNNI inline void emit64_u8(const __m512i* acc, const Out& o, int64_t ch0, i
   __m512i out = _mm512_permutexvar_epi32(order, bytes);
   out = _mm512_min_epu8(_mm512_max_epu8(out, _mm512_set1_epi8(static_cast<char>(o.lo))),
                         _mm512_set1_epi8(static_cast<char>(o.hi)));
-  const int64_t left = n - ch0;
+  // This tile's channels only: the next tile (another thread's, perhaps) owns those after them.
+  const int64_t left = std::min<int64_t>(n - ch0, 16 * kBlocks);
   const __mmask64 mask = left >= 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
   _mm512_mask_storeu_epi8(dst + ch0, mask, out);
 }
@@ -105,7 +106,7 @@ PMPL_VNNI inline void dot_group(__m512i (&acc)[kRows][kBlocks], const uint8_t* x
 }
 
 // A tile of kRows pixels by kBlocks blocks of 16 channels: kRows * kBlocks accumulators (at most
-// 24 of the 32 registers).
+// 24 of the 32 registers, beside kBlocks of weights and one broadcast).
 template <int kRows, int kBlocks, bool kU8>
 PMPL_VNNI void pointwise_tile(const uint8_t* x, int64_t k, const int8_t* w, int64_t block_bytes, const Out& o,
                               int64_t ch0, int64_t n, void* out, int64_t out_bytes) {
@@ -135,7 +136,9 @@ constexpr std::array<TileFn, sizeof...(I)> tile_table(std::index_sequence<I...>)
   return {&pointwise_tile<static_cast<int>(I) / kTileBlocks + 1, static_cast<int>(I) % kTileBlocks + 1, kU8>...};
 }
 
-// table[(rows - 1) * kTileBlocks + blocks - 1]
+// table[(rows - 1) * kTileBlocks + blocks - 1]. (Splitting a layer's blocks evenly instead, with
+// taller tiles where they are narrower, was 3% slower on MobileNetV2: 8 and 12 rows cost more
+// than the 4 + 4 + 1 split of 144 channels did.)
 template <bool kU8>
 constexpr auto kTiles = tile_table<kU8>(std::make_index_sequence<kTileRows * kTileBlocks>());
 
