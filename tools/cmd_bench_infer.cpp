@@ -18,6 +18,7 @@
 #include "engine/autograd.h"
 #include "core/rng.h"
 #include "models/deploy/export.h"
+#include "models/deploy/int8_kernels.h"
 #include "models/deploy/runtime.h"
 #include "tools/bench_baseline.h"
 #include "tools/commands.h"
@@ -101,9 +102,13 @@ void run_bench_infer(const BenchInferOptions& opt) {
   const std::string tag = genotype_tag(config.at("genotype"));
   const Baseline base = read_baseline(opt.baseline, "bench infer", "tools/bench_infer_torch.py or tools/bench_infer_onnx.py");
 
-  fmt::print("pmpl bench infer: {}{} ({}, {} classes, {}x{} input), CPU, {} threads, median of {} after {} warm-up\n",
-             arch, tag, config.at("dtype").get<std::string>(), runtime->num_classes(), size, size,
-             omp_get_max_threads(), opt.repeat, opt.warmup);
+  const std::string dtype = config.at("dtype").get<std::string>();
+  // An int8 file's speed depends on which kernels this CPU runs (int8_kernels.h).
+  const std::string kernels =
+      dtype == "int8" ? fmt::format(" ({} int8 kernels)", deploy::int8_isa_name(deploy::best_int8_isa())) : "";
+  fmt::print("pmpl bench infer: {}{} ({}, {} classes, {}x{} input), CPU{}, {} threads, median of {} after {} warm-up\n",
+             arch, tag, dtype, runtime->num_classes(), size, size, kernels, omp_get_max_threads(), opt.repeat,
+             opt.warmup);
   fmt::print("file {:.2f} MiB, loaded in {:.1f} ms\n", static_cast<double>(file_bytes) / (1 << 20), load_ms);
   fmt::print("{:>6} {:>12} {:>10}", "batch", "runtime ms", "img/s");
   if (graph) fmt::print(" {:>10} {:>8}", "graph ms", "fold");
