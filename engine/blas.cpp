@@ -37,6 +37,14 @@ void reference_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, 
 
 }  // namespace
 
+bool reference_requested() {
+  static const bool on = [] {
+    const char* value = std::getenv("PMPL_REFERENCE_GEMM");
+    return value != nullptr && std::string_view(value) == "1";
+  }();
+  return on;
+}
+
 #ifdef PMPL_REFERENCE_BLAS
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -60,14 +68,6 @@ blasint checked_int(int64_t v) {
 }
 
 CBLAS_TRANSPOSE flag(bool transpose) { return transpose ? CblasTrans : CblasNoTrans; }
-
-bool reference_requested() {
-  static const bool on = [] {
-    const char* value = std::getenv("PMPL_REFERENCE_GEMM");
-    return value != nullptr && std::string_view(value) == "1";
-  }();
-  return on;
-}
 
 }  // namespace
 

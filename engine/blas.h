@@ -16,4 +16,8 @@ void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, T
 void gemm_device(DType dtype, bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, float alpha,
                  const void* a, int64_t lda, const void* b, int64_t ldb, float beta, void* c, int64_t ldc);
 
+// Whether PMPL_REFERENCE_GEMM=1 is in the environment: the GEMMs then run plain loops, and the
+// int8 runtime its portable kernels.
+bool reference_requested();
+
 }  // namespace pmpl::blas

@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <string_view>
 #include <utility>
 
+#include "engine/blas.h"
 #include "engine/error.h"
 #include "models/deploy/int8_avx512.h"
 
@@ -49,27 +48,17 @@ Dequantize make_dequantize(const std::vector<float>& weight_scale, const std::ve
 
 namespace {
 
-// v (in steps of the output's scale) plus the zero point, rounded and saturated to uint8. v is
-// clamped first so that the conversion to int stays defined for any float (NaN gives 0).
-inline uint8_t saturate_u8(float v, int32_t zero) {
-  const float below = static_cast<float>(-zero - 1), above = static_cast<float>(256 - zero);
-  v = v > below ? v : below;
-  v = v < above ? v : above;
-  const int32_t q = round_even(v) + zero;
-  return static_cast<uint8_t>(q < 0 ? 0 : q > 255 ? 255 : q);
-}
-
 // Rows of plain operands, so that the loops vectorise (see emit_u8 below).
 void quantize_row(const float* x, int64_t n, float inv, int32_t zero, uint8_t* out) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) out[i] = saturate_u8(x[i] * inv, zero);
+  for (int64_t i = 0; i < n; ++i) out[i] = round_to_u8(x[i] * inv, zero, 0, 255);
 }
 
 void add_row(const uint8_t* a, float sa, int32_t za, const uint8_t* b, float sb, int32_t zb, int64_t n, int32_t zero,
              uint8_t* out) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    out[i] = saturate_u8(sa * static_cast<float>(a[i] - za) + sb * static_cast<float>(b[i] - zb), zero);
+    out[i] = round_to_u8(sa * static_cast<float>(a[i] - za) + sb * static_cast<float>(b[i] - zb), zero, 0, 255);
   }
 }
 
@@ -94,11 +83,8 @@ void dequantize_u8(const uint8_t* x, int64_t n, QuantParams q, float* out) {
 }
 
 Int8Isa best_int8_isa() {
-  static const Int8Isa isa = [] {
-    const char* reference = std::getenv("PMPL_REFERENCE_GEMM");
-    if (reference != nullptr && std::string_view(reference) == "1") return Int8Isa::kPortable;
-    return avx512::available() ? Int8Isa::kAvx512Vnni : Int8Isa::kPortable;
-  }();
+  static const Int8Isa isa =
+      !blas::reference_requested() && avx512::available() ? Int8Isa::kAvx512Vnni : Int8Isa::kPortable;
   return isa;
 }
 
@@ -294,7 +280,7 @@ void global_avg_pool_u8(const uint8_t* x, int64_t batch, int64_t hw, int64_t c, 
       for (int64_t ch = 0; ch < c; ++ch) sum[ch] += px[ch];
     }
     for (int64_t ch = 0; ch < c; ++ch) {
-      out[b * c + ch] = saturate_u8(static_cast<float>(sum[ch] - in_q.zero_point * hw) * scale, out_q.zero_point);
+      out[b * c + ch] = round_to_u8(static_cast<float>(sum[ch] - in_q.zero_point * hw) * scale, out_q.zero_point, 0, 255);
     }
   }
 }

@@ -73,14 +73,20 @@ Int8Output make_int8_output(int64_t channels, const Requantize* r, const Dequant
 // instruction (vcvtps2dq) in the vector kernels. |v| must be below 2^31.
 inline int32_t round_even(float v) { return static_cast<int32_t>(std::nearbyint(v)); }
 
-// The uint8 value of one accumulator, offset included, by Int8Output's definition.
-inline uint8_t requantize_one(int32_t acc, float scale, int32_t zero, int32_t lo, int32_t hi) {
-  float v = static_cast<float>(acc) * scale;
+// v (in steps of the output's scale) plus the zero point, rounded and clamped to [lo, hi] (within
+// [0, 255]). v is clamped to [lo - zero - 1, hi - zero + 1] first, which changes no result and
+// keeps the conversion to int defined for any float (NaN gives lo).
+inline uint8_t round_to_u8(float v, int32_t zero, int32_t lo, int32_t hi) {
   const float below = static_cast<float>(lo - zero - 1), above = static_cast<float>(hi - zero + 1);
   v = v > below ? v : below;
   v = v < above ? v : above;
   const int32_t q = round_even(v) + zero;
   return static_cast<uint8_t>(q < lo ? lo : q > hi ? hi : q);
+}
+
+// The uint8 value of one accumulator, offset included, by Int8Output's definition.
+inline uint8_t requantize_one(int32_t acc, float scale, int32_t zero, int32_t lo, int32_t hi) {
+  return round_to_u8(static_cast<float>(acc) * scale, zero, lo, hi);
 }
 
 void quantize_u8(const float* x, int64_t n, QuantParams q, uint8_t* out);
