@@ -29,6 +29,10 @@ using test::read_log;
 using test::TempRun;
 using test::tiny_search;
 
+// The forced fixes of SearchFixesUndecidedEnhancersToSkip lead by 0.0001-0.0064 (5 of them) and
+// 0.044-0.24 (11): the bound stands in the gap.
+constexpr double kUndecidedBound = 0.025;
+
 TEST(Pmpl, FixesTheArgmaxNotCandidateOne) {
   // Probabilities favouring max7 (index 4): the reference code would fix candidate 1 (strip).
   const std::vector<double> probs = {0.05, 0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.05};
@@ -39,6 +43,55 @@ TEST(Pmpl, FixesTheArgmaxNotCandidateOne) {
   const std::vector<double> avg = {0.05, 0.1, 0.1, 0.1, 0.1, 0.05, 0.1, 0.4};
   ASSERT_TRUE(fix_decision(avg, 0.2).has_value());
   EXPECT_EQ(*fix_decision(avg, 0.2), PoolOp::kAvg7);
+}
+
+// --skip-undecided: a forced fix keeps the top ops where the lead reaches the bound, else skip.
+TEST(Pmpl, ForcedFixesFallBackToSkipBelowTheLead) {
+  const std::vector<double> probs = {0.05, 0.1, 0.05, 0.05, 0.5, 0.1, 0.1, 0.05};  // max7 leads by 0.4
+  EXPECT_DOUBLE_EQ(lead_of(probs), 0.4);
+  EXPECT_EQ(forced_ops(probs, 1, 0.0), std::vector<PoolOp>{PoolOp::kMax7});
+  EXPECT_EQ(forced_ops(probs, 1, 0.4), std::vector<PoolOp>{PoolOp::kMax7}) << "a lead equal to the bound keeps";
+  EXPECT_EQ(forced_ops(probs, 1, 0.41), std::vector<PoolOp>{PoolOp::kSkip});
+  EXPECT_EQ(forced_ops(probs, 2, 0.3), (std::vector<PoolOp>{PoolOp::kMax7, PoolOp::kStrip}));
+  EXPECT_EQ(forced_ops(probs, 2, 0.5), std::vector<PoolOp>{PoolOp::kSkip}) << "one op, not skip twice";
+}
+
+// A search run with --skip-undecided: every forced fix below the bound is skip, logged as
+// undecided; every other one is its argmax; the genotype is complete.
+TEST(Pmpl, SearchFixesUndecidedEnhancersToSkip) {
+  TempRun run("undecided");
+  TrainConfig c = tiny_search(run.dir);
+  c.arch_lr = 0.3;
+  c.fix_threshold = 1.0;  // every fix is forced
+  c.skip_undecided = kUndecidedBound;
+  ASSERT_TRUE(run_training(c).completed);
+  int skipped = 0, kept = 0;
+  for (const nlohmann::json& line : read_log(run.dir)) {
+    if (line.value("event", "") != "fixed") continue;
+    const std::vector<double> probs = line["probs"];
+    if (lead_of(probs) < kUndecidedBound) {
+      EXPECT_EQ(line["ops"].get<std::string>(), "skip") << line.dump();
+      EXPECT_TRUE(line.value("undecided", false)) << line.dump();
+      ++skipped;
+    } else {
+      EXPECT_EQ(line["ops"].get<std::string>(), std::string(pool_op_name(top_ops(probs, 1)[0]))) << line.dump();
+      EXPECT_FALSE(line.contains("undecided")) << line.dump();
+      ++kept;
+    }
+  }
+  EXPECT_EQ(skipped + kept, 16);
+  EXPECT_GT(skipped, 0) << "the bound should leave some enhancers undecided";
+  EXPECT_GT(kept, 0) << "the bound should let some guesses through";
+  EXPECT_TRUE(Genotype::load(run.dir + "/genotype.json").complete());
+}
+
+TEST(Pmpl, SkipUndecidedIsALeadForTheAlphas) {
+  TrainConfig c = tiny_search("");
+  c.skip_undecided = 1.5;
+  EXPECT_THROW(run_training(c), Error) << "a lead is at most 1";
+  c.skip_undecided = 0.1;
+  c.select = "perturbation";
+  EXPECT_THROW(run_training(c), Error) << "perturbation does not decide by the alphas' lead";
 }
 
 // A search whose alphas move fast: every enhancer fixed by the threshold is fixed to the argmax

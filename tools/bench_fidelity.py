@@ -8,7 +8,9 @@ a backbone (--model: mobilenetv2, the default, or any other in pmpl's registry w
              NAME=SEARCH:RULE trains what another rule would have fixed at that search's end
              (the searches run the same steps until then): alpha / alpha2 (the one or two most
              probable ops), rise / rise2 (the one or two whose removal raised the loss most;
-             the search must have run --select perturbation)
+             the search must have run --select perturbation), decided (the threshold's fixes,
+             skip for every forced one), lead10 (a forced fix keeps its most probable op where it
+             leads the second by >= 0.10, else skip)
   random     the MP variant with a random genotype (one op per enhancer, uniformly, per seed)
   max3       the MP variant with every enhancer max3
   skip       the MP variant with every enhancer skip (the enhancer without pooling)
@@ -38,7 +40,10 @@ OPS = ["skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"]
 ARMS = ["plain", "pmpl", "random", "max3", "skip"]
 
 
-RULES = {"alpha": ("probs", 1), "alpha2": ("probs", 2), "rise": ("loss_rise", 1), "rise2": ("loss_rise", 2)}
+RULES = {"alpha": ("probs", 1), "alpha2": ("probs", 2), "rise": ("loss_rise", 1), "rise2": ("loss_rise", 2),
+         "decided": ("probs", 1), "lead10": ("probs", 1)}
+# Rules that fall back to skip (the enhancer without pooling) where a forced fix's lead is below this.
+SKIP_BELOW = {"decided": math.inf, "lead10": 0.10}
 
 
 def parse_derived(text):
@@ -199,7 +204,11 @@ class Bench:
                     continue
                 if key not in fix:
                     raise SystemExit(f"bench_fidelity: {arm}: search {search} logged no {key} (run it with --select perturbation)")
-                genotype.append([OPS[i] for i in sorted(range(len(OPS)), key=lambda i: (-fix[key][i], i))[:count]])
+                ranked = sorted(range(len(OPS)), key=lambda i: (-fix[key][i], i))
+                if fix[key][ranked[0]] - fix[key][ranked[1]] < SKIP_BELOW.get(rule, -math.inf):
+                    genotype.append(["skip"])
+                    continue
+                genotype.append([OPS[i] for i in ranked[:count]])
             path = os.path.join(self.a.out, f"{arm}-s{seed}.genotype.json")
             return ["--model", self.mp, "--genotype", genotype_file(path, self.names, genotype), *base]
         rng = random.Random(1000 + seed)

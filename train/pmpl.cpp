@@ -18,11 +18,19 @@ std::vector<PoolOp> top_ops(const std::vector<double>& probs, int k) {
   return out;
 }
 
-std::optional<PoolOp> fix_decision(const std::vector<double>& probs, double threshold) {
+double lead_of(const std::vector<double>& probs) {
   const std::vector<PoolOp> top = top_ops(probs, 2);
-  const double lead = probs[static_cast<size_t>(top[0])] - probs[static_cast<size_t>(top[1])];
-  if (lead >= threshold) return top[0];
+  return probs[static_cast<size_t>(top[0])] - probs[static_cast<size_t>(top[1])];
+}
+
+std::optional<PoolOp> fix_decision(const std::vector<double>& probs, double threshold) {
+  if (lead_of(probs) >= threshold) return top_ops(probs, 1)[0];
   return std::nullopt;
+}
+
+std::vector<PoolOp> forced_ops(const std::vector<double>& probs, int k, double skip_below) {
+  if (lead_of(probs) < skip_below) return {PoolOp::kSkip};
+  return top_ops(probs, k);
 }
 
 }  // namespace pmpl

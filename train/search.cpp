@@ -93,7 +93,10 @@ std::vector<FixDecision> ArchitectureSearch::threshold_decisions() const {
 }
 
 std::vector<FixDecision> ArchitectureSearch::forced_decisions() const {
-  return decide([&](const std::vector<double>& probs) { return top_ops(probs, options_.fix_top); });
+  std::vector<FixDecision> out = decide(
+      [&](const std::vector<double>& probs) { return forced_ops(probs, options_.fix_top, options_.skip_undecided); });
+  for (FixDecision& d : out) d.undecided = lead_of(d.probs) < options_.skip_undecided;
+  return out;
 }
 
 std::vector<FixDecision> ArchitectureSearch::perturbation_decisions(const std::function<double()>& loss) const {

@@ -38,6 +38,7 @@ struct SearchOptions {
   AdamOptions adam;
   double fix_threshold = 0.2;
   int fix_top = 1;
+  double skip_undecided = 0.0;  // forced_ops' skip_below (train/pmpl.h)
 };
 
 // Fix `enhancer` (named `name`) to `ops`; `probs` are its probabilities when decided.
@@ -50,6 +51,8 @@ struct FixDecision {
   // the loss with nothing removed.
   std::vector<double> scores;
   double loss = 0.0;
+  // Forced to skip because the lead was below --skip-undecided.
+  bool undecided = false;
 };
 
 class ArchitectureSearch {
@@ -72,7 +75,8 @@ class ArchitectureSearch {
   // The open enhancers whose lead has reached the threshold, each to its argmax (one copy of all
   // alphas: on a GPU one wait).
   std::vector<FixDecision> threshold_decisions() const;
-  // Every open enhancer, to its top fix_top ops.
+  // Every open enhancer, to its top fix_top ops, or to skip where its lead is below
+  // skip_undecided.
   std::vector<FixDecision> forced_decisions() const;
   // Every open enhancer, to the fix_top candidates whose removal raises the loss most
   // (perturbation-based selection, DARTS-PT: Wang et al., ICLR 2021). `loss` is the mean loss of

@@ -1,6 +1,7 @@
 // The trainer's side of the PMPL search: the architecture step on the held-out split, fixing
 // enhancers (the decisions are ArchitectureSearch's, train/search.h) and the check that every
 // process fixed the same.
+#include <algorithm>
 #include <functional>
 #include <string_view>
 
@@ -93,25 +94,35 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
     const std::vector<PoolOp> top = top_ops(by, 2);
     const double lead = by[static_cast<size_t>(top[0])] - by[static_cast<size_t>(top[1])];
     const std::string evidence =
-        d.scores.empty() ? fmt::format("lead {:.3f}", lead)
-                         : fmt::format("removing it raises the loss by {:.2e}, {:.2e} more than {}",
+        d.undecided ? fmt::format("undecided: {} led by {:.3f}, below --skip-undecided {}", pool_op_name(top[0]), lead,
+                                  cfg_.skip_undecided)
+        : d.scores.empty() ? fmt::format("lead {:.3f}", lead)
+                           : fmt::format("removing it raises the loss by {:.2e}, {:.2e} more than {}",
                                        d.scores[static_cast<size_t>(d.ops[0])], lead, pool_op_name(top[1]));
     progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, {}, epoch {}, step {})", d.name, chosen, why,
                                d.probs[static_cast<size_t>(d.ops[0])], evidence, state_.epoch + 1,
                                state_.global_step));
     nlohmann::json event = {{"event", "fixed"}, {"name", d.name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
                             {"step", state_.global_step}, {"probs", d.probs}};
+    if (d.undecided) event["undecided"] = true;
     if (!d.scores.empty()) {
       event["loss_rise"] = d.scores;
       event["held_out_loss"] = d.loss;
     }
     log(event);
   }
-  if (std::string_view(why) == "forced" && cfg_.select == "alpha") {
+  const auto undecided = std::count_if(decisions.begin(), decisions.end(), [](const FixDecision& d) { return d.undecided; });
+  const auto guessed = static_cast<int64_t>(decisions.size()) - undecided;
+  if (std::string_view(why) == "forced" && cfg_.select == "alpha" && guessed > 0) {
     progress_.line(fmt::format("{} enhancers were fixed before their lead reached --fix-threshold {}: their ops are "
                                "the search's best guess so far, not a decision (docs/PMPL.md, \"Reading a search\", "
                                "says what a longer search does and does not change)",
-                               decisions.size(), cfg_.fix_threshold));
+                               guessed, cfg_.fix_threshold));
+  }
+  if (undecided > 0) {
+    progress_.line(fmt::format("{} enhancers led by less than --skip-undecided {} and were fixed to skip: their blocks "
+                               "stay as the backbone has them",
+                               undecided, cfg_.skip_undecided));
   }
   if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
 }

@@ -58,6 +58,10 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.lr > 0 && cfg_.min_lr >= 0 && cfg_.min_lr <= cfg_.lr, "--lr must be positive and --min-lr in [0, lr]");
   PMPL_CHECK(cfg_.arch_split > 0 && cfg_.arch_split < 1, "--arch-split {} is outside (0, 1)", cfg_.arch_split);
   PMPL_CHECK(cfg_.fix_top == 1 || cfg_.fix_top == 2, "--fix-top must be 1 or 2, got {}", cfg_.fix_top);
+  PMPL_CHECK(cfg_.skip_undecided >= 0.0 && cfg_.skip_undecided <= 1.0,
+             "--skip-undecided {} is not a lead between probabilities: give a number in [0, 1]", cfg_.skip_undecided);
+  PMPL_CHECK(cfg_.skip_undecided == 0.0 || cfg_.select == "alpha",
+             "--skip-undecided reads the alphas' lead, which --select perturbation does not decide by: use one of them");
   PMPL_CHECK(cfg_.select == "alpha" || cfg_.select == "perturbation",
              "--select must be alpha or perturbation, got '{}'", cfg_.select);
   PMPL_CHECK(cfg_.select_batches > 0, "--select-batches must be positive, got {}", cfg_.select_batches);
@@ -161,6 +165,7 @@ void Trainer::prepare() {
     so.adam = AdamOptions{arch_lr_, cfg_.arch_beta1, cfg_.arch_beta2, 1e-8, cfg_.arch_wd};
     so.fix_threshold = cfg_.fix_threshold;
     so.fix_top = cfg_.fix_top;
+    so.skip_undecided = cfg_.skip_undecided;
     search_ = std::make_unique<ArchitectureSearch>(*model_, model_->enhancers(), *arch_, *weights_, so,
                                                    compute_dtype_ == DType::kF16, tensor_comm());
   }
