@@ -20,9 +20,9 @@ std::optional<PoolOp> fix_decision(const std::vector<double>& probs, double thre
 // The lead of the most probable op over the second.
 double lead_of(const std::vector<double>& probs);
 
-// What a forced fix takes: the top `k` ops, or skip alone (the backbone's block, unchanged) where
-// the lead is below `skip_below` (--skip-undecided: where the search has no evidence, leave the
-// block as it was rather than guess; 0 keeps every guess).
+// What a forced fix takes: the top `k` ops, or skip alone (the enhancer without pooling) where the
+// lead is below `skip_below` (--skip-undecided: where the search has no evidence, pool nothing
+// rather than guess; 0 keeps every guess).
 std::vector<PoolOp> forced_ops(const std::vector<double>& probs, int k, double skip_below);
 
 }  // namespace pmpl

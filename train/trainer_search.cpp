@@ -120,8 +120,8 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
                                guessed, cfg_.fix_threshold));
   }
   if (undecided > 0) {
-    progress_.line(fmt::format("{} enhancers led by less than --skip-undecided {} and were fixed to skip: their blocks "
-                               "stay as the backbone has them",
+    progress_.line(fmt::format("{} enhancers led by less than --skip-undecided {} and were fixed to skip: they pool "
+                               "nothing",
                                undecided, cfg_.skip_undecided));
   }
   if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
