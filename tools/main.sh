@@ -57,7 +57,11 @@ for name in sorted(fixes, key=lambda n: int(n.split(".")[1])):
     f = fixes[name]
     h = -sum(p * math.log2(p) for p in f["probs"] if p > 0)
     p = max(f["probs"])
-    print(f"  {name:<22} {f['ops']:<6} {p:5.2f}  {h:4.2f} (-{uniform - h:.2f})  {f['why']} at step {f['step']}")
+    why = f"{f['why']} at step {f['step']}"
+    if f.get("undecided"):  # --skip-undecided: the leader's lead was too small to act on
+        why += f" (undecided: {OPS[f['probs'].index(p)]} led, p {p:.2f})"
+        p = f["probs"][0]
+    print(f"  {name:<22} {f['ops']:<6} {p:5.2f}  {h:4.2f} (-{uniform - h:.2f})  {why}")
 PY
 if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   /usr/bin/python3 tools/plot_run.py "$run/search"

@@ -85,7 +85,7 @@ const std::vector<Recipe>& recipes() {
         {"--arch-wd", [](TrainConfig& c) { c.arch_wd = 0.0; }},
         {"--arch-grad", [](TrainConfig& c) { c.arch_grad = "held-out"; }},
         {"--fix-threshold", [](TrainConfig& c) { c.fix_threshold = 0.2; }},
-        {"--skip-undecided", [](TrainConfig& c) { c.skip_undecided = 0.0; }},
+        {"--skip-undecided", [](TrainConfig& c) { c.skip_undecided = 0.1; }},
         {"--select", [](TrainConfig& c) { c.select = "alpha"; }},
         {"--clip-grad", [](TrainConfig& c) { c.clip_grad = 5.0; }}}},
   };

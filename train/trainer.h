@@ -93,7 +93,9 @@ struct TrainConfig {
   int64_t arch_start_epoch = 0;  // the alphas stay put before this epoch (the weights warm up)
   int64_t force_fix_epoch = -1;  // -1: half the epochs, rounded up
   int fix_top = 1;
-  double skip_undecided = 0.0;  // a forced fix whose lead is below this takes skip (train/pmpl.h, forced_ops)
+  // A forced fix (--select alpha) whose lead is below this takes skip (train/pmpl.h, forced_ops); 0.1
+  // beat the argmax on MobileNetV2 and MobileNetV3-Small (docs/PMPL.md section 10).
+  double skip_undecided = 0.1;
   // How forced fixing picks an open enhancer's ops: "alpha" (its most probable) or "perturbation"
   // (the candidates whose removal from the mixture raises the held-out loss most, DARTS-PT).
   std::string select = "alpha";

@@ -60,8 +60,6 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.fix_top == 1 || cfg_.fix_top == 2, "--fix-top must be 1 or 2, got {}", cfg_.fix_top);
   PMPL_CHECK(cfg_.skip_undecided >= 0.0 && cfg_.skip_undecided <= 1.0,
              "--skip-undecided {} is not a lead between probabilities: give a number in [0, 1]", cfg_.skip_undecided);
-  PMPL_CHECK(cfg_.skip_undecided == 0.0 || cfg_.select == "alpha",
-             "--skip-undecided reads the alphas' lead, which --select perturbation does not decide by: use one of them");
   PMPL_CHECK(cfg_.select == "alpha" || cfg_.select == "perturbation",
              "--select must be alpha or perturbation, got '{}'", cfg_.select);
   PMPL_CHECK(cfg_.select_batches > 0, "--select-batches must be positive, got {}", cfg_.select_batches);
