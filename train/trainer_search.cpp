@@ -92,7 +92,7 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
     // The lead of the first choice over the runner-up, in what decided it: probability or loss rise.
     const std::vector<double>& by = d.scores.empty() ? d.probs : d.scores;
     const std::vector<PoolOp> top = top_ops(by, 2);
-    const double lead = by[static_cast<size_t>(top[0])] - by[static_cast<size_t>(top[1])];
+    const double lead = lead_of(by);
     const std::string evidence =
         d.undecided ? fmt::format("undecided: {} led by {:.3f}, below --skip-undecided {}", pool_op_name(top[0]), lead,
                                   cfg_.skip_undecided)
