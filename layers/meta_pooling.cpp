@@ -84,17 +84,43 @@ MetaPooling::MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& g
   bn_ = register_module("bn", make_batchnorm(channels));
 }
 
+std::shared_ptr<MetaPooling> MetaPooling::make_removed() {
+  // make_shared cannot reach the private constructor.
+  std::shared_ptr<MetaPooling> removed(new MetaPooling());
+  removed->removed_ = true;
+  return removed;
+}
+
+void MetaPooling::freeze_alpha() {
+  unregister_parameter("alpha");
+  alpha_ = alpha_.detach();
+  register_buffer("alpha", alpha_);
+}
+
 void MetaPooling::fix(std::vector<PoolOp> ops) {
   PMPL_ASSERT(!fixed(), "enhancer fixed twice");
   check_ops(ops);
   fixed_ops_ = std::move(ops);
-  unregister_parameter("alpha");
-  alpha_ = alpha_.detach();
-  register_buffer("alpha", alpha_);
+  freeze_alpha();
   if (std::find(fixed_ops_.begin(), fixed_ops_.end(), PoolOp::kStrip) == fixed_ops_.end()) {
     unregister_module("strip");
     strip_.reset();
   }
+}
+
+void MetaPooling::remove() {
+  PMPL_ASSERT(!fixed(), "enhancer fixed twice");
+  removed_ = true;
+  freeze_alpha();
+  unregister_module("strip");
+  strip_.reset();
+  unregister_module("bn");
+  bn_.reset();
+}
+
+BatchNorm& MetaPooling::batchnorm() {
+  PMPL_ASSERT(bn_ != nullptr, "a removed enhancer has no batchnorm");
+  return *bn_;
 }
 
 std::vector<double> MetaPooling::probabilities() const {
@@ -110,6 +136,7 @@ std::vector<double> MetaPooling::probabilities_of(const Tensor& alpha) {
 int MetaPooling::trace(Trace& trace, int x, const std::string& path) const {
   PMPL_CHECK(fixed(), "{} is still searching: finish the search, or export with --fix-remaining to fix it (and any "
                       "other open enhancer) to its most probable op", path);
+  if (removed_) return x;
   TraceNode node{"enhancer", path, {x}, {}, {{"eps", bn_->eps()}}};
   nlohmann::json names = nlohmann::json::array();
   for (PoolOp op : fixed_ops_) names.push_back(std::string(pool_op_name(op)));
@@ -123,6 +150,7 @@ int MetaPooling::trace(Trace& trace, int x, const std::string& path) const {
 }
 
 Tensor MetaPooling::forward_impl(const Tensor& x) {
+  if (removed_) return x;
   Tensor mixed;
   if (fixed()) {
     for (PoolOp op : fixed_ops_) {

@@ -1,6 +1,7 @@
 // The Meta-Pooling spatial enhancer (DESIGN §4): y = hardswish(BN(sum_i p_i * op_i(x))),
 // p = softmax(alpha), over eight stride-1, same-size candidates. During search every candidate
-// runs, weighted; once fixed to one op (or two, summed) only those run, unweighted.
+// runs, weighted; once fixed to one op (or two, summed) only those run, unweighted. A removed
+// enhancer (genotype op "none") passes its input through: the backbone's block exactly.
 #pragma once
 
 #include <string_view>
@@ -45,35 +46,47 @@ class MetaPooling : public Module {
   MetaPooling(int64_t channels, Generator& gen);
   // Built fixed (from a genotype): runs `ops` summed; no alpha, and strip only if chosen.
   MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& gen);
+  // Built removed: no parameters, no alpha; forward is the identity and trace adds no node.
+  static std::shared_ptr<MetaPooling> make_removed();
   std::string type_name() const override { return "MetaPooling"; }
 
-  bool fixed() const { return !fixed_ops_.empty(); }
+  bool fixed() const { return removed_ || !fixed_ops_.empty(); }
+  bool removed() const { return removed_; }
+  // Empty for a removed enhancer.
   const std::vector<PoolOp>& fixed_ops() const { return fixed_ops_; }
   // Fixes a searching enhancer for good to `ops` (one, or two summed). alpha stops being a
   // parameter (it stays, frozen, as a buffer under the same name, for the record) and an unchosen
   // strip candidate is dropped, so parameters() shrinks: optimizers must re-collect.
   void fix(std::vector<PoolOp> ops);
+  // Removes a searching enhancer for good: alpha is kept as fix() keeps it, the strip attention
+  // and the batchnorm go, so parameters() shrinks and forward passes its input through.
+  void remove();
   // softmax(alpha) as plain numbers; empty for an enhancer built fixed.
   std::vector<double> probabilities() const;
   // The same from a copy of alpha on the host (callers holding all alphas copy them once).
   static std::vector<double> probabilities_of(const Tensor& alpha);
   const Tensor& alpha() const { return alpha_; }
-  // The batchnorm after the mixture (or the fixed ops).
-  BatchNorm& batchnorm() { return *bn_; }
+  // The batchnorm after the mixture (or the fixed ops); a removed enhancer has none.
+  BatchNorm& batchnorm();
   // One "enhancer" node (layers/trace.h) with the fixed ops, the batchnorm's tensors ("bn.*") and
-  // the strip attention's ("strip.*"); pmpl::Error while it still searches.
+  // the strip attention's ("strip.*"), none for a removed enhancer; pmpl::Error while it still
+  // searches.
   int trace(Trace& trace, int x, const std::string& path) const override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
 
  private:
+  MetaPooling() = default;
   static std::shared_ptr<BatchNorm> make_batchnorm(int64_t channels);
+  // Keeps alpha, frozen, as a buffer under its name (for the record) once the search is done.
+  void freeze_alpha();
 
   Tensor alpha_;
   std::shared_ptr<StripAttention> strip_;
   std::shared_ptr<BatchNorm> bn_;
   std::vector<PoolOp> fixed_ops_;
+  bool removed_ = false;
 };
 
 }  // namespace pmpl

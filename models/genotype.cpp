@@ -7,9 +7,19 @@
 
 namespace pmpl {
 
+std::string Genotype::Entry::label() const {
+  if (removed) return std::string(kRemovedName);
+  std::string text;
+  for (PoolOp op : ops) {
+    if (!text.empty()) text += '+';
+    text += pool_op_name(op);
+  }
+  return text;
+}
+
 bool Genotype::complete() const {
   for (const Entry& e : enhancers) {
-    if (e.ops.empty()) return false;
+    if (!e.fixed()) return false;
   }
   return !enhancers.empty();
 }
@@ -18,6 +28,7 @@ nlohmann::json Genotype::to_json() const {
   nlohmann::json list = nlohmann::json::array();
   for (const Entry& e : enhancers) {
     nlohmann::json ops = nlohmann::json::array();
+    if (e.removed) ops.push_back(std::string(kRemovedName));
     for (PoolOp op : e.ops) ops.push_back(std::string(pool_op_name(op)));
     list.push_back({{"name", e.name}, {"ops", ops}});
   }
@@ -43,7 +54,14 @@ Genotype Genotype::from_json(const nlohmann::json& j, const std::string& where) 
     Entry entry{e["name"].get<std::string>(), {}};
     for (const nlohmann::json& op : e["ops"]) {
       PMPL_CHECK(op.is_string(), "{}: {} has an op that is not a string", where, entry.name);
-      entry.ops.push_back(parse_pool_op(op.get<std::string>()));
+      const std::string name = op.get<std::string>();
+      if (name == kRemovedName) {
+        PMPL_CHECK(e["ops"].size() == 1, "{}: {} lists \"{}\" with other ops (\"{}\" removes the enhancer: list it "
+                   "alone)", where, entry.name, kRemovedName, kRemovedName);
+        entry.removed = true;
+        continue;
+      }
+      entry.ops.push_back(parse_pool_op(name));
     }
     PMPL_CHECK(entry.ops.size() <= 2, "{}: {} lists {} ops (at most 2)", where, entry.name,
                entry.ops.size());

@@ -74,6 +74,7 @@ std::shared_ptr<MetaPooling> Network::make_enhancer(const std::string& name, int
   const Genotype::Entry& entry = entries[genotype_index_++];
   PMPL_CHECK(entry.name == name, "the genotype's enhancer #{} is {}, the network's is {}", genotype_index_,
              entry.name, name);
+  if (entry.removed) return MetaPooling::make_removed();
   return std::make_shared<MetaPooling>(channels, entry.ops, gen);
 }
 
@@ -106,7 +107,9 @@ std::vector<std::pair<std::string, MetaPooling*>> Network::enhancers() const {
 
 Genotype Network::genotype() const {
   Genotype g;
-  for (const auto& [name, enhancer] : enhancers()) g.enhancers.push_back({name, enhancer->fixed_ops()});
+  for (const auto& [name, enhancer] : enhancers()) {
+    g.enhancers.push_back({name, enhancer->fixed_ops(), enhancer->removed()});
+  }
   return g;
 }
 

@@ -213,10 +213,47 @@ TEST(Model, BuildsFixedFromAGenotypeFile) {
   EXPECT_THROW(build_model("mobilenetv2_mp", config), Error);
 }
 
+// "none" removes an enhancer: with every one removed, each Meta-Pooling variant is its backbone to
+// the bit (the same tensors under the same names, the same logits in training and evaluation
+// mode), and the genotype says "none" through a file and back.
+TEST(Model, RemovedEnhancersLeaveTheBackboneExactly) {
+  for (const std::string name : {"mobilenetv2", "mobilenetv3_small", "efficientnet_b0", "shufflenetv2_x0_5"}) {
+    SCOPED_TRACE(name);
+    ModelConfig config = test::tiny_config(5, 0.0);
+    if (name.rfind("shufflenetv2", 0) == 0) config.width = 1.0;
+    const auto plain = build_model(name, config);
+    Genotype g = build_model(name + "_mp", config)->genotype();
+    for (auto& e : g.enhancers) e.removed = true;
+    const std::string path = temp_path("removed.json");
+    g.save(path);
+    config.genotype = Genotype::load(path);
+    std::remove(path.c_str());
+    ASSERT_TRUE(config.genotype->complete());
+    EXPECT_EQ(config.genotype->enhancers[0].label(), "none");
+    const auto removed = build_model(name + "_mp", config);
+    EXPECT_EQ(removed->genotype().to_json(), g.to_json());
+    const auto a = plain->state(), b = removed->state();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i].name, b[i].name);
+      EXPECT_EQ(test::as_doubles(a[i].tensor), test::as_doubles(b[i].tensor)) << a[i].name;
+    }
+    const Tensor x = test::random({2, 32, 32, 3}, 3, false, 1.0, DType::kF32);
+    for (const bool training : {true, false}) {
+      plain->train(training);
+      removed->train(training);
+      NoGradGuard no_grad;
+      EXPECT_EQ(test::as_doubles(plain->forward(x)), test::as_doubles(removed->forward(x)));
+    }
+  }
+}
+
 TEST(Model, GenotypeFilesAreValidated) {
   const std::string path = temp_path("bad_genotype.json");
   for (const char* text : {"not json", "{}", R"({"format": "pmpl-genotype", "version": 2})",
                            R"({"format": "pmpl-genotype", "version": 1, "enhancers": [{"name": "x", "ops": ["max9"]}]})",
+                           // "none" removes the enhancer: it cannot come with an op.
+                           R"({"format": "pmpl-genotype", "version": 1, "enhancers": [{"name": "x", "ops": ["none", "max3"]}]})",
                            // Wrong types (found by fuzzing): a clear error, not a JSON library exception.
                            R"({"format": 1, "version": 1, "enhancers": []})",
                            R"({"format": "pmpl-genotype", "version": "1", "enhancers": []})",

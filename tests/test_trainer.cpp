@@ -56,33 +56,78 @@ TEST(Pmpl, ForcedFixesFallBackToSkipBelowTheLead) {
   EXPECT_EQ(forced_ops(probs, 2, 0.5), std::vector<PoolOp>{PoolOp::kSkip}) << "one op, not skip twice";
 }
 
-// A search run with --skip-undecided: every forced fix below the bound is skip, logged as
-// undecided; every other one is its argmax; the genotype is complete.
-TEST(Pmpl, SearchFixesUndecidedEnhancersToSkip) {
-  TempRun run("undecided");
-  TrainConfig c = tiny_search(run.dir);
-  c.arch_lr = 0.3;
-  c.fix_threshold = 1.0;  // every fix is forced
-  c.skip_undecided = kUndecidedBound;
+// Runs `base` (a tiny search; output set here) to the end, then again killed after each of
+// `kill_at` steps and resumed: the final weights, BN statistics and optimiser state must be
+// byte for byte those of the run never stopped.
+void expect_resumes_bit_identical(const TrainConfig& base, const std::vector<int64_t>& kill_at,
+                                  const std::string& name) {
+  TempRun full(name + "_full");
+  TrainConfig c = base;
+  c.output = full.dir;
   ASSERT_TRUE(run_training(c).completed);
-  int skipped = 0, kept = 0;
-  for (const nlohmann::json& line : read_log(run.dir)) {
-    if (line.value("event", "") != "fixed") continue;
-    const std::vector<double> probs = line["probs"];
-    if (lead_of(probs) < kUndecidedBound) {
-      EXPECT_EQ(line["ops"].get<std::string>(), "skip") << line.dump();
-      EXPECT_TRUE(line.value("undecided", false)) << line.dump();
-      ++skipped;
-    } else {
-      EXPECT_EQ(line["ops"].get<std::string>(), std::string(pool_op_name(top_ops(probs, 1)[0]))) << line.dump();
-      EXPECT_FALSE(line.contains("undecided")) << line.dump();
-      ++kept;
+  const auto expected = checkpoint_bytes(full.dir + "/checkpoint-last.safetensors");
+  for (int64_t step : kill_at) {
+    SCOPED_TRACE(testing::Message() << "killed after step " << step);
+    TempRun broken(name + "_broken" + std::to_string(step));
+    c.output = broken.dir;
+    c.max_steps = step;
+    EXPECT_FALSE(run_training(c).completed);
+    TrainConfig again = base;
+    again.output = "";
+    again.resume = broken.dir;
+    ASSERT_TRUE(run_training(again).completed);
+    const auto resumed = checkpoint_bytes(broken.dir + "/checkpoint-last.safetensors");
+    ASSERT_EQ(resumed.size(), expected.size());
+    for (const auto& [tensor, bytes] : expected) {
+      ASSERT_TRUE(resumed.count(tensor)) << tensor;
+      EXPECT_TRUE(resumed.at(tensor) == bytes) << tensor << " differs";
     }
   }
-  EXPECT_EQ(skipped + kept, 16);
-  EXPECT_GT(skipped, 0) << "the bound should leave some enhancers undecided";
-  EXPECT_GT(kept, 0) << "the bound should let some guesses through";
-  EXPECT_TRUE(Genotype::load(run.dir + "/genotype.json").complete());
+}
+
+// A search run with --skip-undecided: every forced fix below the bound is skip (--undecided skip)
+// or removes the enhancer (--undecided none), logged as undecided; every other one is its argmax;
+// the genotype is complete and says so, a removed enhancer leaves no tensor in the checkpoint, and
+// a run killed before or after the removals resumes bit-identically.
+TEST(Pmpl, SearchFixesUndecidedEnhancersToSkipOrRemovesThem) {
+  for (const std::string undecided : {"skip", "none"}) {
+    SCOPED_TRACE(undecided);
+    TempRun run("undecided_" + undecided);
+    TrainConfig c = tiny_search(run.dir);
+    c.arch_lr = 0.3;
+    c.fix_threshold = 1.0;  // every fix is forced
+    c.skip_undecided = kUndecidedBound;
+    c.undecided = undecided;
+    ASSERT_TRUE(run_training(c).completed);
+    std::vector<std::string> fallen;
+    int kept = 0;
+    for (const nlohmann::json& line : read_log(run.dir)) {
+      if (line.value("event", "") != "fixed") continue;
+      const std::vector<double> probs = line["probs"];
+      if (lead_of(probs) < kUndecidedBound) {
+        EXPECT_EQ(line["ops"].get<std::string>(), undecided) << line.dump();
+        EXPECT_TRUE(line.value("undecided", false)) << line.dump();
+        fallen.push_back(line["name"]);
+      } else {
+        EXPECT_EQ(line["ops"].get<std::string>(), std::string(pool_op_name(top_ops(probs, 1)[0]))) << line.dump();
+        EXPECT_FALSE(line.contains("undecided")) << line.dump();
+        ++kept;
+      }
+    }
+    EXPECT_EQ(static_cast<int>(fallen.size()) + kept, 16);
+    EXPECT_GT(fallen.size(), 0u) << "the bound should leave some enhancers undecided";
+    EXPECT_GT(kept, 0) << "the bound should let some guesses through";
+    const Genotype g = Genotype::load(run.dir + "/genotype.json");
+    EXPECT_TRUE(g.complete());
+    const auto tensors = checkpoint_bytes(run.dir + "/checkpoint-last.safetensors");
+    for (const Genotype::Entry& e : g.enhancers) {
+      const bool fell = std::find(fallen.begin(), fallen.end(), e.name) != fallen.end();
+      EXPECT_EQ(e.removed, fell && undecided == "none") << e.name;
+      EXPECT_EQ(tensors.count(e.name + ".bn.weight"), e.removed ? 0u : 1u) << e.name;
+    }
+    c.output = "";
+    expect_resumes_bit_identical(c, {3, 6}, "undecided_" + undecided);  // before the fixes and after them
+  }
 }
 
 TEST(Pmpl, SkipUndecidedIsALead) {
@@ -163,35 +208,6 @@ TEST(Pmpl, EveryBackboneSearches) {
     mc.num_classes = 3;
     EXPECT_EQ(g.enhancers.size(), build_model(name, mc)->enhancers().size());
     EXPECT_EQ(static_cast<size_t>(threshold_fixes + forced), g.enhancers.size());
-  }
-}
-
-// Runs `base` (a tiny search; output set here) to the end, then again killed after each of
-// `kill_at` steps and resumed: the final weights, BN statistics and optimiser state must be
-// byte for byte those of the run never stopped.
-void expect_resumes_bit_identical(const TrainConfig& base, const std::vector<int64_t>& kill_at,
-                                  const std::string& name) {
-  TempRun full(name + "_full");
-  TrainConfig c = base;
-  c.output = full.dir;
-  ASSERT_TRUE(run_training(c).completed);
-  const auto expected = checkpoint_bytes(full.dir + "/checkpoint-last.safetensors");
-  for (int64_t step : kill_at) {
-    SCOPED_TRACE(testing::Message() << "killed after step " << step);
-    TempRun broken(name + "_broken" + std::to_string(step));
-    c.output = broken.dir;
-    c.max_steps = step;
-    EXPECT_FALSE(run_training(c).completed);
-    TrainConfig again = base;
-    again.output = "";
-    again.resume = broken.dir;
-    ASSERT_TRUE(run_training(again).completed);
-    const auto resumed = checkpoint_bytes(broken.dir + "/checkpoint-last.safetensors");
-    ASSERT_EQ(resumed.size(), expected.size());
-    for (const auto& [tensor, bytes] : expected) {
-      ASSERT_TRUE(resumed.count(tensor)) << tensor;
-      EXPECT_TRUE(resumed.at(tensor) == bytes) << tensor << " differs";
-    }
   }
 }
 

@@ -29,14 +29,21 @@ ModelConfig tiny_config(int64_t classes, double dropout) {
   return config;
 }
 
-std::shared_ptr<Network> trained_fixed_network() {
-  ModelConfig config = test::tiny_config(7);
-  Genotype g = build_model("mobilenetv2_mp", config)->genotype();
+Genotype every_choice_genotype(Genotype open) {
+  // {} stands for removed.
   const std::vector<std::vector<PoolOp>> choices = {{PoolOp::kStrip}, {PoolOp::kMax7}, {PoolOp::kAvg3, PoolOp::kMax3},
                                                     {PoolOp::kSkip},  {PoolOp::kAvg5}, {PoolOp::kStrip, PoolOp::kAvg7},
-                                                    {PoolOp::kMax5}};
-  for (size_t i = 0; i < g.enhancers.size(); ++i) g.enhancers[i].ops = choices[i % choices.size()];
-  config.genotype = g;
+                                                    {},               {PoolOp::kMax5}};
+  for (size_t i = 0; i < open.enhancers.size(); ++i) {
+    open.enhancers[i].ops = choices[i % choices.size()];
+    open.enhancers[i].removed = open.enhancers[i].ops.empty();
+  }
+  return open;
+}
+
+std::shared_ptr<Network> trained_fixed_network() {
+  ModelConfig config = test::tiny_config(7);
+  config.genotype = every_choice_genotype(build_model("mobilenetv2_mp", config)->genotype());
   auto model = build_model("mobilenetv2_mp", config);
   NoGradGuard no_grad;
   for (const NamedParameter& p : model->parameters()) {

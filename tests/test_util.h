@@ -49,8 +49,11 @@ void expect_parameter_gradients_match(const std::function<Tensor()>& forward,
 // The smallest useful MobileNetV2: width 0.25, small-input stem, `classes` outputs.
 ModelConfig tiny_config(int64_t classes, double dropout = 0.2);
 
+// `open` (a searching network's genotype) fixed with every op alone, two summed, and the enhancer
+// removed ("none"), in turn.
+Genotype every_choice_genotype(Genotype open);
 // A fixed Meta-Pooling network (tiny_config(7)) using every kind of op (strip, skip, max, avg,
-// and pairs), with batchnorm statistics and affine parameters moved off their initial values, in
+// pairs, and removed: every_choice_genotype), with batchnorm statistics and affine parameters moved off their initial values, in
 // eval mode: what the export tests export.
 std::shared_ptr<Network> trained_fixed_network();
 // The export options for it: mobilenetv2_mp at 20 px.

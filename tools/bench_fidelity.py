@@ -10,7 +10,8 @@ a backbone (--model: mobilenetv2, the default, or any other in pmpl's registry w
              probable ops), rise / rise2 (the one or two whose removal raised the loss most;
              the search must have run --select perturbation), decided (the threshold's fixes,
              skip for every forced one), lead10 (a forced fix keeps its most probable op where it
-             leads the second by >= 0.10, else skip)
+             leads the second by >= 0.10, else skip), decided_none and lead10_none (the same with
+             the enhancer removed, genotype op "none", instead of skip)
   random     the MP variant with a random genotype (one op per enhancer, uniformly, per seed)
   max3       the MP variant with every enhancer max3
   skip       the MP variant with every enhancer skip (the enhancer without pooling)
@@ -41,9 +42,10 @@ ARMS = ["plain", "pmpl", "random", "max3", "skip"]
 
 
 RULES = {"alpha": ("probs", 1), "alpha2": ("probs", 2), "rise": ("loss_rise", 1), "rise2": ("loss_rise", 2),
-         "decided": ("probs", 1), "lead10": ("probs", 1)}
-# Rules that fall back to skip (the enhancer without pooling) where a forced fix's lead is below this.
-SKIP_BELOW = {"decided": math.inf, "lead10": 0.10}
+         "decided": ("probs", 1), "lead10": ("probs", 1), "decided_none": ("probs", 1), "lead10_none": ("probs", 1)}
+# Rules that fall back, where a forced fix's lead is below this, to skip (the enhancer without
+# pooling) or, for the _none rules, to none (the enhancer removed: the backbone's block).
+FALLBACK_BELOW = {"decided": math.inf, "lead10": 0.10, "decided_none": math.inf, "lead10_none": 0.10}
 
 
 def parse_derived(text):
@@ -205,8 +207,8 @@ class Bench:
                 if key not in fix:
                     raise SystemExit(f"bench_fidelity: {arm}: search {search} logged no {key} (run it with --select perturbation)")
                 ranked = sorted(range(len(OPS)), key=lambda i: (-fix[key][i], i))
-                if fix[key][ranked[0]] - fix[key][ranked[1]] < SKIP_BELOW.get(rule, -math.inf):
-                    genotype.append(["skip"])
+                if fix[key][ranked[0]] - fix[key][ranked[1]] < FALLBACK_BELOW.get(rule, -math.inf):
+                    genotype.append(["none"] if rule.endswith("_none") else ["skip"])
                     continue
                 genotype.append([OPS[i] for i in ranked[:count]])
             path = os.path.join(self.a.out, f"{arm}-s{seed}.genotype.json")

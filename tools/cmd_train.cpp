@@ -254,6 +254,11 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "leads the second by less than this, instead of guessing (0: always the top ops; docs/PMPL.md "
                   "section 10)")
       ->capture_default_str();
+  cmd->add_option("--undecided", c->undecided,
+                  "What --skip-undecided fixes such an enhancer to: skip (the enhancer without pooling, its batchnorm "
+                  "and hardswish kept) or none (the enhancer removed, the backbone's block)")
+      ->check(CLI::IsMember({"skip", "none"}))
+      ->capture_default_str();
   cmd->add_option("--select", c->select,
                   "How forced fixing picks an enhancer's ops: alpha (the most probable) or perturbation (the "
                   "candidate whose removal from the mixture raises the held-out loss most; docs/PMPL.md)")

@@ -36,11 +36,14 @@ class StripAttention(nn.Module):
 
 class MetaPooling(nn.Module):
     """Searching (ops=None): every op, weighted by softmax(alpha). Fixed (ops: a list of op names,
-    as in a genotype): only those ops, summed, with no alpha; strip parameters only if chosen."""
+    as in a genotype): only those ops, summed, with no alpha; strip parameters only if chosen.
+    Removed (ops == ["none"]): no parameters, the input passed through (the backbone's block)."""
 
     def __init__(self, channels, ops=None):
         super().__init__()
         self.ops = ops
+        if ops == ["none"]:
+            return
         if ops is None:
             self.alpha = nn.Parameter(torch.randn(len(OPS)) * 1e-3)
         if ops is None or "strip" in ops:
@@ -60,6 +63,8 @@ class MetaPooling(nn.Module):
         return pool(x, k, 1, k // 2)
 
     def forward(self, x):
+        if self.ops == ["none"]:
+            return x
         if self.ops is not None:
             mixed = sum(self.run(name, x) for name in self.ops)
         else:

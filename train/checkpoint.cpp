@@ -12,7 +12,12 @@ void apply_fixed(Network& model, const Genotype& fixed, const std::string& where
   for (size_t i = 0; i < enhancers.size(); ++i) {
     const Genotype::Entry& e = fixed.enhancers[i];
     PMPL_CHECK(e.name == enhancers[i].first, "{}: enhancer {} is {} in the file", where, enhancers[i].first, e.name);
-    if (!e.ops.empty() && !enhancers[i].second->fixed()) enhancers[i].second->fix(e.ops);
+    if (!e.fixed() || enhancers[i].second->fixed()) continue;
+    if (e.removed) {
+      enhancers[i].second->remove();
+    } else {
+      enhancers[i].second->fix(e.ops);
+    }
   }
 }
 

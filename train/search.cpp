@@ -7,6 +7,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/profile.h"
+#include "models/genotype.h"
 #include "train/pmpl.h"
 #include "train/recalibrate.h"
 
@@ -95,7 +96,11 @@ std::vector<FixDecision> ArchitectureSearch::threshold_decisions() const {
 std::vector<FixDecision> ArchitectureSearch::forced_decisions() const {
   std::vector<FixDecision> out = decide(
       [&](const std::vector<double>& probs) { return forced_ops(probs, options_.fix_top, options_.skip_undecided); });
-  for (FixDecision& d : out) d.undecided = lead_of(d.probs) < options_.skip_undecided;
+  for (FixDecision& d : out) {
+    d.undecided = lead_of(d.probs) < options_.skip_undecided;
+    d.removed = d.undecided && options_.remove_undecided;
+    if (d.removed) d.ops.clear();
+  }
   return out;
 }
 
@@ -134,24 +139,32 @@ std::vector<FixDecision> ArchitectureSearch::perturbation_decisions(const std::f
   return out;
 }
 
-void ArchitectureSearch::deactivate(const std::string& name, const std::vector<PoolOp>& ops) {
+void ArchitectureSearch::deactivate(const std::string& name, const std::vector<PoolOp>& ops, bool removed) {
   arch_.deactivate(name + ".alpha");
   if (std::find(ops.begin(), ops.end(), PoolOp::kStrip) == ops.end()) weights_.deactivate(name + ".strip.");
+  if (removed) weights_.deactivate(name + ".bn.");
 }
 
 void ArchitectureSearch::fix(const std::vector<FixDecision>& decisions, const std::function<Tensor()>& next_input) {
   std::vector<BatchNorm*> recalibrate;
+  bool removed = false;
   for (const FixDecision& d : decisions) {
-    d.enhancer->fix(d.ops);
-    deactivate(d.name, d.ops);
-    recalibrate.push_back(&d.enhancer->batchnorm());
+    if (d.removed) {
+      d.enhancer->remove();
+      removed = true;
+    } else {
+      d.enhancer->fix(d.ops);
+      recalibrate.push_back(&d.enhancer->batchnorm());
+    }
+    deactivate(d.name, d.ops, d.removed);
   }
+  if (removed) recalibrate = batchnorms(network_);
   recalibrate_batchnorm(network_, recalibrate, kRecalibrationBatches, next_input);
 }
 
 void ArchitectureSearch::deactivate_fixed() {
   for (const auto& [name, e] : enhancers_) {
-    if (e->fixed() && e->alpha().defined()) deactivate(name, e->fixed_ops());
+    if (e->fixed() && e->alpha().defined()) deactivate(name, e->fixed_ops(), e->removed());
   }
 }
 
@@ -169,6 +182,7 @@ nlohmann::json ArchitectureSearch::report(bool take_gradients) {
     nlohmann::json entry = {{"name", name}, {"probs", probs}, {"fixed", nullptr}};
     if (e->fixed()) {
       nlohmann::json fixed = nlohmann::json::array();
+      if (e->removed()) fixed.push_back(std::string(Genotype::kRemovedName));
       for (PoolOp op : e->fixed_ops()) fixed.push_back(std::string(pool_op_name(op)));
       entry["fixed"] = fixed.size() == 1 ? fixed[0] : fixed;
     }

@@ -39,6 +39,8 @@ struct SearchOptions {
   double fix_threshold = 0.2;
   int fix_top = 1;
   double skip_undecided = 0.0;  // forced_ops' skip_below (train/pmpl.h)
+  // --undecided none: such an enhancer is removed (genotype op "none") instead of fixed to skip.
+  bool remove_undecided = false;
 };
 
 // Fix `enhancer` (named `name`) to `ops`; `probs` are its probabilities when decided.
@@ -51,8 +53,10 @@ struct FixDecision {
   // the loss with nothing removed.
   std::vector<double> scores;
   double loss = 0.0;
-  // Forced to skip because the lead was below --skip-undecided.
+  // Forced to skip, or removed (`removed`, `ops` empty), because the lead was below
+  // --skip-undecided.
   bool undecided = false;
+  bool removed = false;
 };
 
 class ArchitectureSearch {
@@ -75,8 +79,8 @@ class ArchitectureSearch {
   // The open enhancers whose lead has reached the threshold, each to its argmax (one copy of all
   // alphas: on a GPU one wait).
   std::vector<FixDecision> threshold_decisions() const;
-  // Every open enhancer, to its top fix_top ops, or to skip where its lead is below
-  // skip_undecided.
+  // Every open enhancer, to its top fix_top ops, or where its lead is below skip_undecided to skip
+  // (or removed, with remove_undecided).
   std::vector<FixDecision> forced_decisions() const;
   // Every open enhancer, to the fix_top candidates whose removal raises the loss most
   // (perturbation-based selection, DARTS-PT: Wang et al., ICLR 2021). `loss` is the mean loss of
@@ -88,11 +92,13 @@ class ArchitectureSearch {
   // the measurement, an internal error. Unlike the alphas, which score a candidate by the
   // gradient of moving the mixture towards it, this asks what the trained mixture actually uses.
   std::vector<FixDecision> perturbation_decisions(const std::function<double()>& loss) const;
-  // Fixes each for good: the enhancer runs its ops alone, its alpha and (if strip is not chosen)
-  // its strip candidate's weights leave the optimisers. Then the fixed enhancers' batchnorms
-  // re-estimate their running statistics on kRecalibrationBatches network inputs from
-  // `next_input` (architecture batches): they were the mixture's, and an evaluation reading them
-  // after the fix would fall to chance (docs/PMPL.md, "Fixing without a cliff").
+  // Fixes each for good: the enhancer runs its ops alone (or, removed, passes its input through),
+  // its alpha and (if strip is not chosen) its strip candidate's weights leave the optimisers, and
+  // a removed one's batchnorm too. Then the fixed enhancers' batchnorms re-estimate their running
+  // statistics on kRecalibrationBatches network inputs from `next_input` (architecture batches):
+  // they were the mixture's, and an evaluation reading them after the fix would fall to chance
+  // (docs/PMPL.md, "Fixing without a cliff"). After a removal every batchnorm does: those after it
+  // gathered statistics of the enhancer's output, which is gone.
   void fix(const std::vector<FixDecision>& decisions, const std::function<Tensor()>& next_input);
   // After the enhancers were fixed from a checkpoint's record: the same deactivations as fix().
   void deactivate_fixed();
@@ -106,7 +112,7 @@ class ArchitectureSearch {
   LossScaler& scaler() { return scaler_; }
 
  private:
-  void deactivate(const std::string& name, const std::vector<PoolOp>& ops);
+  void deactivate(const std::string& name, const std::vector<PoolOp>& ops, bool removed);
   // Where an enhancer's alpha starts in the architecture group's flat buffers.
   int64_t alpha_offset(const MetaPooling& e) const;
   // The open enhancers whose probabilities `rule` gives ops for (none: stays open).

@@ -96,6 +96,9 @@ struct TrainConfig {
   // A forced fix (--select alpha) whose lead is below this takes skip (train/pmpl.h, forced_ops); 0.1
   // beat the argmax on MobileNetV2 and MobileNetV3-Small (docs/PMPL.md section 10).
   double skip_undecided = 0.1;
+  // What such a fix takes: "skip" (the enhancer without pooling, its batchnorm and hardswish kept)
+  // or "none" (the enhancer removed: the backbone's block).
+  std::string undecided = "skip";
   // How forced fixing picks an open enhancer's ops: "alpha" (its most probable) or "perturbation"
   // (the candidates whose removal from the mixture raises the held-out loss most, DARTS-PT).
   std::string select = "alpha";

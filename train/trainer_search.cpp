@@ -84,11 +84,7 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
     return ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_);
   });
   for (const FixDecision& d : decisions) {
-    std::string chosen;
-    for (PoolOp op : d.ops) {
-      if (!chosen.empty()) chosen += '+';
-      chosen += pool_op_name(op);
-    }
+    const std::string chosen = Genotype::Entry{d.name, d.ops, d.removed}.label();
     // The lead of the first choice over the runner-up, in what decided it: probability or loss rise.
     const std::vector<double>& by = d.scores.empty() ? d.probs : d.scores;
     const std::vector<PoolOp> top = top_ops(by, 2);
@@ -99,9 +95,10 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
         : d.scores.empty() ? fmt::format("lead {:.3f}", lead)
                            : fmt::format("removing it raises the loss by {:.2e}, {:.2e} more than {}",
                                        d.scores[static_cast<size_t>(d.ops[0])], lead, pool_op_name(top[1]));
+    // The probability of what runs now (of the leader, for a removed enhancer).
+    const PoolOp first = d.removed ? top[0] : d.ops[0];
     progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, {}, epoch {}, step {})", d.name, chosen, why,
-                               d.probs[static_cast<size_t>(d.ops[0])], evidence, state_.epoch + 1,
-                               state_.global_step));
+                               d.probs[static_cast<size_t>(first)], evidence, state_.epoch + 1, state_.global_step));
     nlohmann::json event = {{"event", "fixed"}, {"name", d.name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
                             {"step", state_.global_step}, {"probs", d.probs}};
     if (d.undecided) event["undecided"] = true;
@@ -120,9 +117,10 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
                                guessed, cfg_.fix_threshold));
   }
   if (undecided > 0) {
-    progress_.line(fmt::format("{} enhancers led by less than --skip-undecided {} and were fixed to skip: they pool "
-                               "nothing",
-                               undecided, cfg_.skip_undecided));
+    progress_.line(fmt::format("{} enhancers led by less than --skip-undecided {} and were {}", undecided,
+                               cfg_.skip_undecided,
+                               cfg_.undecided == "none" ? "removed: their blocks are the backbone's"
+                                                        : "fixed to skip: they pool nothing"));
   }
   if (writer()) model_->genotype().save(cfg_.output + "/genotype.json");
 }

@@ -60,6 +60,8 @@ void Trainer::prepare() {
   PMPL_CHECK(cfg_.fix_top == 1 || cfg_.fix_top == 2, "--fix-top must be 1 or 2, got {}", cfg_.fix_top);
   PMPL_CHECK(cfg_.skip_undecided >= 0.0 && cfg_.skip_undecided <= 1.0,
              "--skip-undecided {} is not a lead between probabilities: give a number in [0, 1]", cfg_.skip_undecided);
+  PMPL_CHECK(cfg_.undecided == "skip" || cfg_.undecided == "none", "--undecided must be skip or none, got '{}'",
+             cfg_.undecided);
   PMPL_CHECK(cfg_.select == "alpha" || cfg_.select == "perturbation",
              "--select must be alpha or perturbation, got '{}'", cfg_.select);
   PMPL_CHECK(cfg_.select_batches > 0, "--select-batches must be positive, got {}", cfg_.select_batches);
@@ -164,6 +166,7 @@ void Trainer::prepare() {
     so.fix_threshold = cfg_.fix_threshold;
     so.fix_top = cfg_.fix_top;
     so.skip_undecided = cfg_.skip_undecided;
+    so.remove_undecided = cfg_.undecided == "none";
     search_ = std::make_unique<ArchitectureSearch>(*model_, model_->enhancers(), *arch_, *weights_, so,
                                                    compute_dtype_ == DType::kF16, tensor_comm());
   }

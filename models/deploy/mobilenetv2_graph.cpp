@@ -55,11 +55,13 @@ nlohmann::json mobilenetv2_graph(const nlohmann::json& config) {
       PMPL_CHECK(enhancer < genotype.enhancers.size(), "the genotype has {} enhancers, the network more",
                  genotype.enhancers.size());
       const Genotype::Entry& entry = genotype.enhancers[enhancer++];
-      PMPL_CHECK(entry.name == block + ".enhancer" && !entry.ops.empty(), "the genotype's enhancer {} is not the "
+      PMPL_CHECK(entry.name == block + ".enhancer" && entry.fixed(), "the genotype's enhancer {} is not the "
                  "network's {}.enhancer, or not fixed; re-export it", entry.name, block);
-      nlohmann::json ops = nlohmann::json::array();
-      for (PoolOp op : entry.ops) ops.push_back(std::string(pool_op_name(op)));
-      y = g.add({{"op", "enhancer"}, {"name", entry.name}, {"ops", ops}}, {y});
+      if (!entry.removed) {
+        nlohmann::json ops = nlohmann::json::array();
+        for (PoolOp op : entry.ops) ops.push_back(std::string(pool_op_name(op)));
+        y = g.add({{"op", "enhancer"}, {"name", entry.name}, {"ops", ops}}, {y});
+      }
     }
     y = g.conv("conv", p + std::to_string(child), y, 1, 1, "none");
     x = b.residual() ? g.add({{"op", "add"}, {"name", block}}, {x, y}) : y;
