@@ -250,9 +250,8 @@ void add_train_command(CLI::App& app, Runner& run) {
   cmd->add_option("--force-fix-epoch", c->force_fix_epoch, "Fix every open enhancer from this epoch (default: half)");
   cmd->add_option("--fix-top", c->fix_top, "Forced fixing keeps the top 1 or top 2 ops")->capture_default_str();
   cmd->add_option("--skip-undecided", c->skip_undecided,
-                  "Forced fixing by --select alpha takes skip (the enhancer without pooling) where the top probability "
-                  "leads the second by less than this, instead of guessing (0: always the top ops; docs/PMPL.md "
-                  "section 10)")
+                  "Forced fixing by --select alpha takes --undecided's choice where the top probability leads the "
+                  "second by less than this, instead of guessing (0: always the top ops; docs/PMPL.md sections 10-11)")
       ->capture_default_str();
   cmd->add_option("--undecided", c->undecided,
                   "What --skip-undecided fixes such an enhancer to: skip (the enhancer without pooling, its batchnorm "

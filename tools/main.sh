@@ -60,8 +60,9 @@ for name in sorted(fixes, key=lambda n: int(n.split(".")[1])):
     why = f"{f['why']} at step {f['step']}"
     if f.get("undecided"):  # --skip-undecided: the leader's lead was too small to act on
         why += f" (undecided: {OPS[f['probs'].index(p)]} led, p {p:.2f})"
-        p = f["probs"][0]
-    print(f"  {name:<22} {f['ops']:<6} {p:5.2f}  {h:4.2f} (-{uniform - h:.2f})  {why}")
+    # The probability of the op fixed (none, the enhancer removed, is no candidate).
+    shown = "    -" if f["ops"] == "none" else f"{f['probs'][OPS.index(f['ops'].split('+')[0])]:5.2f}"
+    print(f"  {name:<22} {f['ops']:<6} {shown}  {h:4.2f} (-{uniform - h:.2f})  {why}")
 PY
 if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   /usr/bin/python3 tools/plot_run.py "$run/search"

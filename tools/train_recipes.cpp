@@ -86,7 +86,7 @@ const std::vector<Recipe>& recipes() {
         {"--arch-grad", [](TrainConfig& c) { c.arch_grad = "held-out"; }},
         {"--fix-threshold", [](TrainConfig& c) { c.fix_threshold = 0.2; }},
         {"--skip-undecided", [](TrainConfig& c) { c.skip_undecided = 0.1; }},
-        {"--undecided", [](TrainConfig& c) { c.undecided = "skip"; }},
+        {"--undecided", [](TrainConfig& c) { c.undecided = "none"; }},
         {"--select", [](TrainConfig& c) { c.select = "alpha"; }},
         {"--clip-grad", [](TrainConfig& c) { c.clip_grad = 5.0; }}}},
   };

@@ -22,7 +22,8 @@ double lead_of(const std::vector<double>& probs);
 
 // What a forced fix takes: the top `k` ops, or skip alone (the enhancer without pooling) where the
 // lead is below `skip_below` (--skip-undecided: where the search has no evidence, pool nothing
-// rather than guess; 0 keeps every guess).
+// rather than guess; 0 keeps every guess). With --undecided none the search then removes such an
+// enhancer instead (ArchitectureSearch::forced_decisions).
 std::vector<PoolOp> forced_ops(const std::vector<double>& probs, int k, double skip_below);
 
 }  // namespace pmpl
