@@ -83,6 +83,14 @@ BatchNorm::BatchNorm(int64_t channels, ops::BnActivation fused, double weight_in
   batches_tracked_ = register_buffer("num_batches_tracked", Tensor::zeros(Shape{}, DType::kI64));
 }
 
+std::vector<double> BatchNorm::evaluation_scale() const {
+  const std::vector<double> gamma = weight_.to(Device::cpu()).to(DType::kF64).to_vector<double>();
+  const std::vector<double> var = running_var_.to(Device::cpu()).to(DType::kF64).to_vector<double>();
+  std::vector<double> scale(gamma.size());
+  for (size_t c = 0; c < gamma.size(); ++c) scale[c] = gamma[c] / std::sqrt(var[c] + eps_);
+  return scale;
+}
+
 Tensor BatchNorm::forward_impl(const Tensor& x) {
   if (training() && recalibrated_ >= 0) {
     // The k-th batch since the start weighs 1/k: the statistics are the mean over the batches.

@@ -59,6 +59,8 @@ class BatchNorm : public Module {
                      double bias_init = 0.0, double eps = 1e-5, double momentum = 0.1);
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
+  // gamma / sqrt(running variance + eps) per channel: the scale it applies in evaluation mode.
+  std::vector<double> evaluation_scale() const;
   void set_momentum(double momentum) { momentum_ = momentum; }
   std::string type_name() const override { return "BatchNorm"; }
   // Training statistics over every data-parallel process (--sync-bn); null: this process's own.

@@ -110,6 +110,15 @@ void MetaPooling::fix(std::vector<PoolOp> ops) {
 
 void MetaPooling::remove() {
   PMPL_ASSERT(!fixed(), "enhancer fixed twice");
+  if (next_conv_) {
+    // Its weights [out, kh, kw, in]: the input channel is the last dim, so [C] broadcasts.
+    const NoGradGuard no_grad;
+    Tensor w = next_conv_->weight();
+    const std::vector<double> scale = bn_->evaluation_scale();
+    PMPL_ASSERT(w.rank() == 4 && w.dim(3) == static_cast<int64_t>(scale.size()),
+                "the convolution after an enhancer of {} channels has weights {}", scale.size(), w.shape().str());
+    w.copy_(ops::mul(w, Tensor::from_vector(scale, Shape{w.dim(3)}).to(w.dtype()).to(w.device())));
+  }
   removed_ = true;
   freeze_alpha();
   unregister_module("strip");

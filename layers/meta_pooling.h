@@ -59,8 +59,14 @@ class MetaPooling : public Module {
   // strip candidate is dropped, so parameters() shrinks: optimizers must re-collect.
   void fix(std::vector<PoolOp> ops);
   // Removes a searching enhancer for good: alpha is kept as fix() keeps it, the strip attention
-  // and the batchnorm go, so parameters() shrinks and forward passes its input through.
+  // and the batchnorm go, so parameters() shrinks and forward passes its input through. With a
+  // next convolution, the per-channel scale the batchnorm applied (gamma / sqrt(running var +
+  // eps); hardswish is the identity where it starts) is folded into that convolution's weights
+  // first, so the network computes what it did up to a per-channel shift, which the batchnorm
+  // after that convolution removes (docs/PMPL.md section 11).
   void remove();
+  // The convolution that reads this enhancer's output directly, if one does (the block sets it).
+  void set_next_conv(Conv2d* conv) { next_conv_ = conv; }
   // softmax(alpha) as plain numbers; empty for an enhancer built fixed.
   std::vector<double> probabilities() const;
   // The same from a copy of alpha on the host (callers holding all alphas copy them once).
@@ -87,6 +93,7 @@ class MetaPooling : public Module {
   std::shared_ptr<BatchNorm> bn_;
   std::vector<PoolOp> fixed_ops_;
   bool removed_ = false;
+  Conv2d* next_conv_ = nullptr;
 };
 
 }  // namespace pmpl

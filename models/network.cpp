@@ -26,7 +26,14 @@ EnhancedBlock::EnhancedBlock(bool residual, const std::string& layers_name)
 }
 
 void EnhancedBlock::set_enhancer(std::shared_ptr<MetaPooling> enhancer) {
-  if (enhancer) enhancer_ = register_module("enhancer", std::move(enhancer));
+  if (!enhancer) return;
+  enhancer_ = register_module("enhancer", std::move(enhancer));
+  const auto& children = layers_->children();
+  if (depthwise_index_ + 1 < children.size()) {
+    // A removal folds the enhancer's scale into the convolution right after it (MobileNetV2's
+    // projection); where another layer comes first (squeeze-and-excitation) nothing can absorb it.
+    if (auto* conv = dynamic_cast<Conv2d*>(children[depthwise_index_ + 1].second.get())) enhancer_->set_next_conv(conv);
+  }
 }
 
 Tensor EnhancedBlock::forward_impl(const Tensor& x) {

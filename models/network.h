@@ -64,7 +64,8 @@ class EnhancedBlock : public ResidualBlock {
   Sequential& layers() { return *layers_; }
   int trace(Trace& trace, int x, const std::string& path) const override;
   void mark_depthwise() { depthwise_index_ = layers_->size() - 1; }
-  // Registered as "enhancer", after the layers (torchvision's names and order come first).
+  // Registered as "enhancer", after the layers (torchvision's names and order come first); a
+  // convolution right after the depthwise stage becomes its next_conv.
   void set_enhancer(std::shared_ptr<MetaPooling> enhancer);
   Tensor forward_impl(const Tensor& x) override;
 

@@ -100,6 +100,7 @@ class PlantedNet : public Module {
     // A 1x1 conv as the classifier: Kaiming-initialised, where Linear starts at torchvision's 0.01,
     // which leaves the first hundreds of steps' gradients too small to learn in a short test.
     fc_ = register_module("fc", std::make_shared<Conv2d>(kChannels, 2, 1, 1, true, gen));
+    enhancer_->set_next_conv(conv2_.get());
   }
   std::string type_name() const override { return "PlantedNet"; }
   MetaPooling* enhancer() { return enhancer_.get(); }
@@ -341,12 +342,11 @@ TEST(PlantedSearch, FixingKeepsTheAccuracy) {
 }
 
 // Removing the enhancer at a forced fix (--undecided none) takes its batchnorm and hardswish out
-// of a trained network. Every batchnorm re-estimates its statistics, but the per-channel scale
-// the enhancer's batchnorm applied, which the layer after it learned to expect, is gone: where the
-// signal is local (the dot pairs, which skip serves best alone) the accuracy falls (measured 0.94
-// -> 0.57) and comes back as the search trains on (docs/PMPL.md section 11). What this holds: the
-// removed network trains, within 0.03 of where the mixture was after as many steps again.
-TEST(PlantedSearch, ARemovedEnhancerTrainsBack) {
+// of a trained network; the per-channel scale that batchnorm applied is folded into the
+// convolution after it and every batchnorm re-estimates its statistics, so where the signal is
+// local (the dot pairs, which skip serves best alone) the accuracy holds within the bound a fix
+// has. Without the fold it fell from 0.94 to 0.57 (docs/PMPL.md section 11).
+TEST(PlantedSearch, RemovingAnEnhancerKeepsTheAccuracy) {
   PlantedSearch p(Task::kDotPairs, 3, kSearchSteps, /*remove=*/true);
   p.train(kSearchSteps / 3, true);
   const double before = p.accuracy();
@@ -355,14 +355,11 @@ TEST(PlantedSearch, ARemovedEnhancerTrainsBack) {
   ASSERT_TRUE(decisions[0].removed);
   p.search.fix(decisions, [&] { return make_batch(Task::kDotPairs, kBatch, p.gen).images; });
   ASSERT_TRUE(p.net.enhancer()->removed());
-  const double removed = p.accuracy();
-  p.train(kSearchSteps / 3, false);
-  const double trained = p.accuracy();
+  const double after = p.accuracy();
   EXPECT_GT(before, 0.75) << "the network had not learned the task";
-  EXPECT_GE(trained, before - 0.03) << "removed: " << removed;
+  EXPECT_GE(after, before - 0.15);
   RecordProperty("before", std::to_string(before));
-  RecordProperty("removed", std::to_string(removed));
-  RecordProperty("trained", std::to_string(trained));
+  RecordProperty("after", std::to_string(after));
 }
 
 }  // namespace
