@@ -108,9 +108,9 @@ void MetaPooling::fix(std::vector<PoolOp> ops) {
   }
 }
 
-void MetaPooling::remove() {
+void MetaPooling::remove(bool fold) {
   PMPL_ASSERT(!fixed(), "enhancer fixed twice");
-  if (next_conv_) {
+  if (fold && next_conv_) {
     // Its weights [out, kh, kw, in]: the input channel is the last dim, so [C] broadcasts.
     const NoGradGuard no_grad;
     Tensor w = next_conv_->weight();

@@ -59,12 +59,13 @@ class MetaPooling : public Module {
   // strip candidate is dropped, so parameters() shrinks: optimizers must re-collect.
   void fix(std::vector<PoolOp> ops);
   // Removes a searching enhancer for good: alpha is kept as fix() keeps it, the strip attention
-  // and the batchnorm go, so parameters() shrinks and forward passes its input through. With a
-  // next convolution, the per-channel scale the batchnorm applied (gamma / sqrt(running var +
-  // eps); hardswish is the identity where it starts) is folded into that convolution's weights
-  // first, so the network computes what it did up to a per-channel shift, which the batchnorm
-  // after that convolution removes (docs/PMPL.md section 11).
-  void remove();
+  // and the batchnorm go, so parameters() shrinks and forward passes its input through. With
+  // `fold` and a next convolution, the per-channel scale the batchnorm applied (gamma /
+  // sqrt(running var + eps); hardswish is the identity where it starts) is folded into that
+  // convolution's weights first, so the network computes what it did up to a per-channel shift,
+  // which the batchnorm after that convolution removes (docs/PMPL.md section 11). Without: the
+  // structure alone, for weights that already carry the fold (a checkpoint being restored).
+  void remove(bool fold);
   // The convolution that reads this enhancer's output directly, if one does (the block sets it).
   void set_next_conv(Conv2d* conv) { next_conv_ = conv; }
   // softmax(alpha) as plain numbers; empty for an enhancer built fixed.

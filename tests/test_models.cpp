@@ -264,7 +264,7 @@ TEST(Model, RemovingAnEnhancerFoldsItsScaleIntoTheNextConv) {
   }
   model->train();
   const Tensor before = model->forward(x);
-  for (const auto& [name, e] : model->enhancers()) e->remove();
+  for (const auto& [name, e] : model->enhancers()) e->remove(/*fold=*/true);
   const Tensor after = model->forward(x);
   // Measured 3.4e-4: eps against channels of tiny variance makes n / (n - 1) weigh a little
   // unevenly. Without the fold: 1.05.

@@ -14,7 +14,7 @@ void apply_fixed(Network& model, const Genotype& fixed, const std::string& where
     PMPL_CHECK(e.name == enhancers[i].first, "{}: enhancer {} is {} in the file", where, enhancers[i].first, e.name);
     if (!e.fixed() || enhancers[i].second->fixed()) continue;
     if (e.removed) {
-      enhancers[i].second->remove();
+      enhancers[i].second->remove(/*fold=*/false);  // the weights loaded next carry it
     } else {
       enhancers[i].second->fix(e.ops);
     }

@@ -21,7 +21,8 @@
 
 namespace pmpl {
 
-// Fixes a searching network's enhancers as `fixed` lists (entries with no ops stay open).
+// Fixes a searching network's enhancers as `fixed` lists (entries with no ops stay open), or
+// removes them: the structure of a checkpoint's network, before its weights are loaded.
 void apply_fixed(Network& model, const Genotype& fixed, const std::string& where);
 
 // Rebuilds the network a pmpl checkpoint or weights file describes (with its enhancers fixed as

@@ -150,7 +150,7 @@ void ArchitectureSearch::fix(const std::vector<FixDecision>& decisions, const st
   bool removed = false;
   for (const FixDecision& d : decisions) {
     if (d.removed) {
-      d.enhancer->remove();
+      d.enhancer->remove(/*fold=*/true);
       removed = true;
     } else {
       d.enhancer->fix(d.ops);
