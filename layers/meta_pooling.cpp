@@ -69,10 +69,13 @@ std::shared_ptr<BatchNorm> MetaPooling::make_batchnorm(int64_t channels) {
   return std::make_shared<BatchNorm>(channels, ops::BnActivation::kHardswish, kBatchNormWeightInit, kBatchNormBiasInit);
 }
 
-MetaPooling::MetaPooling(int64_t channels, Generator& gen) {
+MetaPooling::MetaPooling(int64_t channels, Generator& gen, bool gated) {
   alpha_ = register_parameter("alpha", init::normal(Shape{kNumPoolOps}, 1e-3, gen), ParamKind::kArch);
   strip_ = register_module("strip", std::make_shared<StripAttention>(channels, gen));
   bn_ = register_module("bn", make_batchnorm(channels));
+  // Registered last, drawing nothing from `gen`: a gated network's other tensors start as an
+  // ungated one's.
+  if (gated) gate_ = register_parameter("gate", Tensor::zeros(Shape{2}, DType::kF32), ParamKind::kArch);
 }
 
 MetaPooling::MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& gen)
@@ -95,6 +98,11 @@ void MetaPooling::freeze_alpha() {
   unregister_parameter("alpha");
   alpha_ = alpha_.detach();
   register_buffer("alpha", alpha_);
+  if (gate_.defined()) {
+    unregister_parameter("gate");
+    gate_ = gate_.detach();
+    register_buffer("gate", gate_);
+  }
 }
 
 void MetaPooling::fix(std::vector<PoolOp> ops) {
@@ -110,7 +118,7 @@ void MetaPooling::fix(std::vector<PoolOp> ops) {
 
 void MetaPooling::remove(bool fold) {
   PMPL_ASSERT(!fixed(), "enhancer fixed twice");
-  if (fold && next_conv_) {
+  if (fold && next_conv_ && !gated()) {
     // Its weights [out, kh, kw, in]: the input channel is the last dim, so [C] broadcasts.
     const NoGradGuard no_grad;
     Tensor w = next_conv_->weight();
@@ -137,6 +145,11 @@ std::vector<double> MetaPooling::probabilities() const {
   return probabilities_of(alpha_.detach().to(Device::cpu()));
 }
 
+std::vector<double> MetaPooling::gate_probabilities() const {
+  if (!gate_.defined()) return {};
+  return probabilities_of(gate_.detach().to(Device::cpu()));
+}
+
 std::vector<double> MetaPooling::probabilities_of(const Tensor& alpha) {
   NoGradGuard no_grad;
   return ops::softmax(alpha.to(DType::kF64)).to_vector<double>();
@@ -153,7 +166,7 @@ int MetaPooling::trace(Trace& trace, int x, const std::string& path) const {
   if (strip_) node.attrs["strip_eps"] = strip_->batchnorm_eps();
   for (const NamedTensor& t : state()) {
     const bool counter = t.name.size() > 19 && t.name.compare(t.name.size() - 19, 19, "num_batches_tracked") == 0;
-    if (t.name != "alpha" && !counter) node.tensors[t.name] = t.tensor;
+    if (t.name != "alpha" && t.name != "gate" && !counter) node.tensors[t.name] = t.tensor;
   }
   return trace.add(std::move(node));
 }
@@ -172,6 +185,14 @@ Tensor MetaPooling::forward_impl(const Tensor& x) {
     // the separate ops + weighted_sum (`pmpl bench ops --filter pool_mix`).
     const Tensors a = strip_->attention(x);
     mixed = ops::meta_pool_mix(x, a[0], a[1], ops::softmax(alpha_));
+    if (gated()) {
+      // Weighed against the input itself (the batchnorm with the enhancer's hardswish fused).
+      const Tensor enhanced = bn_->forward(mixed);
+      const Tensor q = ops::softmax(gate_);
+      if (x.dtype() == q.dtype()) return ops::weighted_sum({x, enhanced}, q);
+      // Mixed precision on a GPU: the weighted sum's kernel there is f32 only (engine/ops.h).
+      return ops::cast(ops::weighted_sum({ops::cast(x, q.dtype()), ops::cast(enhanced, q.dtype())}, q), x.dtype());
+    }
   }
   return bn_->forward(mixed);  // batchnorm with the enhancer's hardswish fused
 }

@@ -1,7 +1,9 @@
 // The Meta-Pooling spatial enhancer (DESIGN §4): y = hardswish(BN(sum_i p_i * op_i(x))),
 // p = softmax(alpha), over eight stride-1, same-size candidates. During search every candidate
 // runs, weighted; once fixed to one op (or two, summed) only those run, unweighted. A removed
-// enhancer (genotype op "none") passes its input through: the backbone's block exactly.
+// enhancer (genotype op "none") passes its input through: the backbone's block exactly. A gated
+// searching enhancer (--gate, docs/PMPL.md section 12) also weighs itself against its removal:
+// y = q_none * x + q_keep * enhancer(x), q = softmax(gate), so the search can choose "none".
 #pragma once
 
 #include <string_view>
@@ -42,8 +44,13 @@ class MetaPooling : public Module {
   static constexpr double kBatchNormWeightInit = 0.1;
   static constexpr double kBatchNormBiasInit = 3.5;
 
-  // Searching over all eight candidates; alpha starts at 1e-3 * N(0, 1).
-  MetaPooling(int64_t channels, Generator& gen);
+  // Index of each of the gate's two weights (q = softmax(gate)).
+  static constexpr int kGateNone = 0;
+  static constexpr int kGateKeep = 1;
+
+  // Searching over all eight candidates; alpha starts at 1e-3 * N(0, 1). `gated`: with a gate,
+  // an architecture parameter [2] starting at 0 (removal and the enhancer weighed equally).
+  MetaPooling(int64_t channels, Generator& gen, bool gated = false);
   // Built fixed (from a genotype): runs `ops` summed; no alpha, and strip only if chosen.
   MetaPooling(int64_t channels, std::vector<PoolOp> ops, Generator& gen);
   // Built removed: no parameters, no alpha; forward is the identity and trace adds no node.
@@ -64,7 +71,9 @@ class MetaPooling : public Module {
   // sqrt(running var + eps); hardswish is the identity where it starts) is folded into that
   // convolution's weights first, so the network computes what it did up to a per-channel shift,
   // which the batchnorm after that convolution removes (docs/PMPL.md section 11). Without: the
-  // structure alone, for weights that already carry the fold (a checkpoint being restored).
+  // structure alone, for weights that already carry the fold (a checkpoint being restored). A
+  // gated enhancer folds nothing: its input already reached the next layer, weighted by
+  // q_none, a scale the same for every channel, which a batchnorm after absorbs.
   void remove(bool fold);
   // The convolution that reads this enhancer's output directly, if one does (the block sets it).
   void set_next_conv(Conv2d* conv) { next_conv_ = conv; }
@@ -73,6 +82,11 @@ class MetaPooling : public Module {
   // The same from a copy of alpha on the host (callers holding all alphas copy them once).
   static std::vector<double> probabilities_of(const Tensor& alpha);
   const Tensor& alpha() const { return alpha_; }
+  // Whether it was built with a gate (kept, frozen, after a fix, as alpha is).
+  bool gated() const { return gate_.defined(); }
+  const Tensor& gate() const { return gate_; }
+  // softmax(gate) as plain numbers, {q_none, q_keep}; empty without a gate.
+  std::vector<double> gate_probabilities() const;
   // The batchnorm after the mixture (or the fixed ops); a removed enhancer has none.
   BatchNorm& batchnorm();
   // One "enhancer" node (layers/trace.h) with the fixed ops, the batchnorm's tensors ("bn.*") and
@@ -86,10 +100,12 @@ class MetaPooling : public Module {
  private:
   MetaPooling() = default;
   static std::shared_ptr<BatchNorm> make_batchnorm(int64_t channels);
-  // Keeps alpha, frozen, as a buffer under its name (for the record) once the search is done.
+  // Keeps alpha (and the gate), frozen, as buffers under their names (for the record) once the
+  // search is done.
   void freeze_alpha();
 
   Tensor alpha_;
+  Tensor gate_;
   std::shared_ptr<StripAttention> strip_;
   std::shared_ptr<BatchNorm> bn_;
   std::vector<PoolOp> fixed_ops_;

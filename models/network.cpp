@@ -63,6 +63,10 @@ Network::Network(std::string name, const ModelConfig& config) : name_(std::move(
              config.dropout);
   PMPL_CHECK(!config.genotype || config.meta_pooling,
              "a genotype fixes Meta-Pooling enhancers: use a model with Meta-Pooling ({}_mp)", name_);
+  PMPL_CHECK(!config.gated || config.meta_pooling,
+             "--gate weighs searching enhancers against their removal: use a model with Meta-Pooling ({}_mp)", name_);
+  PMPL_CHECK(!config.gated || !config.genotype,
+             "--gate is for a search, and --genotype fixes every enhancer: drop one of them");
   PMPL_CHECK(!config.genotype || config.genotype->complete(),
              "the genotype leaves some enhancers open: a fixed model needs every one fixed");
 }
@@ -74,7 +78,7 @@ std::shared_ptr<Dropout> Network::make_dropout() {
 
 std::shared_ptr<MetaPooling> Network::make_enhancer(const std::string& name, int64_t channels, Generator& gen) {
   if (!config_.meta_pooling) return nullptr;
-  if (!config_.genotype) return std::make_shared<MetaPooling>(channels, gen);
+  if (!config_.genotype) return std::make_shared<MetaPooling>(channels, gen, config_.gated);
   const auto& entries = config_.genotype->enhancers;
   PMPL_CHECK(genotype_index_ < entries.size(), "the genotype lists {} enhancers; this network has more",
              entries.size());

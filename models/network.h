@@ -26,6 +26,8 @@ struct ModelConfig {
   bool meta_pooling = false;
   // With meta_pooling: every enhancer fixed as listed (names must match the network's).
   std::optional<Genotype> genotype;
+  // With meta_pooling and no genotype: every searching enhancer has a gate (--gate).
+  bool gated = false;
   uint64_t seed = 0;
 };
 

@@ -1,8 +1,10 @@
 // The backbones and their Meta-Pooling variants: structure, counts, fixing, weights files, and the
 // whole network's backward against finite differences.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "engine/io/npy.h"
 #include "engine/autograd.h"
@@ -273,6 +275,53 @@ TEST(Model, RemovingAnEnhancerFoldsItsScaleIntoTheNextConv) {
   RecordProperty("relative_error", std::to_string(err));
 }
 
+// --gate: each searching enhancer gets a gate [2], an architecture parameter at 0 that draws
+// nothing from the generator, so every other tensor starts as the ungated network's. With q_keep
+// at 1 the network computes the ungated one's logits; with q_none at 1 each block passes its input
+// through, and removing the enhancers then folds nothing (the input reached the projection at a
+// scale the same for every channel): the logits stay.
+TEST(Model, GatedEnhancersWeighThemselvesAgainstTheirRemoval) {
+  ModelConfig config = test::tiny_config(5, 0.0);
+  auto plain = build_model("mobilenetv2_mp", config);
+  config.gated = true;
+  auto gated = build_model("mobilenetv2_mp", config);
+  std::map<std::string, Tensor> ungated_state;
+  for (const NamedTensor& t : plain->state()) ungated_state[t.name] = t.tensor;
+  int gates = 0;
+  for (const NamedParameter& p : gated->parameters()) {
+    if (p.name.size() > 5 && p.name.compare(p.name.size() - 5, 5, ".gate") == 0) {
+      EXPECT_EQ(p.kind, ParamKind::kArch) << p.name;
+      EXPECT_EQ(p.tensor.to_vector<float>(), (std::vector<float>{0, 0})) << p.name;
+      ++gates;
+    } else {
+      ASSERT_EQ(ungated_state.count(p.name), 1u) << p.name;
+      EXPECT_EQ(p.tensor.to_vector<float>(), ungated_state[p.name].to_vector<float>()) << p.name;
+    }
+  }
+  EXPECT_EQ(gates, static_cast<int>(gated->enhancers().size()));
+  EXPECT_THROW(build_model("mobilenetv2", config), Error) << "a gate needs enhancers";
+
+  plain->set_bn_momentum(1.0);
+  gated->set_bn_momentum(1.0);
+  const Tensor x = test::random({4, 16, 16, 3}, 11, false, 1.0, DType::kF32);
+  NoGradGuard no_grad;
+  const auto set_gates = [&](float none, float keep) {
+    for (const auto& [name, e] : gated->enhancers()) {
+      Tensor gate = e->gate();
+      gate.copy_(Tensor::from_vector(std::vector<float>{none, keep}, gate.shape()));
+    }
+  };
+  plain->train();
+  gated->train();
+  set_gates(-60, 60);
+  EXPECT_LE(test::relative_error(gated->forward(x), plain->forward(x)), 1e-6) << "q_keep = 1: the ungated network";
+  set_gates(60, -60);
+  const Tensor before = gated->forward(x);
+  for (const auto& [name, e] : gated->enhancers()) e->remove(/*fold=*/true);
+  const Tensor after = gated->forward(x);
+  EXPECT_LE(test::relative_error(after, before), 1e-5) << "q_none = 1: the enhancers already passed their input";
+}
+
 TEST(Model, GenotypeFilesAreValidated) {
   const std::string path = temp_path("bad_genotype.json");
   for (const char* text : {"not json", "{}", R"({"format": "pmpl-genotype", "version": 2})",
@@ -512,22 +561,31 @@ TEST(Model, BatchNormMomentumIsSetEverywhere) {
 
 // One searching enhancer, every candidate weighted: input gradient and every parameter (alpha,
 // strip attention, batchnorm) against finite differences, alphas far from uniform.
+// With --gate also the gate, away from its start.
 TEST(Model, SearchingEnhancerGradientsMatchFiniteDifferences) {
-  Generator gen(3);
-  MetaPooling enhancer(8, gen);
-  put_enhancer_batchnorms_on_the_curve(enhancer);
-  enhancer.to(DType::kF64);
-  {
-    Tensor alpha = enhancer.alpha();
-    NoGradGuard no_grad;
-    alpha.copy_(test::random({8}, 78, false));
+  for (const bool gated : {false, true}) {
+    SCOPED_TRACE(gated ? "gated" : "ungated");
+    Generator gen(3);
+    MetaPooling enhancer(8, gen, gated);
+    put_enhancer_batchnorms_on_the_curve(enhancer);
+    enhancer.to(DType::kF64);
+    {
+      NoGradGuard no_grad;
+      Tensor alpha = enhancer.alpha();
+      alpha.copy_(test::random({8}, 78, false));
+      if (gated) {
+        Tensor gate = enhancer.gate();
+        gate.copy_(test::random({2}, 79, false));
+      }
+    }
+    test::expect_gradients_match([&](const Tensors& t) { return enhancer.forward(t[0]); },
+                                 {test::random({2, 6, 7, 8}, 9)});
+    const Tensor x = test::random({2, 6, 7, 8}, 10, false);
+    std::vector<std::pair<std::string, Tensor>> params;
+    for (const NamedParameter& p : enhancer.parameters()) params.emplace_back(p.name, p.tensor);
+    EXPECT_EQ(std::count_if(params.begin(), params.end(), [](const auto& p) { return p.first == "gate"; }), gated ? 1 : 0);
+    test::expect_parameter_gradients_match([&] { return enhancer.forward(x); }, params, 4);
   }
-  test::expect_gradients_match([&](const Tensors& t) { return enhancer.forward(t[0]); },
-                               {test::random({2, 6, 7, 8}, 9)});
-  const Tensor x = test::random({2, 6, 7, 8}, 10, false);
-  std::vector<std::pair<std::string, Tensor>> params;
-  for (const NamedParameter& p : enhancer.parameters()) params.emplace_back(p.name, p.tensor);
-  test::expect_parameter_gradients_match([&] { return enhancer.forward(x); }, params, 4);
 }
 
 }  // namespace

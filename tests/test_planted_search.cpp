@@ -91,10 +91,10 @@ Batch make_batch(Task task, int64_t n, Generator& gen) {
 
 class PlantedNet : public Module {
  public:
-  explicit PlantedNet(Generator& gen) {
+  PlantedNet(Generator& gen, bool gated) {
     conv1_ = register_module("conv1", std::make_shared<Conv2d>(1, kChannels, 3, 1, false, gen));
     bn1_ = register_module("bn1", std::make_shared<BatchNorm>(kChannels, ops::BnActivation::kReLU6));
-    enhancer_ = register_module("enhancer", std::make_shared<MetaPooling>(kChannels, gen));
+    enhancer_ = register_module("enhancer", std::make_shared<MetaPooling>(kChannels, gen, gated));
     conv2_ = register_module("conv2", std::make_shared<Conv2d>(kChannels, kChannels, 3, 1, false, gen));
     bn2_ = register_module("bn2", std::make_shared<BatchNorm>(kChannels, ops::BnActivation::kReLU6));
     // A 1x1 conv as the classifier: Kaiming-initialised, where Linear starts at torchvision's 0.01,
@@ -156,9 +156,10 @@ struct PlantedSearch {
     return o;
   }
 
-  PlantedSearch(Task t, uint64_t seed, int64_t steps, bool remove = false)
+  // `gated`: the enhancer weighs itself against its removal (--gate).
+  PlantedSearch(Task t, uint64_t seed, int64_t steps, bool remove = false, bool gated = false)
       : gen(seed),
-        net(gen),
+        net(gen, gated),
         weights(of_kind(net, false)),
         arch(of_kind(net, true)),
         sgd(weights, SgdOptions{0.9, true, 0.0}),
@@ -226,6 +227,21 @@ TEST(PlantedSearch, WideWindowsWinWhereOnlyTheySeeTheSignal) {
     p.train(kSearchSteps, true);
     EXPECT_GT(p.wide_probability(), 0.8) << "seed " << seed << ":" << describe(*p.net.enhancer());
     EXPECT_GT(p.accuracy(), 0.7) << "seed " << seed << ": the network did not learn the task";
+  }
+}
+
+// With --gate, where only the enhancer's wide windows see the signal, the gate must keep it: q_keep
+// past the lead a threshold fix needs (0.75), the wide candidates still winning. A gate whose
+// gradient had the wrong sign would remove what the task needs.
+TEST(PlantedSearch, AGateKeepsTheEnhancerWhereOnlyItSeesTheSignal) {
+  for (uint64_t seed : {1u, 2u}) {
+    PlantedSearch p(Task::kFaintSquare, seed, kSearchSteps, false, true);
+    p.train(kSearchSteps, true);
+    const double keep = p.net.enhancer()->gate_probabilities()[MetaPooling::kGateKeep];
+    EXPECT_GE(keep, 0.5 + 0.5 * gate_lead_for(0.2)) << "seed " << seed;
+    EXPECT_GT(p.wide_probability(), 0.8) << "seed " << seed << ":" << describe(*p.net.enhancer());
+    EXPECT_GT(p.accuracy(), 0.7) << "seed " << seed << ": the network did not learn the task";
+    RecordProperty(fmt::format("keep_seed{}", seed), fmt::format("{:.3f}", keep));
   }
 }
 

@@ -141,13 +141,7 @@ void run_export(const ExportCommand& c) {
                c.classes_file, options.classes.size(), model->config().num_classes);
   }
   if (c.fix_remaining) {
-    for (const auto& [name, e] : model->enhancers()) {
-      if (e->fixed()) continue;
-      const PoolOp op = top_ops(e->probabilities(), 1)[0];
-      fmt::print(stderr, "pmpl: warning: {} was still searching; fixed to its most probable op, {}\n", name,
-                 pool_op_name(op));
-      e->fix({op});
-    }
+    for (const std::string& line : fix_remaining(model->enhancers()).lines) fmt::print(stderr, "pmpl: warning: {}\n", line);
   }
   model->eval();
   write_export(deploy::fold_model(*model, options), format, c);

@@ -101,17 +101,12 @@ void run_eval(CLI::App* cmd, const EvalCommand& e) {
     return ops::normalize_images(batch->images.to(device), kImageMean, kImageStd);
   };
   if (e.fix_remaining) {
-    // As the trainer's forced fixing does: each open enhancer to its most probable op, its
-    // batchnorm re-estimated (the statistics it has are the search mixture's).
-    std::vector<BatchNorm*> fixed;
-    for (const auto& [name, enhancer] : model->enhancers()) {
-      if (enhancer->fixed()) continue;
-      const PoolOp op = top_ops(enhancer->probabilities(), 1)[0];
-      fmt::print("{} was still searching: fixed to its most probable op, {}\n", name, pool_op_name(op));
-      enhancer->fix({op});
-      fixed.push_back(&enhancer->batchnorm());
-    }
-    recalibrate_batchnorm(*model, fixed, kRecalibrationBatches, next_input);
+    // As the trainer's forced fixing does, the batchnorms re-estimated (the statistics the fixed
+    // ones have are the search mixture's; after a removal or a gate, every one's are stale).
+    const RemainingFixes fixes = fix_remaining(model->enhancers());
+    for (const std::string& line : fixes.lines) fmt::print("{}\n", line);
+    recalibrate_batchnorm(*model, fixes.all_batchnorms_stale ? batchnorms(*model) : fixes.fixed, kRecalibrationBatches,
+                          next_input);
   }
   if (e.recalibrate_bn > 0) recalibrate_batchnorm(*model, batchnorms(*model), e.recalibrate_bn, next_input);
   const EvalResult r = evaluate(*model, split, e.options);
@@ -258,6 +253,9 @@ void add_train_command(CLI::App& app, Runner& run) {
                   "and hardswish kept) or none (the enhancer removed, the backbone's block)")
       ->check(CLI::IsMember({"skip", "none"}))
       ->capture_default_str();
+  cmd->add_flag("--gate", c->gate,
+                "Each searching enhancer also weighs itself against its removal (a gate: q_none * x + q_keep * "
+                "enhancer(x)); a fix where q_none leads removes it (genotype op none; docs/PMPL.md section 12)");
   cmd->add_option("--select", c->select,
                   "How forced fixing picks an enhancer's ops: alpha (the most probable) or perturbation (the "
                   "candidate whose removal from the mixture raises the held-out loss most; docs/PMPL.md)")

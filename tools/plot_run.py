@@ -2,7 +2,7 @@
 """Draws a pmpl training run (the log.jsonl of its --output folder) as PNG files next to it:
   curves.png     training loss per logged step, validation top-1/top-5 per epoch
   enhancers.png  for a PMPL search: each enhancer's candidate probabilities over the steps, with
-                 the step where it was fixed and to what
+                 the step where it was fixed and to what, and with --gate its q_keep (black, dashed)
 
 usage: /usr/bin/python3 tools/plot_run.py RUN_DIR     (needs matplotlib: python3-matplotlib)
 """
@@ -54,6 +54,8 @@ def main():
             ax = axes[k // cols][k % cols]
             for op in OPS:
                 ax.plot(x, [l["enhancers"][k]["probs"][op] for l in tracked], lw=1, label=op)
+            if "keep" in tracked[0]["enhancers"][k]:
+                ax.plot(x, [l["enhancers"][k]["keep"] for l in tracked], "k--", lw=1, label="q_keep")
             for f in fixes:
                 if f["name"] == name:
                     ax.axvline(f["step"], color="k", ls=":", lw=1)

@@ -14,6 +14,7 @@ nlohmann::json ModelDescription::to_json() const {
                       {"dropout", config.dropout},
                       {"seed", config.seed}};
   j["genotype"] = config.genotype ? config.genotype->to_json() : nlohmann::json(nullptr);
+  if (config.gated) j["gated"] = true;
   return j;
 }
 
@@ -28,6 +29,8 @@ ModelDescription ModelDescription::from_json(const nlohmann::json& j, const std:
   d.config.dropout = metadata::number(j, "dropout", 0.0, 1.0, where);
   d.config.seed = metadata::unsigned_integer(j, "seed", where);
   if (j.contains("genotype") && !j["genotype"].is_null()) d.config.genotype = Genotype::from_json(j["genotype"], where);
+  // Written only for a gated search's network (files from before --gate have no such key).
+  if (j.contains("gated")) d.config.gated = metadata::boolean(j, "gated", where);
   return d;
 }
 

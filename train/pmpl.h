@@ -5,6 +5,8 @@
 #pragma once
 
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "layers/meta_pooling.h"
@@ -25,5 +27,22 @@ double lead_of(const std::vector<double>& probs);
 // rather than guess; 0 keeps every guess). With --undecided none the search then removes such an
 // enhancer instead (ArchitectureSearch::forced_decisions).
 std::vector<PoolOp> forced_ops(const std::vector<double>& probs, int k, double skip_below);
+
+// A gate's counterpart of a lead `t` among the eight candidates: the lead of two probabilities
+// whose logits are as far apart as those of a top candidate leading seven equal others by t
+// (t = 0.2: 0.5; t = 0.1: 0.31). A softmax over two turns a logit gap into a lead about 2.5x
+// faster than one over eight, so the same t would let a gate decide on noise the alphas'
+// threshold rejects: the alphas' Adam moves both the same distance per step.
+double gate_lead_for(double t);
+
+// --fix-remaining (pmpl eval, pmpl export) on a checkpoint taken mid-search: each enhancer still
+// searching is fixed to its most probable op or, where it has a gate and q_none >= q_keep,
+// removed (its input passed through, as the search's forced fix does).
+struct RemainingFixes {
+  std::vector<std::string> lines;    // what each took, for the user
+  std::vector<BatchNorm*> fixed;     // the fixed enhancers' batchnorms (their statistics are the mixture's)
+  bool all_batchnorms_stale = false;  // a removal or a gate changed what every later batchnorm sees
+};
+RemainingFixes fix_remaining(const std::vector<std::pair<std::string, MetaPooling*>>& enhancers);
 
 }  // namespace pmpl

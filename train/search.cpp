@@ -61,45 +61,83 @@ bool ArchitectureSearch::step_from_gradients() {
   return stepped;
 }
 
-int64_t ArchitectureSearch::alpha_offset(const MetaPooling& e) const {
+int64_t ArchitectureSearch::offset_of(const Tensor& param) const {
   for (size_t i = 0; i < arch_.params().size(); ++i) {
-    if (arch_.params()[i].tensor.raw_data() == e.alpha().raw_data()) return arch_.offset(i);
+    if (arch_.params()[i].tensor.raw_data() == param.raw_data()) return arch_.offset(i);
   }
-  PMPL_ASSERT(false, "an enhancer's alpha is not in the architecture parameters");
+  PMPL_ASSERT(false, "an enhancer's architecture parameter is not in the architecture group");
   return -1;
 }
 
-std::vector<FixDecision> ArchitectureSearch::decide(
-    const std::function<std::vector<PoolOp>(const std::vector<double>&)>& rule) const {
-  // One copy of all alphas (on a GPU one wait, not one per enhancer); each open enhancer's
-  // probabilities from its part, computed as MetaPooling::probabilities does.
-  const std::vector<double> alphas = arch_.values().to(Device::cpu()).to(DType::kF64).to_vector<double>();
+std::vector<FixDecision> ArchitectureSearch::open_enhancers() const {
+  // One copy of all alphas and gates (on a GPU one wait, not one per enhancer); each open
+  // enhancer's probabilities from its part, computed as MetaPooling::probabilities does.
+  const std::vector<double> values = arch_.values().to(Device::cpu()).to(DType::kF64).to_vector<double>();
+  const auto probabilities = [&](const Tensor& param) {
+    const auto first = values.begin() + offset_of(param);
+    return MetaPooling::probabilities_of(
+        Tensor::from_vector(std::vector<double>(first, first + param.numel()), Shape{param.numel()}));
+  };
   std::vector<FixDecision> out;
   for (const auto& [name, e] : enhancers_) {
     if (e->fixed()) continue;
-    const auto first = alphas.begin() + alpha_offset(*e);
-    const std::vector<double> probs = MetaPooling::probabilities_of(
-        Tensor::from_vector(std::vector<double>(first, first + kNumPoolOps), Shape{kNumPoolOps}));
-    std::vector<PoolOp> ops = rule(probs);
-    if (!ops.empty()) out.push_back({name, e, std::move(ops), probs, {}, 0.0});
+    FixDecision d;
+    d.name = name;
+    d.enhancer = e;
+    d.probs = probabilities(e->alpha());
+    if (e->gated()) d.gate = probabilities(e->gate());
+    out.push_back(std::move(d));
   }
   return out;
 }
 
+namespace {
+
+// How far q_keep leads q_none (negative where q_none leads).
+double keep_lead(const FixDecision& d) {
+  return d.gate[MetaPooling::kGateKeep] - d.gate[MetaPooling::kGateNone];
+}
+
+void remove_by_gate(FixDecision& d) {
+  d.ops.clear();
+  d.removed = d.gated_out = true;
+}
+
+}  // namespace
+
 std::vector<FixDecision> ArchitectureSearch::threshold_decisions() const {
-  return decide([&](const std::vector<double>& probs) {
-    const std::optional<PoolOp> op = fix_decision(probs, options_.fix_threshold);
-    return op ? std::vector<PoolOp>{*op} : std::vector<PoolOp>{};
-  });
+  const double gate_lead = gate_lead_for(options_.fix_threshold);
+  std::vector<FixDecision> out;
+  for (FixDecision& d : open_enhancers()) {
+    if (!d.gate.empty() && keep_lead(d) <= -gate_lead) {
+      remove_by_gate(d);
+    } else if (d.gate.empty() || keep_lead(d) >= gate_lead) {
+      const std::optional<PoolOp> op = fix_decision(d.probs, options_.fix_threshold);
+      if (!op) continue;
+      d.ops = {*op};
+    } else {
+      continue;
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
 }
 
 std::vector<FixDecision> ArchitectureSearch::forced_decisions() const {
-  std::vector<FixDecision> out = decide(
-      [&](const std::vector<double>& probs) { return forced_ops(probs, options_.fix_top, options_.skip_undecided); });
+  const double gate_lead = gate_lead_for(options_.skip_undecided);
+  std::vector<FixDecision> out = open_enhancers();
   for (FixDecision& d : out) {
-    d.undecided = lead_of(d.probs) < options_.skip_undecided;
+    if (!d.gate.empty() && keep_lead(d) <= 0.0) {
+      remove_by_gate(d);
+      continue;
+    }
+    const bool gate_undecided = !d.gate.empty() && keep_lead(d) < gate_lead;
+    d.undecided = gate_undecided || lead_of(d.probs) < options_.skip_undecided;
     d.removed = d.undecided && options_.remove_undecided;
-    if (d.removed) d.ops.clear();
+    if (!d.removed) {
+      d.ops = gate_undecided ? std::vector<PoolOp>{PoolOp::kSkip}
+                             : forced_ops(d.probs, options_.fix_top, options_.skip_undecided);
+    }
   }
   return out;
 }
@@ -107,7 +145,7 @@ std::vector<FixDecision> ArchitectureSearch::forced_decisions() const {
 std::vector<FixDecision> ArchitectureSearch::perturbation_decisions(const std::function<double()>& loss) const {
   // softmax gives exactly 0 to an alpha this far below the rest, in f32 as in f64.
   constexpr double kRemoved = -1e4;
-  std::vector<FixDecision> out = decide([](const std::vector<double>&) { return std::vector<PoolOp>{PoolOp::kSkip}; });
+  std::vector<FixDecision> out = open_enhancers();
   if (out.empty()) return out;
   // Scored with batch statistics: mid-search the running ones lag the weights (at the peak of the
   // learning rate a search network scored 3.75 in evaluation mode against 1.89 training), and a
@@ -141,24 +179,27 @@ std::vector<FixDecision> ArchitectureSearch::perturbation_decisions(const std::f
 
 void ArchitectureSearch::deactivate(const std::string& name, const std::vector<PoolOp>& ops, bool removed) {
   arch_.deactivate(name + ".alpha");
+  arch_.deactivate(name + ".gate");
   if (std::find(ops.begin(), ops.end(), PoolOp::kStrip) == ops.end()) weights_.deactivate(name + ".strip.");
   if (removed) weights_.deactivate(name + ".bn.");
 }
 
 void ArchitectureSearch::fix(const std::vector<FixDecision>& decisions, const std::function<Tensor()>& next_input) {
   std::vector<BatchNorm*> recalibrate;
-  bool removed = false;
+  // A removal, or a gated enhancer dropping its input's share, changes what every batchnorm after
+  // it sees.
+  bool all = false;
   for (const FixDecision& d : decisions) {
+    all = all || d.removed || d.enhancer->gated();
     if (d.removed) {
       d.enhancer->remove(/*fold=*/true);
-      removed = true;
     } else {
       d.enhancer->fix(d.ops);
       recalibrate.push_back(&d.enhancer->batchnorm());
     }
     deactivate(d.name, d.ops, d.removed);
   }
-  if (removed) recalibrate = batchnorms(network_);
+  if (all) recalibrate = batchnorms(network_);
   recalibrate_batchnorm(network_, recalibrate, kRecalibrationBatches, next_input);
 }
 
@@ -180,6 +221,7 @@ nlohmann::json ArchitectureSearch::report(bool take_gradients) {
     const std::vector<double> p = e->probabilities();
     for (size_t i = 0; i < p.size(); ++i) probs[std::string(pool_op_name(static_cast<PoolOp>(i)))] = p[i];
     nlohmann::json entry = {{"name", name}, {"probs", probs}, {"fixed", nullptr}};
+    if (e->gated()) entry["keep"] = e->gate_probabilities()[MetaPooling::kGateKeep];
     if (e->fixed()) {
       nlohmann::json fixed = nlohmann::json::array();
       if (e->removed()) fixed.push_back(std::string(Genotype::kRemovedName));
@@ -189,7 +231,7 @@ nlohmann::json ArchitectureSearch::report(bool take_gradients) {
     if (!e->fixed() && !sums.empty()) {
       std::vector<double> mean, rms;
       for (int k = 0; k < kNumPoolOps; ++k) {
-        const auto at = static_cast<size_t>(alpha_offset(*e) + k);
+        const auto at = static_cast<size_t>(offset_of(e->alpha()) + k);
         mean.push_back(sums[at] / static_cast<double>(grad_steps_));
         rms.push_back(std::sqrt(squares[at] / static_cast<double>(grad_steps_)));
       }

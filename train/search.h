@@ -57,6 +57,10 @@ struct FixDecision {
   // --skip-undecided.
   bool undecided = false;
   bool removed = false;
+  // A gated enhancer's gate probabilities {q_none, q_keep} when decided (empty without a gate),
+  // and whether the gate removed it (`removed` too).
+  std::vector<double> gate;
+  bool gated_out = false;
 };
 
 class ArchitectureSearch {
@@ -77,10 +81,12 @@ class ArchitectureSearch {
   // backward made them, unscaled).
   bool step_from_gradients();
   // The open enhancers whose lead has reached the threshold, each to its argmax (one copy of all
-  // alphas: on a GPU one wait).
+  // alphas: on a GPU one wait). A gated enhancer is removed once q_none leads q_keep by
+  // gate_lead_for(threshold), and fixed to its argmax only once q_keep leads by as much.
   std::vector<FixDecision> threshold_decisions() const;
   // Every open enhancer, to its top fix_top ops, or where its lead is below skip_undecided to skip
-  // (or removed, with remove_undecided).
+  // (or removed, with remove_undecided). A gated enhancer is removed where q_none >= q_keep, and
+  // where q_keep leads by less than gate_lead_for(skip_undecided) is undecided as above.
   std::vector<FixDecision> forced_decisions() const;
   // Every open enhancer, to the fix_top candidates whose removal raises the loss most
   // (perturbation-based selection, DARTS-PT: Wang et al., ICLR 2021). `loss` is the mean loss of
@@ -113,10 +119,10 @@ class ArchitectureSearch {
 
  private:
   void deactivate(const std::string& name, const std::vector<PoolOp>& ops, bool removed);
-  // Where an enhancer's alpha starts in the architecture group's flat buffers.
-  int64_t alpha_offset(const MetaPooling& e) const;
-  // The open enhancers whose probabilities `rule` gives ops for (none: stays open).
-  std::vector<FixDecision> decide(const std::function<std::vector<PoolOp>(const std::vector<double>&)>& rule) const;
+  // Where an architecture parameter (an alpha, a gate) starts in the group's flat buffers.
+  int64_t offset_of(const Tensor& param) const;
+  // Every open enhancer with its probabilities (and its gate's), `ops` still empty.
+  std::vector<FixDecision> open_enhancers() const;
 
   Module& network_;
   Enhancers enhancers_;

@@ -102,7 +102,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"clip_grad", clip_grad}, {"input_size", input_size}, {"crop_scale", crop_scale}, {"auto_augment", auto_augment}, {"color_jitter", color_jitter}, {"reprob", reprob}, {"remode", remode}, {"recount", recount}, {"mixup", mixup}, {"cutmix", cutmix}, {"mixup_prob", mixup_prob}, {"mixup_switch_prob", mixup_switch_prob}, {"mixup_mode", mixup_mode}, {"workers", workers}, {"seed", seed},
           {"arch_lr", arch_lr > 0 ? nlohmann::json(arch_lr) : nlohmann::json("auto")}, {"arch_betas", {arch_beta1, arch_beta2}}, {"arch_wd", arch_wd},
           {"arch_split", arch_split}, {"fix_threshold", fix_threshold}, {"arch_start_epoch", arch_start_epoch}, {"arch_grad", arch_grad}, {"force_fix_epoch", force_fix_epoch},
-          {"fix_top", fix_top}, {"skip_undecided", skip_undecided}, {"undecided", undecided}, {"select", select}, {"select_batches", select_batches}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
+          {"fix_top", fix_top}, {"skip_undecided", skip_undecided}, {"undecided", undecided}, {"gate", gate}, {"select", select}, {"select_batches", select_batches}, {"eval_interval", eval_interval}, {"log_interval", log_interval},
           {"save_interval", save_interval}, {"on_save_error", on_save_error}, {"limit_train", limit_train}, {"limit_val", limit_val}, {"amp", amp},
           {"sync_bn", sync_bn}, {"bucket_mb", bucket_mb}, {"comm_timeout", comm_timeout},
           {"profile_steps", profile_steps}};

@@ -100,6 +100,9 @@ struct TrainConfig {
   // enhancer without pooling, its batchnorm and hardswish kept). none beat skip by 0.76 on
   // MobileNetV2 (3 of 3 seeds) and was within the noise on MobileNetV3-Small (docs/PMPL.md 11).
   std::string undecided = "none";
+  // Every searching enhancer also weighs itself against its removal (MetaPooling's gate): a fix
+  // where q_none leads removes it, so the search can choose "none" itself (docs/PMPL.md 12).
+  bool gate = false;
   // How forced fixing picks an open enhancer's ops: "alpha" (its most probable) or "perturbation"
   // (the candidates whose removal from the mixture raises the held-out loss most, DARTS-PT).
   std::string select = "alpha";

@@ -125,7 +125,7 @@ void Trainer::restore(const TensorFile& file, const std::string& path) {
       ModelDescription::from_json(nlohmann::json::parse(file.metadata.at("pmpl.model")), path);
   PMPL_CHECK(saved.to_json() == description_.to_json(),
              "{} was trained with another network ({}); resume with the same --model, --width, --num-classes, "
-             "--small-input, --dropout, --seed and --genotype", path, saved.to_json().dump());
+             "--small-input, --dropout, --seed, --genotype and --gate", path, saved.to_json().dump());
   if (file.metadata.count("pmpl.fixed")) {
     const Genotype fixed = Genotype::from_json(nlohmann::json::parse(file.metadata.at("pmpl.fixed")), path);
     apply_fixed(*model_, fixed, path);

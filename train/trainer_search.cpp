@@ -89,12 +89,14 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
     const std::vector<double>& by = d.scores.empty() ? d.probs : d.scores;
     const std::vector<PoolOp> top = top_ops(by, 2);
     const double lead = lead_of(by);
-    const std::string evidence =
-        d.undecided ? fmt::format("undecided: {} led by {:.3f}, below --skip-undecided {}", pool_op_name(top[0]), lead,
+    std::string evidence =
+        d.gated_out   ? fmt::format("its gate chose none: q_none {:.3f}", d.gate[MetaPooling::kGateNone])
+        : d.undecided ? fmt::format("undecided: {} led by {:.3f}, below --skip-undecided {}", pool_op_name(top[0]), lead,
                                   cfg_.skip_undecided)
         : d.scores.empty() ? fmt::format("lead {:.3f}", lead)
                            : fmt::format("removing it raises the loss by {:.2e}, {:.2e} more than {}",
                                        d.scores[static_cast<size_t>(d.ops[0])], lead, pool_op_name(top[1]));
+    if (!d.gate.empty() && !d.gated_out) evidence += fmt::format(", q_keep {:.3f}", d.gate[MetaPooling::kGateKeep]);
     // The probability of what runs now (of the leader, for a removed enhancer).
     const PoolOp first = d.removed ? top[0] : d.ops[0];
     progress_.line(fmt::format("fixed {} to {} ({}, p = {:.3f}, {}, epoch {}, step {})", d.name, chosen, why,
@@ -102,6 +104,8 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
     nlohmann::json event = {{"event", "fixed"}, {"name", d.name}, {"ops", chosen}, {"why", why}, {"epoch", state_.epoch},
                             {"step", state_.global_step}, {"probs", d.probs}};
     if (d.undecided) event["undecided"] = true;
+    if (!d.gate.empty()) event["gate"] = d.gate;
+    if (d.gated_out) event["gated_out"] = true;
     if (!d.scores.empty()) {
       event["loss_rise"] = d.scores;
       event["held_out_loss"] = d.loss;
@@ -109,12 +113,17 @@ void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
     log(event);
   }
   const auto undecided = std::count_if(decisions.begin(), decisions.end(), [](const FixDecision& d) { return d.undecided; });
-  const auto guessed = static_cast<int64_t>(decisions.size()) - undecided;
+  const auto gated_out = std::count_if(decisions.begin(), decisions.end(), [](const FixDecision& d) { return d.gated_out; });
+  const auto guessed = static_cast<int64_t>(decisions.size()) - undecided - gated_out;
   if (std::string_view(why) == "forced" && cfg_.select == "alpha" && guessed > 0) {
     progress_.line(fmt::format("{} enhancers were fixed before their lead reached --fix-threshold {}: their ops are "
                                "the search's best guess so far, not a decision (docs/PMPL.md, \"Reading a search\", "
                                "says what a longer search does and does not change)",
                                guessed, cfg_.fix_threshold));
+  }
+  if (gated_out > 0) {
+    progress_.line(fmt::format("{} enhancers were removed by their gates (q_none led q_keep): their blocks are the "
+                               "backbone's", gated_out));
   }
   if (undecided > 0) {
     progress_.line(fmt::format("{} enhancers led by less than --skip-undecided {} and were {}", undecided,

@@ -64,6 +64,9 @@ void Trainer::prepare() {
              cfg_.undecided);
   PMPL_CHECK(cfg_.select == "alpha" || cfg_.select == "perturbation",
              "--select must be alpha or perturbation, got '{}'", cfg_.select);
+  PMPL_CHECK(!cfg_.gate || cfg_.select == "alpha",
+             "--gate decides removals from the gates' probabilities, which --select perturbation does not score: "
+             "use --select alpha with it");
   PMPL_CHECK(cfg_.select_batches > 0, "--select-batches must be positive, got {}", cfg_.select_batches);
   PMPL_CHECK(cfg_.fix_threshold > 0 && cfg_.fix_threshold <= 1, "--fix-threshold {} is outside (0, 1]", cfg_.fix_threshold);
   PMPL_CHECK(cfg_.log_interval > 0 && cfg_.eval_interval > 0, "--log-interval and --eval-interval must be positive");
@@ -118,6 +121,7 @@ void Trainer::prepare() {
   description_.config.dropout = cfg_.dropout;
   description_.config.seed = cfg_.seed;
   if (!cfg_.genotype.empty()) description_.config.genotype = Genotype::load(cfg_.genotype);
+  description_.config.gated = cfg_.gate;
   model_ = build_model(description_.name, description_.config);
   model_->set_drop_path(cfg_.drop_path);
   if (cfg_.bn_momentum != 0.0) model_->set_bn_momentum(cfg_.bn_momentum);
