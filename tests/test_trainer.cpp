@@ -213,6 +213,35 @@ TEST(Pmpl, GatedSearchRemovesWhereTheGateChoosesNone) {
   expect_resumes_bit_identical(c, {3, 6}, "gated");
 }
 
+// --gate needs a search to weigh: refused (one line, exit 2 from the CLI) with a plain backbone,
+// with a genotype, and with --select perturbation, which does not score gates.
+TEST(Pmpl, GateNeedsASearchByTheAlphas) {
+  TempRun run("gate_refused");
+  std::filesystem::create_directories(run.dir);
+  const auto refusal = [&](const TrainConfig& c) -> std::string {
+    try {
+      run_training(c);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(not refused)";
+  };
+  TrainConfig c = tiny_search(run.dir + "/out");
+  c.gate = true;
+  c.model = "mobilenetv2";
+  EXPECT_NE(refusal(c).find("--gate weighs searching enhancers"), std::string::npos) << refusal(c);
+  c = tiny_search(run.dir + "/out");
+  c.gate = true;
+  c.select = "perturbation";
+  EXPECT_NE(refusal(c).find("use --select alpha"), std::string::npos) << refusal(c);
+  const std::string genotype = run.dir + "/genotype.json";
+  test::every_choice_genotype(build_model("mobilenetv2_mp", test::tiny_config(3))->genotype()).save(genotype);
+  c = tiny_search(run.dir + "/out");
+  c.gate = true;
+  c.genotype = genotype;
+  EXPECT_NE(refusal(c).find("--gate is for a search"), std::string::npos) << refusal(c);
+}
+
 TEST(Pmpl, SkipUndecidedIsALead) {
   TrainConfig c = tiny_search("");
   c.skip_undecided = 1.5;
