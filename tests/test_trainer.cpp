@@ -404,9 +404,10 @@ TEST(Train, GradientAccumulationEqualsOneBigBatch) {
                     split = step(8, 2, 0.5, "accum_split");
   EXPECT_EQ(nlohmann::json::parse(load_safetensors(split).metadata.at("pmpl.trainer"))["weight_optimizer_steps"], 1);
   EXPECT_GT(test::step_distance(init, init, big), 0.99) << "the step moved the weights";
-  // 2e-4 measured (batchnorm over identical images divides rounding noise by sqrt(eps)); a loss
-  // not divided by 2 gives 1.
-  EXPECT_LT(test::step_distance(init, split, big), 1e-3) << "two accumulated batches of 8 against one of 16";
+  // Measured 2e-4 on an AVX-512 Xeon and 1.75e-3 on an AVX2-only EPYC (batchnorm over identical
+  // images divides rounding noise by sqrt(eps), and the two instruction sets round in different
+  // orders); a loss not divided by 2 gives 1.
+  EXPECT_LT(test::step_distance(init, split, big), 1e-2) << "two accumulated batches of 8 against one of 16";
   for (const std::string& f : {init, big, split}) std::filesystem::remove(f);
 }
 
