@@ -284,14 +284,42 @@ class Bench:
                              "fixed_p": [max(f["probs"]) for f in fixes],
                              "entropy_bits": [-sum(p * math.log2(p) for p in f["probs"] if p > 0) for f in fixes],
                              "why": [f["why"] for f in fixes],
+                             "q_keep": [f["gate"][1] if "gate" in f else None for f in fixes],
                              "loss_rise": [f.get("loss_rise") for f in fixes]})
             plot = os.path.join(HERE, "plot_run.py")
             subprocess.run([sys.executable, plot, run], capture_output=True)
-        report = {"config": vars(a), "arms": table, "searches": searches, "runs": results,
+        report = {"config": vars(a), "cpu": cpu_description(), "arms": table, "searches": searches, "runs": results,
                   "wall_seconds": time.time() - t0}
         with open(os.path.join(a.out, "fidelity.json"), "w") as f:
             json.dump(report, f, indent=1)
         print_table(report)
+
+
+def cpu_description():
+    """The CPU's model and widest vector unit: OpenBLAS and oneDNN pick their kernels by it at run
+    time, so the same seed rounds differently, and trains to a different result, on another CPU."""
+    model, flags = "unknown", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    vector = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "baseline"
+    return f"{model}, {vector}, {os.cpu_count()} cores"
+
+
+def paired(arm, plain):
+    """The arm's per-seed differences against plain: mean, standard error and seeds ahead."""
+    diffs = [x - p for x, p in zip(arm, plain)]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+    ahead = sum(d > 0 for d in diffs)
+    return f"{statistics.mean(diffs):+.2f} (se {se:.2f}, ahead in {ahead} of {len(diffs)}; " + \
+        ", ".join(f"{d:+.2f}" for d in diffs) + ")"
 
 
 def mean_std(xs):
@@ -307,13 +335,16 @@ def print_table(report):
     for r in report["arms"]:
         print(f"| {r['arm']} | {mean_std(r['top1'])} | {mean_std(r['top5'])} | {r['params']:,.0f} | "
               f"{r['macs'] / 1e6:.1f}M | {r['img_per_s']:.0f} |")
-    plain = statistics.mean(report["arms"][0]["top1"])
+    plain = report["arms"][0]["top1"]
     for r in report["arms"][1:]:
-        print(f"{r['arm']} - plain: {statistics.mean(r['top1']) - plain:+.2f} top-1")
+        print(f"{r['arm']} - plain, paired by seed: {paired(r['top1'], plain)}")
     for s in report["searches"]:
+        # A gated search's p is its alphas' top one; the gate's q_keep says whether it kept the enhancer.
+        gates = s.get("q_keep") or [None] * len(s["genotype"])
         print(f"{s.get('arm', 'pmpl')} search seed {s['seed']} ({s['seconds']:.0f} s): " + ", ".join(
-            f"{op} ({p:.2f})" for op, p in zip(s["genotype"], s["fixed_p"])))
-    print(f"wall time {report['wall_seconds'] / 60:.1f} min")
+            f"{op} ({p:.2f}" + (f", q_keep {q:.2f})" if q is not None else ")")
+            for op, p, q in zip(s["genotype"], s["fixed_p"], gates)))
+    print(f"CPU: {report.get('cpu', 'not recorded')}; wall time {report['wall_seconds'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

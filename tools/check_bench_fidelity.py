@@ -3,7 +3,8 @@
 Python.BenchFidelity, about 20 s): on a generated 3-class dataset, `--model mobilenetv3_small`
 with 2 seeds runs every arm and its searches, and fidelity.json has each arm's two results and
 each search's genotype over all 10 of MobileNetV3-Small-MP's enhancers, named as the network
-names them; the random arm's genotype names the same enhancers.
+names them; the random arm's genotype names the same enhancers; the CPU is recorded and every arm
+is compared with plain seed by seed.
 
 usage: python3 tools/check_bench_fidelity.py PMPL_BINARY
 """
@@ -64,6 +65,9 @@ def main():
         ok = sorted(arms) == sorted(["plain", "pmpl", "random", "max3", "skip"]) and all(
             len(r["top1"]) == 2 for r in arms.values())
         print(f"arms {sorted(arms)}, two seeds each: {'ok' if ok else 'WRONG'}")
+        failures += not ok
+        ok = "cpu" in report and all(f"{arm} - plain, paired by seed: " in done.stdout for arm in arms if arm != "plain")
+        print(f"the CPU recorded and each arm paired with plain by seed: {'ok' if ok else 'WRONG'}")
         failures += not ok
         names = None
         for s in report["searches"]:
