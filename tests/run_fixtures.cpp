@@ -13,10 +13,30 @@ namespace pmpl::test {
 
 namespace fs = std::filesystem;
 
+void remove_at_exit(const std::string& dir) {
+  // ctest runs every test in its own process, so a folder made once per process and kept for its
+  // whole life is left behind by each test unless its exit removes it. Only the process that made
+  // it does: a forked child that exits must not take it from its parent.
+  struct Folders {
+    pid_t owner = ::getpid();
+    std::vector<std::string> paths;
+    ~Folders() {
+      if (::getpid() != owner) return;
+      for (const std::string& path : paths) {
+        std::error_code ignored;
+        fs::remove_all(path, ignored);
+      }
+    }
+  };
+  static Folders folders;
+  folders.paths.push_back(dir);
+}
+
 std::string make_dataset() {
   static const std::string root = [] {
     const fs::path dir = fs::temp_directory_path() / ("pmpl_trainer_data_" + std::to_string(::getpid()));
     fs::remove_all(dir);
+    remove_at_exit(dir.string());
     for (const char* split : {"train", "val"}) {
       for (int c = 0; c < 3; ++c) {
         fs::create_directories(dir / split / ("class" + std::to_string(c)));
@@ -41,6 +61,7 @@ std::string make_uniform_dataset(int per_class) {
   const fs::path dir =
       fs::temp_directory_path() / ("pmpl_uniform_data_" + std::to_string(::getpid()) + "_" + std::to_string(per_class));
   if (fs::exists(dir / "val")) return dir.string();
+  remove_at_exit(dir.string());
   std::vector<uint8_t> rgb(12 * 12 * 3);
   for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(60 + 50 * (i % 3));
   const std::vector<uint8_t> jpeg = data::encode_jpeg(rgb.data(), 12, 12, data::JpegColor::kRgb);

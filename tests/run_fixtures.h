@@ -16,6 +16,9 @@
 
 namespace pmpl::test {
 
+// Removes the folder (recursively) when this process exits; for data made once per test process.
+void remove_at_exit(const std::string& dir);
+
 // 3 classes told apart by colour, 16 training and 4 validation images each (20 x 20 JPEGs), made
 // once per test binary; the folder's path.
 std::string make_dataset();

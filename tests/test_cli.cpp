@@ -98,7 +98,9 @@ TEST(Cli, ForwardMatchesPyTorchAndExplainsMistakes) {
   const std::string fixtures = std::string(PMPL_SOURCE_DIR) + "/tests/fixtures/";
   const std::string weights = fixtures + "mobilenetv2_w025_64px.weights.safetensors";
   const pmpl::TensorFile data = pmpl::load_safetensors(fixtures + "mobilenetv2_w025_64px.data.safetensors");
-  const std::string in = ::testing::TempDir() + "pmpl_cli_x.npy", out = ::testing::TempDir() + "pmpl_cli_y.npy";
+  const std::string tag = std::to_string(::getpid());
+  const std::string in = ::testing::TempDir() + "pmpl_cli_x_" + tag + ".npy",
+                    out = ::testing::TempDir() + "pmpl_cli_y_" + tag + ".npy";
   pmpl::save_npy(in, data.find("input"));
   const std::string model = "--model mobilenetv2 --width 0.25 --num-classes 10 --weights " + weights;
   const Result ok = run_cli("forward " + model + " --layout nhwc --input " + in + " --output " + out);
@@ -115,6 +117,8 @@ TEST(Cli, ForwardMatchesPyTorchAndExplainsMistakes) {
   EXPECT_NE(wrong.output.find("--model"), std::string::npos) << "says what to check: " << wrong.output;
   const Result layout = run_cli("forward " + model + " --input " + in + " --output " + out);  // NHWC read as NCHW
   EXPECT_EQ(layout.code, 2) << layout.output;
+  std::filesystem::remove(in);
+  std::filesystem::remove(out);
 }
 
 TEST(Cli, DataCommandsRefuseBadFoldersInOneLine) {

@@ -20,6 +20,7 @@
 
 #include "data/fashion_mnist.h"
 #include "engine/io/safetensors.h"
+#include "tests/run_fixtures.h"
 
 namespace pmpl {
 namespace {
@@ -43,6 +44,7 @@ std::string tiny_fashion_mnist() {
   static const std::string root = [] {
     const fs::path dir = fs::temp_directory_path() / ("pmpl_mpi_data_" + std::to_string(::getpid()));
     fs::remove_all(dir);
+    test::remove_at_exit(dir.string());
     data::convert_fashion_mnist(dir.string(), kFashionMnist, 160);
     return dir.string();
   }();
