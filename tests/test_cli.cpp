@@ -199,7 +199,8 @@ TEST(Cli, ExportThenInferAndTheirMistakes) {
         "export --from " + model + " --dtype int8 --out " + dir + "pmpl_cli_never.onnx",  // no --calibrate
         "export --from " + model + " --calibrate /nonexistent --out " + dir + "pmpl_cli_never.onnx",
         "forward --input /nonexistent.npy --output " + dir + "pmpl_cli_never.npy",  // neither weights nor a file
-        "forward --deploy " + broken + " --input /nonexistent.npy --output " + dir + "pmpl_cli_never.npy"}) {
+        "forward --deploy " + broken + " --input /nonexistent.npy --output " + dir + "pmpl_cli_never.npy",
+        std::string("bench infer --file /nonexistent.pmpl"), "bench infer --file " + broken, "bench infer --file " + dir}) {
     const Result r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args << ": " << r.output;
     EXPECT_EQ(count_lines(r.output), 1) << args << ": " << r.output;

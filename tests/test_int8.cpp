@@ -28,12 +28,9 @@ std::vector<T> random_ints(size_t n, int lo, int hi, uint32_t seed) {
   return v;
 }
 
-// The kernels this machine runs: the portable ones always, AVX-512 VNNI where the CPU has it.
-std::vector<deploy::Int8Isa> isas() {
-  std::vector<deploy::Int8Isa> out{deploy::Int8Isa::kPortable};
-  if (deploy::best_int8_isa() != deploy::Int8Isa::kPortable) out.push_back(deploy::best_int8_isa());
-  return out;
-}
+// The kernels this machine runs: the portable ones always, AVX2 and AVX-512 VNNI where the CPU
+// has them.
+std::vector<deploy::Int8Isa> isas() { return deploy::available_int8_isas(); }
 
 // Int8Output's uint8 value of an exact accumulator (its offset included): the product rounded to
 // float as the kernels round it, then to the nearest integer with ties to even (in double, where

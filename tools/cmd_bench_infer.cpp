@@ -90,6 +90,8 @@ void run_bench_infer(const BenchInferOptions& opt) {
     options.input_size = opt.input_size;
     deploy::export_model(*graph, options, path);
   }
+  PMPL_CHECK(fs::is_regular_file(path), "bench infer: --file {} is not a file; pass a .pmpl that pmpl export wrote",
+             path);
   const uint64_t file_bytes = fs::file_size(path);
   std::unique_ptr<deploy::Runtime> runtime;
   const double load_ms = median_ms(1, 5, [&] { runtime = std::make_unique<deploy::Runtime>(path); });

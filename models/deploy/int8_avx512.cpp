@@ -1,4 +1,4 @@
-#include "models/deploy/int8_avx512.h"
+#include "models/deploy/int8_vector.h"
 
 #include <algorithm>
 #include <array>
@@ -31,18 +31,7 @@ bool available() {
 
 namespace {
 
-// An output transform's per-call constants, as int8_kernels.h's Int8Output defines it.
-struct Out {
-  const int32_t* offset;
-  const float* scale;
-  const float* bias;
-  float above;  // hi - zero + 1: no larger value changes the result
-  int32_t zero, lo, hi;
-};
-
-Out out_of(const Int8Output& o) {
-  return {o.offset.data(), o.scale.data(), o.bias.data(), static_cast<float>(o.hi - o.zero + 1), o.zero, o.lo, o.hi};
-}
+using Out = Int8OutputView;
 
 __mmask16 channel_mask(int64_t left) { return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1); }
 
@@ -151,66 +140,54 @@ PMPL_VNNI inline __m512i load16(const uint8_t* px, __mmask16 mask) {
 // Taps 16 channels wide, each zero-extended to a 32-bit lane: vpdpwssd multiplies the low 16
 // bits of a lane with the low 16 bits of the tap and the high halves too, and the tap's high
 // half is 0, so a lane of x - zero (sign in its high half) adds exactly (x - zero) * tap.
-template <int kK, bool kU8>
-PMPL_VNNI void depthwise_row(const uint8_t* x, int64_t h, int64_t w, const PackedDepthwise& p, const Out& o,
-                             int64_t oy, int64_t wo, void* out, int64_t out_bytes) {
-  constexpr int pad = kK / 2;
-  const int stride = p.stride;
-  const int64_t c = p.channels, iy0 = oy * stride - pad;
-  const bool rows_inside = iy0 >= 0 && iy0 + kK <= h;
-  const __m512i zero = _mm512_set1_epi32(p.x_zero);
-  for (int64_t ch = 0; ch < c; ch += 16) {
-    const __mmask16 mask = channel_mask(c - ch);
-    __m512i taps[kK * kK];
-    for (int t = 0; t < kK * kK; ++t) {
-      taps[t] = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.taps.data() + t * p.padded + ch)));
-    }
-    const __m512i inner = _mm512_loadu_si512(p.inner_offset.data() + ch), border = _mm512_loadu_si512(o.offset + ch);
-    for (int64_t ox = 0; ox < wo; ++ox) {
-      const int64_t ix0 = ox * stride - pad;
-      __m512i acc;
-      if (rows_inside && ix0 >= 0 && ix0 + kK <= w) {
-        // The zero point is in `inner` already: the window adds sum x * tap.
-        acc = inner;
-        for (int ky = 0; ky < kK; ++ky) {
-          const uint8_t* px = x + ((iy0 + ky) * w + ix0) * c;
-          for (int kx = 0; kx < kK; ++kx) acc = _mm512_dpwssd_epi32(acc, load16(px + kx * c + ch, mask), taps[ky * kK + kx]);
-        }
-      } else {
-        acc = border;
-        for (int ky = 0; ky < kK; ++ky) {
-          const int64_t iy = iy0 + ky;
-          if (iy < 0 || iy >= h) continue;
-          for (int kx = 0; kx < kK; ++kx) {
-            const int64_t ix = ix0 + kx;
-            if (ix < 0 || ix >= w) continue;  // padding is the real 0: it adds nothing
-            const __m512i v = _mm512_sub_epi32(load16(x + (iy * w + ix) * c + ch, mask), zero);
-            acc = _mm512_dpwssd_epi32(acc, v, taps[ky * kK + kx]);
+struct Rows {
+  template <int kK, bool kU8>
+  PMPL_VNNI static void row(const uint8_t* x, int64_t h, int64_t w, const PackedDepthwise& p, const Out& o,
+                            int64_t oy, int64_t wo, void* out, int64_t out_bytes) {
+    constexpr int pad = kK / 2;
+    const int stride = p.stride;
+    const int64_t c = p.channels, iy0 = oy * stride - pad;
+    const bool rows_inside = iy0 >= 0 && iy0 + kK <= h;
+    const __m512i zero = _mm512_set1_epi32(p.x_zero);
+    for (int64_t ch = 0; ch < c; ch += 16) {
+      const __mmask16 mask = channel_mask(c - ch);
+      __m512i taps[kK * kK];
+      for (int t = 0; t < kK * kK; ++t) {
+        const int16_t* tap = p.taps.data() + t * p.padded + ch;
+        taps[t] = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(tap)));
+      }
+      const __m512i inner = _mm512_loadu_si512(p.inner_offset.data() + ch), border = _mm512_loadu_si512(o.offset + ch);
+      for (int64_t ox = 0; ox < wo; ++ox) {
+        const int64_t ix0 = ox * stride - pad;
+        __m512i acc;
+        if (rows_inside && ix0 >= 0 && ix0 + kK <= w) {
+          // The zero point is in `inner` already: the window adds sum x * tap.
+          acc = inner;
+          for (int ky = 0; ky < kK; ++ky) {
+            const uint8_t* px = x + ((iy0 + ky) * w + ix0) * c;
+            for (int kx = 0; kx < kK; ++kx) {
+              acc = _mm512_dpwssd_epi32(acc, load16(px + kx * c + ch, mask), taps[ky * kK + kx]);
+            }
+          }
+        } else {
+          acc = border;
+          for (int ky = 0; ky < kK; ++ky) {
+            const int64_t iy = iy0 + ky;
+            if (iy < 0 || iy >= h) continue;
+            for (int kx = 0; kx < kK; ++kx) {
+              const int64_t ix = ix0 + kx;
+              if (ix < 0 || ix >= w) continue;  // padding is the real 0: it adds nothing
+              const __m512i v = _mm512_sub_epi32(load16(x + (iy * w + ix) * c + ch, mask), zero);
+              acc = _mm512_dpwssd_epi32(acc, v, taps[ky * kK + kx]);
+            }
           }
         }
+        emit16<kU8>(acc, o, ch, mask, static_cast<char*>(out) + ox * c * out_bytes);
       }
-      emit16<kU8>(acc, o, ch, mask, static_cast<char*>(out) + ox * c * out_bytes);
     }
   }
-}
+};
 
-template <int kK>
-void depthwise_k(const uint8_t* x, int64_t batch, int64_t h, int64_t w, const PackedDepthwise& p, void* out) {
-  const int pad = kK / 2;
-  const int64_t ho = (h + 2 * pad - kK) / p.stride + 1, wo = (w + 2 * pad - kK) / p.stride + 1;
-  const Out o = out_of(p.out);
-  const int64_t out_bytes = p.out.u8 ? 1 : 4;
-#pragma omp parallel for if (batch * ho * wo * p.channels > 65536)
-  for (int64_t row = 0; row < batch * ho; ++row) {
-    const uint8_t* image = x + row / ho * h * w * p.channels;
-    void* dst = static_cast<char*>(out) + row * wo * p.channels * out_bytes;
-    if (p.out.u8) {
-      depthwise_row<kK, true>(image, h, w, p, o, row % ho, wo, dst, out_bytes);
-    } else {
-      depthwise_row<kK, false>(image, h, w, p, o, row % ho, wo, dst, out_bytes);
-    }
-  }
-}
 
 }  // namespace
 
@@ -218,7 +195,7 @@ void pointwise(const uint8_t* x, int64_t m, const PackedPointwise& p, void* out)
   const int64_t n = p.n(), k = p.k(), block_bytes = p.k_groups() * 64, out_bytes = p.out().u8 ? 1 : 4;
   const int64_t row_tiles = (m + kTileRows - 1) / kTileRows;
   const int64_t col_tiles = (p.blocks() + kTileBlocks - 1) / kTileBlocks;
-  const Out o = out_of(p.out());
+  const Out o(p.out());
   const auto& tiles = p.out().u8 ? kTiles<true> : kTiles<false>;
   // Column tiles outermost: a thread's tiles share one panel of weights, which stays in cache
   // while the pixels stream past.
@@ -233,11 +210,7 @@ void pointwise(const uint8_t* x, int64_t m, const PackedPointwise& p, void* out)
 }
 
 bool depthwise(const uint8_t* x, int64_t batch, int64_t h, int64_t w, const PackedDepthwise& p, void* out) {
-  switch (p.kernel) {
-    case 3: depthwise_k<3>(x, batch, h, w, p, out); return true;
-    case 5: depthwise_k<5>(x, batch, h, w, p, out); return true;
-    default: return false;
-  }
+  return depthwise_with<Rows>(x, batch, h, w, p, out);
 }
 
 #else

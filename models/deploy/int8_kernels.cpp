@@ -6,7 +6,7 @@
 
 #include "engine/blas.h"
 #include "engine/error.h"
-#include "models/deploy/int8_avx512.h"
+#include "models/deploy/int8_vector.h"
 
 namespace pmpl::deploy {
 
@@ -82,13 +82,25 @@ void dequantize_u8(const uint8_t* x, int64_t n, QuantParams q, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = q.scale * static_cast<float>(static_cast<int32_t>(x[i]) - q.zero_point);
 }
 
+std::vector<Int8Isa> available_int8_isas() {
+  std::vector<Int8Isa> isas{Int8Isa::kPortable};
+  if (avx2::available()) isas.push_back(Int8Isa::kAvx2);
+  if (avx512::available()) isas.push_back(Int8Isa::kAvx512Vnni);
+  return isas;
+}
+
 Int8Isa best_int8_isa() {
-  static const Int8Isa isa =
-      !blas::reference_requested() && avx512::available() ? Int8Isa::kAvx512Vnni : Int8Isa::kPortable;
+  static const Int8Isa isa = blas::reference_requested() ? Int8Isa::kPortable : available_int8_isas().back();
   return isa;
 }
 
-const char* int8_isa_name(Int8Isa isa) { return isa == Int8Isa::kAvx512Vnni ? "avx512-vnni" : "portable"; }
+const char* int8_isa_name(Int8Isa isa) {
+  switch (isa) {
+    case Int8Isa::kAvx2: return "avx2";
+    case Int8Isa::kAvx512Vnni: return "avx512-vnni";
+    default: return "portable";
+  }
+}
 
 namespace {
 
@@ -251,12 +263,14 @@ void depthwise_portable(const uint8_t* x, int64_t batch, int64_t h, int64_t w, c
 void pointwise_u8(const uint8_t* x, int64_t m, const PackedPointwise& p, void* out, Int8Isa isa) {
   if (m == 0) return;
   if (isa == Int8Isa::kAvx512Vnni && avx512::available()) return avx512::pointwise(x, m, p, out);
+  if (isa == Int8Isa::kAvx2 && avx2::available()) return avx2::pointwise(x, m, p, out);
   pointwise_portable(x, m, p, out);
 }
 
 void depthwise_u8(const uint8_t* x, int64_t batch, int64_t h, int64_t w, const PackedDepthwise& p, void* out,
                   Int8Isa isa) {
   if (isa == Int8Isa::kAvx512Vnni && avx512::available() && avx512::depthwise(x, batch, h, w, p, out)) return;
+  if (isa == Int8Isa::kAvx2 && avx2::available() && avx2::depthwise(x, batch, h, w, p, out)) return;
   depthwise_portable(x, batch, h, w, p, out);
 }
 

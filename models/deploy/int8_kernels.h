@@ -43,12 +43,15 @@ Dequantize make_dequantize(const std::vector<float>& weight_scale, const std::ve
 
 // Which implementation runs the int8 convolutions: AVX-512 VNNI (vpdpbusd for the 1x1 convs'
 // dot products of four uint8 x int8 pairs, vpdpwssd for the depthwise taps) where the CPU has
-// it, else portable C++ the compiler vectorises. Both compute the same integers and round them
-// the same way, so their outputs are equal bit for bit (tests/test_int8.cpp holds them to it).
-enum class Int8Isa : uint8_t { kPortable, kAvx512Vnni };
+// it, else AVX2 (vpmaddwd on operands widened to int16; int8_vector.h), else portable C++ the
+// compiler vectorises. All compute the same integers and round them the same way, so their
+// outputs are equal bit for bit (tests/test_int8.cpp holds them to it).
+enum class Int8Isa : uint8_t { kPortable, kAvx2, kAvx512Vnni };
 
 // The best this CPU runs; kPortable when PMPL_REFERENCE_GEMM=1 is in the environment.
 Int8Isa best_int8_isa();
+// Every implementation this CPU runs, portable first (what the tests compare).
+std::vector<Int8Isa> available_int8_isas();
 const char* int8_isa_name(Int8Isa isa);
 
 // A conv's output transform per channel, from the int32 sum `acc` of its products (x - x_zero)
@@ -68,6 +71,18 @@ struct Int8Output {
 
 // A requantised (`r`) or dequantised (`d`: r null) output of `channels` channels.
 Int8Output make_int8_output(int64_t channels, const Requantize* r, const Dequantize* d);
+
+// An Int8Output's constants as the vector kernels read them in their loops.
+struct Int8OutputView {
+  explicit Int8OutputView(const Int8Output& o)
+      : offset(o.offset.data()), scale(o.scale.data()), bias(o.bias.data()),
+        above(static_cast<float>(o.hi - o.zero + 1)), zero(o.zero), lo(o.lo), hi(o.hi) {}
+  const int32_t* offset;
+  const float* scale;
+  const float* bias;
+  float above;  // hi - zero + 1: no larger value changes the result
+  int32_t zero, lo, hi;
+};
 
 // v rounded to the nearest integer, ties to even: what ONNX's QuantizeLinear does, and one
 // instruction (vcvtps2dq) in the vector kernels. |v| must be below 2^31.
