@@ -68,10 +68,23 @@ PMPL_AVX2 inline void emit8(__m256i acc, const Out& o, int64_t ch, int64_t count
 // unit: vpmaddwd against a block's packed weights (four consecutive inputs per channel, widened)
 // then gives each channel two lanes, inputs 0-1 and 2-3 of the group. `bytes` < 4 only at the
 // end of a row whose k is no multiple of 4: the missing inputs meet zero weights.
+template <size_t kBytes>
 PMPL_AVX2 inline __m256i broadcast_group(const uint8_t* x, size_t bytes) {
   int32_t v = 0;
-  std::memcpy(&v, x, bytes);
+  std::memcpy(&v, x, kBytes == 4 ? 4 : bytes);  // a constant 4 is one load, any other a call
   return _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(v)));
+}
+
+// Group g of kRows pixels into their accumulators (kBytes 4, or 0 for the row's last `bytes`).
+template <int kRows, size_t kBytes>
+PMPL_AVX2 inline void dot_group(__m256i (&acc)[kRows][4], const uint8_t* x, int64_t k, const int8_t* w, int64_t g,
+                                size_t bytes) {
+  __m256i xb[kRows];
+  for (int r = 0; r < kRows; ++r) xb[r] = broadcast_group<kBytes>(x + r * k + 4 * g, bytes);
+  for (int q = 0; q < 4; ++q) {
+    const __m256i wq = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + g * 64 + q * 16)));
+    for (int r = 0; r < kRows; ++r) acc[r][q] = _mm256_add_epi32(acc[r][q], _mm256_madd_epi16(xb[r], wq));
+  }
 }
 
 // The two-lanes-per-channel sums of channels 0-3 (a) and 4-7 (b) to channels 0-7 in order: the
@@ -90,16 +103,9 @@ PMPL_AVX2 void pointwise_tile(const uint8_t* x, int64_t k, const int8_t* w, cons
   for (int r = 0; r < kRows; ++r) {
     for (int q = 0; q < 4; ++q) acc[r][q] = _mm256_setzero_si256();
   }
-  const int64_t groups = (k + 3) / 4, full = k / 4;
-  for (int64_t g = 0; g < groups; ++g) {
-    const size_t bytes = g < full ? 4 : static_cast<size_t>(k % 4);
-    __m256i xb[kRows];
-    for (int r = 0; r < kRows; ++r) xb[r] = broadcast_group(x + r * k + 4 * g, bytes);
-    for (int q = 0; q < 4; ++q) {
-      const __m256i wq = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(w + g * 64 + q * 16)));
-      for (int r = 0; r < kRows; ++r) acc[r][q] = _mm256_add_epi32(acc[r][q], _mm256_madd_epi16(xb[r], wq));
-    }
-  }
+  const int64_t full = k / 4;
+  for (int64_t g = 0; g < full; ++g) dot_group<kRows, 4>(acc, x, k, w, g, 4);
+  if (k % 4 != 0) dot_group<kRows, 0>(acc, x, k, w, full, static_cast<size_t>(k % 4));
   for (int r = 0; r < kRows; ++r) {
     void* row = static_cast<char*>(out) + r * n * out_bytes;
     for (int half = 0; half < 2; ++half) {
@@ -118,8 +124,10 @@ using TileFn = void (*)(const uint8_t*, int64_t, const int8_t*, const Out&, int6
 template <bool kU8>
 constexpr std::array<TileFn, kTileRows> kTiles = {&pointwise_tile<1, kU8>, &pointwise_tile<2, kU8>};
 
-// 8 channels of a pixel, zero-extended to 32-bit lanes; only `count` (<= 8) are read.
+// 8 channels of a pixel, zero-extended to 32-bit lanes; only `count` (<= 8) are read. (A copy of
+// `count` bytes is a call to memcpy: the whole 8 take one load.)
 PMPL_AVX2 inline __m256i load8(const uint8_t* px, int64_t count) {
+  if (count == 8) return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(px)));
   int64_t v = 0;
   std::memcpy(&v, px, static_cast<size_t>(count));
   return _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v));
