@@ -12,6 +12,11 @@ a backbone (--model: mobilenetv2, the default, or any other in pmpl's registry w
              skip for every forced one), lead10 (a forced fix keeps its most probable op where it
              leads the second by >= 0.10, else skip), decided_none and lead10_none (the same with
              the enhancer removed, genotype op "none", instead of skip)
+  onepass    the MP variant searching in its own run at the arm's budget: the alphas step, the
+             enhancers are fixed (by threshold, then all at --force-fix-epoch, half by default) and
+             the fixed network trains on to the end, as the paper trains (search, fix and training
+             in one run, no retraining); its weights train on --train-images like every arm's, its
+             alphas on the held-out architecture split beside them
   random     the MP variant with a random genotype (one op per enhancer, uniformly, per seed)
   max3       the MP variant with every enhancer max3
   skip       the MP variant with every enhancer skip (the enhancer without pooling)
@@ -38,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPS = ["skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"]
-ARMS = ["plain", "pmpl", "random", "max3", "skip"]
+ARMS = ["plain", "pmpl", "onepass", "random", "max3", "skip"]
 
 
 RULES = {"alpha": ("probs", 1), "alpha2": ("probs", 2), "rise": ("loss_rise", 1), "rise2": ("loss_rise", 2),
@@ -193,6 +198,8 @@ class Bench:
         base = ["--epochs", str(self.a.epochs), "--limit-train", str(self.a.train_images), "--seed", str(seed)]
         if arm == "plain":
             return ["--model", self.a.model, *base]
+        if arm == "onepass":
+            return ["--model", self.mp, *base]
         if arm in self.searched:
             search = os.path.join(self.a.out, self.search_name(arm, seed), "genotype.json")
             return ["--model", self.mp, "--genotype", search, *base]
@@ -264,6 +271,9 @@ class Bench:
             rows = [results[f"{arm}-s{s}"] for s in seeds]
             if arm == "plain":
                 sizes = [self.summary(["--model", a.model])] * len(seeds)
+            elif arm == "onepass":  # the genotype its own run fixed
+                sizes = [self.summary(["--model", self.mp, "--genotype", os.path.join(runs[f"{arm}-s{s}"], "genotype.json")])
+                         for s in seeds]
             else:
                 sizes = [self.summary(["--model", self.mp, "--genotype",
                                        self.arm_flags(arm, s)[self.arm_flags(arm, s).index("--genotype") + 1]])
@@ -275,8 +285,9 @@ class Bench:
                           "img_per_s": statistics.mean(r["img_per_s"] for r in rows),
                           "train_seconds": statistics.mean(r["seconds"] for r in rows)})
         searches = []
-        for arm, s in ((arm, s) for arm in self.searched for s in seeds):
-            name = self.search_name(arm, s)
+        searching = [*self.searched, *(["onepass"] if "onepass" in arms else [])]
+        for arm, s in ((arm, s) for arm in searching for s in seeds):
+            name = f"onepass-s{s}" if arm == "onepass" else self.search_name(arm, s)
             run = os.path.join(a.out, name)
             fixes = fixes_of(run, self.names)
             searches.append({"arm": arm, "seed": s, "seconds": results[name]["seconds"],

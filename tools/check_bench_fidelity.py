@@ -62,7 +62,7 @@ def main():
             raise SystemExit(1)
         report = json.load(open(os.path.join(out, "fidelity.json")))
         arms = {r["arm"]: r for r in report["arms"]}
-        ok = sorted(arms) == sorted(["plain", "pmpl", "random", "max3", "skip"]) and all(
+        ok = sorted(arms) == sorted(["plain", "pmpl", "onepass", "random", "max3", "skip"]) and all(
             len(r["top1"]) == 2 for r in arms.values())
         print(f"arms {sorted(arms)}, two seeds each: {'ok' if ok else 'WRONG'}")
         failures += not ok
@@ -70,11 +70,17 @@ def main():
         print(f"the CPU recorded and each arm paired with plain by seed: {'ok' if ok else 'WRONG'}")
         failures += not ok
         names = None
+        kinds = sorted({(s["arm"], s["seed"]) for s in report["searches"]})
+        ok = kinds == [("onepass", 0), ("onepass", 1), ("pmpl", 0), ("pmpl", 1)]
+        print(f"searches reported: {kinds}: {'ok' if ok else 'WRONG'}")
+        failures += not ok
         for s in report["searches"]:
-            genotype = json.load(open(os.path.join(out, f"search-s{s['seed']}", "genotype.json")))
+            # The onepass arm searches, fixes and trains on in its own run; pmpl's searches run apart.
+            run = f"onepass-s{s['seed']}" if s["arm"] == "onepass" else f"search-s{s['seed']}"
+            genotype = json.load(open(os.path.join(out, run, "genotype.json")))
             names = [e["name"] for e in genotype["enhancers"]]
             ok = len(s["genotype"]) == 10 and len(names) == 10 and all(n.endswith(".enhancer") for n in names)
-            print(f"search seed {s['seed']}: {len(s['genotype'])} fixes over {names}: {'ok' if ok else 'WRONG'}")
+            print(f"{s['arm']} search seed {s['seed']}: {len(s['genotype'])} fixes over {names}: {'ok' if ok else 'WRONG'}")
             failures += not ok
         random_names = [e["name"] for e in json.load(open(os.path.join(out, "random-s0.genotype.json")))["enhancers"]]
         ok = random_names == names
