@@ -20,7 +20,7 @@ a backbone (--model: mobilenetv2, the default, or any other in pmpl's registry w
   random     the MP variant with a random genotype (one op per enhancer, uniformly, per seed)
   max3       the MP variant with every enhancer max3
   skip       the MP variant with every enhancer skip (the enhancer without pooling)
---arms chooses among the fixed arms (plain always).
+--arms chooses among the fixed arms (plain always; onepass only when named).
 and prints a table (mean +- std of val top-1/top-5, params, MACs, training img/s), writes
 fidelity.json and, per search, the enhancers' probabilities over it (plot_run.py's enhancers.png).
 
@@ -91,8 +91,9 @@ def parse_args():
                    help="another searched arm: its searches add FLAGS to the default search's (repeatable)")
     p.add_argument("--derived", type=parse_derived, action="append", default=[], metavar="NAME=SEARCH:RULE",
                    help="an arm whose genotype RULE reads off searched arm SEARCH's fixes (repeatable)")
-    p.add_argument("--arms", default=",".join(ARMS),
-                   help="which of the fixed arms to train, comma-separated (plain comes first; default: all)")
+    p.add_argument("--arms", default=",".join(x for x in ARMS if x != "onepass"),
+                   help="which of the fixed arms to train, comma-separated (plain comes first; default: all but "
+                        "onepass, whose runs each cost a search at the whole budget)")
     a = p.parse_args()
     a.arms = [x for x in a.arms.split(",") if x]
     unknown = [x for x in a.arms if x not in ARMS]

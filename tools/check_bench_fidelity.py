@@ -54,7 +54,8 @@ def main():
         done = subprocess.run([sys.executable, os.path.join(HERE, "bench_fidelity.py"), "--data", data, "--out", out,
                                "--pmpl", pmpl, "--model", "mobilenetv3_small", "--extra", "--bn-momentum 0.1",
                                "--seeds", "2", "--epochs", "1", "--train-images", "96", "--search-images", "96",
-                               "--input-size", "28", "--batch-size", "16", "--jobs", "2"],
+                               "--input-size", "28", "--batch-size", "16", "--jobs", "2",
+                               "--arms", "plain,pmpl,onepass,random,max3,skip"],
                               capture_output=True, text=True)
         print(done.stdout[-1500:], done.stderr[-1500:])
         if done.returncode != 0:
