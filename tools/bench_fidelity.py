@@ -193,6 +193,9 @@ class Bench:
 
     @staticmethod
     def search_name(arm, seed):
+        """The run whose fixes are arm's search (onepass searches in its own run)."""
+        if arm == "onepass":
+            return f"onepass-s{seed}"
         return f"search-s{seed}" if arm == "pmpl" else f"search-{arm}-s{seed}"
 
     def arm_flags(self, arm, seed):
@@ -273,8 +276,8 @@ class Bench:
             if arm == "plain":
                 sizes = [self.summary(["--model", a.model])] * len(seeds)
             elif arm == "onepass":  # the genotype its own run fixed
-                sizes = [self.summary(["--model", self.mp, "--genotype", os.path.join(runs[f"{arm}-s{s}"], "genotype.json")])
-                         for s in seeds]
+                sizes = [self.summary(["--model", self.mp, "--genotype",
+                                       os.path.join(a.out, self.search_name(arm, s), "genotype.json")]) for s in seeds]
             else:
                 sizes = [self.summary(["--model", self.mp, "--genotype",
                                        self.arm_flags(arm, s)[self.arm_flags(arm, s).index("--genotype") + 1]])
@@ -288,7 +291,7 @@ class Bench:
         searches = []
         searching = [*self.searched, *(["onepass"] if "onepass" in arms else [])]
         for arm, s in ((arm, s) for arm in searching for s in seeds):
-            name = f"onepass-s{s}" if arm == "onepass" else self.search_name(arm, s)
+            name = self.search_name(arm, s)
             run = os.path.join(a.out, name)
             fixes = fixes_of(run, self.names)
             searches.append({"arm": arm, "seed": s, "seconds": results[name]["seconds"],
