@@ -25,7 +25,10 @@ and prints a table (mean +- std of val top-1/top-5, params, MACs, training img/s
 fidelity.json and, per search, the enhancers' probabilities over it (plot_run.py's enhancers.png).
 
 Every run is `pmpl train` with the same flags but the model's; the validation split is only ever
-evaluated, never used to choose anything (the defaults were chosen on a split of train/).
+evaluated, never used to choose anything (the defaults were chosen on a split of train/). Run again
+with the same --out, the bench reuses the runs that finished (wherever they came from) and
+continues those it started with the same flags from their last checkpoint (--save-interval in
+--extra makes those more frequent than each epoch's end).
 
 usage: /usr/bin/python3 tools/bench_fidelity.py --data DIR --out DIR [options]   (--help)
 """
@@ -44,6 +47,9 @@ from concurrent.futures import ThreadPoolExecutor
 HERE = os.path.dirname(os.path.abspath(__file__))
 OPS = ["skip", "strip", "max3", "max5", "max7", "avg3", "avg5", "avg7"]
 ARMS = ["plain", "pmpl", "onepass", "random", "max3", "skip"]
+# In each run's folder: the pmpl train flags it was started with, so a later invocation resumes
+# only a run of the same flags.
+BENCH_FLAGS = "bench_flags.json"
 
 
 RULES = {"alpha": ("probs", 1), "alpha2": ("probs", 2), "rise": ("loss_rise", 1), "rise2": ("loss_rise", 2),
@@ -156,15 +162,24 @@ class Bench:
                 l.get("type") == "epoch" and "val_top1" in l and l["epoch"] + 1 == self.epochs_of(flags)
                 for l in read_log(run)):
             return run  # done by an earlier, interrupted invocation
-        if os.path.exists(run):
-            subprocess.run(["rm", "-rf", run], check=True)
+        # A run an earlier invocation started with these very flags continues from its last
+        # checkpoint (exact resume); anything else there starts again.
+        stamp, args = os.path.join(run, BENCH_FLAGS), [*self.common, *flags]
+        resumable = os.path.exists(os.path.join(run, "checkpoint-last.safetensors")) and os.path.exists(stamp) and \
+            json.load(open(stamp)) == args
+        if not resumable:
+            if os.path.exists(run):
+                subprocess.run(["rm", "-rf", run], check=True)
+            os.makedirs(run)
+            with open(stamp, "w") as f:
+                json.dump(args, f)
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads))
         start = time.time()
-        done = subprocess.run([self.a.pmpl, "train", *self.common, *flags, "--output", run], env=env,
+        done = subprocess.run([self.a.pmpl, "train", *args, "--resume" if resumable else "--output", run], env=env,
                               capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"bench_fidelity: {name} failed ({done.returncode}):\n{done.stderr}{done.stdout}")
-        print(f"  {name}: {time.time() - start:.0f} s", flush=True)
+        print(f"  {name}: {time.time() - start:.0f} s{' (resumed)' if resumable else ''}", flush=True)
         return run
 
     @staticmethod

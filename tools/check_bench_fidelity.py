@@ -4,7 +4,8 @@ Python.BenchFidelity, about 20 s): on a generated 3-class dataset, `--model mobi
 with 2 seeds runs every arm and its searches, and fidelity.json has each arm's two results and
 each search's genotype over all 10 of MobileNetV3-Small-MP's enhancers, named as the network
 names them; the random arm's genotype names the same enhancers; the CPU is recorded and every arm
-is compared with plain seed by seed.
+is compared with plain seed by seed. Then a run killed mid-way is resumed by the next invocation
+and ends where the uninterrupted run ended, and a run started with other flags starts again.
 
 usage: python3 tools/check_bench_fidelity.py PMPL_BINARY
 """
@@ -87,7 +88,54 @@ def main():
         ok = random_names == names
         print(f"the random arm's genotype names the searched network's enhancers: {'ok' if ok else 'WRONG'}")
         failures += not ok
+        failures += check_resume(pmpl, data, os.path.join(tmp, "resume"))
     raise SystemExit(1 if failures else 0)
+
+
+def check_resume(pmpl, data, out):
+    """A run killed after its first epoch's checkpoint is continued by the next invocation, not
+    started again, and ends where the uninterrupted run ended; a run of other flags starts again."""
+    bench = [sys.executable, os.path.join(HERE, "bench_fidelity.py"), "--data", data, "--out", out, "--pmpl", pmpl,
+             "--model", "mobilenetv3_small", "--extra", "--bn-momentum 0.1", "--seeds", "1", "--epochs", "2",
+             "--train-images", "96", "--input-size", "28", "--batch-size", "16", "--jobs", "2", "--arms", "plain"]
+    run = os.path.join(out, "plain-s0")
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // 2)))  # the bench's, at --jobs 2
+
+    def last_epoch():  # its losses: exact resume gives them bit for bit, and another run does not
+        last = [json.loads(l) for l in open(os.path.join(run, "log.jsonl")) if '"val_top1"' in l][-1]
+        return last["epoch"], last["train_loss"], last["val_loss"]
+
+    def invoke():
+        done = subprocess.run(bench, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"bench_fidelity (resume check) exited {done.returncode}: {done.stderr[-1500:]}")
+            raise SystemExit(1)
+        return done.stdout
+
+    invoke()
+    whole = last_epoch()
+    flags = json.load(open(os.path.join(run, "bench_flags.json")))
+    subprocess.run(["rm", "-rf", run], check=True)
+    os.makedirs(run)
+    json.dump(flags, open(os.path.join(run, "bench_flags.json"), "w"))
+    # 6 steps an epoch: killed 3 steps into the second, after the first epoch's checkpoint.
+    killed = subprocess.run([pmpl, "train", *flags, "--output", run, "--max-steps", "9"], env=env,
+                            capture_output=True, text=True)
+    stdout = invoke()
+    ok = killed.returncode == 0 and "plain-s0: " in stdout and "(resumed)" in stdout and last_epoch() == whole
+    print(f"a killed run resumed by the next invocation ({whole} uninterrupted, {last_epoch()} resumed): "
+          f"{'ok' if ok else 'WRONG'}")
+    failures = not ok
+    subprocess.run(["rm", "-rf", run], check=True)
+    os.makedirs(run)
+    other = list(flags)
+    other[other.index("--seed") + 1] = "1"
+    json.dump(other, open(os.path.join(run, "bench_flags.json"), "w"))
+    subprocess.run([pmpl, "train", *flags, "--output", run, "--max-steps", "9"], env=env, capture_output=True, text=True)
+    stdout = invoke()
+    ok = "plain-s0: " in stdout and "(resumed)" not in stdout and last_epoch() == whole
+    print(f"a run of other flags started again: {'ok' if ok else 'WRONG'}")
+    return failures + (not ok)
 
 
 if __name__ == "__main__":
