@@ -259,6 +259,36 @@ TEST(Train, ModelEmaAveragesWeightsAndBuffers) {
   EXPECT_EQ(mean.tensor.to_vector<float>()[0], 3.0f);
 }
 
+// What a fix rewrites (here the weight and the running mean) the average takes as the fix left
+// it; what it leaves alone (the bias, the running variance) keeps its average.
+TEST(Train, ModelEmaFollowsWhatAChangeRewrote) {
+  BatchNorm bn(2);
+  ParameterGroup group(bn.parameters());
+  ModelEma ema(bn, group, {0.5, false});
+  const NamedTensor mean = bn.buffers()[0], var = bn.buffers()[1];
+  ASSERT_EQ(var.name, "running_var");
+  for (int64_t t = 1; t <= 2; ++t) {
+    Tensor live = group.values();
+    live.copy_(Tensor::from_vector<float>({1.0f * t, 2.0f * t, 3.0f * t, 4.0f * t}, Shape{4}));
+    Tensor m = mean.tensor, v = var.tensor;
+    m.fill_(static_cast<double>(t));
+    v.fill_(static_cast<double>(t));
+    ema.update(t);
+  }
+  ema.follow([&] {
+    Tensor weight = group.values().view_slice(0, Shape{2});
+    weight.copy_(Tensor::from_vector<float>({10.0f, 20.0f}, Shape{2}));
+    Tensor m = mean.tensor;
+    m.fill_(7.0);
+  });
+  std::map<std::string, Tensor> saved;
+  for (const auto& [name, t] : ema.tensors()) saved[name] = t.to(Device::cpu());
+  EXPECT_EQ(saved.at("ema.weight").to_vector<float>(), (std::vector<float>{10.0f, 20.0f}));
+  EXPECT_EQ(saved.at("ema.running_mean").to_vector<float>(), (std::vector<float>{7.0f, 7.0f}));
+  EXPECT_EQ(saved.at("ema.bias").to_vector<float>(), (std::vector<float>{4.5f, 6.0f}));
+  EXPECT_EQ(saved.at("ema.running_var").to_vector<float>(), (std::vector<float>{1.5f, 1.5f}));
+}
+
 // A deactivated parameter keeps its value and optimiser state while the rest move on.
 TEST(Train, InactiveParametersAreFrozen) {
   Tensor a = Tensor::from_vector<double>({1.0, 2.0}, Shape{2}), b = Tensor::from_vector<double>({3.0}, Shape{1});

@@ -620,6 +620,44 @@ TEST(Pmpl, ModelEmaResumesAndLoads) {
   EXPECT_THROW(load_model_from_file(plain.dir + "/checkpoint-last.safetensors", true), Error);
 }
 
+// --model-ema through a fix: the tensors the fix rewrote (the statistics re-estimated, a removed
+// enhancer's scale folded into its block's projection) are the average's as the fix left them,
+// while the weights it did not touch keep their average. The search's one forced fix comes at its
+// very end, after the last update, so the checkpoint shows the fix's effect alone; every enhancer
+// is undecided at --skip-undecided 1, so every one is removed and every batchnorm re-estimated.
+TEST(Pmpl, ModelEmaTakesWhatAFixRewrote) {
+  TempRun run("ema_fix");
+  TrainConfig c = tiny_search(run.dir);
+  c.model_ema = true;
+  c.model_ema_decay = 0.9;
+  c.force_fix_epoch = c.epochs;
+  c.fix_threshold = 1.0;
+  c.skip_undecided = 1.0;
+  ASSERT_TRUE(run_training(c).completed);
+  std::vector<std::string> removed;
+  for (const nlohmann::json& line : read_log(run.dir)) {
+    if (line.value("event", "") == "fixed") {
+      EXPECT_EQ(line["ops"], "none") << line.dump();
+      removed.push_back(line["name"]);
+    }
+  }
+  ASSERT_EQ(removed.size(), 16u);
+  const auto bytes = checkpoint_bytes(run.dir + "/checkpoint-last.safetensors");
+  const auto same = [&](const std::string& name) {
+    EXPECT_TRUE(bytes.count(name) && bytes.count("ema." + name)) << name;
+    return bytes.at(name) == bytes.at("ema." + name);
+  };
+  for (const std::string& enhancer : removed) {
+    const std::string block = enhancer.substr(0, enhancer.size() - std::string(".enhancer").size());
+    EXPECT_TRUE(same(block + ".conv.2.weight")) << "the folded projection after " << enhancer;
+    EXPECT_TRUE(same(block + ".conv.3.running_mean")) << block;
+    EXPECT_TRUE(same(block + ".conv.3.running_var")) << block;
+  }
+  EXPECT_TRUE(same("features.0.1.running_var"));
+  EXPECT_FALSE(same("features.0.0.weight")) << "the stem, untouched by the fix, keeps its average";
+  EXPECT_FALSE(same("features.2.conv.1.0.weight")) << "a depthwise conv, untouched by the fix, keeps its average";
+}
+
 // A checkpoint says which optimiser wrote it; resuming under another is one clear line.
 TEST(Pmpl, ResumingUnderAnotherOptimizerIsOneClearError) {
   TempRun run("opt");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "engine/autograd.h"
 #include "engine/error.h"
@@ -86,6 +87,30 @@ bool ModelEma::restore(const TensorFile& file, const std::string& where) {
 void ModelEma::reset() {
   flat_.copy_(weights_.values());
   for (size_t i = 0; i < buffers_.size(); ++i) averaged_[i].copy_(buffers_[i].tensor);
+}
+
+void ModelEma::follow(const std::function<void()>& change) {
+  NoGradGuard no_grad;
+  const auto host = [](const Tensor& t) { return t.to(Device::cpu()).clone(); };
+  const Tensor weights_before = host(weights_.values());
+  std::vector<Tensor> buffers_before;
+  for (const NamedTensor& b : buffers_) buffers_before.push_back(host(b.tensor));
+  change();
+  const auto rewritten = [](const Tensor& before, const Tensor& after) {
+    return std::memcmp(before.raw_data(), after.raw_data(), before.nbytes()) != 0;
+  };
+  const Tensor live = weights_.values();
+  const Tensor weights_after = host(live);
+  for (size_t i = 0; i < weights_.params().size(); ++i) {
+    const Shape& shape = weights_.params()[i].tensor.shape();
+    const int64_t offset = weights_.offset(i);
+    if (!rewritten(weights_before.view_slice(offset, shape), weights_after.view_slice(offset, shape))) continue;
+    Tensor dst = flat_.view_slice(offset, shape);
+    dst.copy_(live.view_slice(offset, shape));
+  }
+  for (size_t i = 0; i < buffers_.size(); ++i) {
+    if (rewritten(buffers_before[i], host(buffers_[i].tensor))) averaged_[i].copy_(buffers_[i].tensor);
+  }
 }
 
 ModelEma::Swap::Swap(ModelEma& ema) : ema_(ema), weights_(ema.weights_.values().clone()) {

@@ -8,9 +8,13 @@
 // The weights are averaged in one flat buffer beside the ParameterGroup's (one update for all).
 // The buffers are the network's when the average is made: a fix later drops an unchosen strip
 // candidate's statistics (still averaged, never saved) and freezes an alpha into a buffer (saved
-// as its live value, which no longer moves).
+// as its live value, which no longer moves). A fix also rewrites live tensors (batchnorm
+// statistics re-estimated for the fixed network, a removed enhancer's scale folded into the next
+// convolution): `follow` gives the average those tensors as the fix left them, since an average
+// of their values before it describes a network that no longer exists.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -40,6 +44,9 @@ class ModelEma {
   bool restore(const TensorFile& file, const std::string& where);
   // The average becomes the live network (resuming a run saved without EMA).
   void reset();
+  // Runs `change` (a search's fix) on the live network; each weight or buffer it rewrote (any
+  // value's bits differ) is then copied into the average, the others keep theirs.
+  void follow(const std::function<void()>& change);
 
   // While alive, the network holds the averaged weights and buffers; the live ones come back at
   // its end (an evaluation of the average).

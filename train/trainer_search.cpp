@@ -76,13 +76,18 @@ std::vector<FixDecision> Trainer::forced_decisions() {
   return decisions;
 }
 
-// Fixes the decided enhancers (their batchnorms re-estimated on architecture batches), logs each.
+// Fixes the decided enhancers (their batchnorms re-estimated on architecture batches; with
+// --model-ema the average takes every tensor the fix rewrote), logs each.
 void Trainer::fix(const std::vector<FixDecision>& decisions, const char* why) {
   if (decisions.empty()) return;
-  search_->fix(decisions, [&] {
-    const data::Batch batch = next_arch_batch();
-    return ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_);
-  });
+  const auto change = [&] {
+    search_->fix(decisions, [&] {
+      const data::Batch batch = next_arch_batch();
+      return ops::normalize_images(batch.images.to(device_), kImageMean, kImageStd, compute_dtype_);
+    });
+  };
+  if (ema_) ema_->follow(change);
+  else change();
   for (const FixDecision& d : decisions) {
     const std::string chosen = Genotype::Entry{d.name, d.ops, d.removed}.label();
     // The lead of the first choice over the runner-up, in what decided it: probability or loss rise.
