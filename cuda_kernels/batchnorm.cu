@@ -23,7 +23,7 @@ __global__ void stats_kernel(const double* sums, float* running_mean, float* run
       double var = sums[c + j] * inv_rows - mean * mean;
       var = var > 0.0 ? var : 0.0;
       invstd = 1.0 / sqrt(var + eps);
-      if (running_mean != nullptr) {
+      if (running_mean != nullptr && running_var != nullptr) {
         const double unbias = rows / (rows - 1.0);
         running_mean[j] = static_cast<float>((1.0 - momentum) * running_mean[j] + momentum * mean);
         running_var[j] = static_cast<float>((1.0 - momentum) * running_var[j] + momentum * var * unbias);

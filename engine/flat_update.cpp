@@ -197,20 +197,23 @@ Tensor sum_squares(const Tensor& g, const Ranges& ranges) {
 }
 
 void clip_by_norm(const Tensor& g, const Ranges& ranges, const Tensor& sum_squares, double max_norm) {
-  float* gp = g.data<float>();
   if (g.is_cuda()) {
 #if PMPL_CUDA
+    float* gp = g.data<float>();
     for (const auto& [begin, end] : ranges) cuda::clip_by_norm(gp, begin, end, sum_squares.data<double>(), max_norm);
 #endif
     return;
   }
   const double norm = std::sqrt(sum_squares.item());
-  if (norm > max_norm) {
-    const auto factor = static_cast<float>(max_norm / (norm + 1e-6));
+  if (norm <= max_norm) return;
+  dispatch_float(g.dtype(), "clip_by_norm", [&](auto tag) {
+    using T = decltype(tag);
+    T* gp = g.template data<T>();
+    const auto factor = static_cast<T>(max_norm / (norm + 1e-6));
     for (const auto& [begin, end] : ranges) {
       for (int64_t i = begin; i < end; ++i) gp[i] *= factor;
     }
-  }
+  });
 }
 
 }  // namespace pmpl::flat

@@ -95,9 +95,14 @@ TEST(CudaOps, Activations) {
   // exp differs between the host's libm and CUDA's by an ulp or two.
   expect_gpu_matches_cpu("sigmoid", [](const Tensors& x) { return ops::sigmoid(x[0]); }, in, kSumOrder, kSumOrder);
   expect_gpu_matches_cpu("silu", [](const Tensors& x) { return ops::silu(x[0]); }, in, kSumOrder, kSumOrder);
-  // Elements moved, not computed: exact, both ways (written without a GPU, #15).
-  expect_gpu_matches_cpu("channel_shuffle", [](const Tensors& x) { return ops::channel_shuffle(x[0], 11); }, in, kExact,
-                         kExact);
+  // Elements moved, not computed: exact, both ways (written without a GPU). 12 channels in 3 groups
+  // and in 4: a group count of 1 or of C would be the identity both ways.
+  const Tensors twelve = {grad_input({3, 7, 5, 12}, 2, 4.0)};
+  for (int groups : {3, 4}) {
+    expect_gpu_matches_cpu("channel_shuffle",
+                           [groups](const Tensors& x) { return ops::channel_shuffle(x[0], groups); }, twelve, kExact,
+                           kExact);
+  }
 }
 
 TEST(CudaOps, BinaryOpsAndTheirBroadcasts) {

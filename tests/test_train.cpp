@@ -99,6 +99,23 @@ struct TwoParameters {
   }
 };
 
+// Gradient-norm clipping of a float64 group (the parity tests' dtype): gradients of norm 13
+// scaled to norm 5 (torch.nn.utils.clip_grad_norm_'s factor, max / (norm + 1e-6)); below the
+// bound they are left alone.
+TEST(Train, ClippingScalesAFloat64Group) {
+  TwoParameters p;
+  Tensor g = p.group.grads();
+  g.copy_(Tensor::from_vector<double>({3.0, 4.0, 0.0, 12.0, 0.0}, Shape{5}));
+  const double norm = std::sqrt(p.group.clip_gradients(5.0).item());
+  EXPECT_EQ(norm, 13.0) << "the norm before clipping";
+  const double factor = 5.0 / (13.0 + 1e-6);
+  EXPECT_EQ(p.group.grads().to_vector<double>(),
+            (std::vector<double>{3.0 * factor, 4.0 * factor, 0.0, 12.0 * factor, 0.0}));
+  g.copy_(Tensor::from_vector<double>({0.3, 0.4, 0.0, 1.2, 0.0}, Shape{5}));
+  p.group.clip_gradients(5.0);
+  EXPECT_EQ(p.group.grads().to_vector<double>(), (std::vector<double>{0.3, 0.4, 0.0, 1.2, 0.0}));
+}
+
 // timm 0.9.16's RMSpropTF(alpha=0.9, momentum=0.9, eps=1e-3, weight_decay=0.01), PyTorch 1.13
 // (tools/make_optimizer_fixtures.py).
 TEST(Train, RmspropTfMatchesTimm) {
