@@ -1,9 +1,9 @@
 // Batchnorm on the GPU (legacy default stream), the device side of engine/ops/batchnorm.cpp with
 // the same arithmetic: statistics from per-channel sums and sums of squares in double
 // (deterministic, cuda_kernels/column_sums.cuh), the fused activation (`act`: 0 none, 1 ReLU6,
-// 2 hardswish, 3 ReLU, 4 SiLU, as ops::BnActivation) applied in the normalise pass and its derivative recomputed
-// in backward, where the masked gradient is never stored (the sums compute it on
-// the fly, the input-gradient pass again). x, y, dy and dx are of `dtype` (f32, bf16, f16);
+// 2 hardswish, 3 ReLU, 4 SiLU, as ops::BnActivation) applied in the normalise pass and its
+// derivative recomputed in backward, where the masked gradient is never stored (the sums compute
+// it on the fly, the input-gradient pass again). x, y, dy and dx are of `dtype` (f32, bf16, f16);
 // gamma, beta, running statistics and their gradients are f32 (mixed precision keeps them so).
 // Synchronised statistics (--sync-bn): `reduce_sums` is called between the kernels, on the
 // device sums, to add the other processes' into them (NCCL). Written without a GPU: compiled

@@ -91,16 +91,17 @@ void ModelEma::reset() {
 
 void ModelEma::follow(const std::function<void()>& change) {
   NoGradGuard no_grad;
-  const auto host = [](const Tensor& t) { return t.to(Device::cpu()).clone(); };
-  const Tensor weights_before = host(weights_.values());
+  // Copies, since on the CPU `to` returns the live tensor itself; after the change a view will do.
+  const auto copy = [](const Tensor& t) { return t.to(Device::cpu()).clone(); };
+  const Tensor weights_before = copy(weights_.values());
   std::vector<Tensor> buffers_before;
-  for (const NamedTensor& b : buffers_) buffers_before.push_back(host(b.tensor));
+  for (const NamedTensor& b : buffers_) buffers_before.push_back(copy(b.tensor));
   change();
   const auto rewritten = [](const Tensor& before, const Tensor& after) {
     return std::memcmp(before.raw_data(), after.raw_data(), before.nbytes()) != 0;
   };
   const Tensor live = weights_.values();
-  const Tensor weights_after = host(live);
+  const Tensor weights_after = live.to(Device::cpu());
   for (size_t i = 0; i < weights_.params().size(); ++i) {
     const Shape& shape = weights_.params()[i].tensor.shape();
     const int64_t offset = weights_.offset(i);
@@ -109,7 +110,7 @@ void ModelEma::follow(const std::function<void()>& change) {
     dst.copy_(live.view_slice(offset, shape));
   }
   for (size_t i = 0; i < buffers_.size(); ++i) {
-    if (rewritten(buffers_before[i], host(buffers_[i].tensor))) averaged_[i].copy_(buffers_[i].tensor);
+    if (rewritten(buffers_before[i], buffers_[i].tensor.to(Device::cpu()))) averaged_[i].copy_(buffers_[i].tensor);
   }
 }
 
